@@ -1,0 +1,70 @@
+/* campaignctl.c: the command-line companion of campaignd: global options and subcommand dispatch. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "ctl.h"
+
+static const struct ctl_command commands[] = {
+	{ "check", ctl_check, "check [--strict] [--format text|json] [PATH...]",
+	    "check campaignd.yaml and campaign files" },
+};
+
+static void
+usage(FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "usage: campaignctl [-c CONFIG] COMMAND [ARGS...]\n\ncommands:\n");
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-52s %s\n", commands[i].synopsis, commands[i].help);
+	fprintf(out, "\nCONFIG defaults to $CAMPAIGND_CONFIG, then %s.\n", CTL_DEFAULT_CONFIG);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 } };
+	const char *config = getenv("CAMPAIGND_CONFIG");
+	size_t i;
+	int ch;
+
+	if (config == NULL || config[0] == '\0')
+		config = CTL_DEFAULT_CONFIG;
+	/* '+': stop at the subcommand; its options are its own. */
+	while ((ch = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("campaignctl %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			argc -= optind;
+			argv += optind;
+			optind = 1;
+			return commands[i].run(config, argc, argv);
+		}
+	}
+	fprintf(stderr, "campaignctl: unknown command '%s'\n", argv[optind]);
+	usage(stderr);
+	return CTL_EXIT_USAGE;
+}

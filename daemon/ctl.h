@@ -1,0 +1,19 @@
+/* ctl.h: campaignctl's subcommands share this interface and its exit codes. */
+#ifndef CAMPAIGND_CTL_H
+#define CAMPAIGND_CTL_H
+
+#define CTL_DEFAULT_CONFIG "/etc/campaignd/campaignd.yaml"
+
+enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
+
+/* A subcommand: run(config path, argc, argv) with argv[0] the command's name; returns the exit code. */
+struct ctl_command {
+	const char *name;
+	int (*run)(const char *config, int argc, char **argv);
+	const char *synopsis;
+	const char *help;
+};
+
+int ctl_check(const char *config, int argc, char **argv);
+
+#endif

@@ -1,0 +1,788 @@
+/* conf.c: campaignd.yaml (settings, policy, channels, notify), campaign directories, lookups. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lex.h"
+#include "pctx.h"
+#include "util.h"
+
+#define CONF_MAX_FILE (1024 * 1024) /* campaign and settings files: 1 MiB */
+
+static const char *const kind_names[] = { "sms", "email", "whatsapp", "webhook", NULL };
+static const char *const driver_names[] = { "outbox", "webhook", "twilio", "smtp",
+	"whatsapp-cloud", NULL };
+
+const char *
+conf_kind_name(enum conf_kind k)
+{
+	return kind_names[k];
+}
+
+const char *
+conf_ctype_name(enum conf_ctype t)
+{
+	static const char *const n[] = { "transactional", "recurring", "one-off" };
+
+	return n[t];
+}
+
+const char *
+conf_metric_name(enum conf_metric m)
+{
+	static const char *const n[] = { "none", "nps", "csat", "ces" };
+
+	return n[m];
+}
+
+const char *
+pctx_intern(struct conf *c, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_files; i++)
+		if (strcmp(c->files[i], path) == 0)
+			return c->files[i];
+	c->files = xreallocarray(c->files, c->n_files + 1, sizeof(*c->files));
+	c->files[c->n_files] = xstrdup(path);
+	return c->files[c->n_files++];
+}
+
+/* resolve: a path relative to `base_dir` (absolute paths and "" base stay as they are). */
+static char *
+resolve(const char *base_dir, const char *path)
+{
+	if (path[0] == '/' || base_dir == NULL || base_dir[0] == '\0')
+		return xstrdup(path);
+	return xasprintf("%s/%s", base_dir, path);
+}
+
+static char *
+dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return xstrdup(".");
+	if (slash == path)
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
+}
+
+struct conf *
+conf_new_default(void)
+{
+	struct conf *c = xcalloc(1, sizeof(*c));
+
+	c->file = xstrdup("");
+	c->version = 1;
+	c->database = xstrdup("/var/lib/campaignd/state.db");
+	c->campaigns_dir = xstrdup("/etc/campaignd/campaigns.d");
+	c->listen = xstrdup("127.0.0.1:8425");
+	c->log_level = CONF_LOG_INFO;
+	c->shutdown_timeout = 10;
+	c->policy.default_timezone = xstrdup("UTC");
+	c->policy.default_language = xstrdup("en");
+	c->policy.contact_max = 1;
+	c->policy.contact_per = 30 * 86400;
+	c->policy.quiet.n_windows = 1;
+	c->policy.quiet.windows = xcalloc(1, sizeof(struct conf_window));
+	c->policy.quiet.windows[0].days = 0x7f;
+	c->policy.quiet.windows[0].start_min = 8 * 60;
+	c->policy.quiet.windows[0].end_min = 20 * 60;
+	return c;
+}
+
+/* ---- channels ---- */
+
+static int
+is_url(const char *s, const char *const *schemes)
+{
+	size_t i;
+
+	for (i = 0; schemes[i] != NULL; i++) {
+		size_t n = strlen(schemes[i]);
+
+		if (strncmp(s, schemes[i], n) == 0 && s[n] != '\0' && s[n] != '/')
+			return 1;
+	}
+	return 0;
+}
+
+static int
+str_key(struct pctx *p, const struct ynode *m, const char *key, const char *what, int required,
+    char **out)
+{
+	const struct ynode *v = ytree_get(m, key);
+
+	if (v == NULL) {
+		if (required) {
+			pctx_error(p, m, "missing-key", NULL, "%s needs '%s'", what, key);
+			return -1;
+		}
+		return 0;
+	}
+	return pctx_str(p, v, key, out);
+}
+
+static int
+url_key(struct pctx *p, const struct ynode *m, const char *key, const char *what, int required,
+    const char *const *schemes, char **out)
+{
+	const struct ynode *v = ytree_get(m, key);
+
+	if (str_key(p, m, key, what, required, out) < 0)
+		return -1;
+	if (*out != NULL && !is_url(*out, schemes)) {
+		pctx_error(p, v, "type", NULL, "%s: '%s' is not a %s URL", key, *out, schemes[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
+    struct conf_channel *ch, const char *base_dir)
+{
+	static const char *const common[] = { "driver", "kind", "rate", "concurrency", NULL };
+	static const char *const by_driver[][8] = {
+		{ "path", NULL },
+		{ "url", "secret_file", "timeout", "max_retries", "consent", NULL },
+		{ "account_sid", "auth_token_file", "from", "base_url", NULL },
+		{ "url", "username", "password_file", "from", NULL },
+		{ "phone_number_id", "access_token_file", "base_url", NULL },
+	};
+	static const char *const secrets[] = { "auth_token", "password", "secret", "access_token",
+		"token", NULL };
+	static const char *const http[] = { "http://", "https://", NULL };
+	static const char *const smtp[] = { "smtp://", "smtps://", NULL };
+	const char *allowed[24];
+	const struct ynode *v;
+	char *tmp = NULL;
+	size_t i, na = 0;
+	int drv, rc = 0, kind;
+	long l;
+
+	ch->name = xstrdup(key->value);
+	ch->pos = pctx_pos(p, key);
+	ch->concurrency = 4;
+	ch->timeout = 10;
+	ch->max_retries = 5;
+	if (lex_name(key->value) < 0)
+		pctx_error(p, key, "type", "lower-case letters, digits, '-' and '_'",
+		    "bad channel name '%s'", key->value);
+	if (m->type != YNODE_MAP) {
+		pctx_error(p, m, "type", NULL, "channel '%s' must be a mapping", key->value);
+		return -1;
+	}
+	v = pctx_require(p, m, "a channel", "driver");
+	if (v == NULL || pctx_enum(p, v, "driver", driver_names, &drv) < 0)
+		return -1;
+	ch->driver = (enum conf_driver)drv;
+	for (i = 0; common[i] != NULL; i++)
+		allowed[na++] = common[i];
+	for (i = 0; by_driver[drv][i] != NULL; i++)
+		allowed[na++] = by_driver[drv][i];
+	for (i = 0; secrets[i] != NULL; i++)
+		allowed[na++] = secrets[i];
+	allowed[na] = NULL;
+	pctx_keys(p, m, "a channel", allowed);
+	for (i = 0; secrets[i] != NULL; i++) {
+		const struct ynode *k = ytree_key(m, secrets[i]);
+
+		if (k != NULL) {
+			char *hint = xasprintf("put the secret in a file and write %s_file: PATH",
+			    strcmp(secrets[i], "secret") == 0 ? "secret" : secrets[i]);
+
+			pctx_error(p, k, "inline-secret", hint,
+			    "secrets are never written inline ('%s')", secrets[i]);
+			free(hint);
+			rc = -1;
+		}
+	}
+	/* The kind: the driver implies it; an outbox stands in for the kind its name says. */
+	switch (ch->driver) {
+	case CONF_DRIVER_TWILIO: ch->kind = CONF_KIND_SMS; break;
+	case CONF_DRIVER_SMTP: ch->kind = CONF_KIND_EMAIL; break;
+	case CONF_DRIVER_WHATSAPP_CLOUD: ch->kind = CONF_KIND_WHATSAPP; break;
+	case CONF_DRIVER_WEBHOOK: ch->kind = CONF_KIND_WEBHOOK; break;
+	case CONF_DRIVER_OUTBOX: ch->kind = CONF_KIND_SMS; break;
+	}
+	v = ytree_get(m, "kind");
+	if (v != NULL) {
+		if (pctx_enum(p, v, "kind", kind_names, &kind) < 0)
+			rc = -1;
+		else if (ch->driver != CONF_DRIVER_OUTBOX && (enum conf_kind)kind != ch->kind) {
+			pctx_error(p, v, "consistency", "only outbox channels take a kind",
+			    "driver %s sends %s, not %s", driver_names[drv], kind_names[ch->kind],
+			    kind_names[kind]);
+			rc = -1;
+		} else
+			ch->kind = (enum conf_kind)kind;
+	} else if (ch->driver == CONF_DRIVER_OUTBOX) {
+		int k;
+
+		for (k = 0; k < 3; k++)
+			if (strcmp(key->value, kind_names[k]) == 0)
+				break;
+		if (k == 3) {
+			pctx_error(p, m, "missing-key", "e.g. kind: sms",
+			    "outbox channel '%s' needs 'kind' (its name is not sms, email or whatsapp)",
+			    key->value);
+			rc = -1;
+		} else
+			ch->kind = (enum conf_kind)k;
+	}
+	v = ytree_get(m, "rate");
+	if (v != NULL && pctx_scalar(p, v, "rate") == 0 && lex_rate(v->value, &ch->rate_per_hour) < 0) {
+		pctx_error(p, v, "type", "write N/s, N/m or N/h, e.g. 10/s", "bad rate '%s'", v->value);
+		rc = -1;
+	}
+	v = ytree_get(m, "concurrency");
+	if (v != NULL) {
+		if (pctx_int(p, v, "concurrency", 1, 1000, &l) < 0)
+			rc = -1;
+		else
+			ch->concurrency = (int)l;
+	}
+	switch (ch->driver) {
+	case CONF_DRIVER_OUTBOX:
+		if (str_key(p, m, "path", "an outbox channel", 1, &tmp) < 0)
+			rc = -1;
+		if (tmp != NULL)
+			ch->path = resolve(base_dir, tmp);
+		free(tmp);
+		break;
+	case CONF_DRIVER_WEBHOOK:
+		if (url_key(p, m, "url", "a webhook channel", 1, http, &ch->url) < 0)
+			rc = -1;
+		if (str_key(p, m, "secret_file", "a webhook channel", 0, &tmp) < 0)
+			rc = -1;
+		if (tmp != NULL)
+			ch->secret_file = resolve(base_dir, tmp);
+		free(tmp);
+		v = ytree_get(m, "timeout");
+		if (v != NULL && pctx_duration(p, v, "timeout", &ch->timeout) < 0)
+			rc = -1;
+		v = ytree_get(m, "max_retries");
+		if (v != NULL) {
+			if (pctx_int(p, v, "max_retries", 0, 20, &l) < 0)
+				rc = -1;
+			else
+				ch->max_retries = (int)l;
+		}
+		v = ytree_get(m, "consent");
+		if (v != NULL) {
+			static const char *const ck[] = { "sms", "email", "whatsapp", NULL };
+
+			if (pctx_enum(p, v, "consent", ck, &kind) < 0)
+				rc = -1;
+			else {
+				ch->has_consent_kind = 1;
+				ch->consent_kind = (enum conf_kind)kind;
+			}
+		}
+		break;
+	case CONF_DRIVER_TWILIO:
+		if (str_key(p, m, "account_sid", "a twilio channel", 1, &ch->account_sid) < 0)
+			rc = -1;
+		else if (strlen(ch->account_sid) != 34 || strncmp(ch->account_sid, "AC", 2) != 0 ||
+		    strspn(ch->account_sid + 2, "0123456789abcdef") != 32) {
+			pctx_error(p, ytree_get(m, "account_sid"), "type",
+			    "'AC' followed by 32 lower-case hex digits", "bad account_sid");
+			rc = -1;
+		}
+		if (str_key(p, m, "auth_token_file", "a twilio channel", 1, &ch->auth_token_file) < 0)
+			rc = -1;
+		if (str_key(p, m, "from", "a twilio channel", 1, &ch->from) < 0)
+			rc = -1;
+		else if (ch->from[0] != '+' || strlen(ch->from) < 8 ||
+		    strspn(ch->from + 1, "0123456789") != strlen(ch->from) - 1) {
+			pctx_error(p, ytree_get(m, "from"), "type", "E.164, e.g. \"+4790000000\"",
+			    "bad sender number '%s'", ch->from);
+			rc = -1;
+		}
+		if (url_key(p, m, "base_url", "a twilio channel", 0, http, &ch->base_url) < 0)
+			rc = -1;
+		break;
+	case CONF_DRIVER_SMTP:
+		if (url_key(p, m, "url", "an smtp channel", 1, smtp, &ch->url) < 0)
+			rc = -1;
+		if (str_key(p, m, "username", "an smtp channel", 0, &ch->username) < 0 ||
+		    str_key(p, m, "password_file", "an smtp channel", 0, &ch->password_file) < 0)
+			rc = -1;
+		if (str_key(p, m, "from", "an smtp channel", 1, &ch->from) < 0)
+			rc = -1;
+		else if (strchr(ch->from, '@') == NULL) {
+			pctx_error(p, ytree_get(m, "from"), "type",
+			    "e.g. \"Example Feedback <feedback@example.com>\"",
+			    "bad sender address '%s'", ch->from);
+			rc = -1;
+		}
+		break;
+	case CONF_DRIVER_WHATSAPP_CLOUD:
+		if (str_key(p, m, "phone_number_id", "a whatsapp-cloud channel", 1,
+			&ch->phone_number_id) < 0)
+			rc = -1;
+		else if (strspn(ch->phone_number_id, "0123456789") != strlen(ch->phone_number_id)) {
+			pctx_error(p, ytree_get(m, "phone_number_id"), "type", NULL,
+			    "phone_number_id must be digits");
+			rc = -1;
+		}
+		if (str_key(p, m, "access_token_file", "a whatsapp-cloud channel", 1,
+			&ch->access_token_file) < 0)
+			rc = -1;
+		if (url_key(p, m, "base_url", "a whatsapp-cloud channel", 0, http, &ch->base_url) < 0)
+			rc = -1;
+		break;
+	}
+	return rc;
+}
+
+static void
+channel_free(struct conf_channel *ch)
+{
+	free(ch->name);
+	free(ch->path);
+	free(ch->url);
+	free(ch->secret_file);
+	free(ch->account_sid);
+	free(ch->auth_token_file);
+	free(ch->from);
+	free(ch->username);
+	free(ch->password_file);
+	free(ch->phone_number_id);
+	free(ch->access_token_file);
+	free(ch->base_url);
+}
+
+/* ---- settings ---- */
+
+static int
+parse_policy(struct pctx *p, const struct ynode *n)
+{
+	static const char *const keys[] = { "default_timezone", "default_language", "contact_limit",
+		"quiet_hours", NULL };
+	static const char *const lkeys[] = { "max", "per", NULL };
+	struct conf_policy *pol = &p->conf->policy;
+	const struct ynode *v;
+	char *s = NULL;
+	int rc = 0;
+	long l;
+
+	if (pctx_keys(p, n, "policy", keys) < 0)
+		return -1;
+	v = ytree_get(n, "default_timezone");
+	if (v != NULL) {
+		if (pctx_zone(p, v, "default_timezone", &s) < 0)
+			rc = -1;
+		else {
+			free(pol->default_timezone);
+			pol->default_timezone = s;
+		}
+	}
+	v = ytree_get(n, "default_language");
+	if (v != NULL && pctx_scalar(p, v, "default_language") == 0) {
+		if (lex_language(v->value) < 0) {
+			pctx_error(p, v, "type", "e.g. en, nb, pt-BR", "bad language '%s'", v->value);
+			rc = -1;
+		} else {
+			free(pol->default_language);
+			pol->default_language = xstrdup(v->value);
+		}
+	}
+	v = ytree_get(n, "contact_limit");
+	if (v != NULL && pctx_keys(p, v, "contact_limit", lkeys) == 0) {
+		const struct ynode *mx = pctx_require(p, v, "contact_limit", "max");
+		const struct ynode *per = pctx_require(p, v, "contact_limit", "per");
+
+		if (mx != NULL && pctx_int(p, mx, "contact_limit.max", 1, 100, &l) == 0)
+			pol->contact_max = (int)l;
+		else
+			rc = -1;
+		if (per == NULL || pctx_duration(p, per, "contact_limit.per", &pol->contact_per) < 0)
+			rc = -1;
+	} else if (v != NULL)
+		rc = -1;
+	v = ytree_get(n, "quiet_hours");
+	if (v != NULL) {
+		struct conf_quiet q;
+
+		if (pctx_quiet(p, v, &q) < 0) {
+			conf_quiet_free(&q);
+			rc = -1;
+		} else {
+			conf_quiet_free(&pol->quiet);
+			pol->quiet = q;
+		}
+	}
+	return rc;
+}
+
+static int
+parse_settings(struct pctx *p, const struct ynode *root, const char *base_dir)
+{
+	static const char *const keys[] = { "version", "database", "campaigns", "listen",
+		"public_url", "admin_token_file", "log_level", "shutdown_timeout", "policy",
+		"channels", "notify", NULL };
+	static const char *const levels[] = { "debug", "info", "warning", "error", NULL };
+	static const char *const http[] = { "http://", "https://", NULL };
+	struct conf *c = p->conf;
+	const struct ynode *v;
+	char *s;
+	size_t i;
+	long l;
+	int e;
+
+	if (root->type != YNODE_MAP) {
+		pctx_error(p, root, "type", NULL, "campaignd.yaml must be a mapping");
+		return -1;
+	}
+	pctx_keys(p, root, "campaignd.yaml", keys);
+	v = pctx_require(p, root, "campaignd.yaml", "version");
+	if (v != NULL && pctx_int(p, v, "version", 1, 1, &l) == 0)
+		c->version = (int)l;
+	v = ytree_get(root, "database");
+	if (v != NULL && pctx_str(p, v, "database", &s) == 0) {
+		free(c->database);
+		c->database = resolve(base_dir, s);
+		free(s);
+	}
+	v = ytree_get(root, "campaigns");
+	free(c->campaigns_dir);
+	c->campaigns_dir = resolve(base_dir, "campaigns.d");
+	if (v != NULL && pctx_str(p, v, "campaigns", &s) == 0) {
+		free(c->campaigns_dir);
+		c->campaigns_dir = resolve(base_dir, s);
+		free(s);
+	}
+	v = ytree_get(root, "listen");
+	if (v != NULL && pctx_str(p, v, "listen", &s) == 0) {
+		const char *colon = strrchr(s, ':');
+
+		if (colon == NULL || colon == s || lex_int(colon + 1, 1, 65535, &l) < 0) {
+			pctx_error(p, v, "type", "e.g. 127.0.0.1:8425 or [::1]:8425",
+			    "bad listen address '%s'", s);
+			free(s);
+		} else {
+			free(c->listen);
+			c->listen = s;
+		}
+	}
+	v = ytree_get(root, "public_url");
+	if (v != NULL && pctx_str(p, v, "public_url", &s) == 0) {
+		if (!is_url(s, http)) {
+			pctx_error(p, v, "type", NULL, "public_url: '%s' is not an http(s) URL", s);
+			free(s);
+		} else
+			c->public_url = s;
+	}
+	v = ytree_get(root, "admin_token_file");
+	if (v != NULL && pctx_str(p, v, "admin_token_file", &s) == 0) {
+		c->admin_token_file = resolve(base_dir, s);
+		free(s);
+	}
+	v = ytree_get(root, "log_level");
+	if (v != NULL && pctx_enum(p, v, "log_level", levels, &e) == 0)
+		c->log_level = (enum conf_log_level)e;
+	v = ytree_get(root, "shutdown_timeout");
+	if (v != NULL)
+		pctx_duration(p, v, "shutdown_timeout", &c->shutdown_timeout);
+	v = ytree_get(root, "policy");
+	if (v != NULL)
+		parse_policy(p, v);
+	v = pctx_require(p, root, "campaignd.yaml", "channels");
+	if (v != NULL && v->type != YNODE_MAP)
+		pctx_error(p, v, "type", NULL, "channels must be a mapping of name to channel");
+	else if (v != NULL) {
+		if (v->n == 0)
+			pctx_error(p, v, "range", NULL, "define at least one channel");
+		c->channels = xcalloc(v->n, sizeof(*c->channels));
+		for (i = 0; i < v->n; i++)
+			parse_channel(p, v->keys[i], v->items[i], &c->channels[c->n_channels++],
+			    base_dir);
+	}
+	v = ytree_get(root, "notify");
+	if (v != NULL)
+		pctx_notify(p, v, &c->notify, &c->n_notify);
+	return p->errors ? -1 : 0;
+}
+
+/* load_doc: read and parse a file into `doc`; errors for I/O and size go to `d`. */
+static int
+load_doc(const char *path, const char *shown, struct ydoc *doc, char **buf, size_t *len,
+    struct diag_list *d)
+{
+	int r = util_read_file(path, CONF_MAX_FILE, buf, len);
+
+	memset(doc, 0, sizeof(*doc));
+	if (r == -EFBIG) {
+		diag_add(d, DIAG_ERROR, shown, 1, 1, "too-large", "split it, or check it is the right file",
+		    "file is %zu bytes; the limit is %d", *len, CONF_MAX_FILE);
+		return -1;
+	}
+	if (r < 0) {
+		diag_add(d, DIAG_ERROR, shown, 0, 0, "io", NULL, "cannot read: %s", strerror(-r));
+		return -2;
+	}
+	return ytree_parse(doc, shown, *buf, *len, d);
+}
+
+struct conf *
+conf_load_settings(const char *path, struct diag_list *d)
+{
+	struct conf *c = conf_new_default();
+	struct pctx p;
+	struct ydoc doc;
+	char *buf = NULL, *base;
+	size_t len = 0;
+	int r;
+
+	free(c->file);
+	c->file = xstrdup(path);
+	memset(&p, 0, sizeof(p));
+	p.d = d;
+	p.conf = c;
+	p.file = pctx_intern(c, path);
+	r = load_doc(path, path, &doc, &buf, &len, d);
+	if (r == 0) {
+		util_sha256_hex(buf, len, c->sha256);
+		base = dir_of(path);
+		r = parse_settings(&p, doc.root, base);
+		free(base);
+	}
+	ytree_free(&doc);
+	free(buf);
+	if (r < 0) {
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* ---- campaigns ---- */
+
+static int
+add_campaign(struct conf *c, const char *path, const char *buf, size_t len, const char *dir,
+    struct diag_list *d)
+{
+	struct pctx p;
+	struct ydoc doc;
+	const char *base = strrchr(path, '/');
+	char *stem;
+	size_t n;
+	int r;
+
+	base = base ? base + 1 : path;
+	n = strlen(base);
+	if (n > 5 && strcmp(base + n - 5, ".yaml") == 0)
+		n -= 5;
+	else if (n > 4 && strcmp(base + n - 4, ".yml") == 0)
+		n -= 4;
+	stem = xstrndup(base, n);
+	memset(&p, 0, sizeof(p));
+	p.d = d;
+	p.conf = c;
+	p.file = pctx_intern(c, path);
+	r = ytree_parse(&doc, p.file, buf, len, d);
+	if (r == 0) {
+		p.cp = xcalloc(1, sizeof(*p.cp));
+		p.cp->file = xstrdup(path);
+		p.cp->source = xstrndup(buf, len);
+		p.cp->source_len = len;
+		util_sha256_hex(buf, len, p.cp->sha256);
+		r = conf_parse_campaign(&p, doc.root, dir, stem);
+		if (r == 0 && p.errors == 0) {
+			c->campaigns = xreallocarray(c->campaigns, c->n_campaigns + 1,
+			    sizeof(*c->campaigns));
+			c->campaigns[c->n_campaigns++] = p.cp;
+		} else {
+			conf_campaign_free(p.cp);
+			r = -1;
+		}
+	}
+	ytree_free(&doc);
+	free(stem);
+	return r;
+}
+
+int
+conf_add_campaign_buffer(struct conf *c, const char *name, const char *buf, size_t len,
+    struct diag_list *d)
+{
+	char *dir = dir_of(name);
+	int r;
+
+	if (len > CONF_MAX_FILE) {
+		diag_add(d, DIAG_ERROR, name, 1, 1, "too-large", NULL, "file is %zu bytes; the limit is %d",
+		    len, CONF_MAX_FILE);
+		free(dir);
+		return -1;
+	}
+	r = add_campaign(c, name, buf, len, dir, d);
+	free(dir);
+	return r;
+}
+
+int
+conf_add_campaign_file(struct conf *c, const char *path, struct diag_list *d)
+{
+	char *buf = NULL, *dir;
+	size_t len = 0;
+	int r = util_read_file(path, CONF_MAX_FILE, &buf, &len);
+
+	if (r == -EFBIG) {
+		diag_add(d, DIAG_ERROR, path, 1, 1, "too-large", "split it, or check it is the right file",
+		    "file is %zu bytes; the limit is %d", len, CONF_MAX_FILE);
+		return -1;
+	}
+	if (r < 0) {
+		diag_add(d, DIAG_ERROR, path, 0, 0, "io", NULL, "cannot read: %s", strerror(-r));
+		return -1;
+	}
+	dir = dir_of(path);
+	r = add_campaign(c, path, buf, len, dir, d);
+	free(dir);
+	free(buf);
+	return r;
+}
+
+int
+conf_ignored_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (name[0] == '.' || n == 0 || name[n - 1] == '~')
+		return 1;
+	if (n > 4 && (strcmp(name + n - 4, ".swp") == 0 || strcmp(name + n - 4, ".bak") == 0))
+		return 1;
+	return !(n > 5 && strcmp(name + n - 5, ".yaml") == 0);
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+campaign_cmp(const void *a, const void *b)
+{
+	const struct conf_campaign *x = *(struct conf_campaign *const *)a;
+	const struct conf_campaign *y = *(struct conf_campaign *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+int
+conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, i;
+	int bad = 0;
+
+	if (dh == NULL) {
+		diag_add(d, DIAG_ERROR, dir, 0, 0, "io", NULL, "cannot open directory: %s",
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(dh)) != NULL) {
+		if (conf_ignored_name(de->d_name))
+			continue;
+		names = xreallocarray(names, n + 1, sizeof(*names));
+		names[n++] = xasprintf("%s/%s", dir, de->d_name);
+	}
+	closedir(dh);
+	qsort(names, n, sizeof(*names), name_cmp);
+	for (i = 0; i < n; i++) {
+		if (conf_add_campaign_file(c, names[i], d) < 0)
+			bad++;
+		free(names[i]);
+	}
+	free(names);
+	return bad;
+}
+
+struct conf *
+conf_load(const char *path, struct diag_list *d)
+{
+	struct conf *c = conf_load_settings(path, d);
+	size_t before = d->n_errors;
+
+	if (c == NULL)
+		return NULL;
+	if (conf_add_campaign_dir(c, c->campaigns_dir, d) != 0 || d->n_errors > before) {
+		conf_free(c);
+		return NULL;
+	}
+	qsort(c->campaigns, c->n_campaigns, sizeof(*c->campaigns), campaign_cmp);
+	conf_lint(c, d);
+	return c;
+}
+
+void
+conf_free(struct conf *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	free(c->file);
+	free(c->database);
+	free(c->campaigns_dir);
+	free(c->listen);
+	free(c->public_url);
+	free(c->admin_token_file);
+	free(c->policy.default_timezone);
+	free(c->policy.default_language);
+	conf_quiet_free(&c->policy.quiet);
+	for (i = 0; i < c->n_channels; i++)
+		channel_free(&c->channels[i]);
+	free(c->channels);
+	free(c->notify);
+	for (i = 0; i < c->n_campaigns; i++)
+		conf_campaign_free(c->campaigns[i]);
+	free(c->campaigns);
+	for (i = 0; i < c->n_files; i++)
+		free(c->files[i]);
+	free(c->files);
+	free(c);
+}
+
+const struct conf_channel *
+conf_channel_find(const struct conf *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_channels; i++)
+		if (c->channels[i].name != NULL && strcmp(c->channels[i].name, name) == 0)
+			return &c->channels[i];
+	return NULL;
+}
+
+const struct conf_campaign *
+conf_campaign_find(const struct conf *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_campaigns; i++)
+		if (strcmp(c->campaigns[i]->name, name) == 0)
+			return c->campaigns[i];
+	return NULL;
+}
+
+const char *
+conf_text_get(const struct conf_text *t, const char *lang)
+{
+	size_t i;
+
+	if (t->n == 0)
+		return NULL;
+	for (i = 0; lang != NULL && i < t->n; i++)
+		if (strcmp(t->langs[i], lang) == 0)
+			return t->texts[i];
+	return t->texts[0];
+}
