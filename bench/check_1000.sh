@@ -1,0 +1,31 @@
+#!/bin/bash
+# check_1000.sh: time `campaignctl check` over 1,000 campaign files (target: at most 0.5 s).
+# Usage: bench/check_1000.sh PATH/TO/campaignctl   (run from anywhere; writes to a temp dir)
+set -eu
+ctl=${1:?usage: check_1000.sh CAMPAIGNCTL}
+here=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/campaigns.d/templates"
+cp "$here"/campaigns.d/templates/*.yaml "$tmp/campaigns.d/templates/"
+cp -r "$here"/campaigns.d/codes "$tmp/campaigns.d/" 2>/dev/null || true
+sed "s|^campaigns:.*|campaigns: $tmp/campaigns.d|" "$here/examples/campaignd.yaml" >"$tmp/campaignd.yaml"
+# 250 copies of each of the four examples, each renamed to its file's name.
+for f in "$here"/campaigns.d/*.yaml; do
+	base=$(basename "$f" .yaml)
+	for i in $(seq -w 1 250); do
+		sed "s/^campaign: .*/campaign: $base-$i/" "$f" >"$tmp/campaigns.d/$base-$i.yaml"
+	done
+done
+count=$(ls "$tmp"/campaigns.d/*.yaml | wc -l)
+"$ctl" -c "$tmp/campaignd.yaml" check --strict >/dev/null 2>&1 || { echo "check failed"; exit 1; }
+best=999
+for run in 1 2 3 4 5; do
+	s=$(date +%s.%N)
+	"$ctl" -c "$tmp/campaignd.yaml" check --strict >/dev/null 2>&1
+	e=$(date +%s.%N)
+	t=$(awk -v a="$s" -v b="$e" 'BEGIN { printf "%.3f", b - a }')
+	echo "run $run: $t s"
+	best=$(awk -v a="$t" -v b="$best" 'BEGIN { print (a < b) ? a : b }')
+done
+printf 'campaignctl check over %d files: best of 5 = %.3f s (target <= 0.5 s)\n' "$count" "$best"

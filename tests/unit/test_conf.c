@@ -1,0 +1,493 @@
+/* test_conf.c: unit tests of the campaign and settings loader: the model built and every check. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#define HEAD_TX                                                                               \
+	"campaign: t\n"                                                                       \
+	"type: transactional\n"                                                               \
+	"trigger: { event: purchase.completed, delay: 2h, every_nth: 2, expire_after: 1d }\n"
+#define SURVEY_EN                                                                             \
+	"survey:\n"                                                                           \
+	"  metric: csat\n"                                                                    \
+	"  questions:\n"                                                                      \
+	"    - { id: score, type: csat, text: { en: \"How was it?\" } }\n"
+#define STEP_SMS                                                                              \
+	"steps:\n"                                                                            \
+	"  - channel: sms\n"                                                                  \
+	"    message: { en: \"Hi {{customer.first_name}}: {{survey_url}}\" }\n"
+
+struct fx {
+	struct conf *c;
+	struct diag_list d;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+
+	f->c = test_conf_new();
+	diag_init(&f->d);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	conf_free(f->c);
+	diag_free(&f->d);
+	free(f);
+	return 0;
+}
+
+static int
+load(struct fx *f, const char *text)
+{
+	return conf_add_campaign_buffer(f->c, "campaigns.d/t.yaml", text, strlen(text), &f->d);
+}
+
+static void
+test_transactional_model(void **state)
+{
+	struct fx *f = *state;
+	const struct conf_campaign *cp;
+
+	assert_int_equal(load(f, HEAD_TX
+		    "priority: high\n"
+		    "audience:\n"
+		    "  all:\n"
+		    "    - segment: { in: [private, vip] }\n"
+		    "    - event.amount: { gte: 100 }\n"
+		    "  none:\n"
+		    "    - country: { in: [US] }\n"
+		    "survey:\n"
+		    "  metric: csat\n"
+		    "  languages: [nb, en]\n"
+		    "  questions:\n"
+		    "    - id: score\n"
+		    "      type: csat\n"
+		    "      text: { en: \"How satisfied?\", nb: \"Hvor fornøyd?\" }\n"
+		    "    - id: comment\n"
+		    "      type: text\n"
+		    "      optional: true\n"
+		    "      ask_if: { score: { lte: 3 } }\n"
+		    "      text: { nb: \"Hva kan bli bedre?\", en: \"What could be better?\" }\n"
+		    "steps:\n"
+		    "  - channel: sms\n"
+		    "    message: { nb: \"Hei {{customer.first_name}} {{survey_url}}\", en: \"Hi {{survey_url}}\" }\n"
+		    "  - channel: email\n"
+		    "    after: 24h\n"
+		    "    message: { nb: \"Påminnelse {{event.product}}\", en: \"Reminder\" }\n"),
+	    0);
+	assert_int_equal(f->d.n_errors, 0);
+	cp = conf_campaign_find(f->c, "t");
+	assert_non_null(cp);
+	assert_int_equal(cp->type, CONF_TRANSACTIONAL);
+	assert_string_equal(cp->event, "purchase.completed");
+	assert_int_equal(cp->delay, 7200);
+	assert_int_equal(cp->every_nth, 2);
+	assert_int_equal(cp->expire_after, 86400);
+	assert_int_equal(cp->priority, CONF_PRIO_HIGH);
+	assert_int_equal(cp->n_steps, 2);
+	assert_string_equal(cp->steps[1].channel->name, "email");
+	assert_int_equal(cp->steps[1].after, 86400);
+	/* Texts come in survey.languages order whatever order the file used. */
+	assert_string_equal(cp->survey.questions[0].text.langs[0], "nb");
+	assert_string_equal(conf_text_get(&cp->survey.questions[0].text, "en"), "How satisfied?");
+	assert_string_equal(conf_text_get(&cp->survey.questions[0].text, "de"), "Hvor fornøyd?");
+	assert_string_equal(cp->survey.questions[1].ask_if_id, "score");
+	assert_true(cp->survey.questions[1].ask_if.ops & CONF_OP_LTE);
+	assert_true(cp->survey.questions[1].ask_if.lte.num == 3);
+	assert_int_equal(cp->survey.questions[0].min, 1);
+	assert_int_equal(cp->survey.questions[0].max, 5);
+	assert_int_equal(cp->audience.root.n_children, 2);
+	assert_int_equal(cp->audience.root.children[0].kind, CONF_PRED_ALL);
+	assert_int_equal(cp->audience.root.children[1].kind, CONF_PRED_NONE);
+	assert_string_equal(cp->audience.root.children[0].children[1].field, "event.amount");
+	assert_int_equal(strlen(cp->sha256), 64);
+}
+
+static void
+test_every_problem_in_one_pass(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(load(f, "campaign: t\n"
+				 "type: transactional\n"
+				 "trigger: { event: x, delay: 2x, every_nth: 0 }\n"
+				 "survey:\n"
+				 "  metric: csat\n"
+				 "  questions:\n"
+				 "    - { id: score, type: csat, txt: { en: a } }\n"
+				 "steps:\n"
+				 "  - chanel: sms\n"),
+	    -1);
+	assert_true(has_diag(&f->d, "duration", 3));
+	assert_true(has_diag(&f->d, "range", 3));
+	assert_true(has_diag(&f->d, "unknown-key", 7));
+	assert_true(has_diag(&f->d, "unknown-key", 9));
+	assert_null(conf_campaign_find(f->c, "t"));
+}
+
+static void
+test_did_you_mean(void **state)
+{
+	struct fx *f = *state;
+	size_t i;
+	int found = 0;
+
+	load(f, HEAD_TX SURVEY_EN "steps:\n  - chanel: sms\n    message: { en: hi }\n");
+	for (i = 0; i < f->d.n; i++)
+		if (strcmp(f->d.v[i].code, "unknown-key") == 0 && f->d.v[i].hint != NULL &&
+		    strstr(f->d.v[i].hint, "'channel'") != NULL)
+			found = 1;
+	assert_true(found);
+}
+
+static void
+test_file_name_must_match(void **state)
+{
+	struct fx *f = *state;
+	const char *text = "campaign: other\n" "type: transactional\n" "trigger: { event: x }\n"
+	    SURVEY_EN STEP_SMS;
+
+	assert_int_equal(load(f, text), -1);
+	assert_true(has_diag(&f->d, "file-name", 1));
+}
+
+static void
+test_placeholders(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, HEAD_TX SURVEY_EN
+	    "steps:\n"
+	    "  - channel: sms\n"
+	    "    message: { en: \"Hi {{customer.frist_name}}, {{ survey_url }}\" }\n");
+	assert_true(has_diag(&f->d, "placeholder", 10));
+	/* The column points at the placeholder inside the quoted text. */
+	assert_int_equal(f->d.v[0].col, 24);
+	assert_int_equal(f->d.n_errors, 1);
+}
+
+static void
+test_event_placeholder_only_transactional(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, "campaign: t\n"
+		"type: one-off\n"
+		"schedule: { at: 2027-02-02T10:00 }\n" SURVEY_EN
+		"steps:\n"
+		"  - channel: sms\n"
+		"    message: { en: \"About {{event.product}}\" }\n");
+	assert_true(has_diag(&f->d, "placeholder", 10));
+}
+
+static void
+test_schedule_sugar(void **state)
+{
+	struct fx *f = *state;
+	const struct conf_campaign *cp;
+
+	assert_int_equal(load(f, "campaign: t\n"
+				 "type: recurring\n"
+				 "schedule: { every: quarter, on: tue, at: \"10:00\", starts: 2027-01-01, "
+				 "spread: 3d, timezone: recipient }\n" SURVEY_EN STEP_SMS),
+	    0);
+	cp = conf_campaign_find(f->c, "t");
+	assert_string_equal(cp->schedule.rrule, "FREQ=YEARLY;BYMONTH=1,4,7,10;BYDAY=1TU");
+	assert_int_equal(cp->schedule.at_min, 600);
+	assert_null(cp->schedule.timezone);
+	assert_int_equal(cp->schedule.spread, 3 * 86400);
+	assert_string_equal(cp->schedule.starts, "2027-01-01");
+}
+
+static void
+test_rrule_checks(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, "campaign: t\ntype: recurring\nschedule: { rrule: \"FREQ=HOURLY\", at: \"10:00\" }\n"
+		SURVEY_EN STEP_SMS);
+	assert_true(has_diag(&f->d, "rrule", 3));
+	diag_free(&f->d);
+	diag_init(&f->d);
+	load(f, "campaign: t\ntype: recurring\nschedule: { rrule: \"FREQ=MONTHLY;BYHOUR=9\", at: \"10:00\" }\n"
+		SURVEY_EN STEP_SMS);
+	assert_true(has_diag(&f->d, "rrule", 3));
+	diag_free(&f->d);
+	diag_init(&f->d);
+	load(f, "campaign: t\ntype: recurring\nschedule: { rrule: \"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\", at: \"10:00\" }\n"
+		SURVEY_EN STEP_SMS);
+	assert_true(has_diag(&f->d, "rrule", 3));
+}
+
+static void
+test_frequency_lint(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(load(f, "campaign: t\ntype: recurring\n"
+				 "schedule: { every: week, on: mon, at: \"10:00\" }\n" SURVEY_EN STEP_SMS),
+	    0);
+	assert_true(has_diag(&f->d, "frequency", 3));
+	assert_int_equal(f->d.v[0].severity, DIAG_WARNING);
+}
+
+static void
+test_quiet_hours(void **state)
+{
+	struct fx *f = *state;
+	const struct conf_campaign *cp;
+
+	load(f, HEAD_TX SURVEY_EN STEP_SMS "quiet_hours: { allow: [\"mon 08:00-08:30\"] }\n");
+	assert_true(has_diag(&f->d, "quiet-hours", 11));
+	diag_free(&f->d);
+	diag_init(&f->d);
+	assert_int_equal(load(f, HEAD_TX SURVEY_EN STEP_SMS
+				 "quiet_hours:\n"
+				 "  timezone: Europe/Oslo\n"
+				 "  allow: [\"fri-mon 10:00-24:00\", \"wed,thu 09:00-10:00\"]\n"),
+	    0);
+	cp = conf_campaign_find(f->c, "t");
+	assert_string_equal(cp->quiet.timezone, "Europe/Oslo");
+	assert_int_equal(cp->quiet.n_windows, 2);
+	/* fri, sat, sun, mon: bits 4, 5, 6 and 0. */
+	assert_int_equal(cp->quiet.windows[0].days, 0x71);
+	assert_int_equal(cp->quiet.windows[0].end_min, 1440);
+	assert_int_equal(cp->quiet.windows[1].days, 0x0c);
+}
+
+static void
+test_lints(void **state)
+{
+	struct fx *f = *state;
+	char text[4096];
+	char longmsg[200];
+
+	memset(longmsg, 'a', 170);
+	longmsg[170] = '\0';
+	snprintf(text, sizeof(text),
+	    HEAD_TX SURVEY_EN "steps:\n  - channel: sms\n    message: { en: \"%s\" }\n", longmsg);
+	assert_int_equal(load(f, text), 0);
+	assert_true(has_diag(&f->d, "sms-length", 10));
+	assert_int_equal(f->d.n_errors, 0);
+	diag_free(&f->d);
+	diag_init(&f->d);
+	/* An emoji makes it UCS-2: 70 characters per segment. */
+	memset(longmsg, 'b', 69);
+	strcpy(longmsg + 69, "\xf0\x9f\x98\x80");
+	snprintf(text, sizeof(text),
+	    "campaign: u\ntype: transactional\ntrigger: { event: x }\n" SURVEY_EN
+	    "steps:\n  - channel: sms\n    message: { en: \"%s\" }\n", longmsg);
+	assert_int_equal(conf_add_campaign_buffer(f->c, "u.yaml", text, strlen(text), &f->d), 0);
+	assert_true(has_diag(&f->d, "sms-length", 0));
+}
+
+static void
+test_too_many_questions(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(load(f, HEAD_TX
+				 "survey:\n  metric: none\n  questions:\n"
+				 "    - { id: a, type: yes_no, text: { en: a } }\n"
+				 "    - { id: b, type: yes_no, text: { en: b } }\n"
+				 "    - { id: c, type: yes_no, text: { en: c } }\n"
+				 "    - { id: d, type: emoji, text: { en: d } }\n" STEP_SMS),
+	    0);
+	assert_true(has_diag(&f->d, "too-many-questions", 12));
+}
+
+static void
+test_audience_errors(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, "campaign: t\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+		"audience:\n"
+		"  all:\n"
+		"    - segment: { within: 3d }\n"
+		"    - { country: { in: [NO] }, language: { eq: nb } }\n"
+		"    - segmnet: { eq: vip }\n"
+		"    - event.amount: { gt: 3 }\n"
+		"    - age: { between: [65, 18] }\n"
+		"    - purchases: { category: [shoes], within: 60d, count: { gte: two } }\n"
+		"  sample: 150%\n" SURVEY_EN STEP_SMS);
+	assert_true(has_diag(&f->d, "type", 6));
+	assert_true(has_diag(&f->d, "type", 7));
+	assert_true(has_diag(&f->d, "unknown-key", 8));
+	assert_true(has_diag(&f->d, "consistency", 9));
+	assert_true(has_diag(&f->d, "range", 10));
+	assert_true(has_diag(&f->d, "type", 11));
+	assert_true(has_diag(&f->d, "range", 12));
+}
+
+static void
+test_survey_checks(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, HEAD_TX
+	    "survey:\n"
+	    "  metric: nps\n"
+	    "  languages: [nb, en]\n"
+	    "  questions:\n"
+	    "    - id: a\n"
+	    "      type: choice\n"
+	    "      options: [x]\n"
+	    "      ask_if: { b: { eq: 1 } }\n"
+	    "      text: { nb: a }\n"
+	    "    - { id: b, type: scale, min: 5, max: 1, text: { nb: b, en: b, de: b } }\n" STEP_SMS);
+	assert_true(has_diag(&f->d, "consistency", 5)); /* nps without an nps question */
+	assert_true(has_diag(&f->d, "range", 10)); /* one option */
+	assert_true(has_diag(&f->d, "reference", 11)); /* ask_if on a later question */
+	assert_true(has_diag(&f->d, "missing-language", 12));
+	assert_true(has_diag(&f->d, "range", 13)); /* max < min */
+	assert_true(has_diag(&f->d, "unknown-language", 13));
+}
+
+static void
+test_steps_checks(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, HEAD_TX SURVEY_EN
+	    "steps:\n"
+	    "  - channel: sms\n"
+	    "    after: 1h\n"
+	    "    message: { en: a }\n"
+	    "  - channel: emial\n"
+	    "    message: { en: b }\n"
+	    "  - channel: crm\n"
+	    "    after: 1h\n"
+	    "  - channel: email\n"
+	    "    after: 1d\n"
+	    "    message: { en: c }\n"
+	    "    template: x.yaml\n");
+	assert_true(has_diag(&f->d, "consistency", 10)); /* after on step 1 */
+	assert_true(has_diag(&f->d, "reference", 12)); /* unknown channel */
+	assert_true(has_diag(&f->d, "missing-key", 12)); /* no after on step 2 */
+	assert_true(has_diag(&f->d, "consistency", 19)); /* message and template */
+	assert_false(has_diag(&f->d, "missing-key", 14)); /* a webhook step needs no message */
+}
+
+static char *
+write_tmp(const char *text)
+{
+	char *path = xstrdup("/tmp/campaignd-test-XXXXXX");
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+static void
+test_settings(void **state)
+{
+	struct diag_list d;
+	struct conf *c;
+	char *path = write_tmp("version: 1\n"
+			       "database: state.db\n"
+			       "policy:\n"
+			       "  default_timezone: Europe/Oslo\n"
+			       "  contact_limit: { max: 2, per: 45d }\n"
+			       "channels:\n"
+			       "  sms: { driver: outbox, path: out/sms, rate: 10/s }\n"
+			       "  mail: { driver: outbox, kind: email, path: out/mail }\n"
+			       "  crm: { driver: webhook, url: \"https://crm.example.com/h\", consent: email }\n"
+			       "notify:\n"
+			       "  - { on: detractor, channel: crm }\n");
+
+	(void)state;
+	diag_init(&d);
+	c = conf_load_settings(path, &d);
+	assert_non_null(c);
+	assert_int_equal(d.n_errors, 0);
+	assert_string_equal(c->database, "/tmp/state.db");
+	assert_string_equal(c->policy.default_timezone, "Europe/Oslo");
+	assert_int_equal(c->policy.contact_max, 2);
+	assert_int_equal(c->policy.contact_per, 45 * 86400);
+	assert_int_equal(conf_channel_find(c, "sms")->rate_per_hour, 36000);
+	assert_int_equal(conf_channel_find(c, "sms")->kind, CONF_KIND_SMS);
+	assert_int_equal(conf_channel_find(c, "mail")->kind, CONF_KIND_EMAIL);
+	assert_int_equal(conf_channel_find(c, "crm")->kind, CONF_KIND_WEBHOOK);
+	assert_int_equal(conf_channel_find(c, "crm")->consent_kind, CONF_KIND_EMAIL);
+	assert_int_equal(c->n_notify, 1);
+	assert_string_equal(c->notify[0].channel->name, "crm");
+	conf_free(c);
+	diag_free(&d);
+	unlink(path);
+	free(path);
+}
+
+static void
+test_settings_errors(void **state)
+{
+	struct diag_list d;
+	struct conf *c;
+	char *path = write_tmp("version: 2\n"
+			       "policy:\n"
+			       "  default_timezone: Europe/Olso\n"
+			       "channels:\n"
+			       "  sms: { driver: twilio, account_sid: AC0123456789abcdef0123456789abcdef, "
+			       "auth_token: s3cret, from: \"+4790000000\" }\n"
+			       "  box: { driver: outbox, path: x }\n"
+			       "notify:\n"
+			       "  - { on: response, channel: nowhere }\n");
+
+	(void)state;
+	diag_init(&d);
+	c = conf_load_settings(path, &d);
+	assert_null(c);
+	assert_true(has_diag(&d, "range", 1));
+	assert_true(has_diag(&d, "timezone", 3));
+	assert_true(has_diag(&d, "inline-secret", 5));
+	assert_true(has_diag(&d, "missing-key", 5)); /* auth_token_file */
+	assert_true(has_diag(&d, "missing-key", 6)); /* outbox without kind */
+	assert_true(has_diag(&d, "reference", 8));
+	diag_free(&d);
+	unlink(path);
+	free(path);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_transactional_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_problem_in_one_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_did_you_mean, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_name_must_match, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_placeholders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_placeholder_only_transactional, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schedule_sugar, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rrule_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frequency_lint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quiet_hours, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lints, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_questions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audience_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_survey_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
+		cmocka_unit_test(test_settings),
+		cmocka_unit_test(test_settings_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
