@@ -10,6 +10,21 @@
 static const struct ctl_command commands[] = {
 	{ "check", ctl_check, "check [--strict] [--format text|json] [PATH...]",
 	    "check campaignd.yaml and campaign files" },
+	{ "customers", ctl_customers, "customers import [--skip-bad] FILE",
+	    "import customers from CSV or JSON Lines (upsert by id)" },
+	{ "events", ctl_events, "events import [--skip-bad] FILE.jsonl",
+	    "import events from JSON Lines (idempotent by id)" },
+	{ "event", ctl_event, "event TYPE --customer ID [--id ID] [--at TIME] [--data JSON]",
+	    "record one event" },
+	{ "answer", ctl_answer, "answer DELIVERY_OR_TOKEN QUESTION=VALUE...",
+	    "record a customer's answers" },
+	{ "plan", ctl_plan,
+	    "plan [--from T] [--to T] [--campaign N] [--customer ID] [--format text|json|csv]",
+	    "dry run: every send and skip in a window" },
+	{ "explain", ctl_explain, "explain [--at TIME] CUSTOMER [CAMPAIGN]",
+	    "why a customer will or will not be contacted" },
+	{ "optout", ctl_optout, "optout CUSTOMER [--source TEXT]",
+	    "record a customer's opt-out" },
 };
 
 static void

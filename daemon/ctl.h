@@ -15,5 +15,14 @@ struct ctl_command {
 };
 
 int ctl_check(const char *config, int argc, char **argv);
+/* ctl_data.c: customers import, events import, event, answer, optout. */
+int ctl_customers(const char *config, int argc, char **argv);
+int ctl_events(const char *config, int argc, char **argv);
+int ctl_event(const char *config, int argc, char **argv);
+int ctl_answer(const char *config, int argc, char **argv);
+int ctl_optout(const char *config, int argc, char **argv);
+/* ctl_plan.c: plan (dry run), explain. */
+int ctl_plan(const char *config, int argc, char **argv);
+int ctl_explain(const char *config, int argc, char **argv);
 
 #endif

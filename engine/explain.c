@@ -1,0 +1,468 @@
+/* explain.c: why a customer will or will not be contacted by each campaign, and their history. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audience.h"
+#include "sched_int.h"
+#include "util.h"
+
+/* The customer, as explain needs it. */
+struct who {
+	int64_t cid;
+	char id[128], tz[64];
+	int has[3]; /* address for sms, email, whatsapp */
+	int consent[3]; /* -1 unset, 0 revoked, 1 granted */
+	int opted_out;
+	int64_t optout_at;
+	char optout_source[64];
+};
+
+static int
+load_who(struct sched *e, const char *id, struct who *w)
+{
+	static const char *const kinds[] = { "sms", "email", "whatsapp" };
+	sqlite3_stmt *s;
+	int k, found = 0;
+
+	memset(w, 0, sizeof(*w));
+	if (sqlite3_prepare_v2(e->db,
+		"SELECT c.cid, c.id, COALESCE(c.timezone, ?2), c.phone, c.email, c.whatsapp, o.at, "
+		"o.source FROM customers c LEFT JOIN optouts o ON o.customer = c.cid WHERE c.id = ?1",
+		-1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		found = 1;
+		w->cid = sqlite3_column_int64(s, 0);
+		snprintf(w->id, sizeof(w->id), "%s", sqlite3_column_text(s, 1));
+		snprintf(w->tz, sizeof(w->tz), "%s", sqlite3_column_text(s, 2));
+		for (k = 0; k < 3; k++)
+			w->has[k] = sqlite3_column_bytes(s, 3 + k) > 0;
+		if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
+			w->opted_out = 1;
+			w->optout_at = sqlite3_column_int64(s, 6);
+			snprintf(w->optout_source, sizeof(w->optout_source), "%s",
+			    sqlite3_column_text(s, 7));
+		}
+	}
+	sqlite3_finalize(s);
+	if (!found)
+		return -ENOENT;
+	for (k = 0; k < 3; k++) {
+		w->consent[k] = -1;
+		s = sched_stmt(e, S_CONSENT);
+		sqlite3_bind_int64(s, 1, w->cid);
+		sqlite3_bind_text(s, 2, kinds[k], -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			w->consent[k] = sqlite3_column_int(s, 0);
+		sqlite3_reset(s);
+	}
+	return 0;
+}
+
+/* has_event_field: whether a predicate tree mentions the triggering event. */
+static int
+has_event_field(const struct conf_pred *pr)
+{
+	size_t i;
+
+	if (pr->kind == CONF_PRED_FIELD && strncmp(pr->field, "event.", 6) == 0)
+		return 1;
+	for (i = 0; i < pr->n_children; i++)
+		if (has_event_field(&pr->children[i]))
+			return 1;
+	return 0;
+}
+
+/* eval: the truth of one predicate for the customer now (1, 0, or -1 on error). */
+static int
+eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now)
+{
+	sqlite3_stmt *s;
+	struct aq q;
+	int v = -1;
+
+	aq_init(&q);
+	aq_add(&q, "SELECT ");
+	audience_where(&q, pr, now, e->conf->policy.default_timezone);
+	aq_add(&q, " FROM customers c WHERE c.cid = ?");
+	aq_bind_int(&q, cid);
+	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
+		aq_bind_all(&q, s, 1);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			v = sqlite3_column_int(s, 0) != 0;
+		sqlite3_finalize(s);
+	}
+	aq_free(&q);
+	return v;
+}
+
+/* field_value: the customer's current value of a FIELD predicate's field, as text. */
+static void
+field_value(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now, char *out,
+    size_t size)
+{
+	sqlite3_stmt *s;
+	struct aq q;
+
+	snprintf(out, size, "unknown");
+	aq_init(&q);
+	aq_add(&q, "SELECT ");
+	audience_field(&q, pr->field, now, e->conf->policy.default_timezone);
+	aq_add(&q, " FROM customers c WHERE c.cid = ");
+	aq_bind_int(&q, cid);
+	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
+		aq_bind_all(&q, s, 1);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			const unsigned char *t = sqlite3_column_text(s, 0);
+
+			if (t == NULL)
+				snprintf(out, size, "not set");
+			else
+				snprintf(out, size, "'%s'", t);
+		}
+		sqlite3_finalize(s);
+	}
+	aq_free(&q);
+}
+
+/*
+ * why_not: append to `out` the predicates that keep the customer out of the audience: in an
+ * all: group the false ones, in an any: group all of them (none held), in a none: group the
+ * true ones.  Returns the audience's truth.
+ */
+static int
+why_not(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now, int negated,
+    FILE *out)
+{
+	char desc[512], val[160];
+	size_t i;
+	int v, any = 0;
+
+	if (pr->kind == CONF_PRED_ALL || pr->kind == CONF_PRED_ANY || pr->kind == CONF_PRED_NONE) {
+		v = eval(e, pr, cid, now);
+		if (v == (negated ? 0 : 1))
+			return v;
+		for (i = 0; i < pr->n_children; i++) {
+			const struct conf_pred *c = &pr->children[i];
+			int cv = eval(e, c, cid, now);
+
+			if (pr->kind == CONF_PRED_NONE && cv == 1)
+				why_not(e, c, cid, now, 1, out);
+			else if (pr->kind == CONF_PRED_ALL && cv == 0)
+				why_not(e, c, cid, now, 0, out);
+			else if (pr->kind == CONF_PRED_ANY && cv == 0) {
+				if (!any)
+					fprintf(out, "    none of the 'any:' conditions holds:\n");
+				any = 1;
+				why_not(e, c, cid, now, 0, out);
+			}
+		}
+		return v;
+	}
+	v = eval(e, pr, cid, now);
+	audience_describe(pr, desc, sizeof(desc));
+	if (pr->kind == CONF_PRED_FIELD) {
+		field_value(e, pr, cid, now, val, sizeof(val));
+		fprintf(out, "    audience: %s %s (%s is %s) at %s:%d:%d\n", desc,
+		    negated ? "holds, and is excluded by none:" : "is false", pr->field, val,
+		    pr->pos.file, pr->pos.line, pr->pos.col);
+	} else {
+		fprintf(out, "    audience: %s %s at %s:%d:%d\n", desc,
+		    negated ? "holds, and is excluded by none:" : "is false", pr->pos.file,
+		    pr->pos.line, pr->pos.col);
+	}
+	return v;
+}
+
+static void
+print_when(struct sched *e, FILE *out, const char *label, int64_t t, const char *tz)
+{
+	char utc[21], local[26];
+
+	store_format_time(t, utc);
+	tz_format_offset(sched_zone(e, tz), t, local);
+	fprintf(out, "%s %s (%s %s)", label, utc, local, tz);
+}
+
+/* reach: whether any step can reach the customer; lines for the ones that cannot. */
+static int
+reach(const struct conf_campaign *cp, const struct who *w, FILE *out)
+{
+	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
+	size_t i;
+	int ok = 0;
+
+	for (i = 0; i < cp->n_steps; i++) {
+		const struct conf_channel *ch = cp->steps[i].channel;
+		int k = ch->kind;
+
+		if (k == CONF_KIND_WEBHOOK) {
+			if (!ch->has_consent_kind) {
+				ok = 1;
+				continue;
+			}
+			k = ch->consent_kind;
+		} else if (!w->has[k]) {
+			fprintf(out, "    step %zu (%s): no %s address\n", i + 1, ch->name, kinds[k]);
+			continue;
+		}
+		if (w->consent[k] != 1) {
+			fprintf(out, "    step %zu (%s): %s %s consent\n", i + 1, ch->name,
+			    w->consent[k] == 0 ? "revoked" : "no", kinds[k]);
+			continue;
+		}
+		ok = 1;
+	}
+	return ok;
+}
+
+/* contact_state: the contact limit as it stands now for the customer; 1 when exhausted. */
+static int
+contact_state(struct sched *e, const struct who *w, int64_t now, FILE *out)
+{
+	const struct conf_policy *pol = &e->conf->policy;
+	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
+	long n = 0;
+
+	sqlite3_bind_int64(s, 1, w->cid);
+	sqlite3_bind_int64(s, 2, now - pol->contact_per);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (n < pol->contact_max)
+		return 0;
+	s = sched_stmt(e, S_LAST_CONTACT);
+	sqlite3_bind_int64(s, 1, w->cid);
+	sqlite3_bind_int64(s, 2, now - pol->contact_per);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		int64_t at = sqlite3_column_int64(s, 2);
+
+		fprintf(out, "    contact limit (%d per %lldd) reached: contacted by campaign %s "
+			     "(delivery %lld); ",
+		    pol->contact_max, (long long)(pol->contact_per / 86400),
+		    (const char *)sqlite3_column_text(s, 0), (long long)sqlite3_column_int64(s, 1));
+		print_when(e, out, "free again after", at + pol->contact_per, w->tz);
+		fputc('\n', out);
+	}
+	sqlite3_reset(s);
+	return 1;
+}
+
+/* scheduled: the customer's pending delivery of a campaign, if any, printed; 1 when found. */
+static int
+scheduled(struct sched *e, const struct conf_campaign *cp, const struct who *w, FILE *out)
+{
+	sqlite3_stmt *s;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(e->db,
+		"SELECT id, step, due_at, state FROM deliveries WHERE customer = ?1 AND campaign = ?2 "
+		"AND state IN ('scheduled', 'sending') ORDER BY due_at LIMIT 1",
+		-1, &s, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(s, 1, w->cid);
+	sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		int step = sqlite3_column_int(s, 1);
+
+		found = 1;
+		if (strcmp((const char *)sqlite3_column_text(s, 3), "sending") == 0) {
+			fprintf(out, "  being sent now: delivery %lld, step %d via %s\n",
+			    (long long)sqlite3_column_int64(s, 0), step,
+			    cp->steps[step - 1].channel->name);
+		} else {
+			fprintf(out, "  next contact: delivery %lld, step %d via %s ",
+			    (long long)sqlite3_column_int64(s, 0), step,
+			    cp->steps[step - 1].channel->name);
+			print_when(e, out, "at", sqlite3_column_int64(s, 2), w->tz);
+			fputc('\n', out);
+		}
+	}
+	sqlite3_finalize(s);
+	return found;
+}
+
+/* in_sample: whether the customer falls in the campaign's sample for an occurrence. */
+static int
+in_sample(struct sched *e, const struct conf_campaign *cp, const struct who *w, const char *occ)
+{
+	sqlite3_stmt *s;
+	int in = 1;
+
+	if (!cp->audience.has_sample)
+		return 1;
+	if (sqlite3_prepare_v2(e->db, "SELECT sched_hash(?1, ?2, ?3) % 1000000 < ?4", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return 1;
+	sqlite3_bind_text(s, 1, w->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, occ, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (int64_t)(cp->audience.sample_pct * 10000.0 + 0.5));
+	if (sqlite3_step(s) == SQLITE_ROW)
+		in = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return in;
+}
+
+static void
+explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct who *w,
+    int64_t now, FILE *out)
+{
+	struct camp *k = sched_camp_find(e, cp->name);
+	int blocked = 0, aud;
+
+	fprintf(out, "%s (%s, priority %s, %s:%d)\n", cp->name, conf_ctype_name(cp->type),
+	    (const char *[]){ "low", "normal", "high", "critical" }[cp->priority], cp->file,
+	    cp->pos.line);
+	if (scheduled(e, cp, w, out))
+		return;
+	if (!cp->enabled) {
+		fprintf(out, "  not contacted: the campaign is disabled\n");
+		return;
+	}
+	if (w->opted_out) {
+		char t[21];
+
+		store_format_time(w->optout_at, t);
+		fprintf(out, "  not contacted: the customer opted out at %s (%s)\n", t,
+		    w->optout_source);
+		return;
+	}
+	fprintf(out, "  not contacted now; why:\n");
+	aud = why_not(e, &cp->audience.root, w->cid, now, 0, out);
+	if (aud == 1 && has_event_field(&cp->audience.root))
+		fprintf(out, "    audience: holds for the customer; the event's fields are tested when "
+			     "one arrives\n");
+	else if (aud == 1)
+		fprintf(out, "    audience: the customer qualifies\n");
+	if (!reach(cp, w, out)) {
+		fprintf(out, "    no step can reach the customer\n");
+		blocked = 1;
+	}
+	blocked |= contact_state(e, w, now, out);
+	if (cp->type == CONF_TRANSACTIONAL) {
+		sqlite3_stmt *s = sched_stmt(e, S_EVENT_COUNT);
+		long n = 0;
+
+		sqlite3_bind_int64(s, 1, w->cid);
+		sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		fprintf(out, "    waits for a '%s' event", cp->event);
+		if (cp->every_nth > 1)
+			fprintf(out, " (asked at every %d qualifying events; %ld so far, so the %ld%s "
+				     "is asked)",
+			    cp->every_nth, n, (n / cp->every_nth + 1) * cp->every_nth,
+			    ((n / cp->every_nth + 1) * cp->every_nth) % 10 == 1 ? "st" :
+			    ((n / cp->every_nth + 1) * cp->every_nth) % 10 == 2 ? "nd" :
+			    ((n / cp->every_nth + 1) * cp->every_nth) % 10 == 3 ? "rd" :
+										  "th");
+		if (cp->delay > 0)
+			fprintf(out, "; sent %lldh after it", (long long)(cp->delay / 3600));
+		fputc('\n', out);
+		return;
+	}
+	if (k == NULL)
+		return;
+	if (!k->loaded)
+		sched_cursor_load(e, k, now);
+	if (k->cur.done) {
+		fprintf(out, "    no occurrence left (%s)\n",
+		    cp->type == CONF_ONE_OFF ? "a one-off campaign runs once" : "the schedule has ended");
+		return;
+	}
+	{
+		char occ[20];
+		const struct tz_zone *z = sched_zone(e, cp->schedule.timezone ? cp->schedule.timezone :
+									       w->tz);
+		int64_t due = sched_next_allowed(e, cp, w->tz, tz_to_utc(z, &k->cur.next));
+
+		tz_format_local(&k->cur.next, occ);
+		fprintf(out, "    next occurrence %s (%s): ", occ,
+		    cp->schedule.timezone ? cp->schedule.timezone : "recipient's time");
+		if (!in_sample(e, cp, w, occ))
+			fprintf(out, "not in its %g%% sample\n", cp->audience.sample_pct);
+		else if (aud != 1 || blocked)
+			fprintf(out, "would be due ");
+		else
+			fprintf(out, "due ");
+		if (in_sample(e, cp, w, occ)) {
+			print_when(e, out, "at", due, w->tz);
+			fprintf(out, "%s\n", cp->schedule.spread > 0 ? " (before its spread)" : "");
+		}
+	}
+}
+
+static void
+history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
+{
+	sqlite3_stmt *d, *t;
+	char c[21], a[21];
+
+	if (sqlite3_prepare_v2(e->db,
+		"SELECT d.id, d.campaign, d.occurrence, d.state, d.step, d.created_at, v.sha256 "
+		"FROM deliveries d JOIN campaign_versions v ON v.id = d.version "
+		"WHERE d.customer = ?1 AND (?2 IS NULL OR d.campaign = ?2) ORDER BY d.created_at, d.id",
+		-1, &d, NULL) != SQLITE_OK)
+		return;
+	if (sqlite3_prepare_v2(e->db,
+		"SELECT at, from_state, to_state, step, channel, idem_key, reason FROM transitions "
+		"WHERE delivery = ?1 ORDER BY id",
+		-1, &t, NULL) != SQLITE_OK) {
+		sqlite3_finalize(d);
+		return;
+	}
+	sqlite3_bind_int64(d, 1, w->cid);
+	if (campaign)
+		sqlite3_bind_text(d, 2, campaign, -1, SQLITE_STATIC);
+	fprintf(out, "\nhistory of customer %s:\n", w->id);
+	while (sqlite3_step(d) == SQLITE_ROW) {
+		store_format_time(sqlite3_column_int64(d, 5), c);
+		fprintf(out, "  delivery %lld  %s  %s  state %s, step %d, created %s, version %.12s\n",
+		    (long long)sqlite3_column_int64(d, 0), sqlite3_column_text(d, 1),
+		    sqlite3_column_text(d, 2), sqlite3_column_text(d, 3), sqlite3_column_int(d, 4), c,
+		    sqlite3_column_text(d, 6));
+		sqlite3_reset(t);
+		sqlite3_bind_int64(t, 1, sqlite3_column_int64(d, 0));
+		while (sqlite3_step(t) == SQLITE_ROW) {
+			store_format_time(sqlite3_column_int64(t, 0), a);
+			fprintf(out, "    %s  %s -> %s  step %d%s%s%s%s  %s\n", a,
+			    sqlite3_column_text(t, 1), sqlite3_column_text(t, 2), sqlite3_column_int(t, 3),
+			    sqlite3_column_type(t, 4) != SQLITE_NULL ? " via " : "",
+			    sqlite3_column_type(t, 4) != SQLITE_NULL ? (const char *)sqlite3_column_text(t, 4) : "",
+			    sqlite3_column_type(t, 5) != SQLITE_NULL ? " key " : "",
+			    sqlite3_column_type(t, 5) != SQLITE_NULL ? (const char *)sqlite3_column_text(t, 5) : "",
+			    sqlite3_column_text(t, 6));
+		}
+	}
+	sqlite3_finalize(t);
+	sqlite3_finalize(d);
+}
+
+int
+sched_explain(struct sched *e, const char *customer, const char *campaign, int64_t now, FILE *out)
+{
+	struct who w;
+	size_t i;
+	int rc = load_who(e, customer, &w);
+
+	if (rc < 0)
+		return rc;
+	if (campaign != NULL && conf_campaign_find(e->conf, campaign) == NULL)
+		return -ENOENT;
+	fprintf(out, "customer %s (zone %s)\n\n", w.id, w.tz);
+	for (i = 0; i < e->conf->n_campaigns; i++) {
+		const struct conf_campaign *cp = e->conf->campaigns[i];
+
+		if (campaign != NULL && strcmp(cp->name, campaign) != 0)
+			continue;
+		explain_campaign(e, cp, &w, now, out);
+	}
+	history(e, &w, campaign, out);
+	return 0;
+}

@@ -1,0 +1,1208 @@
+/* sched.c: the engine: materialise occurrences and events, decide due deliveries, escalate. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "audience.h"
+#include "sched_int.h"
+#include "tz.h"
+#include "util.h"
+
+static const char *const sql_text[S_COUNT] = {
+	[S_DUE] = "SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.token, c.id, "
+		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority "
+		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
+		  "LEFT JOIN optouts o ON o.customer = d.customer "
+		  "WHERE d.state = 'scheduled' AND d.due_at <= ?1 "
+		  "ORDER BY d.priority DESC, d.due_at, d.id LIMIT 256",
+	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
+	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
+			   "at > ?2 ORDER BY at DESC LIMIT 1",
+	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
+	[S_RIVAL] = "SELECT id, campaign, due_at FROM deliveries WHERE customer = ?1 AND "
+		    "state = 'scheduled' AND token IS NULL AND priority > ?2 AND due_at <= ?3 AND "
+		    "id <> ?4 ORDER BY priority DESC, due_at LIMIT 1",
+	[S_SET] = "UPDATE deliveries SET state = ?2, step = ?3, due_at = ?4, "
+		  "token = COALESCE(token, ?5), attempts = CASE WHEN ?2 = 'sending' THEN attempts + 1 "
+		  "ELSE attempts END, updated_at = ?6 WHERE id = ?1",
+	[S_TRANS] = "INSERT INTO transitions(delivery, at, from_state, to_state, step, channel, "
+		    "idem_key, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_CONTACT_ADD] = "INSERT OR IGNORE INTO contacts(customer, at, campaign, delivery) "
+			  "VALUES (?1, ?2, ?3, ?4)",
+	[S_GET] = "SELECT d.campaign, d.customer, d.step, d.state, d.token, c.id, "
+		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source "
+		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
+		  "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
+	[S_MIN_DUE] = "SELECT min(due_at) FROM deliveries WHERE state = 'scheduled'",
+	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
+		     "COALESCE(c.timezone, ?3), o.at FROM events e "
+		     "JOIN customers c ON c.cid = e.customer "
+		     "LEFT JOIN optouts o ON o.customer = e.customer "
+		     "WHERE e.rowid > ?1 AND e.type = ?2 ORDER BY e.rowid LIMIT 512",
+	[S_EVENT_COUNT] = "SELECT count(*) FROM deliveries WHERE customer = ?1 AND campaign = ?2",
+	[S_INS] = "INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "
+		  "event, state, step, due_at, expires_at, priority, created_at, updated_at) "
+		  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?11)",
+	[S_BATCH_ADD] = "INSERT OR IGNORE INTO batches(campaign, version, occurrence, created_at) "
+			"VALUES (?1, ?2, ?3, ?4)",
+	[S_BATCH_GET] = "SELECT id FROM batches WHERE campaign = ?1 AND occurrence = ?2",
+	[S_BATCH_COUNT] = "UPDATE batches SET deliveries = deliveries + ?2 WHERE id = ?1",
+	[S_CURSOR_GET] = "SELECT next_local FROM cursors WHERE campaign = ?1",
+	[S_CURSOR_PUT] = "INSERT INTO cursors(campaign, next_local, updated_at) VALUES (?1, ?2, ?3) "
+			 "ON CONFLICT(campaign) DO UPDATE SET next_local = excluded.next_local, "
+			 "updated_at = excluded.updated_at",
+	[S_ECURSOR_GET] = "SELECT last_rowid FROM event_cursors WHERE campaign = ?1",
+	[S_ECURSOR_PUT] = "INSERT INTO event_cursors(campaign, last_rowid, updated_at) "
+			  "VALUES (?1, ?2, ?3) ON CONFLICT(campaign) DO UPDATE SET "
+			  "last_rowid = excluded.last_rowid, updated_at = excluded.updated_at",
+	[S_ACTIVE] = "SELECT min(loaded_at) FROM campaign_versions WHERE campaign = ?1",
+	[S_MAX_ROWID] = "SELECT max(rowid) FROM events WHERE type = ?1 AND occurred_at < ?2",
+};
+
+/* ---- small helpers ---- */
+
+sqlite3_stmt *
+sched_stmt(struct sched *e, int which)
+{
+	sqlite3_stmt *s = e->stmt[which];
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static void
+copy_col(char *dst, size_t size, sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static int
+step_done(struct sched *e, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		fprintf(stderr, "campaignd: engine: %s\n", sqlite3_errmsg(e->db));
+		return -EIO;
+	}
+	return 0;
+}
+
+struct camp *
+sched_camp_find(struct sched *e, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_camps; i++)
+		if (strcmp(e->camps[i].cp->name, name) == 0)
+			return &e->camps[i];
+	return NULL;
+}
+
+const struct conf_quiet *
+sched_quiet_of(const struct sched *e, const struct conf_campaign *cp)
+{
+	return cp->has_quiet ? &cp->quiet : &e->conf->policy.quiet;
+}
+
+const struct tz_zone *
+sched_zone(const struct sched *e, const char *name)
+{
+	const struct tz_zone *z = name ? tz_get(name) : NULL;
+
+	return z ? z : tz_get(e->conf->policy.default_timezone);
+}
+
+/* next_allowed: the first instant >= t allowed by the campaign's quiet hours for this recipient. */
+int64_t
+sched_next_allowed(const struct sched *e, const struct conf_campaign *cp, const char *rtz, int64_t t)
+{
+	const struct conf_quiet *q = sched_quiet_of(e, cp);
+	const struct tz_zone *z = sched_zone(e, q->timezone ? q->timezone : rtz);
+	int64_t a = tz_next_allowed(z, q, t);
+
+	return a < 0 ? t : a;
+}
+
+static void
+fmt_time(int64_t t, char out[21])
+{
+	store_format_time(t, out);
+}
+
+static int
+transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to, int step,
+    const char *channel, const char *key, const char *reason)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_TRANS);
+
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_text(s, 3, from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, to, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, step);
+	if (channel)
+		sqlite3_bind_text(s, 6, channel, -1, SQLITE_STATIC);
+	if (key)
+		sqlite3_bind_text(s, 7, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, reason, -1, SQLITE_STATIC);
+	return step_done(e, s);
+}
+
+static int
+set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due,
+    const char *token, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_SET);
+
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, step);
+	if (due >= 0)
+		sqlite3_bind_int64(s, 4, due);
+	if (token)
+		sqlite3_bind_text(s, 5, token, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, now);
+	return step_done(e, s);
+}
+
+static int
+emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at,
+    const char *customer, const char *campaign, int step, const char *channel, const char *tz,
+    const char *reason, const char *key, const char *token)
+{
+	struct sched_action a = { kind, id, at, customer, campaign, step, channel, tz, reason, key,
+		token };
+
+	return sink ? sink(arg, &a) : 0;
+}
+
+/* unreachable_why: NULL when step `st` can reach the customer (address and consent), else why. */
+static const char *
+unreachable_why(struct sched *e, const struct conf_step *st, int step, const struct due *d,
+    char *buf, size_t size)
+{
+	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
+	enum conf_kind kind = st->channel->kind;
+	sqlite3_stmt *s;
+	int granted = -1;
+
+	if (kind == CONF_KIND_WEBHOOK) {
+		if (!st->channel->has_consent_kind)
+			return NULL;
+		kind = st->channel->consent_kind;
+	} else if ((kind == CONF_KIND_SMS && !d->has_phone) ||
+	    (kind == CONF_KIND_EMAIL && !d->has_email) ||
+	    (kind == CONF_KIND_WHATSAPP && !d->has_whatsapp)) {
+		snprintf(buf, size, "no %s for step %d (%s)",
+		    kind == CONF_KIND_EMAIL ? "e-mail address" :
+		    kind == CONF_KIND_SMS   ? "phone number" :
+					      "WhatsApp number",
+		    step, st->channel->name);
+		return buf;
+	}
+	s = sched_stmt(e, S_CONSENT);
+	sqlite3_bind_int64(s, 1, d->cid);
+	sqlite3_bind_text(s, 2, kinds[kind], -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		granted = sqlite3_column_int(s, 0);
+	sqlite3_reset(s);
+	if (granted == 1)
+		return NULL;
+	snprintf(buf, size, "%s %s consent for step %d (%s)", granted == 0 ? "revoked" : "no",
+	    kinds[kind], step, st->channel->name);
+	return buf;
+}
+
+/* random_token: 128 bits, hex, for survey links. */
+static void
+random_token(char out[33])
+{
+	unsigned char b[16];
+	int i;
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		memset(b, 0, sizeof(b)); /* never happens with a seeded OpenSSL */
+	for (i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ---- the SQL functions used by materialisation ---- */
+
+static uint64_t
+fnv1a(uint64_t h, const unsigned char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* sched_hash(a, b): a stable 63-bit hash, for deterministic samples and orders. */
+static void
+sql_hash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	uint64_t h = 14695981039346656037ULL;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		const unsigned char *t = sqlite3_value_text(argv[i]);
+
+		h = fnv1a(h, t ? t : (const unsigned char *)"", t ? (size_t)sqlite3_value_bytes(argv[i]) : 0);
+		h = fnv1a(h, (const unsigned char *)"\0", 1);
+	}
+	/* Finalise (fnv's low bits mix poorly): a 64-bit avalanche. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	sqlite3_result_int64(ctx, (sqlite3_int64)(h >> 1));
+}
+
+static struct zmemo *
+memo_for(struct mat *m, const char *name)
+{
+	uint64_t h = fnv1a(14695981039346656037ULL, (const unsigned char *)name, strlen(name));
+	size_t i, slot;
+
+	for (i = 0; i < TZ_CACHE; i++) {
+		slot = (size_t)((h + i) & (TZ_CACHE - 1));
+		if (!m->memo[slot].used || strcmp(m->memo[slot].name, name) == 0)
+			return &m->memo[slot];
+	}
+	return NULL;
+}
+
+/*
+ * sched_due(tz, frac): the UTC due time of the occurrence being materialised for a recipient in
+ * zone tz: the occurrence's wall time in the schedule's zone (or the recipient's), moved
+ * out of quiet hours; with a spread, the point at fraction `frac` of the allowed time of the
+ * spread window.  Zones repeat across a million rows, so results are memoised per zone.
+ */
+static void
+sql_due(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct sched *e = sqlite3_user_data(ctx);
+	struct mat *m = &e->mat;
+	const struct conf_campaign *cp = m->cp;
+	const char *name = (const char *)sqlite3_value_text(argv[0]);
+	struct zmemo *z;
+	int64_t due;
+
+	if (name == NULL || strlen(name) >= sizeof(z->name))
+		name = e->conf->policy.default_timezone;
+	z = memo_for(m, name);
+	if (z == NULL) {
+		sqlite3_result_error(ctx, "too many time zones", -1);
+		return;
+	}
+	if (!z->used) {
+		const struct tz_zone *zone = sched_zone(e,
+		    cp->schedule.timezone ? cp->schedule.timezone : name);
+		int64_t at = tz_to_utc(zone, &m->occ);
+
+		snprintf(z->name, sizeof(z->name), "%s", name);
+		z->used = 1;
+		z->base = sched_next_allowed(e, cp, name, at);
+		z->start = z->base;
+		if (cp->schedule.spread > 0) {
+			const struct conf_quiet *q = m->quiet;
+			const struct tz_zone *qz = sched_zone(e, q->timezone ? q->timezone : name);
+
+			z->allowed = tz_allowed_seconds(qz, q, z->start, z->start + cp->schedule.spread);
+		}
+	}
+	due = z->base;
+	if (argc > 1 && sqlite3_value_type(argv[1]) != SQLITE_NULL && z->allowed > 0) {
+		const struct conf_quiet *q = m->quiet;
+		const struct tz_zone *qz = sched_zone(e, q->timezone ? q->timezone : name);
+		double frac = sqlite3_value_double(argv[1]);
+		int64_t k = (int64_t)(frac * (double)z->allowed);
+		int64_t at = tz_allowed_at(qz, q, z->start, z->start + cp->schedule.spread, k);
+
+		if (at >= 0)
+			due = at;
+	}
+	sqlite3_result_int64(ctx, due);
+}
+
+/* ---- construction ---- */
+
+int
+sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **out, char **err)
+{
+	struct sched *e = xcalloc(1, sizeof(*e));
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	e->st = st;
+	e->db = store_db(st);
+	e->conf = c;
+	for (i = 0; i < S_COUNT; i++) {
+		rc = sqlite3_prepare_v3(e->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i],
+		    NULL);
+		if (rc != SQLITE_OK) {
+			*err = xasprintf("preparing engine statement %zu: %s", i, sqlite3_errmsg(e->db));
+			sched_free(e);
+			return -EIO;
+		}
+	}
+	if (sqlite3_create_function(e->db, "sched_hash", -1,
+		SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL, sql_hash, NULL,
+		NULL) != SQLITE_OK ||
+	    sqlite3_create_function(e->db, "sched_due", -1, SQLITE_UTF8 | SQLITE_INNOCUOUS, e,
+		sql_due, NULL, NULL) != SQLITE_OK ||
+	    audience_register(e->db) < 0) {
+		*err = xasprintf("registering SQL functions: %s", sqlite3_errmsg(e->db));
+		sched_free(e);
+		return -EIO;
+	}
+	e->camps = xcalloc(c->n_campaigns ? c->n_campaigns : 1, sizeof(*e->camps));
+	for (i = 0; i < c->n_campaigns; i++) {
+		struct camp *k = &e->camps[e->n_camps++];
+		sqlite3_stmt *s;
+
+		k->cp = c->campaigns[i];
+		if (store_campaign_version(st, k->cp, now, &k->version) < 0) {
+			*err = xasprintf("recording campaign %s: %s", k->cp->name, store_errmsg(st));
+			sched_free(e);
+			return -EIO;
+		}
+		s = sched_stmt(e, S_ACTIVE);
+		sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+		k->active_since = now;
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+			k->active_since = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+	}
+	*out = e;
+	return 0;
+}
+
+void
+sched_free(struct sched *e)
+{
+	size_t i;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(e->stmt[i]);
+	for (i = 0; i < e->n_camps; i++)
+		tz_rrule_free(e->camps[i].cur.it);
+	free(e->camps);
+	free(e);
+}
+
+/* ---- occurrences ---- */
+
+static int64_t
+floating_as_utc(const struct tz_local *l)
+{
+	return tz_to_utc(tz_get("UTC"), l);
+}
+
+/* mat_time: when an occurrence must be materialised: before its earliest due anywhere. */
+static int64_t
+mat_time_of(const struct camp *k, const struct tz_local *occ)
+{
+	const char *fixed = k->cp->schedule.timezone;
+
+	if (fixed != NULL)
+		return tz_to_utc(tz_get(fixed), occ) - 3600;
+	return floating_as_utc(occ) - EARLIEST_ZONE - 3600;
+}
+
+/* past_everywhere: whether the occurrence's wall time has passed in every zone by `now`. */
+static int
+past_everywhere(const struct camp *k, const struct tz_local *occ, int64_t now)
+{
+	const char *fixed = k->cp->schedule.timezone;
+
+	if (fixed != NULL)
+		return tz_to_utc(tz_get(fixed), occ) < now;
+	return floating_as_utc(occ) + LATEST_ZONE < now;
+}
+
+static int
+cursor_advance(struct camp *k)
+{
+	struct cursor *c = &k->cur;
+	const struct conf_schedule *sc = &k->cp->schedule;
+	char ends[20];
+	char next[20];
+
+	if (k->cp->type == CONF_ONE_OFF || c->it == NULL || tz_rrule_next(c->it, &c->next) < 0) {
+		c->done = 1;
+		return 0;
+	}
+	if (sc->ends != NULL) {
+		snprintf(ends, sizeof(ends), "%sT23:59:59", sc->ends);
+		tz_format_local(&c->next, next);
+		if (strcmp(next, ends) > 0) {
+			c->done = 1;
+			return 0;
+		}
+	}
+	c->mat_time = mat_time_of(k, &c->next);
+	return 0;
+}
+
+/*
+ * cursor_load: position a campaign's cursor: from the store when it was materialised before,
+ * else at the first occurrence that has not yet passed everywhere.
+ */
+int
+sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
+{
+	const struct conf_schedule *sc = &k->cp->schedule;
+	struct cursor *c = &k->cur;
+	struct tz_local start, stored;
+	sqlite3_stmt *s = sched_stmt(e, S_CURSOR_GET);
+	int have_stored = 0, stored_done = 0;
+	char buf[20];
+
+	k->loaded = 1;
+	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) == SQLITE_NULL)
+			stored_done = 1;
+		else if (tz_parse_local((const char *)sqlite3_column_text(s, 0), &stored) == 0)
+			have_stored = 1;
+	}
+	sqlite3_reset(s);
+	if (stored_done) {
+		c->done = 1;
+		return 0;
+	}
+	if (k->cp->type == CONF_ONE_OFF) {
+		if (tz_parse_local(sc->at_local, &c->next) < 0) {
+			c->done = 1;
+			return 0;
+		}
+		c->mat_time = mat_time_of(k, &c->next);
+		if (!have_stored && past_everywhere(k, &c->next, now))
+			c->done = 1; /* loaded after its time: a one-off never fires late */
+		return 0;
+	}
+	memset(&start, 0, sizeof(start));
+	if (sc->starts != NULL) {
+		snprintf(buf, sizeof(buf), "%sT00:00:00", sc->starts);
+		tz_parse_local(buf, &start);
+	} else {
+		tz_to_local(tz_get("UTC"), now - EARLIEST_ZONE, &start);
+	}
+	start.hour = sc->at_min / 60;
+	start.minute = sc->at_min % 60;
+	start.second = 0;
+	c->it = tz_rrule_new(sc->rrule, &start);
+	if (c->it == NULL) {
+		c->done = 1;
+		return 0;
+	}
+	for (;;) {
+		cursor_advance(k);
+		if (c->done)
+			return 0;
+		if (have_stored) {
+			char a[20], b[20];
+
+			tz_format_local(&c->next, a);
+			tz_format_local(&stored, b);
+			if (strcmp(a, b) >= 0)
+				return 0;
+		} else if (!past_everywhere(k, &c->next, now)) {
+			return 0;
+		}
+	}
+}
+
+static int
+cursor_save(struct sched *e, struct camp *k, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_CURSOR_PUT);
+	char buf[20];
+
+	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+	if (!k->cur.done) {
+		tz_format_local(&k->cur.next, buf);
+		sqlite3_bind_text(s, 2, buf, -1, SQLITE_TRANSIENT);
+	}
+	sqlite3_bind_int64(s, 3, now);
+	return step_done(e, s);
+}
+
+static int64_t
+batch_id(struct sched *e, struct camp *k, const char *occ, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_BATCH_ADD);
+	int64_t id = -1;
+
+	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, k->version);
+	sqlite3_bind_text(s, 3, occ, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	if (step_done(e, s) < 0)
+		return -1;
+	s = sched_stmt(e, S_BATCH_GET);
+	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, occ, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return id;
+}
+
+static void
+batch_count(struct sched *e, int64_t batch, long n)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_BATCH_COUNT);
+
+	sqlite3_bind_int64(s, 1, batch);
+	sqlite3_bind_int64(s, 2, n);
+	step_done(e, s);
+}
+
+/*
+ * materialise_occurrence: one INSERT ... SELECT creating every delivery of one occurrence.
+ * The audience is the compiled predicate; the sample keeps customers whose stable hash of
+ * (customer, campaign, occurrence) falls under the percentage; the limit keeps the first by
+ * that hash; the spread orders the batch by it and hands each row its fraction.
+ */
+static long
+materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
+{
+	const struct conf_campaign *cp = k->cp;
+	const struct conf_audience *au = &cp->audience;
+	char occ[20];
+	struct aq q;
+	sqlite3_stmt *s = NULL;
+	int64_t batch;
+	long n = -1;
+	int idx;
+
+	tz_format_local(&k->cur.next, occ);
+	batch = batch_id(e, k, occ, now);
+	if (batch < 0)
+		return -1;
+	memset(&e->mat, 0, sizeof(e->mat));
+	e->mat.cp = cp;
+	e->mat.occ = k->cur.next;
+	e->mat.quiet = sched_quiet_of(e, cp);
+	aq_init(&q);
+	aq_add(&q, "INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "
+		   "state, step, due_at, priority, created_at, updated_at) SELECT ?1, ?2, ?3, s.cid, ?4, "
+		   "'scheduled', 1, sched_due(s.tz%s), ?5, ?6, ?6 FROM (SELECT c.cid, "
+		   "COALESCE(c.timezone, ?7) AS tz",
+	    cp->schedule.spread > 0 ? ", (s.rn - 1) * 1.0 / s.n" : "");
+	if (cp->schedule.spread > 0)
+		aq_add(&q, ", row_number() OVER (ORDER BY sched_hash(c.id, ?1, ?4)) AS rn, "
+			   "count(*) OVER () AS n");
+	aq_add(&q, " FROM customers c WHERE NOT EXISTS (SELECT 1 FROM optouts o WHERE "
+		   "o.customer = c.cid) AND ");
+	audience_where(&q, &au->root, now, e->conf->policy.default_timezone);
+	if (au->has_sample) {
+		aq_add(&q, " AND sched_hash(c.id, ?1, ?4) %% 1000000 < ");
+		aq_bind_int(&q, (int64_t)(au->sample_pct * 10000.0 + 0.5));
+	}
+	if (au->limit > 0) {
+		aq_add(&q, " ORDER BY sched_hash(c.id, ?1, ?4) LIMIT ");
+		aq_bind_int(&q, au->limit);
+	}
+	aq_add(&q, ") s");
+	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "campaignd: engine: %s: %s\n", cp->name, sqlite3_errmsg(e->db));
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, cp->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, k->version);
+	sqlite3_bind_int64(s, 3, batch);
+	sqlite3_bind_text(s, 4, occ, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, (int)cp->priority);
+	sqlite3_bind_int64(s, 6, now);
+	sqlite3_bind_text(s, 7, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+	idx = aq_bind_all(&q, s, 8);
+	(void)idx;
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		fprintf(stderr, "campaignd: engine: %s: %s\n", cp->name, sqlite3_errmsg(e->db));
+		goto out;
+	}
+	n = (long)sqlite3_changes(e->db);
+	batch_count(e, batch, n);
+out:
+	sqlite3_finalize(s);
+	aq_free(&q);
+	return n;
+}
+
+static long
+materialise_scheduled(struct sched *e, struct camp *k, int64_t now)
+{
+	long total = 0, n;
+
+	if (!k->loaded && sched_cursor_load(e, k, now) < 0)
+		return -1;
+	while (!k->cur.done && k->cur.mat_time <= now) {
+		n = materialise_occurrence(e, k, now);
+		if (n < 0)
+			return -1;
+		total += n;
+		cursor_advance(k);
+		if (cursor_save(e, k, now) < 0)
+			return -1;
+	}
+	return total;
+}
+
+/* ---- events ---- */
+
+static int
+ecursor_load(struct sched *e, struct camp *k)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_ECURSOR_GET);
+	int found = 0;
+
+	k->loaded = 1;
+	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		k->event_rowid = sqlite3_column_int64(s, 0);
+		found = 1;
+	}
+	sqlite3_reset(s);
+	if (!found)
+		k->event_rowid = 0;
+	return 0;
+}
+
+static int
+ecursor_save(struct sched *e, struct camp *k, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_ECURSOR_PUT);
+
+	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, k->event_rowid);
+	sqlite3_bind_int64(s, 3, now);
+	return step_done(e, s);
+}
+
+/* event_qualifies: whether the customer and the event pass the campaign's audience at now. */
+static int
+event_qualifies(struct sched *e, const struct conf_campaign *cp, sqlite3_stmt **cache,
+    const char *event_id, int64_t cid, int64_t now)
+{
+	sqlite3_stmt *s = *cache;
+	int ok;
+
+	if (s == NULL) {
+		struct aq q;
+
+		aq_init(&q);
+		aq_add(&q, "SELECT 1 FROM customers c JOIN events e ON e.id = ?1 WHERE c.cid = ?2 AND ");
+		audience_where(&q, &cp->audience.root, now, e->conf->policy.default_timezone);
+		if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) != SQLITE_OK) {
+			fprintf(stderr, "campaignd: engine: %s: %s\n", cp->name, sqlite3_errmsg(e->db));
+			aq_free(&q);
+			return -1;
+		}
+		aq_bind_all(&q, s, 3);
+		aq_free(&q);
+		*cache = s;
+	}
+	sqlite3_reset(s);
+	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, cid);
+	ok = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_reset(s);
+	return ok;
+}
+
+struct ev {
+	int64_t rowid, cid, at, optout_at;
+	int opted_out;
+	char id[128], customer[128], tz[64];
+};
+
+static long
+materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink, void *arg)
+{
+	const struct conf_campaign *cp = k->cp;
+	sqlite3_stmt *aud = NULL;
+	struct ev *evs = NULL;
+	char occ[160], batch_occ[32], reason[160];
+	int64_t batch = -1;
+	long total = 0;
+	size_t n, i;
+	int more = 1;
+
+	if (!k->loaded)
+		ecursor_load(e, k);
+	evs = xcalloc(EVENT_BATCH, sizeof(*evs));
+	while (more) {
+		sqlite3_stmt *s = sched_stmt(e, S_EVENTS);
+
+		sqlite3_bind_int64(s, 1, k->event_rowid);
+		sqlite3_bind_text(s, 2, cp->event, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+		n = 0;
+		while (n < EVENT_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+			struct ev *v = &evs[n++];
+
+			v->rowid = sqlite3_column_int64(s, 0);
+			copy_col(v->id, sizeof(v->id), s, 1);
+			v->cid = sqlite3_column_int64(s, 2);
+			v->at = sqlite3_column_int64(s, 3);
+			copy_col(v->customer, sizeof(v->customer), s, 4);
+			copy_col(v->tz, sizeof(v->tz), s, 5);
+			v->opted_out = sqlite3_column_type(s, 6) != SQLITE_NULL;
+		}
+		sqlite3_reset(s);
+		more = n == EVENT_BATCH;
+		if (n == 0)
+			break;
+		if (batch < 0) {
+			snprintf(batch_occ, sizeof(batch_occ), "events:v%lld", (long long)k->version);
+			batch = batch_id(e, k, batch_occ, now);
+			if (batch < 0)
+				goto fail;
+		}
+		for (i = 0; i < n; i++) {
+			struct ev *v = &evs[i];
+			int64_t due, expires = -1, count = 0;
+			const char *state = "scheduled";
+			int q;
+
+			k->event_rowid = v->rowid;
+			/* Events from before the campaign existed are history, not triggers. */
+			if (v->at < k->active_since)
+				continue;
+			q = event_qualifies(e, cp, &aud, v->id, v->cid, now);
+			if (q < 0)
+				goto fail;
+			if (!q)
+				continue;
+			s = sched_stmt(e, S_EVENT_COUNT);
+			sqlite3_bind_int64(s, 1, v->cid);
+			sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
+			if (sqlite3_step(s) == SQLITE_ROW)
+				count = sqlite3_column_int64(s, 0);
+			sqlite3_reset(s);
+			due = sched_next_allowed(e, cp, v->tz, v->at + cp->delay);
+			if (cp->expire_after > 0)
+				expires = v->at + cp->delay + cp->expire_after;
+			reason[0] = '\0';
+			if (v->opted_out) {
+				state = "skipped";
+				snprintf(reason, sizeof(reason), "customer opted out");
+			} else if ((count + 1) % cp->every_nth != 0) {
+				state = "skipped";
+				snprintf(reason, sizeof(reason),
+				    "every_nth: qualifying event %lld of this customer; asked at every %d",
+				    (long long)(count + 1), cp->every_nth);
+			}
+			snprintf(occ, sizeof(occ), "event:%s", v->id);
+			s = sched_stmt(e, S_INS);
+			sqlite3_bind_text(s, 1, cp->name, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 2, k->version);
+			sqlite3_bind_int64(s, 3, batch);
+			sqlite3_bind_int64(s, 4, v->cid);
+			sqlite3_bind_text(s, 5, occ, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 6, v->id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 7, state, -1, SQLITE_STATIC);
+			if (state[0] == 's' && state[1] == 'c')
+				sqlite3_bind_int64(s, 8, due);
+			if (expires >= 0)
+				sqlite3_bind_int64(s, 9, expires);
+			sqlite3_bind_int(s, 10, (int)cp->priority);
+			sqlite3_bind_int64(s, 11, now);
+			if (step_done(e, s) < 0)
+				goto fail;
+			if (sqlite3_changes(e->db) == 0)
+				continue; /* this event was processed before: one delivery per event */
+			total++;
+			if (reason[0] != '\0') {
+				int64_t id = sqlite3_last_insert_rowid(e->db);
+
+				transition(e, id, now, "new", "skipped", 1, NULL, NULL, reason);
+				emit(sink, arg, SCHED_SKIP, id, v->at + cp->delay > now ? v->at + cp->delay : now,
+				    v->customer, cp->name, 1, cp->steps[0].channel->name, v->tz, reason,
+				    NULL, NULL);
+			}
+		}
+		if (ecursor_save(e, k, now) < 0)
+			goto fail;
+	}
+	if (batch >= 0)
+		batch_count(e, batch, total);
+	sqlite3_finalize(aud);
+	free(evs);
+	return total;
+fail:
+	sqlite3_finalize(aud);
+	free(evs);
+	return -1;
+}
+
+long
+sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
+{
+	long total = 0, n;
+	size_t i;
+
+	for (i = 0; i < e->n_camps; i++) {
+		struct camp *k = &e->camps[i];
+
+		if (!k->cp->enabled)
+			continue;
+		if (k->cp->type == CONF_TRANSACTIONAL)
+			n = materialise_events(e, k, now, sink, arg);
+		else
+			n = materialise_scheduled(e, k, now);
+		if (n < 0)
+			return -1;
+		total += n;
+	}
+	return total;
+}
+
+/* ---- decisions ---- */
+
+/*
+ * contact_blocked: whether a first send now would exceed the contact limit, or should yield to
+ * a higher-priority campaign's first step due within PRIORITY_HORIZON; *why explains.
+ */
+static int
+contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, size_t size)
+{
+	const struct conf_policy *pol = &e->conf->policy;
+	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
+	char t[21];
+	long n = 0;
+
+	sqlite3_bind_int64(s, 1, d->cid);
+	sqlite3_bind_int64(s, 2, now - pol->contact_per);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (n >= pol->contact_max) {
+		s = sched_stmt(e, S_LAST_CONTACT);
+		sqlite3_bind_int64(s, 1, d->cid);
+		sqlite3_bind_int64(s, 2, now - pol->contact_per);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			fmt_time(sqlite3_column_int64(s, 2), t);
+			snprintf(why, size,
+			    "contact limit (%d per %lldd): contacted by campaign %s (delivery %lld) at %s",
+			    pol->contact_max, (long long)(pol->contact_per / 86400),
+			    (const char *)sqlite3_column_text(s, 0), (long long)sqlite3_column_int64(s, 1),
+			    t);
+		} else {
+			snprintf(why, size, "contact limit (%d per %lldd)", pol->contact_max,
+			    (long long)(pol->contact_per / 86400));
+		}
+		sqlite3_reset(s);
+		return 1;
+	}
+	if (n + 1 < pol->contact_max)
+		return 0;
+	/* This send would use the last slot: a more important campaign due soon takes it. */
+	s = sched_stmt(e, S_RIVAL);
+	sqlite3_bind_int64(s, 1, d->cid);
+	sqlite3_bind_int(s, 2, d->priority);
+	sqlite3_bind_int64(s, 3, now + PRIORITY_HORIZON);
+	sqlite3_bind_int64(s, 4, d->id);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		fmt_time(sqlite3_column_int64(s, 2), t);
+		snprintf(why, size,
+		    "contact limit (%d per %lldd): yields to higher-priority campaign %s "
+		    "(delivery %lld) due at %s",
+		    pol->contact_max, (long long)(pol->contact_per / 86400),
+		    (const char *)sqlite3_column_text(s, 1), (long long)sqlite3_column_int64(s, 0), t);
+		sqlite3_reset(s);
+		return 1;
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
+static int
+skip(struct sched *e, const struct due *d, int64_t now, int step, const char *channel,
+    const char *reason, sched_sink sink, void *arg)
+{
+	if (set_state(e, d->id, "skipped", step, -1, NULL, now) < 0 ||
+	    transition(e, d->id, now, "scheduled", "skipped", step, channel, NULL, reason) < 0)
+		return -1;
+	return emit(sink, arg, SCHED_SKIP, d->id, now, d->customer, d->campaign, step, channel, d->tz,
+	    reason, NULL, NULL);
+}
+
+/*
+ * decide: one due delivery.  Order of checks: campaign still loaded and enabled, opt-out,
+ * expiry, a reachable step (unreachable steps are skipped at once to the next), contact limit
+ * (first send only), then the send itself.
+ */
+static int
+decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
+{
+	const struct conf_campaign *cp = conf_campaign_find(e->conf, d->campaign);
+	const struct conf_step *st;
+	char why[400], buf[200], key[64], token[33], t1[21];
+	const char *u;
+	int step = d->step, stop = 0;
+
+	if (cp == NULL)
+		return skip(e, d, now, step, NULL, "campaign is no longer loaded", sink, arg);
+	if (!cp->enabled)
+		return skip(e, d, now, step, NULL, "campaign is disabled", sink, arg);
+	if (d->opted_out) {
+		fmt_time(d->optout_at, t1);
+		snprintf(why, sizeof(why), "customer opted out at %s (%s)", t1, d->optout_source);
+		return skip(e, d, now, step, NULL, why, sink, arg);
+	}
+	if (!d->has_token && d->expires_at > 0 && now > d->expires_at) {
+		fmt_time(d->expires_at, t1);
+		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %lldh)", t1,
+		    (long long)(cp->expire_after / 3600));
+		return skip(e, d, now, step, cp->steps[step - 1].channel->name, why, sink, arg);
+	}
+	/* Walk past unreachable steps, recording each. */
+	for (;;) {
+		if (step > (int)cp->n_steps) {
+			const char *final = d->has_token ? "exhausted" : "skipped";
+
+			snprintf(why, sizeof(why), "%s", d->has_token ?
+			    "no further reachable step" : "no step can reach the customer");
+			if (set_state(e, d->id, final, (int)cp->n_steps, -1, NULL, now) < 0 ||
+			    transition(e, d->id, now, "scheduled", final, (int)cp->n_steps, NULL, NULL,
+				why) < 0)
+				return -1;
+			return stop;
+		}
+		st = &cp->steps[step - 1];
+		u = unreachable_why(e, st, step, d, buf, sizeof(buf));
+		if (u == NULL)
+			break;
+		snprintf(why, sizeof(why), "%s", u);
+		if (transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
+			why) < 0)
+			return -1;
+		stop |= emit(sink, arg, SCHED_SKIP, d->id, now, d->customer, d->campaign, step,
+		    st->channel->name, d->tz, why, NULL, NULL);
+		step++;
+	}
+	if (!d->has_token && contact_blocked(e, d, now, why, sizeof(why)))
+		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
+	random_token(token);
+	snprintf(key, sizeof(key), "d%lld-s%d", (long long)d->id, step);
+	if (set_state(e, d->id, "sending", step, -1, token, now) < 0 ||
+	    transition(e, d->id, now, "scheduled", "sending", step, st->channel->name, key,
+		step == d->step ? "due" : "due (earlier steps unreachable)") < 0)
+		return -1;
+	if (!d->has_token) {
+		sqlite3_stmt *s = sched_stmt(e, S_CONTACT_ADD);
+
+		sqlite3_bind_int64(s, 1, d->cid);
+		sqlite3_bind_int64(s, 2, now);
+		sqlite3_bind_text(s, 3, d->campaign, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, d->id);
+		if (step_done(e, s) < 0)
+			return -1;
+	}
+	/* The token in the row is the first one made; report that one. */
+	if (d->has_token) {
+		sqlite3_stmt *s;
+
+		if (sqlite3_prepare_v2(e->db, "SELECT token FROM deliveries WHERE id = ?1", -1, &s,
+			NULL) == SQLITE_OK) {
+			sqlite3_bind_int64(s, 1, d->id);
+			if (sqlite3_step(s) == SQLITE_ROW)
+				copy_col(token, sizeof(token), s, 0);
+			sqlite3_finalize(s);
+		}
+	}
+	return stop | emit(sink, arg, SCHED_SEND, d->id, now, d->customer, d->campaign, step,
+	    st->channel->name, d->tz, NULL, key, token);
+}
+
+static void
+read_due(sqlite3_stmt *s, struct due *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->id = sqlite3_column_int64(s, 0);
+	copy_col(d->campaign, sizeof(d->campaign), s, 1);
+	d->cid = sqlite3_column_int64(s, 2);
+	d->step = sqlite3_column_int(s, 3);
+	d->expires_at = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
+	d->has_token = sqlite3_column_type(s, 5) != SQLITE_NULL;
+	copy_col(d->customer, sizeof(d->customer), s, 6);
+	copy_col(d->tz, sizeof(d->tz), s, 7);
+	d->has_email = sqlite3_column_bytes(s, 8) > 0;
+	d->has_phone = sqlite3_column_bytes(s, 9) > 0;
+	d->has_whatsapp = sqlite3_column_bytes(s, 10) > 0;
+	d->opted_out = sqlite3_column_type(s, 11) != SQLITE_NULL;
+	if (d->opted_out) {
+		d->optout_at = sqlite3_column_int64(s, 11);
+		copy_col(d->optout_source, sizeof(d->optout_source), s, 12);
+	}
+	d->priority = sqlite3_column_int(s, 13);
+}
+
+long
+sched_run_due(struct sched *e, int64_t now, sched_sink sink, void *arg)
+{
+	struct due *batch = xcalloc(DUE_BATCH, sizeof(*batch));
+	long total = 0;
+	size_t n, i;
+
+	for (;;) {
+		sqlite3_stmt *s = sched_stmt(e, S_DUE);
+		int rc;
+
+		sqlite3_bind_int64(s, 1, now);
+		sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+		n = 0;
+		while (n < DUE_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW)
+			read_due(s, &batch[n++]);
+		sqlite3_reset(s);
+		for (i = 0; i < n; i++) {
+			rc = decide(e, &batch[i], now, sink, arg);
+			if (rc < 0) {
+				free(batch);
+				return -1;
+			}
+			total++;
+			if (rc > 0) {
+				free(batch);
+				return total;
+			}
+		}
+		if (n < DUE_BATCH)
+			break;
+	}
+	free(batch);
+	return total;
+}
+
+/* load_one: a delivery by id, with its customer, into d (state into `state`). */
+static int
+load_one(struct sched *e, int64_t id, struct due *d, char *state, size_t size)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_GET);
+	int found = 0;
+
+	memset(d, 0, sizeof(*d));
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		found = 1;
+		d->id = id;
+		copy_col(d->campaign, sizeof(d->campaign), s, 0);
+		d->cid = sqlite3_column_int64(s, 1);
+		d->step = sqlite3_column_int(s, 2);
+		copy_col(state, size, s, 3);
+		d->has_token = sqlite3_column_type(s, 4) != SQLITE_NULL;
+		copy_col(d->customer, sizeof(d->customer), s, 5);
+		copy_col(d->tz, sizeof(d->tz), s, 6);
+		d->has_email = sqlite3_column_bytes(s, 7) > 0;
+		d->has_phone = sqlite3_column_bytes(s, 8) > 0;
+		d->has_whatsapp = sqlite3_column_bytes(s, 9) > 0;
+		d->opted_out = sqlite3_column_type(s, 10) != SQLITE_NULL;
+	}
+	sqlite3_reset(s);
+	return found ? 0 : -ENOENT;
+}
+
+int
+sched_sent(struct sched *e, int64_t delivery, int64_t now)
+{
+	const struct conf_campaign *cp;
+	struct due d;
+	char state[16], why[160], t[21];
+	int64_t due;
+
+	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
+		return -ENOENT;
+	if (strcmp(state, "sending") != 0)
+		return -EINVAL;
+	cp = conf_campaign_find(e->conf, d.campaign);
+	snprintf(why, sizeof(why), "step %d sent", d.step);
+	if (set_state(e, delivery, "sent", d.step, -1, NULL, now) < 0 ||
+	    transition(e, delivery, now, "sending", "sent", d.step,
+		cp ? cp->steps[d.step - 1].channel->name : NULL, NULL, why) < 0)
+		return -EIO;
+	if (cp == NULL || d.step >= (int)cp->n_steps)
+		return 0;
+	due = sched_next_allowed(e, cp, d.tz, now + cp->steps[d.step].after);
+	fmt_time(due, t);
+	snprintf(why, sizeof(why), "step %d due at %s (%lldh after step %d)", d.step + 1, t,
+	    (long long)(cp->steps[d.step].after / 3600), d.step);
+	if (set_state(e, delivery, "scheduled", d.step + 1, due, NULL, now) < 0 ||
+	    transition(e, delivery, now, "sent", "scheduled", d.step + 1,
+		cp->steps[d.step].channel->name, NULL, why) < 0)
+		return -EIO;
+	return 0;
+}
+
+int
+sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
+    void *arg)
+{
+	const struct conf_campaign *cp;
+	struct due d;
+	char state[16], reason[400];
+
+	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
+		return -ENOENT;
+	if (strcmp(state, "sending") != 0)
+		return -EINVAL;
+	cp = conf_campaign_find(e->conf, d.campaign);
+	snprintf(reason, sizeof(reason), "step %d failed: %s", d.step, why);
+	if (cp == NULL || d.step >= (int)cp->n_steps) {
+		if (set_state(e, delivery, "failed", d.step, -1, NULL, now) < 0 ||
+		    transition(e, delivery, now, "sending", "failed", d.step, NULL, NULL, reason) < 0)
+			return -EIO;
+		return emit(sink, arg, SCHED_SKIP, delivery, now, d.customer, d.campaign, d.step, NULL,
+		    d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
+	}
+	/* A permanent failure moves to the next step at once. */
+	if (set_state(e, delivery, "scheduled", d.step + 1, now, NULL, now) < 0 ||
+	    transition(e, delivery, now, "sending", "scheduled", d.step + 1,
+		cp->steps[d.step].channel->name, NULL, reason) < 0)
+		return -EIO;
+	return 0;
+}
+
+int64_t
+sched_next_wakeup(struct sched *e, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
+	int64_t next = -1;
+	size_t i;
+
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		next = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (next >= 0 && next <= now)
+		next = now + 1; /* overdue rows: the next pass decides them */
+	for (i = 0; i < e->n_camps; i++) {
+		struct camp *k = &e->camps[i];
+
+		if (!k->cp->enabled || k->cp->type == CONF_TRANSACTIONAL)
+			continue;
+		if (!k->loaded)
+			sched_cursor_load(e, k, now);
+		if (k->cur.done)
+			continue;
+		if (next < 0 || k->cur.mat_time < next)
+			next = k->cur.mat_time > now ? k->cur.mat_time : now + 1;
+	}
+	return next;
+}

@@ -1,0 +1,90 @@
+/* sched.h: the scheduling engine: a functional core over the model, the store and a given `now`. */
+#ifndef CAMPAIGND_SCHED_H
+#define CAMPAIGND_SCHED_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "conf.h"
+#include "store.h"
+
+/*
+ * The engine turns campaigns plus customer data into deliveries and decides, when a delivery
+ * comes due, whether to send its current step or skip it (with the reason recorded).  It never
+ * reads the clock: every entry point takes `now` (Unix seconds, UTC), so `campaignctl plan`
+ * (a virtual clock) and the daemon (a real one) run the same code.  It never begins or ends a
+ * transaction: the caller decides (plan rolls everything back; the daemon commits per step).
+ *
+ * Ownership: a struct sched borrows the store and the conf, which must outlive it; it owns its
+ * prepared statements and caches; sched_free releases them.
+ */
+struct sched;
+
+enum sched_kind { SCHED_SEND, SCHED_SKIP };
+
+/* One decision, as reported to the caller's sink.  All pointers are borrowed for the call. */
+struct sched_action {
+	enum sched_kind kind;
+	int64_t delivery;
+	int64_t at; /* the instant of the send or skip (UTC) */
+	const char *customer; /* the customer's id */
+	const char *campaign;
+	int step; /* 1-based */
+	const char *channel; /* NULL when no step applies */
+	const char *tz; /* the recipient's zone */
+	const char *reason; /* skips: why; sends: NULL */
+	const char *idem_key; /* sends: the idempotency key ("d<delivery>-s<step>") */
+	const char *token; /* sends: the survey token */
+};
+
+/* A sink gets every action; a non-zero return stops sched_run_due after the current one. */
+typedef int (*sched_sink)(void *arg, const struct sched_action *a);
+
+/*
+ * sched_new: bind an engine to a store and a conf.  Records each campaign's version (name,
+ * sha256, text) with loaded_at = now, prepares statements and registers the SQL functions.
+ * Returns 0 and *out, or a negative code with *err a malloc'd message.
+ */
+int sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **out,
+    char **err);
+void sched_free(struct sched *e);
+
+/*
+ * sched_materialize: create the deliveries whose time has come: occurrences of recurring and
+ * one-off campaigns (set-based, one INSERT ... SELECT per occurrence) and triggering events of
+ * transactional campaigns.  Idempotent.  Events that are not asked about (every_nth, opted
+ * out) become skipped deliveries, reported to the sink.  Returns the number of deliveries
+ * created, or < 0.
+ */
+long sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg);
+
+/*
+ * sched_run_due: decide every delivery due at or before `now`: skip it (reason recorded) or
+ * move it to 'sending' (idempotency key committed with it by the caller's transaction) and
+ * report it.  A send must be followed by sched_sent or sched_failed.  Returns the number of
+ * deliveries decided, or < 0.
+ */
+long sched_run_due(struct sched *e, int64_t now, sched_sink sink, void *arg);
+
+/* sched_sent: the channel took the current step: record it and schedule the next step. */
+int sched_sent(struct sched *e, int64_t delivery, int64_t now);
+
+/*
+ * sched_failed: the channel failed the current step for good (`why` recorded); the next step
+ * is tried at once, or the delivery ends as failed.
+ */
+int sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
+    void *arg);
+
+/* sched_next_wakeup: the earliest instant > now at which there is work, or -1 when none. */
+int64_t sched_next_wakeup(struct sched *e, int64_t now);
+
+/*
+ * sched_explain: write to `out`, for each campaign (or only `campaign`), whether and when the
+ * customer will be contacted next and, if not, exactly why; then the customer's delivery
+ * history with every transition.  Returns 0, -ENOENT for an unknown customer or campaign.
+ */
+int sched_explain(struct sched *e, const char *customer, const char *campaign, int64_t now,
+    FILE *out);
+
+#endif

@@ -1,0 +1,88 @@
+/* sched_int.h: the engine's internals shared by sched.c and explain.c (not for other layers). */
+#ifndef CAMPAIGND_SCHED_INT_H
+#define CAMPAIGND_SCHED_INT_H
+
+#include "sched.h"
+#include "tz.h"
+
+#define DUE_BATCH 256 /* deliveries decided per query */
+#define EVENT_BATCH 512 /* events read per query */
+#define LATEST_ZONE (12 * 3600) /* the latest zone is UTC-12 ... */
+#define EARLIEST_ZONE (14 * 3600) /* ... the earliest UTC+14 */
+#define PRIORITY_HORIZON 86400 /* a higher-priority first step due this soon wins the slot */
+#define TZ_CACHE 1024 /* zones per materialisation cache (power of two) */
+
+/* A recurring or one-off campaign's position: the next occurrence not yet materialised. */
+struct cursor {
+	int done; /* no occurrence left */
+	struct tz_local next; /* floating local time of the next occurrence */
+	int64_t mat_time; /* when to materialise it */
+	struct tz_rrule *it; /* recurring: the rule's iterator, positioned after `next` */
+};
+
+struct camp {
+	const struct conf_campaign *cp;
+	int64_t version;
+	int64_t active_since; /* first loaded: earlier events are history, not triggers */
+	int loaded; /* cursor state read from the store */
+	struct cursor cur;
+	int64_t event_rowid; /* transactional: events processed up to this rowid */
+};
+
+/* Per-zone results while materialising one occurrence (the SQL function's memo). */
+struct zmemo {
+	char name[64];
+	int used;
+	int64_t base; /* due time without spread */
+	int64_t start, allowed; /* spread window start and its allowed seconds */
+};
+
+struct mat {
+	const struct conf_campaign *cp;
+	struct tz_local occ;
+	const struct conf_quiet *quiet;
+	struct zmemo memo[TZ_CACHE];
+};
+
+enum {
+	S_DUE, S_CONSENT, S_LAST_CONTACT, S_CONTACTS, S_RIVAL, S_SET, S_TRANS, S_CONTACT_ADD,
+	S_GET, S_MIN_DUE, S_EVENTS, S_EVENT_COUNT, S_INS, S_BATCH_ADD, S_BATCH_GET, S_BATCH_COUNT,
+	S_CURSOR_GET, S_CURSOR_PUT, S_ECURSOR_GET, S_ECURSOR_PUT, S_ACTIVE, S_MAX_ROWID, S_COUNT
+};
+
+
+struct sched {
+	struct store *st;
+	sqlite3 *db;
+	const struct conf *conf;
+	sqlite3_stmt *stmt[S_COUNT];
+	size_t n_camps;
+	struct camp *camps;
+	struct mat mat; /* the occurrence being materialised (read by sched_due()) */
+};
+
+/* A due delivery as read, copied out so the query can be reset before decisions write. */
+struct due {
+	int64_t id, cid, expires_at;
+	int step, priority, has_token;
+	char campaign[72], customer[128], tz[64], optout_source[64];
+	int has_email, has_phone, has_whatsapp;
+	int64_t optout_at;
+	int opted_out;
+};
+
+/* sched_stmt: a prepared statement, reset and with its bindings cleared (owned by e). */
+sqlite3_stmt *sched_stmt(struct sched *e, int which);
+/* sched_camp_find: the engine's record of a campaign, or NULL. */
+struct camp *sched_camp_find(struct sched *e, const char *name);
+/* sched_quiet_of: the quiet hours in force for a campaign (its own, else the policy's). */
+const struct conf_quiet *sched_quiet_of(const struct sched *e, const struct conf_campaign *cp);
+/* sched_zone: the zone named `name`, or the policy's default zone (never NULL). */
+const struct tz_zone *sched_zone(const struct sched *e, const char *name);
+/* sched_next_allowed: the first instant >= t the campaign may send to a recipient in zone rtz. */
+int64_t sched_next_allowed(const struct sched *e, const struct conf_campaign *cp, const char *rtz,
+    int64_t t);
+/* sched_cursor_load: position a scheduled campaign's occurrence cursor (see sched.c). */
+int sched_cursor_load(struct sched *e, struct camp *k, int64_t now);
+
+#endif

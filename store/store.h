@@ -1,0 +1,134 @@
+/* store.h: the SQLite state store: schema and migrations, customers, consents, events, answers. */
+#ifndef CAMPAIGND_STORE_H
+#define CAMPAIGND_STORE_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "conf.h"
+#include "diag.h"
+
+/*
+ * Ownership: a struct store owns its sqlite3 handle and its cached statements; store_close
+ * finalizes and closes them.  Every function returns 0 or a negative errno-style code
+ * (-EINVAL bad input, -ENOENT not found, -EIO SQLite failure, -EEXIST duplicate); error text
+ * goes to the store's error buffer (store_errmsg), never to stderr.  Times are Unix seconds, UTC.
+ * The store never reads the clock: callers pass `now`.
+ */
+struct store;
+
+/* Current schema version (PRAGMA user_version after store_open). */
+#define STORE_SCHEMA_VERSION 1
+
+enum { STORE_READONLY = 1 };
+
+/*
+ * store_open: open (creating when missing, unless STORE_READONLY) the database at `path`,
+ * switch on WAL, foreign keys and a busy timeout, and migrate the schema to
+ * STORE_SCHEMA_VERSION.  On success *out is a new store (caller frees with store_close).
+ * On failure returns -EIO and, when err is not NULL, *err is a malloc'd message.
+ */
+int store_open(const char *path, int flags, struct store **out, char **err);
+
+/* store_close: finalize every statement and close; accepts NULL. */
+void store_close(struct store *s);
+
+/* store_db: the handle, for the engine's set-based SQL (borrowed; valid until store_close). */
+sqlite3 *store_db(struct store *s);
+
+/* store_errmsg: the last error's text (borrowed; valid until the next call into the store). */
+const char *store_errmsg(const struct store *s);
+
+/* Transactions: BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+
+/* store_exec: run SQL without results (schema, pragmas, tests). */
+int store_exec(struct store *s, const char *sql);
+
+/* ---- customers ---- */
+
+enum store_consent { STORE_CONSENT_UNSET = -1, STORE_CONSENT_NO = 0, STORE_CONSENT_YES = 1 };
+
+/* A customer record as imported; NULL strings are "not given" (kept as they are on upsert). */
+struct store_customer {
+	const char *id;
+	const char *first_name, *last_name, *email, *phone, *whatsapp, *language, *country,
+	    *timezone, *birth_date, *segment, *customer_since;
+	const char *attrs_json; /* JSON object text of attr.NAME values, or NULL */
+	int consent[3]; /* by enum conf_kind (sms, email, whatsapp): enum store_consent */
+};
+
+/*
+ * store_customer_validate: check one record (id present, e-mail shape, E.164 phones, known
+ * zone, ISO country, language tag, dates).  Returns 0, or -EINVAL with *why set to a static
+ * message naming the field.
+ */
+int store_customer_validate(const struct store_customer *c, const char **why);
+
+/* store_customer_upsert: insert or update by id; consents that changed are logged with `source`. */
+int store_customer_upsert(struct store *s, const struct store_customer *c, int64_t now,
+    const char *source);
+
+/* store_customer_cid: the internal key of a customer id (-ENOENT when unknown). */
+int store_customer_cid(struct store *s, const char *id, int64_t *cid);
+
+struct store_import_stats {
+	long rows, inserted, updated, bad;
+};
+
+/*
+ * store_import_customers: CSV (header row) or JSON Lines (by the file's first non-blank
+ * character), fields as in campaignctl(1).  Every bad row is reported to `d` as
+ * FILE:LINE:COL with the reason.  Without skip_bad, nothing is imported when any row is bad.
+ * All rows go in one transaction.
+ */
+int store_import_customers(struct store *s, const char *path, int skip_bad, int64_t now,
+    struct diag_list *d, struct store_import_stats *st);
+
+/* ---- events ---- */
+
+/*
+ * store_event_add: record an event (idempotent by id: a repeat with the same id is not an
+ * error and sets *inserted to 0).  `data_json` is a JSON object or NULL.  The customer must
+ * exist (-ENOENT otherwise).
+ */
+int store_event_add(struct store *s, const char *id, const char *customer, const char *type,
+    int64_t at, const char *data_json, int64_t now, int *inserted);
+
+/* store_import_events: JSON Lines {"id","customer","type","at","data"}; like customers. */
+int store_import_events(struct store *s, const char *path, int skip_bad, int64_t now,
+    struct diag_list *d, struct store_import_stats *st);
+
+/* ---- answers, opt-outs ---- */
+
+/*
+ * store_answer: record answers for the delivery named by `ref` (a delivery id or a survey
+ * token).  Each answer is validated against the campaign's question (type, range, options,
+ * ask_if); `c` gives the campaigns.  The delivery moves to 'responded' (or 'completed' when
+ * every non-optional question asked has an answer) with a transition, ending its chain.
+ * On -EINVAL, *why is a malloc'd message.
+ */
+int store_answer(struct store *s, const struct conf *c, const char *ref, int n,
+    const char *const *questions, const char *const *values, int64_t now, const char *source,
+    char **why);
+
+/* store_optout: record an opt-out (idempotent); scheduled deliveries of the customer are skipped. */
+int store_optout(struct store *s, const char *customer, int64_t now, const char *source);
+
+/* ---- campaign versions ---- */
+
+/* store_campaign_version: the id of (name, sha256), inserting it with its text when new. */
+int store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t now,
+    int64_t *id);
+
+/* ---- time ---- */
+
+/* store_parse_time: ISO 8601 "YYYY-MM-DDTHH:MM[:SS](Z|+HH:MM)" or "YYYY-MM-DD" (UTC midnight). */
+int store_parse_time(const char *s, int64_t *t);
+/* store_format_time: "YYYY-MM-DDTHH:MM:SSZ" into out[21]. */
+void store_format_time(int64_t t, char out[21]);
+
+#endif

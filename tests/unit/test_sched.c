@@ -1,0 +1,485 @@
+/* test_sched.c: unit tests of the engine's rules on a real SQLite store with a virtual clock. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "sched.h"
+#include "store.h"
+#include "testutil.h"
+#include "tz.h"
+
+struct act {
+	int send;
+	int64_t at, delivery;
+	int step;
+	char customer[32], campaign[48], channel[16], reason[256];
+};
+
+struct fx {
+	struct conf *c;
+	struct store *st;
+	struct sched *e;
+	char dir[64];
+	struct act acts[4096];
+	size_t n;
+};
+
+static int
+sink(void *arg, const struct sched_action *a)
+{
+	struct fx *f = arg;
+	struct act *x;
+
+	if (a->kind == SCHED_SEND)
+		assert_int_equal(sched_sent(f->e, a->delivery, a->at), 0);
+	assert_true(f->n < 4096);
+	x = &f->acts[f->n++];
+	x->send = a->kind == SCHED_SEND;
+	x->at = a->at;
+	x->delivery = a->delivery;
+	x->step = a->step;
+	snprintf(x->customer, sizeof(x->customer), "%s", a->customer);
+	snprintf(x->campaign, sizeof(x->campaign), "%s", a->campaign);
+	snprintf(x->channel, sizeof(x->channel), "%s", a->channel ? a->channel : "");
+	snprintf(x->reason, sizeof(x->reason), "%s", a->reason ? a->reason : "");
+	return 0;
+}
+
+static int64_t
+T(const char *iso)
+{
+	int64_t t;
+
+	assert_int_equal(store_parse_time(iso, &t), 0);
+	return t;
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+	char *err = NULL, path[128];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/campaignd-sched-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(path, sizeof(path), "%s/state.db", f->dir);
+	assert_int_equal(store_open(path, 0, &f->st, &err), 0);
+	f->c = test_conf_new();
+	free(f->c->policy.default_timezone);
+	f->c->policy.default_timezone = xstrdup("Europe/Oslo");
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	sched_free(f->e);
+	store_close(f->st);
+	conf_free(f->c);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void
+campaign(struct fx *f, const char *name, const char *text)
+{
+	struct diag_list d;
+	char file[96];
+
+	diag_init(&d);
+	snprintf(file, sizeof(file), "campaigns.d/%s.yaml", name);
+	if (conf_add_campaign_buffer(f->c, file, text, strlen(text), &d) != 0) {
+		diag_print_text(&d, stderr);
+		fail();
+	}
+	diag_free(&d);
+}
+
+/* customer: id, zone, phone?, e-mail?, consents "s", "e", "se", ... */
+static void
+customer(struct fx *f, const char *id, const char *tz, const char *consents, const char *segment)
+{
+	struct store_customer c;
+	char phone[32], email[64];
+
+	memset(&c, 0, sizeof(c));
+	snprintf(phone, sizeof(phone), "+4790%06d", (int)(strlen(id) * 7919 % 999999));
+	snprintf(email, sizeof(email), "%s@example.com", id);
+	c.id = id;
+	c.first_name = "Kari";
+	c.timezone = tz;
+	c.phone = phone;
+	c.email = email;
+	c.segment = segment;
+	c.consent[CONF_KIND_SMS] = strchr(consents, 's') ? STORE_CONSENT_YES : STORE_CONSENT_UNSET;
+	c.consent[CONF_KIND_EMAIL] = strchr(consents, 'e') ? STORE_CONSENT_YES : STORE_CONSENT_UNSET;
+	c.consent[CONF_KIND_WHATSAPP] = STORE_CONSENT_UNSET;
+	assert_int_equal(store_customer_upsert(f->st, &c, T("2026-01-01T00:00:00Z"), "test"), 0);
+}
+
+static void
+start(struct fx *f, int64_t now)
+{
+	char *err = NULL;
+
+	if (sched_new(f->st, f->c, now, &f->e, &err) != 0) {
+		fprintf(stderr, "%s\n", err);
+		fail();
+	}
+}
+
+/* run: the plan loop: materialise, decide, jump to the next wakeup, until `to`. */
+static void
+run(struct fx *f, int64_t from, int64_t to)
+{
+	int64_t now = from, next;
+
+	while (now < to) {
+		assert_true(sched_materialize(f->e, now, sink, f) >= 0);
+		assert_true(sched_run_due(f->e, now, sink, f) >= 0);
+		next = sched_next_wakeup(f->e, now);
+		if (next < 0)
+			break;
+		now = next;
+	}
+}
+
+static const struct act *
+find(const struct fx *f, int send, const char *customer, const char *campaign, int step)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		if (f->acts[i].send == send && strcmp(f->acts[i].customer, customer) == 0 &&
+		    strcmp(f->acts[i].campaign, campaign) == 0 && f->acts[i].step == step)
+			return &f->acts[i];
+	return NULL;
+}
+
+static size_t
+count(const struct fx *f, int send, const char *campaign)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < f->n; i++)
+		if (f->acts[i].send == send && (!campaign || strcmp(f->acts[i].campaign, campaign) == 0))
+			n++;
+	return n;
+}
+
+#define SURVEY                                                                        \
+	"survey:\n  metric: nps\n  questions:\n"                                       \
+	"    - { id: nps, type: nps, text: { en: \"Recommend us?\" } }\n"
+#define ONE_SMS "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n"
+
+static void
+test_recurring_in_each_recipients_zone(void **state)
+{
+	struct fx *f = *state;
+	const struct act *a, *b;
+
+	campaign(f, "monthly", "campaign: monthly\ntype: recurring\n"
+			       "schedule: { every: month, on: tue, at: \"10:00\", starts: 2027-01-01, "
+			       "ends: 2027-02-28 }\n" SURVEY ONE_SMS);
+	customer(f, "oslo", "Europe/Oslo", "s", NULL);
+	customer(f, "ny", "America/New_York", "s", NULL);
+	customer(f, "kol", "Asia/Kolkata", "s", NULL);
+	start(f, T("2026-12-20T00:00:00Z"));
+	run(f, T("2026-12-20T00:00:00Z"), T("2027-04-01T00:00:00Z"));
+	/* First Tuesday of January 2027 is the 5th: 10:00 in each zone. */
+	a = find(f, 1, "oslo", "monthly", 1);
+	assert_non_null(a);
+	assert_int_equal(a->at, T("2027-01-05T09:00:00Z"));
+	b = find(f, 1, "ny", "monthly", 1);
+	assert_non_null(b);
+	assert_int_equal(b->at, T("2027-01-05T15:00:00Z"));
+	assert_int_equal(find(f, 1, "kol", "monthly", 1)->at, T("2027-01-05T04:30:00Z"));
+	/* ends: 2027-02-28: January and February only; February 2 is 28 days after January 5,
+	 * inside the contact limit of 1 per 30 days, so February is skipped for everyone. */
+	assert_int_equal(count(f, 1, "monthly"), 3);
+	assert_int_equal(count(f, 0, "monthly"), 3);
+	assert_non_null(strstr(find(f, 0, "oslo", "monthly", 1)->reason, "contact limit"));
+}
+
+static void
+test_fixed_zone_and_one_off(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "once", "campaign: once\ntype: one-off\n"
+			    "schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY ONE_SMS);
+	customer(f, "oslo", "Europe/Oslo", "s", NULL);
+	customer(f, "ny", "America/New_York", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_int_equal(count(f, 1, "once"), 1 + 0 + 1);
+	assert_int_equal(find(f, 1, "oslo", "once", 1)->at, T("2027-02-02T09:00:00Z"));
+	/* 09:00Z is 04:00 in New York: quiet hours move it to 08:00 local. */
+	assert_int_equal(find(f, 1, "ny", "once", 1)->at, T("2027-02-02T13:00:00Z"));
+}
+
+#define TX_HEAD                                                                        \
+	"campaign: tx\ntype: transactional\n"
+
+static void
+test_transactional_delay_quiet_and_once_per_event(void **state)
+{
+	struct fx *f = *state;
+	int ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed, delay: 2h }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	/* 10:00 Oslo + 2h = 12:00 local = 11:00Z. */
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "purchase.completed",
+			     T("2027-01-04T09:00:00Z"), "{\"amount\": 120}", T("2027-01-04T09:00:00Z"), &ins),
+	    0);
+	/* 19:30 Oslo + 2h = 21:30: quiet; next allowed is 08:00 the next day. */
+	assert_int_equal(store_event_add(f->st, "e2", "c1", "purchase.completed",
+			     T("2027-03-10T18:30:00Z"), NULL, T("2027-03-10T18:30:00Z"), &ins),
+	    0);
+	assert_int_equal(sched_materialize(f->e, T("2027-01-04T09:00:00Z"), sink, f), 2);
+	/* Processing again creates nothing: one delivery per event. */
+	assert_int_equal(sched_materialize(f->e, T("2027-01-04T09:00:00Z"), sink, f), 0);
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-04-01T00:00:00Z"));
+	assert_int_equal(count(f, 1, "tx"), 2);
+	assert_int_equal(f->acts[0].at, T("2027-01-04T11:00:00Z"));
+	assert_int_equal(f->acts[1].at, T("2027-03-11T07:00:00Z"));
+}
+
+static void
+test_every_nth_and_event_audience(void **state)
+{
+	struct fx *f = *state;
+	int ins, i;
+	char id[16];
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed, every_nth: 2 }\n"
+				  "audience:\n  all:\n    - event.amount: { gte: 100 }\n" SURVEY ONE_SMS);
+	f->c->policy.contact_per = 3600; /* let every asked event through */
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	for (i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "e%d", i);
+		/* e2 is too small: it does not qualify, so it does not count either. */
+		assert_int_equal(store_event_add(f->st, id, "c1", "purchase.completed",
+				     T("2027-01-04T09:00:00Z") + i * 86400,
+				     i == 2 ? "{\"amount\": 50}" : "{\"amount\": 150}", T("2027-01-04T09:00:00Z"),
+				     &ins),
+		    0);
+	}
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-02-01T00:00:00Z"));
+	/* Qualifying: e0, e1, e3, e4 -> asked at the 2nd and 4th (e1, e4); e0, e3 skipped. */
+	assert_int_equal(count(f, 1, "tx"), 2);
+	assert_int_equal(count(f, 0, "tx"), 2);
+	assert_non_null(strstr(f->acts[0].reason, "every_nth"));
+}
+
+static void
+test_expire_after(void **state)
+{
+	struct fx *f = *state;
+	int ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: ticket.closed, expire_after: 2h }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	/* 22:00 Oslo: quiet until 08:00, past the 2 h expiry. */
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "ticket.closed", T("2027-01-04T21:00:00Z"),
+			     NULL, T("2027-01-04T21:00:00Z"), &ins),
+	    0);
+	run(f, T("2027-01-04T21:00:00Z"), T("2027-01-10T00:00:00Z"));
+	assert_int_equal(count(f, 1, "tx"), 0);
+	assert_int_equal(count(f, 0, "tx"), 1);
+	assert_non_null(strstr(f->acts[0].reason, "expired"));
+}
+
+static void
+test_audience_sample_limit(void **state)
+{
+	struct fx *f = *state;
+	char id[16];
+	size_t first;
+	int i;
+
+	campaign(f, "s", "campaign: s\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			 "audience:\n  all:\n    - segment: { in: [vip] }\n  sample: 50%\n" SURVEY ONE_SMS);
+	for (i = 0; i < 200; i++) {
+		snprintf(id, sizeof(id), "c%03d", i);
+		customer(f, id, "Europe/Oslo", "s", i % 2 ? "vip" : "private");
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	first = count(f, 1, "s");
+	/* 100 VIPs, about half sampled. */
+	assert_true(first > 30 && first < 70);
+	for (i = 0; i < (int)f->n; i++)
+		assert_true(atoi(f->acts[i].customer + 1) % 2 == 1);
+}
+
+static void
+test_limit(void **state)
+{
+	struct fx *f = *state;
+	char id[16];
+	int i;
+
+	campaign(f, "s", "campaign: s\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			 "audience:\n  limit: 7\n" SURVEY ONE_SMS);
+	for (i = 0; i < 30; i++) {
+		snprintf(id, sizeof(id), "c%03d", i);
+		customer(f, id, "Europe/Oslo", "s", NULL);
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_int_equal(count(f, 1, "s"), 7);
+}
+
+static void
+test_spread_inside_allowed_hours(void **state)
+{
+	struct fx *f = *state;
+	char id[16];
+	int64_t lo = INT64_MAX, hi = 0;
+	size_t i;
+
+	campaign(f, "s", "campaign: s\ntype: one-off\n"
+			 "schedule: { at: 2027-02-02T10:00, spread: 3d }\n" SURVEY ONE_SMS);
+	for (i = 0; i < 120; i++) {
+		snprintf(id, sizeof(id), "c%03zu", i);
+		customer(f, id, "Europe/Oslo", "s", NULL);
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_int_equal(count(f, 1, "s"), 120);
+	for (i = 0; i < f->n; i++) {
+		struct tz_local l;
+
+		tz_to_local(tz_get("Europe/Oslo"), f->acts[i].at, &l);
+		assert_true(l.hour >= 8 && l.hour < 20);
+		if (f->acts[i].at < lo)
+			lo = f->acts[i].at;
+		if (f->acts[i].at > hi)
+			hi = f->acts[i].at;
+	}
+	/* 10:00 Feb 2 to 10:00 Feb 5 local: the allowed time spans from 10:00 on the 2nd to
+	 * 10:00 on the 5th; an even spread reaches into the last day. */
+	assert_int_equal(lo, T("2027-02-02T09:00:00Z"));
+	assert_true(hi > T("2027-02-04T12:00:00Z"));
+	assert_true(hi < T("2027-02-05T09:00:00Z"));
+}
+
+static void
+test_contact_limit_and_priority(void **state)
+{
+	struct fx *f = *state;
+	const struct act *a;
+
+	campaign(f, "low", "campaign: low\ntype: one-off\npriority: low\n"
+			   "schedule: { at: 2027-02-02T10:00 }\n" SURVEY ONE_SMS);
+	campaign(f, "high", "campaign: high\ntype: one-off\npriority: high\n"
+			    "schedule: { at: 2027-02-02T14:00 }\n" SURVEY ONE_SMS);
+	campaign(f, "later", "campaign: later\ntype: one-off\n"
+			     "schedule: { at: 2027-02-20T10:00 }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	/* low is due first, but yields its only slot to high, due 4 h later. */
+	a = find(f, 0, "c1", "low", 1);
+	assert_non_null(a);
+	assert_non_null(strstr(a->reason, "yields to higher-priority campaign high"));
+	assert_non_null(find(f, 1, "c1", "high", 1));
+	/* later falls inside 30 days of high's send: skipped, naming it. */
+	a = find(f, 0, "c1", "later", 1);
+	assert_non_null(a);
+	assert_non_null(strstr(a->reason, "contacted by campaign high"));
+}
+
+static void
+test_escalation_offsets_and_unreachable_steps(void **state)
+{
+	struct fx *f = *state;
+	const struct act *a;
+
+	campaign(f, "esc", "campaign: esc\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n" SURVEY
+			   "steps:\n"
+			   "  - channel: sms\n    message: { en: \"a {{survey_url}}\" }\n"
+			   "  - channel: email\n    after: 24h\n    message: { en: \"b {{survey_url}}\" }\n"
+			   "  - channel: sms\n    after: 11h\n    message: { en: \"c {{survey_url}}\" }\n");
+	customer(f, "both", "Europe/Oslo", "se", NULL);
+	customer(f, "mail", "Europe/Oslo", "e", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_int_equal(find(f, 1, "both", "esc", 1)->at, T("2027-02-02T09:00:00Z"));
+	assert_int_equal(find(f, 1, "both", "esc", 2)->at, T("2027-02-03T09:00:00Z"));
+	/* 24 h + 11 h after 10:00 is 21:00: quiet, so 08:00 the next morning. */
+	assert_int_equal(find(f, 1, "both", "esc", 3)->at, T("2027-02-04T07:00:00Z"));
+	/* Without SMS consent step 1 is skipped at once and e-mail goes out at the same time. */
+	a = find(f, 0, "mail", "esc", 1);
+	assert_non_null(a);
+	assert_non_null(strstr(a->reason, "no sms consent"));
+	assert_int_equal(find(f, 1, "mail", "esc", 2)->at, T("2027-02-02T09:00:00Z"));
+	assert_null(find(f, 1, "mail", "esc", 3));
+}
+
+static void
+test_answer_ends_chain_and_optout(void **state)
+{
+	struct fx *f = *state;
+	char *why = NULL, ref[32];
+	const char *q[] = { "nps" }, *v[] = { "9" };
+	const struct act *a;
+
+	campaign(f, "esc", "campaign: esc\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n" SURVEY
+			   "steps:\n"
+			   "  - channel: sms\n    message: { en: \"a {{survey_url}}\" }\n"
+			   "  - channel: sms\n    after: 24h\n    message: { en: \"b {{survey_url}}\" }\n");
+	customer(f, "ans", "Europe/Oslo", "s", NULL);
+	customer(f, "out", "Europe/Oslo", "s", NULL);
+	assert_int_equal(store_optout(f->st, "out", T("2027-01-02T00:00:00Z"), "reply:STOP"), 0);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-02-02T12:00:00Z"));
+	a = find(f, 1, "ans", "esc", 1);
+	assert_non_null(a);
+	snprintf(ref, sizeof(ref), "%lld", (long long)a->delivery);
+	assert_int_equal(store_answer(f->st, f->c, ref, 1, q, v, T("2027-02-02T13:00:00Z"), "test", &why), 0);
+	run(f, T("2027-02-02T13:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_null(find(f, 1, "ans", "esc", 2));
+	/* An opted-out customer is never scheduled. */
+	assert_null(find(f, 1, "out", "esc", 1));
+	assert_int_equal(count(f, 1, "esc"), 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_recurring_in_each_recipients_zone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fixed_zone_and_one_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transactional_delay_quiet_and_once_per_event, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spread_inside_allowed_hours, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_contact_limit_and_priority, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_escalation_offsets_and_unreachable_steps, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_answer_ends_chain_and_optout, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
