@@ -560,7 +560,7 @@ parse_incentive(struct pctx *p, const struct ynode *n, const char *dir, unsigned
 	static const char *const keys[] = { "message", "codes_file", "channel", NULL };
 	struct conf_incentive *in = &p->cp->incentive;
 	const struct ynode *v;
-	char *path;
+	char *path = NULL;
 
 	p->cp->has_incentive = 1;
 	if (pctx_keys(p, n, "incentive", keys) < 0)
@@ -570,7 +570,10 @@ parse_incentive(struct pctx *p, const struct ynode *n, const char *dir, unsigned
 		pctx_text(p, v, "incentive message", p->cp->survey.n_langs, p->cp->survey.langs,
 		    ph | PH_CODE, &in->message);
 	v = pctx_require(p, n, "incentive", "codes_file");
-	if (v != NULL && pctx_str(p, v, "codes_file", &path) == 0) {
+	if (v != NULL && pctx_str(p, v, "codes_file", &path) == 0 && path[0] == '\0') {
+		pctx_error(p, v, "type", NULL, "codes_file is empty");
+		free(path);
+	} else if (v != NULL && path != NULL) {
 		in->codes_file = path[0] == '/' ? xstrdup(path) : xasprintf("%s/%s", dir, path);
 		free(path);
 		if (access(in->codes_file, R_OK) != 0)
@@ -582,6 +585,15 @@ parse_incentive(struct pctx *p, const struct ynode *n, const char *dir, unsigned
 		in->channel = conf_channel_find(p->conf, v->value);
 		if (in->channel == NULL)
 			pctx_error(p, v, "reference", NULL, "unknown channel '%s'", v->value);
+	}
+	/* The thank-you goes through the incentive's channel, else the first step's. */
+	{
+		const struct conf_channel *ch = in->channel ? in->channel :
+		    p->cp->n_steps > 0			    ? p->cp->steps[0].channel :
+							      NULL;
+
+		if (ch != NULL && ch->kind == CONF_KIND_SMS && in->message.n > 0)
+			lint_sms(p, ytree_get(n, "message"), &in->message);
 	}
 	return 0;
 }

@@ -123,7 +123,30 @@ str_key(struct pctx *p, const struct ynode *m, const char *key, const char *what
 		}
 		return 0;
 	}
-	return pctx_str(p, v, key, out);
+	if (pctx_str(p, v, key, out) < 0)
+		return -1;
+	if ((*out)[0] == '\0') {
+		pctx_error(p, v, "type", NULL, "%s is empty", key);
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* path_key: like str_key for a file path, resolved against the config's directory. */
+static int
+path_key(struct pctx *p, const struct ynode *m, const char *key, const char *what, int required,
+    const char *base_dir, char **out)
+{
+	char *tmp = NULL;
+
+	if (str_key(p, m, key, what, required, &tmp) < 0)
+		return -1;
+	if (tmp != NULL)
+		*out = resolve(base_dir, tmp);
+	free(tmp);
+	return 0;
 }
 
 static int
@@ -159,7 +182,6 @@ parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
 	static const char *const smtp[] = { "smtp://", "smtps://", NULL };
 	const char *allowed[24];
 	const struct ynode *v;
-	char *tmp = NULL;
 	size_t i, na = 0;
 	int drv, rc = 0, kind;
 	long l;
@@ -248,20 +270,14 @@ parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
 	}
 	switch (ch->driver) {
 	case CONF_DRIVER_OUTBOX:
-		if (str_key(p, m, "path", "an outbox channel", 1, &tmp) < 0)
+		if (path_key(p, m, "path", "an outbox channel", 1, base_dir, &ch->path) < 0)
 			rc = -1;
-		if (tmp != NULL)
-			ch->path = resolve(base_dir, tmp);
-		free(tmp);
 		break;
 	case CONF_DRIVER_WEBHOOK:
 		if (url_key(p, m, "url", "a webhook channel", 1, http, &ch->url) < 0)
 			rc = -1;
-		if (str_key(p, m, "secret_file", "a webhook channel", 0, &tmp) < 0)
+		if (path_key(p, m, "secret_file", "a webhook channel", 0, base_dir, &ch->secret_file) < 0)
 			rc = -1;
-		if (tmp != NULL)
-			ch->secret_file = resolve(base_dir, tmp);
-		free(tmp);
 		v = ytree_get(m, "timeout");
 		if (v != NULL && pctx_duration(p, v, "timeout", &ch->timeout) < 0)
 			rc = -1;
@@ -293,7 +309,8 @@ parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
 			    "'AC' followed by 32 lower-case hex digits", "bad account_sid");
 			rc = -1;
 		}
-		if (str_key(p, m, "auth_token_file", "a twilio channel", 1, &ch->auth_token_file) < 0)
+		if (path_key(p, m, "auth_token_file", "a twilio channel", 1, base_dir,
+			&ch->auth_token_file) < 0)
 			rc = -1;
 		if (str_key(p, m, "from", "a twilio channel", 1, &ch->from) < 0)
 			rc = -1;
@@ -310,7 +327,8 @@ parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
 		if (url_key(p, m, "url", "an smtp channel", 1, smtp, &ch->url) < 0)
 			rc = -1;
 		if (str_key(p, m, "username", "an smtp channel", 0, &ch->username) < 0 ||
-		    str_key(p, m, "password_file", "an smtp channel", 0, &ch->password_file) < 0)
+		    path_key(p, m, "password_file", "an smtp channel", 0, base_dir,
+			&ch->password_file) < 0)
 			rc = -1;
 		if (str_key(p, m, "from", "an smtp channel", 1, &ch->from) < 0)
 			rc = -1;
@@ -330,7 +348,7 @@ parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
 			    "phone_number_id must be digits");
 			rc = -1;
 		}
-		if (str_key(p, m, "access_token_file", "a whatsapp-cloud channel", 1,
+		if (path_key(p, m, "access_token_file", "a whatsapp-cloud channel", 1, base_dir,
 			&ch->access_token_file) < 0)
 			rc = -1;
 		if (url_key(p, m, "base_url", "a whatsapp-cloud channel", 0, http, &ch->base_url) < 0)

@@ -97,7 +97,7 @@ lex_date(const char *s, int *y, int *m, int *d)
 	yy = atoi(s);
 	if (two_digits(s + 5, m) < 0 || two_digits(s + 8, d) < 0)
 		return -1;
-	if (s[10] != '\0' && s[10] != 'T')
+	if (s[10] != '\0')
 		return -1;
 	c = *m;
 	if (yy < 1970 || c < 1 || c > 12 || *d < 1 || *d > days_in_month(yy, c))
@@ -112,7 +112,13 @@ lex_local_datetime(const char *s, char out[20])
 	int y, m, d, hh, mm, ss = 0;
 	size_t n = strlen(s);
 
-	if ((n != 16 && n != 19) || s[10] != 'T' || lex_date(s, &y, &m, &d) < 0)
+	char date[11];
+
+	if ((n != 16 && n != 19) || s[10] != 'T')
+		return -1;
+	memcpy(date, s, 10);
+	date[10] = '\0';
+	if (lex_date(date, &y, &m, &d) < 0)
 		return -1;
 	if (two_digits(s + 11, &hh) < 0 || s[13] != ':' || two_digits(s + 14, &mm) < 0)
 		return -1;

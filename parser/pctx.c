@@ -401,7 +401,7 @@ pctx_text(struct pctx *p, const struct ynode *n, const char *what, size_t n_lang
 		return -1;
 	}
 	for (i = 0; i < n->n; i++) {
-		int listed = 0;
+		int listed = n_langs == 0; /* no survey: its absence is the error reported */
 
 		for (j = 0; j < n_langs; j++)
 			if (strcmp(n->keys[i]->value, langs[j]) == 0)
