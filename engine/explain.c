@@ -88,7 +88,7 @@ eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now)
 	aq_init(&q);
 	aq_add(&q, "SELECT ");
 	audience_where(&q, pr, now, e->conf->policy.default_timezone);
-	aq_add(&q, " FROM customers c WHERE c.cid = ?");
+	aq_add(&q, " FROM customers c WHERE c.cid = ");
 	aq_bind_int(&q, cid);
 	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
 		aq_bind_all(&q, s, 1);

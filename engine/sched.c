@@ -23,7 +23,7 @@ static const char *const sql_text[S_COUNT] = {
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
 	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
 	[S_RIVAL] = "SELECT id, campaign, due_at FROM deliveries WHERE customer = ?1 AND "
-		    "state = 'scheduled' AND token IS NULL AND priority > ?2 AND due_at <= ?3 AND "
+		    "+state = 'scheduled' AND +token IS NULL AND priority > ?2 AND due_at <= ?3 AND "
 		    "id <> ?4 ORDER BY priority DESC, due_at LIMIT 1",
 	[S_SET] = "UPDATE deliveries SET state = ?2, step = ?3, due_at = ?4, "
 		  "token = COALESCE(token, ?5), attempts = CASE WHEN ?2 = 'sending' THEN attempts + 1 "
@@ -36,12 +36,12 @@ static const char *const sql_text[S_COUNT] = {
 		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source "
 		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
 		  "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
-	[S_MIN_DUE] = "SELECT min(due_at) FROM deliveries WHERE state = 'scheduled'",
+	[S_MIN_DUE] = "SELECT due_at FROM deliveries WHERE state = 'scheduled' ORDER BY due_at LIMIT 1",
 	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
 		     "COALESCE(c.timezone, ?3), o.at FROM events e "
 		     "JOIN customers c ON c.cid = e.customer "
 		     "LEFT JOIN optouts o ON o.customer = e.customer "
-		     "WHERE e.rowid > ?1 AND e.type = ?2 ORDER BY e.rowid LIMIT 512",
+		     "WHERE e.rowid > ?1 AND +e.type = ?2 ORDER BY e.rowid LIMIT 512",
 	[S_EVENT_COUNT] = "SELECT count(*) FROM deliveries WHERE customer = ?1 AND campaign = ?2",
 	[S_INS] = "INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "
 		  "event, state, step, due_at, expires_at, priority, created_at, updated_at) "
@@ -59,7 +59,7 @@ static const char *const sql_text[S_COUNT] = {
 			  "VALUES (?1, ?2, ?3) ON CONFLICT(campaign) DO UPDATE SET "
 			  "last_rowid = excluded.last_rowid, updated_at = excluded.updated_at",
 	[S_ACTIVE] = "SELECT min(loaded_at) FROM campaign_versions WHERE campaign = ?1",
-	[S_MAX_ROWID] = "SELECT max(rowid) FROM events WHERE type = ?1 AND occurred_at < ?2",
+	[S_MAX_ROWID] = "SELECT max(rowid) FROM events",
 };
 
 /* ---- small helpers ---- */
@@ -743,9 +743,24 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 	long total = 0;
 	size_t n, i;
 	int more = 1;
+	int64_t last;
 
 	if (!k->loaded)
 		ecursor_load(e, k);
+	/* The scan walks rowids (the +type keeps SQLite off the type index, which would visit
+	 * every event of the type on every pass); afterwards the cursor jumps past the events
+	 * of other types too, so an idle pass reads nothing. */
+	{
+		sqlite3_stmt *s = sched_stmt(e, S_MAX_ROWID);
+		int64_t max = 0;
+
+		if (sqlite3_step(s) == SQLITE_ROW)
+			max = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		if (max <= k->event_rowid)
+			return 0;
+		last = max;
+	}
 	evs = xcalloc(EVENT_BATCH, sizeof(*evs));
 	while (more) {
 		sqlite3_stmt *s = sched_stmt(e, S_EVENTS);
@@ -767,8 +782,12 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 		}
 		sqlite3_reset(s);
 		more = n == EVENT_BATCH;
-		if (n == 0)
+		if (n == 0) {
+			k->event_rowid = last;
+			if (ecursor_save(e, k, now) < 0)
+				goto fail;
 			break;
+		}
 		if (batch < 0) {
 			snprintf(batch_occ, sizeof(batch_occ), "events:v%lld", (long long)k->version);
 			batch = batch_id(e, k, batch_occ, now);
@@ -838,6 +857,8 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 				    NULL, NULL);
 			}
 		}
+		if (!more && last > k->event_rowid)
+			k->event_rowid = last;
 		if (ecursor_save(e, k, now) < 0)
 			goto fail;
 	}
