@@ -13,11 +13,12 @@
 
 static const char *const sql_text[S_COUNT] = {
 	[S_DUE] = "SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.token, c.id, "
-		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority "
+		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority, "
+		  "d.due_at "
 		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
 		  "LEFT JOIN optouts o ON o.customer = d.customer "
 		  "WHERE d.state = 'scheduled' AND d.due_at <= ?1 "
-		  "ORDER BY d.priority DESC, d.due_at, d.id LIMIT 256",
+		  "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
@@ -162,6 +163,8 @@ set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due,
 {
 	sqlite3_stmt *s = sched_stmt(e, S_SET);
 
+	if (due >= 0 && due < e->resched_min)
+		e->resched_min = due;
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 3, step);
@@ -1074,27 +1077,33 @@ read_due(sqlite3_stmt *s, struct due *d)
 		copy_col(d->optout_source, sizeof(d->optout_source), s, 12);
 	}
 	d->priority = sqlite3_column_int(s, 13);
+	d->due_at = sqlite3_column_int64(s, 14);
 }
 
 long
-sched_run_due(struct sched *e, int64_t now, sched_sink sink, void *arg)
+sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void *arg)
 {
 	struct due *batch = xcalloc(DUE_BATCH, sizeof(*batch));
 	long total = 0;
 	size_t n, i;
+	int full;
 
-	for (;;) {
+	do {
 		sqlite3_stmt *s = sched_stmt(e, S_DUE);
-		int rc;
 
-		sqlite3_bind_int64(s, 1, now);
+		sqlite3_bind_int64(s, 1, until);
 		sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 		n = 0;
-		while (n < DUE_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		while (n < DUE_BATCH && sqlite3_step(s) == SQLITE_ROW)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
+		full = n == DUE_BATCH;
 		for (i = 0; i < n; i++) {
-			rc = decide(e, &batch[i], now, sink, arg);
+			int64_t t = batch[i].due_at > now ? batch[i].due_at : now;
+			int rc;
+
+			e->resched_min = INT64_MAX;
+			rc = decide(e, &batch[i], t, sink, arg);
 			if (rc < 0) {
 				free(batch);
 				return -1;
@@ -1104,10 +1113,13 @@ sched_run_due(struct sched *e, int64_t now, sched_sink sink, void *arg)
 				free(batch);
 				return total;
 			}
+			/* A step scheduled before the rest of this batch goes first: read again. */
+			if (i + 1 < n && e->resched_min <= batch[i + 1].due_at) {
+				full = 1;
+				break;
+			}
 		}
-		if (n < DUE_BATCH)
-			break;
-	}
+	} while (full);
 	free(batch);
 	return total;
 }
@@ -1155,12 +1167,12 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 		return -EINVAL;
 	cp = conf_campaign_find(e->conf, d.campaign);
 	snprintf(why, sizeof(why), "step %d sent", d.step);
-	if (set_state(e, delivery, "sent", d.step, -1, NULL, now) < 0 ||
-	    transition(e, delivery, now, "sending", "sent", d.step,
+	if (transition(e, delivery, now, "sending", "sent", d.step,
 		cp ? cp->steps[d.step - 1].channel->name : NULL, NULL, why) < 0)
 		return -EIO;
 	if (cp == NULL || d.step >= (int)cp->n_steps)
-		return 0;
+		return set_state(e, delivery, "sent", d.step, -1, NULL, now) < 0 ? -EIO : 0;
+	/* One write for "sent" and "next step scheduled"; both transitions are logged. */
 	due = sched_next_allowed(e, cp, d.tz, now + cp->steps[d.step].after);
 	fmt_time(due, t);
 	snprintf(why, sizeof(why), "step %d due at %s (%lldh after step %d)", d.step + 1, t,
@@ -1202,19 +1214,14 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 }
 
 int64_t
-sched_next_wakeup(struct sched *e, int64_t now)
+sched_next_materialization(struct sched *e, int64_t now)
 {
-	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
 	int64_t next = -1;
 	size_t i;
 
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-		next = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (next >= 0 && next <= now)
-		next = now + 1; /* overdue rows: the next pass decides them */
 	for (i = 0; i < e->n_camps; i++) {
 		struct camp *k = &e->camps[i];
+		int64_t t;
 
 		if (!k->cp->enabled || k->cp->type == CONF_TRANSACTIONAL)
 			continue;
@@ -1222,8 +1229,26 @@ sched_next_wakeup(struct sched *e, int64_t now)
 			sched_cursor_load(e, k, now);
 		if (k->cur.done)
 			continue;
-		if (next < 0 || k->cur.mat_time < next)
-			next = k->cur.mat_time > now ? k->cur.mat_time : now + 1;
+		t = k->cur.mat_time > now ? k->cur.mat_time : now + 1;
+		if (next < 0 || t < next)
+			next = t;
 	}
+	return next;
+}
+
+int64_t
+sched_next_wakeup(struct sched *e, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
+	int64_t next = -1, m;
+
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		next = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (next >= 0 && next <= now)
+		next = now + 1; /* overdue rows: the next pass decides them */
+	m = sched_next_materialization(e, now);
+	if (m >= 0 && (next < 0 || m < next))
+		next = m;
 	return next;
 }

@@ -59,12 +59,18 @@ void sched_free(struct sched *e);
 long sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg);
 
 /*
- * sched_run_due: decide every delivery due at or before `now`: skip it (reason recorded) or
- * move it to 'sending' (idempotency key committed with it by the caller's transaction) and
- * report it.  A send must be followed by sched_sent or sched_failed.  Returns the number of
- * deliveries decided, or < 0.
+ * sched_run_due: decide every delivery due at or before `until` (>= now), in due order, each at
+ * its own due time (or `now` when overdue): skip it (reason recorded) or move it to 'sending'
+ * (idempotency key committed with it by the caller's transaction) and report it.  A send must
+ * be followed by sched_sent or sched_failed (a step they schedule inside the window is decided
+ * in turn).  The daemon passes until = now; a dry run passes the time of the next
+ * materialisation (sched_next_materialization), so that it needs no pass per due time.
+ * Returns the number of deliveries decided, or < 0.
  */
-long sched_run_due(struct sched *e, int64_t now, sched_sink sink, void *arg);
+long sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void *arg);
+
+/* sched_next_materialization: when the next occurrence is materialised (> now), or -1. */
+int64_t sched_next_materialization(struct sched *e, int64_t now);
 
 /* sched_sent: the channel took the current step: record it and schedule the next step. */
 int sched_sent(struct sched *e, int64_t delivery, int64_t now);

@@ -59,11 +59,12 @@ struct sched {
 	size_t n_camps;
 	struct camp *camps;
 	struct mat mat; /* the occurrence being materialised (read by sched_due()) */
+	int64_t resched_min; /* earliest due time set since sched_run_due last looked */
 };
 
 /* A due delivery as read, copied out so the query can be reset before decisions write. */
 struct due {
-	int64_t id, cid, expires_at;
+	int64_t id, cid, expires_at, due_at;
 	int step, priority, has_token;
 	char campaign[72], customer[128], tz[64], optout_source[64];
 	int has_email, has_phone, has_whatsapp;

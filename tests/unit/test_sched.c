@@ -148,7 +148,7 @@ run(struct fx *f, int64_t from, int64_t to)
 
 	while (now < to) {
 		assert_true(sched_materialize(f->e, now, sink, f) >= 0);
-		assert_true(sched_run_due(f->e, now, sink, f) >= 0);
+		assert_true(sched_run_due(f->e, now, now, sink, f) >= 0);
 		next = sched_next_wakeup(f->e, now);
 		if (next < 0)
 			break;
