@@ -5,7 +5,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "sched.h"
+#include "engine.h"
 #include "store.h"
 
 /*

@@ -11,7 +11,7 @@
 
 #include "conf.h"
 #include "ctl.h"
-#include "sched.h"
+#include "engine.h"
 #include "store.h"
 #include "tz.h"
 #include "util.h"

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "audience.h"
-#include "sched_int.h"
+#include "engine_int.h"
 #include "util.h"
 
 /* The customer, as explain needs it. */

@@ -7,7 +7,7 @@
 #include <openssl/rand.h>
 
 #include "audience.h"
-#include "sched_int.h"
+#include "engine_int.h"
 #include "tz.h"
 #include "util.h"
 

@@ -70,6 +70,46 @@ first_gaps(struct icalrecurrencetype *rule, struct icaltimetype start, int *coun
 	return best;
 }
 
+/*
+ * libical_misexpands: rule shapes that libical 3.0.16 expands differently from RFC 5545 (found
+ * by the property test against python-dateutil, tests/tz/property.py): refused rather than
+ * scheduled wrongly.
+ */
+static int
+libical_misexpands(const struct icalrecurrencetype *r, const char **why)
+{
+	int i, pos = 0, neg = 0, n_days = 0, sunday_only = 1;
+
+	for (i = 0; i < ICAL_BY_MONTHDAY_SIZE && r->by_month_day[i] != ICAL_RECURRENCE_ARRAY_MAX; i++) {
+		if (r->by_month_day[i] > 0)
+			pos = 1;
+		else
+			neg = 1;
+	}
+	for (i = 0; i < ICAL_BY_DAY_SIZE && r->by_day[i] != ICAL_RECURRENCE_ARRAY_MAX; i++) {
+		n_days++;
+		if (icalrecurrencetype_day_day_of_week(r->by_day[i]) != ICAL_SUNDAY_WEEKDAY)
+			sunday_only = 0;
+	}
+	if (r->freq == ICAL_WEEKLY_RECURRENCE && r->by_set_pos[0] != ICAL_RECURRENCE_ARRAY_MAX) {
+		*why = "BYSETPOS in a WEEKLY rule";
+		return 1;
+	}
+	if (r->freq == ICAL_DAILY_RECURRENCE && neg) {
+		*why = "a negative BYMONTHDAY in a DAILY rule";
+		return 1;
+	}
+	if (r->freq == ICAL_WEEKLY_RECURRENCE && r->interval > 1 && n_days > 0 && sunday_only) {
+		*why = "a WEEKLY rule with INTERVAL above 1 on Sundays only";
+		return 1;
+	}
+	if (r->by_set_pos[0] != ICAL_RECURRENCE_ARRAY_MAX && pos && neg) {
+		*why = "BYSETPOS over a BYMONTHDAY list that mixes positive and negative days";
+		return 1;
+	}
+	return 0;
+}
+
 /* check_rrule: RFC 5545 syntax via libical, plus the parts campaigns keep elsewhere. */
 static int
 check_rrule(struct pctx *p, const struct ynode *n, const char *s)
@@ -77,6 +117,7 @@ check_rrule(struct pctx *p, const struct ynode *n, const char *s)
 	static const char *const banned[] = { "BYHOUR", "BYMINUTE", "BYSECOND", "UNTIL", "COUNT",
 		"DTSTART", "WKST=", NULL };
 	struct icalrecurrencetype r;
+	const char *why;
 	size_t i;
 
 	if (strncmp(s, "RRULE:", 6) == 0) {
@@ -96,6 +137,11 @@ check_rrule(struct pctx *p, const struct ynode *n, const char *s)
 	    r.freq == ICAL_HOURLY_RECURRENCE) {
 		pctx_error(p, n, "rrule", "campaigns recur at most daily",
 		    "FREQ finer than DAILY is not allowed");
+		return -1;
+	}
+	if (libical_misexpands(&r, &why)) {
+		pctx_error(p, n, "rrule", "libical 3.0, which expands the rules, gets this shape wrong; "
+		    "write the rule another way", "%s", why);
 		return -1;
 	}
 	for (i = 0; banned[i] != NULL; i++) {

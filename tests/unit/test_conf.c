@@ -233,6 +233,13 @@ test_rrule_checks(void **state)
 	load(f, "campaign: t\ntype: recurring\nschedule: { rrule: \"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\", at: \"10:00\" }\n"
 		SURVEY_EN STEP_SMS);
 	assert_true(has_diag(&f->d, "rrule", 3));
+	diag_free(&f->d);
+	diag_init(&f->d);
+	/* A shape libical expands wrongly is refused, not scheduled wrongly. */
+	load(f, "campaign: t\ntype: recurring\nschedule: { rrule: \"FREQ=WEEKLY;BYDAY=MO,TU;BYSETPOS=1\", at: \"10:00\" }\n"
+		SURVEY_EN STEP_SMS);
+	assert_true(has_diag(&f->d, "rrule", 3));
+	assert_non_null(strstr(f->d.v[0].message, "BYSETPOS in a WEEKLY rule"));
 }
 
 static void

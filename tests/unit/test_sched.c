@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "sched.h"
+#include "engine.h"
 #include "store.h"
 #include "testutil.h"
 #include "tz.h"

@@ -1,8 +1,8 @@
-/* sched_int.h: the engine's internals shared by sched.c and explain.c (not for other layers). */
-#ifndef CAMPAIGND_SCHED_INT_H
-#define CAMPAIGND_SCHED_INT_H
+/* engine_int.h: the engine's internals shared by sched.c and explain.c (not for other layers). */
+#ifndef CAMPAIGND_ENGINE_INT_H
+#define CAMPAIGND_ENGINE_INT_H
 
-#include "sched.h"
+#include "engine.h"
 #include "tz.h"
 
 #define DUE_BATCH 256 /* deliveries decided per query */

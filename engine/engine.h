@@ -1,6 +1,6 @@
-/* sched.h: the scheduling engine: a functional core over the model, the store and a given `now`. */
-#ifndef CAMPAIGND_SCHED_H
-#define CAMPAIGND_SCHED_H
+/* engine.h: the scheduling engine: a functional core over the model, the store and a given `now`. */
+#ifndef CAMPAIGND_ENGINE_H
+#define CAMPAIGND_ENGINE_H
 
 #include <stdint.h>
 #include <stdio.h>
