@@ -1098,11 +1098,11 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
 		full = n == DUE_BATCH;
+		e->resched_min = INT64_MAX;
 		for (i = 0; i < n; i++) {
 			int64_t t = batch[i].due_at > now ? batch[i].due_at : now;
 			int rc;
 
-			e->resched_min = INT64_MAX;
 			rc = decide(e, &batch[i], t, sink, arg);
 			if (rc < 0) {
 				free(batch);
@@ -1119,6 +1119,9 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 				break;
 			}
 		}
+		/* And one scheduled inside the window is decided in this call too. */
+		if (e->resched_min <= until)
+			full = 1;
 	} while (full);
 	free(batch);
 	return total;
