@@ -65,7 +65,7 @@ struct sched {
 /* A due delivery as read, copied out so the query can be reset before decisions write. */
 struct due {
 	int64_t id, cid, expires_at, due_at;
-	int step, priority, has_token;
+	int step, priority, sent_before;
 	char campaign[72], customer[128], tz[64], optout_source[64];
 	int has_email, has_phone, has_whatsapp;
 	int64_t optout_at;

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
 
 #include "audience.h"
 #include "engine_int.h"
@@ -12,7 +11,7 @@
 #include "util.h"
 
 static const char *const sql_text[S_COUNT] = {
-	[S_DUE] = "SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.token, c.id, "
+	[S_DUE] = "SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.attempts, c.id, "
 		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority, "
 		  "d.due_at "
 		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
@@ -24,16 +23,15 @@ static const char *const sql_text[S_COUNT] = {
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
 	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
 	[S_RIVAL] = "SELECT id, campaign, due_at FROM deliveries WHERE customer = ?1 AND "
-		    "+state = 'scheduled' AND +token IS NULL AND priority > ?2 AND due_at <= ?3 AND "
+		    "+state = 'scheduled' AND +attempts = 0 AND priority > ?2 AND due_at <= ?3 AND "
 		    "id <> ?4 ORDER BY priority DESC, due_at LIMIT 1",
 	[S_SET] = "UPDATE deliveries SET state = ?2, step = ?3, due_at = ?4, "
-		  "token = COALESCE(token, ?5), attempts = CASE WHEN ?2 = 'sending' THEN attempts + 1 "
-		  "ELSE attempts END, updated_at = ?6 WHERE id = ?1",
+		  "attempts = attempts + ?5, updated_at = ?6 WHERE id = ?1",
 	[S_TRANS] = "INSERT INTO transitions(delivery, at, from_state, to_state, step, channel, "
 		    "idem_key, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_CONTACT_ADD] = "INSERT OR IGNORE INTO contacts(customer, at, campaign, delivery) "
 			  "VALUES (?1, ?2, ?3, ?4)",
-	[S_GET] = "SELECT d.campaign, d.customer, d.step, d.state, d.token, c.id, "
+	[S_GET] = "SELECT d.campaign, d.customer, d.step, d.state, d.attempts, c.id, "
 		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source "
 		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
 		  "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
@@ -158,8 +156,8 @@ transition(struct sched *e, int64_t id, int64_t now, const char *from, const cha
 }
 
 static int
-set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due,
-    const char *token, int64_t now)
+set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due, int attempt,
+    int64_t now)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_SET);
 
@@ -170,8 +168,7 @@ set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due,
 	sqlite3_bind_int(s, 3, step);
 	if (due >= 0)
 		sqlite3_bind_int64(s, 4, due);
-	if (token)
-		sqlite3_bind_text(s, 5, token, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, attempt);
 	sqlite3_bind_int64(s, 6, now);
 	return step_done(e, s);
 }
@@ -222,19 +219,6 @@ unreachable_why(struct sched *e, const struct conf_step *st, int step, const str
 	snprintf(buf, size, "%s %s consent for step %d (%s)", granted == 0 ? "revoked" : "no",
 	    kinds[kind], step, st->channel->name);
 	return buf;
-}
-
-/* random_token: 128 bits, hex, for survey links. */
-static void
-random_token(char out[33])
-{
-	unsigned char b[16];
-	int i;
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		memset(b, 0, sizeof(b)); /* never happens with a seeded OpenSSL */
-	for (i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
 /* ---- the SQL functions used by materialisation ---- */
@@ -961,7 +945,7 @@ static int
 skip(struct sched *e, const struct due *d, int64_t now, int step, const char *channel,
     const char *reason, sched_sink sink, void *arg)
 {
-	if (set_state(e, d->id, "skipped", step, -1, NULL, now) < 0 ||
+	if (set_state(e, d->id, "skipped", step, -1, 0, now) < 0 ||
 	    transition(e, d->id, now, "scheduled", "skipped", step, channel, NULL, reason) < 0)
 		return -1;
 	return emit(sink, arg, SCHED_SKIP, d->id, now, d->customer, d->campaign, step, channel, d->tz,
@@ -978,7 +962,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 {
 	const struct conf_campaign *cp = conf_campaign_find(e->conf, d->campaign);
 	const struct conf_step *st;
-	char why[400], buf[200], key[64], token[33], t1[21];
+	char why[400], buf[200], key[64], token[STORE_TOKEN_SIZE], t1[21];
 	const char *u;
 	int step = d->step, stop = 0;
 
@@ -991,7 +975,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		snprintf(why, sizeof(why), "customer opted out at %s (%s)", t1, d->optout_source);
 		return skip(e, d, now, step, NULL, why, sink, arg);
 	}
-	if (!d->has_token && d->expires_at > 0 && now > d->expires_at) {
+	if (!d->sent_before && d->expires_at > 0 && now > d->expires_at) {
 		fmt_time(d->expires_at, t1);
 		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %lldh)", t1,
 		    (long long)(cp->expire_after / 3600));
@@ -1000,11 +984,11 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	/* Walk past unreachable steps, recording each. */
 	for (;;) {
 		if (step > (int)cp->n_steps) {
-			const char *final = d->has_token ? "exhausted" : "skipped";
+			const char *final = d->sent_before ? "exhausted" : "skipped";
 
-			snprintf(why, sizeof(why), "%s", d->has_token ?
+			snprintf(why, sizeof(why), "%s", d->sent_before ?
 			    "no further reachable step" : "no step can reach the customer");
-			if (set_state(e, d->id, final, (int)cp->n_steps, -1, NULL, now) < 0 ||
+			if (set_state(e, d->id, final, (int)cp->n_steps, -1, 0, now) < 0 ||
 			    transition(e, d->id, now, "scheduled", final, (int)cp->n_steps, NULL, NULL,
 				why) < 0)
 				return -1;
@@ -1022,15 +1006,16 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		    st->channel->name, d->tz, why, NULL, NULL);
 		step++;
 	}
-	if (!d->has_token && contact_blocked(e, d, now, why, sizeof(why)))
+	if (!d->sent_before && contact_blocked(e, d, now, why, sizeof(why)))
 		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
-	random_token(token);
+	if (store_token(e->st, d->id, token) < 0)
+		return -1;
 	snprintf(key, sizeof(key), "d%lld-s%d", (long long)d->id, step);
-	if (set_state(e, d->id, "sending", step, -1, token, now) < 0 ||
+	if (set_state(e, d->id, "sending", step, -1, 1, now) < 0 ||
 	    transition(e, d->id, now, "scheduled", "sending", step, st->channel->name, key,
 		step == d->step ? "due" : "due (earlier steps unreachable)") < 0)
 		return -1;
-	if (!d->has_token) {
+	if (!d->sent_before) {
 		sqlite3_stmt *s = sched_stmt(e, S_CONTACT_ADD);
 
 		sqlite3_bind_int64(s, 1, d->cid);
@@ -1039,18 +1024,6 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		sqlite3_bind_int64(s, 4, d->id);
 		if (step_done(e, s) < 0)
 			return -1;
-	}
-	/* The token in the row is the first one made; report that one. */
-	if (d->has_token) {
-		sqlite3_stmt *s;
-
-		if (sqlite3_prepare_v2(e->db, "SELECT token FROM deliveries WHERE id = ?1", -1, &s,
-			NULL) == SQLITE_OK) {
-			sqlite3_bind_int64(s, 1, d->id);
-			if (sqlite3_step(s) == SQLITE_ROW)
-				copy_col(token, sizeof(token), s, 0);
-			sqlite3_finalize(s);
-		}
 	}
 	return stop | emit(sink, arg, SCHED_SEND, d->id, now, d->customer, d->campaign, step,
 	    st->channel->name, d->tz, NULL, key, token);
@@ -1065,7 +1038,7 @@ read_due(sqlite3_stmt *s, struct due *d)
 	d->cid = sqlite3_column_int64(s, 2);
 	d->step = sqlite3_column_int(s, 3);
 	d->expires_at = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
-	d->has_token = sqlite3_column_type(s, 5) != SQLITE_NULL;
+	d->sent_before = sqlite3_column_int(s, 5) > 0;
 	copy_col(d->customer, sizeof(d->customer), s, 6);
 	copy_col(d->tz, sizeof(d->tz), s, 7);
 	d->has_email = sqlite3_column_bytes(s, 8) > 0;
@@ -1144,7 +1117,7 @@ load_one(struct sched *e, int64_t id, struct due *d, char *state, size_t size)
 		d->cid = sqlite3_column_int64(s, 1);
 		d->step = sqlite3_column_int(s, 2);
 		copy_col(state, size, s, 3);
-		d->has_token = sqlite3_column_type(s, 4) != SQLITE_NULL;
+		d->sent_before = sqlite3_column_int(s, 4) > 0;
 		copy_col(d->customer, sizeof(d->customer), s, 5);
 		copy_col(d->tz, sizeof(d->tz), s, 6);
 		d->has_email = sqlite3_column_bytes(s, 7) > 0;
@@ -1174,13 +1147,13 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 		cp ? cp->steps[d.step - 1].channel->name : NULL, NULL, why) < 0)
 		return -EIO;
 	if (cp == NULL || d.step >= (int)cp->n_steps)
-		return set_state(e, delivery, "sent", d.step, -1, NULL, now) < 0 ? -EIO : 0;
+		return set_state(e, delivery, "sent", d.step, -1, 0, now) < 0 ? -EIO : 0;
 	/* One write for "sent" and "next step scheduled"; both transitions are logged. */
 	due = sched_next_allowed(e, cp, d.tz, now + cp->steps[d.step].after);
 	fmt_time(due, t);
 	snprintf(why, sizeof(why), "step %d due at %s (%lldh after step %d)", d.step + 1, t,
 	    (long long)(cp->steps[d.step].after / 3600), d.step);
-	if (set_state(e, delivery, "scheduled", d.step + 1, due, NULL, now) < 0 ||
+	if (set_state(e, delivery, "scheduled", d.step + 1, due, 0, now) < 0 ||
 	    transition(e, delivery, now, "sent", "scheduled", d.step + 1,
 		cp->steps[d.step].channel->name, NULL, why) < 0)
 		return -EIO;
@@ -1202,14 +1175,14 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	cp = conf_campaign_find(e->conf, d.campaign);
 	snprintf(reason, sizeof(reason), "step %d failed: %s", d.step, why);
 	if (cp == NULL || d.step >= (int)cp->n_steps) {
-		if (set_state(e, delivery, "failed", d.step, -1, NULL, now) < 0 ||
+		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||
 		    transition(e, delivery, now, "sending", "failed", d.step, NULL, NULL, reason) < 0)
 			return -EIO;
 		return emit(sink, arg, SCHED_SKIP, delivery, now, d.customer, d.campaign, d.step, NULL,
 		    d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
 	}
 	/* A permanent failure moves to the next step at once. */
-	if (set_state(e, delivery, "scheduled", d.step + 1, now, NULL, now) < 0 ||
+	if (set_state(e, delivery, "scheduled", d.step + 1, now, 0, now) < 0 ||
 	    transition(e, delivery, now, "sending", "scheduled", d.step + 1,
 		cp->steps[d.step].channel->name, NULL, reason) < 0)
 		return -EIO;

@@ -1,6 +1,14 @@
 -- schema.sql: campaignd's SQLite schema, version 1 (applied by store_open; PRAGMA user_version).
 -- Times are integer seconds since the Unix epoch, UTC. Text ids come from the customer's systems.
 
+-- Settings of the database itself.  token_key signs survey tokens (store_token): a token is
+-- the delivery id and an HMAC of it, so no token is stored or indexed.
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta(key, value) VALUES ('token_key', lower(hex(randomblob(32))));
+
 -- Customers: one row per customer id; free attributes as a JSON object.
 CREATE TABLE customers (
 	cid            INTEGER PRIMARY KEY,          -- internal key, used by every other table
@@ -24,7 +32,9 @@ CREATE TABLE customers (
 -- Consent per channel kind: the current state (one row per customer and kind) ...
 CREATE TABLE consents (
 	customer INTEGER NOT NULL REFERENCES customers(cid) ON DELETE CASCADE,
-	kind     TEXT NOT NULL CHECK (kind IN ('sms', 'email', 'whatsapp')),
+	-- Not "kind IN (3 values)": SQLite builds an ephemeral index for a constant IN list of
+	-- more than two values on every row checked (about 4 KB zeroed per insert).
+	kind     TEXT NOT NULL CHECK (kind = 'sms' OR kind = 'email' OR kind = 'whatsapp'),
 	granted  INTEGER NOT NULL CHECK (granted IN (0, 1)),
 	at       INTEGER NOT NULL,
 	source   TEXT NOT NULL,                       -- e.g. "import:customers.csv:12", "api", "reply:STOP"
@@ -65,8 +75,8 @@ CREATE TABLE campaign_versions (
 	id        INTEGER PRIMARY KEY,
 	campaign  TEXT NOT NULL,
 	sha256    TEXT NOT NULL,
-	loaded_at INTEGER NOT NULL,
-	source    TEXT NOT NULL,
+	loaded_at INTEGER NOT NULL,                   -- first loaded (store_campaign_version)
+	source    TEXT NOT NULL,                      -- the file's text (conf_campaign.source)
 	UNIQUE (campaign, sha256)
 );
 
@@ -93,14 +103,14 @@ CREATE TABLE deliveries (
 	customer   INTEGER NOT NULL REFERENCES customers(cid) ON DELETE CASCADE,
 	occurrence TEXT NOT NULL,                     -- batch occurrence, or "event:<event id>"
 	event      TEXT REFERENCES events(id),        -- the triggering event (transactional)
-	state      TEXT NOT NULL CHECK (state IN ('scheduled', 'sending', 'sent', 'responded',
-	               'completed', 'exhausted', 'skipped', 'failed')),
+	state      TEXT NOT NULL CHECK (state = 'scheduled' OR state = 'sending' OR state = 'sent' OR
+	               state = 'responded' OR state = 'completed' OR state = 'exhausted' OR
+	               state = 'skipped' OR state = 'failed'),  -- not IN (...): see consents
 	step       INTEGER NOT NULL DEFAULT 1,        -- 1-based current escalation step
 	due_at     INTEGER,                           -- when the current step is due (scheduled)
 	expires_at INTEGER,                           -- first step not sent by then: skipped
 	priority   INTEGER NOT NULL DEFAULT 1,        -- the campaign's priority (0 low .. 3 critical)
-	token      TEXT UNIQUE,                       -- survey link token, made at first send
-	attempts   INTEGER NOT NULL DEFAULT 0,        -- sends attempted for the current step
+	attempts   INTEGER NOT NULL DEFAULT 0,        -- sends attempted (0: never sent)
 	created_at INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL,
 	UNIQUE (campaign, customer, occurrence)
@@ -140,7 +150,7 @@ CREATE TABLE responses (
 	customer   INTEGER NOT NULL REFERENCES customers(cid) ON DELETE CASCADE,
 	campaign   TEXT NOT NULL,
 	question   TEXT NOT NULL,
-	value      TEXT NOT NULL,                     -- as given (choice: comma-separated options)
+	value      TEXT NOT NULL,                     -- normalised: yes|no, 1-4 for emoji, choice "a,b"
 	num        REAL,                              -- numeric answers (nps, csat, ces, scale, ...)
 	metric     TEXT,                              -- nps | csat | ces when the question is one
 	at         INTEGER NOT NULL,

@@ -68,7 +68,13 @@ struct store_customer {
  */
 int store_customer_validate(const struct store_customer *c, const char **why);
 
-/* store_customer_upsert: insert or update by id; consents that changed are logged with `source`. */
+/*
+ * store_customer_upsert: insert or update by id, after store_customer_validate (-EINVAL).
+ * A NULL field keeps the stored value, "" clears it; attrs_json is merged as an RFC 7396
+ * merge patch.  Consents that changed are written and logged with `source`; an unchanged one
+ * logs nothing.  Runs in the caller's transaction if one is open (roll it back on error),
+ * else in its own.
+ */
 int store_customer_upsert(struct store *s, const struct store_customer *c, int64_t now,
     const char *source);
 
@@ -81,9 +87,13 @@ struct store_import_stats {
 
 /*
  * store_import_customers: CSV (header row) or JSON Lines (by the file's first non-blank
- * character), fields as in campaignctl(1).  Every bad row is reported to `d` as
- * FILE:LINE:COL with the reason.  Without skip_bad, nothing is imported when any row is bad.
- * All rows go in one transaction.
+ * character), fields as in campaignctl(1) and doc/schema.md.  Every bad row is reported to `d`
+ * as FILE:LINE:COL with the reason (code "bad-row"; a warning when skipped).  Without skip_bad,
+ * nothing is imported when any row is bad.  All rows go in one transaction, which must not be
+ * open already.  Returns 0 (committed), -EINVAL (bad rows without skip_bad, or a bad header:
+ * nothing imported), -errno when the file cannot be read (diagnostic "io"), -EIO on a database
+ * error (store_errmsg).  *st: data rows read, new and updated customers (0 unless committed),
+ * bad rows.
  */
 int store_import_customers(struct store *s, const char *path, int skip_bad, int64_t now,
     struct diag_list *d, struct store_import_stats *st);
@@ -98,7 +108,11 @@ int store_import_customers(struct store *s, const char *path, int skip_bad, int6
 int store_event_add(struct store *s, const char *id, const char *customer, const char *type,
     int64_t at, const char *data_json, int64_t now, int *inserted);
 
-/* store_import_events: JSON Lines {"id","customer","type","at","data"}; like customers. */
+/*
+ * store_import_events: JSON Lines {"id","customer","type","at","data"}; like customers.  An
+ * unknown customer is a bad row; an id already stored is not (st->inserted counts new events,
+ * st->updated stays 0).
+ */
 int store_import_events(struct store *s, const char *path, int skip_bad, int64_t now,
     struct diag_list *d, struct store_import_stats *st);
 
@@ -109,13 +123,20 @@ int store_import_events(struct store *s, const char *path, int skip_bad, int64_t
  * token).  Each answer is validated against the campaign's question (type, range, options,
  * ask_if); `c` gives the campaigns.  The delivery moves to 'responded' (or 'completed' when
  * every non-optional question asked has an answer) with a transition, ending its chain.
- * On -EINVAL, *why is a malloc'd message.
+ * All or nothing: a refused answer records none of the call's.  Returns 0; -ENOENT (no such
+ * delivery, bad token, campaign no longer configured); -EINVAL (a value, an unknown question,
+ * ask_if, a completed or never-sent delivery); -EEXIST (a question already answered); -EIO.
+ * On every error *why is a malloc'd message for the user (the caller frees it); NULL on success.
  */
 int store_answer(struct store *s, const struct conf *c, const char *ref, int n,
     const char *const *questions, const char *const *values, int64_t now, const char *source,
     char **why);
 
-/* store_optout: record an opt-out (idempotent); scheduled deliveries of the customer are skipped. */
+/*
+ * store_optout: record an opt-out (idempotent: the first one's time and source stay); the
+ * customer's scheduled deliveries are skipped, each with a transition "opted out (SOURCE)".
+ * -ENOENT for an unknown customer.
+ */
 int store_optout(struct store *s, const char *customer, int64_t now, const char *source);
 
 /* ---- campaign versions ---- */
@@ -123,6 +144,17 @@ int store_optout(struct store *s, const char *customer, int64_t now, const char 
 /* store_campaign_version: the id of (name, sha256), inserting it with its text when new. */
 int store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t now,
     int64_t *id);
+
+/* ---- survey tokens ---- */
+
+/* A token: the delivery id, '-', and 32 hex digits of HMAC-SHA256(token_key, id). */
+#define STORE_TOKEN_SIZE 56
+
+/* store_token: the survey token of a delivery into out[STORE_TOKEN_SIZE]. */
+int store_token(struct store *s, int64_t delivery, char out[STORE_TOKEN_SIZE]);
+
+/* store_token_delivery: the delivery a token names, when its signature holds (-EINVAL else). */
+int store_token_delivery(struct store *s, const char *token, int64_t *delivery);
 
 /* ---- time ---- */
 

@@ -1,0 +1,673 @@
+/* answer.c: recording a customer's answers to a delivery's survey: validation, ask_if, completion, transitions. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lex.h"
+#include "store.h"
+#include "util.h"
+
+/* One answer, already stored or given now, for the question at the same index of the survey. */
+struct ans {
+	char *value; /* normalised text; NULL when unanswered */
+	double num;
+	int has_num;
+	int is_new;
+};
+
+struct delivery {
+	int64_t id, customer;
+	int step;
+	char campaign[128];
+	char state[16];
+	int was_sent; /* a step reached the customer, so there is something to answer */
+};
+
+static int
+db_fail(sqlite3 *db, const char *what, char **why)
+{
+	*why = xasprintf("%s: %s", what, sqlite3_errmsg(db));
+	return -EIO;
+}
+
+/* ---- finding the delivery ---- */
+
+static int
+find_delivery(struct store *s, const char *ref, struct delivery *dv, char **why)
+{
+	sqlite3 *db = store_db(s);
+	sqlite3_stmt *st = NULL;
+	int64_t id = 0;
+	int rc;
+
+	/* A number names a delivery id; anything else must be a survey token (store_token). */
+	if (ref[0] != '\0' && strspn(ref, "0123456789") == strlen(ref) && strlen(ref) < 19) {
+		id = atoll(ref);
+	} else {
+		rc = store_token_delivery(s, ref, &id);
+		if (rc == -EIO)
+			return db_fail(db, "checking the token", why);
+		if (rc < 0) {
+			*why = xasprintf("'%.64s' is neither a delivery id nor a valid survey token", ref);
+			return -ENOENT;
+		}
+	}
+	if (sqlite3_prepare_v2(db,
+		"SELECT id, customer, step, campaign, state FROM deliveries WHERE id = ?1", -1, &st,
+		NULL) != SQLITE_OK)
+		return db_fail(db, "finding the delivery", why);
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		dv->id = sqlite3_column_int64(st, 0);
+		dv->customer = sqlite3_column_int64(st, 1);
+		dv->step = sqlite3_column_int(st, 2);
+		snprintf(dv->campaign, sizeof(dv->campaign), "%s",
+		    (const char *)sqlite3_column_text(st, 3));
+		snprintf(dv->state, sizeof(dv->state), "%s", (const char *)sqlite3_column_text(st, 4));
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(db, "finding the delivery", why);
+	if (rc != SQLITE_ROW) {
+		*why = xasprintf("no delivery %lld", (long long)id);
+		return -ENOENT;
+	}
+	/*
+	 * Sent, responded and exhausted deliveries reached the customer.  Any other state did
+	 * too when some earlier step was sent (the transitions say so): a late answer to the
+	 * first message is still an answer.
+	 */
+	dv->was_sent = strcmp(dv->state, "sent") == 0 || strcmp(dv->state, "responded") == 0 ||
+	    strcmp(dv->state, "exhausted") == 0;
+	if (!dv->was_sent) {
+		if (sqlite3_prepare_v2(db,
+			"SELECT 1 FROM transitions WHERE delivery = ?1 AND to_state = 'sent' LIMIT 1",
+			-1, &st, NULL) != SQLITE_OK)
+			return db_fail(db, "reading transitions", why);
+		sqlite3_bind_int64(st, 1, dv->id);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return db_fail(db, "reading transitions", why);
+		dv->was_sent = rc == SQLITE_ROW;
+	}
+	return 0;
+}
+
+/* ---- values ---- */
+
+static const char *const emoji_names[] = { "not_good", "sufficient", "good", "excellent" };
+
+static char *
+trimmed(const char *v)
+{
+	size_t n;
+
+	v += strspn(v, " \t");
+	n = strlen(v);
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	return xstrndup(v, n);
+}
+
+/* utf8_chars: code points in well-formed UTF-8 text (tabs and line breaks allowed), or -1. */
+static long
+utf8_chars(const char *p)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	long n = 0;
+
+	while (*s) {
+		int k, i;
+		unsigned cp;
+
+		if (*s < 0x80) {
+			if ((*s < 0x20 && *s != '\t' && *s != '\n' && *s != '\r') || *s == 0x7f)
+				return -1;
+			s++;
+			n++;
+			continue;
+		}
+		if (*s >= 0xc2 && *s <= 0xdf) {
+			k = 1;
+			cp = *s & 0x1f;
+		} else if (*s >= 0xe0 && *s <= 0xef) {
+			k = 2;
+			cp = *s & 0x0f;
+		} else if (*s >= 0xf0 && *s <= 0xf4) {
+			k = 3;
+			cp = *s & 0x07;
+		} else {
+			return -1;
+		}
+		for (i = 1; i <= k; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return -1;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return -1;
+		s += k + 1;
+		n++;
+	}
+	return n;
+}
+
+static char *
+options_list(const struct conf_question *q)
+{
+	size_t i, len = 1;
+	char *out;
+
+	for (i = 0; i < q->n_options; i++)
+		len += strlen(q->options[i]) + 2;
+	out = xcalloc(1, len);
+	for (i = 0; i < q->n_options; i++) {
+		if (i > 0)
+			strcat(out, ", ");
+		strcat(out, q->options[i]);
+	}
+	return out;
+}
+
+/* parse_choice: "a, b" -> "a,b" (options only, each once; one unless multiple). */
+static int
+parse_choice(const struct conf_question *q, const char *v, struct ans *a, char **why)
+{
+	char *copy = xstrdup(v), *p = copy, *tok, *out = xcalloc(1, strlen(v) + 1), *opts;
+	int *chosen = xcalloc(q->n_options ? q->n_options : 1, sizeof(int));
+	size_t i, n = 0;
+	int rc = 0;
+
+	while (rc == 0 && p != NULL) {
+		char *t;
+
+		tok = p;
+		p = strchr(p, ',');
+		if (p != NULL)
+			*p++ = '\0';
+		t = trimmed(tok);
+		for (i = 0; i < q->n_options; i++)
+			if (strcmp(q->options[i], t) == 0)
+				break;
+		if (i == q->n_options) {
+			opts = options_list(q);
+			*why = t[0] ? xasprintf("%s: '%.64s' is not an option (options: %s)", q->id, t, opts) :
+				      xasprintf("%s: an empty choice (options: %s)", q->id, opts);
+			free(opts);
+			rc = -EINVAL;
+		} else if (chosen[i]++) {
+			*why = xasprintf("%s: '%s' is chosen twice", q->id, t);
+			rc = -EINVAL;
+		} else {
+			if (n++ > 0)
+				strcat(out, ",");
+			strcat(out, t);
+		}
+		free(t);
+	}
+	if (rc == 0 && n > 1 && !q->multiple) {
+		opts = options_list(q);
+		*why = xasprintf("%s: choose one option, not %zu (options: %s)", q->id, n, opts);
+		free(opts);
+		rc = -EINVAL;
+	}
+	free(copy);
+	free(chosen);
+	if (rc < 0) {
+		free(out);
+		return rc;
+	}
+	a->value = out;
+	return 0;
+}
+
+/* parse_value: check `v` against the question; fills a->value (normalised) and a->num. */
+static int
+parse_value(const struct conf_question *q, const char *v, struct ans *a, char **why)
+{
+	char *t = trimmed(v);
+	long l, chars;
+	int i, rc = 0;
+
+	a->has_num = 0;
+	switch (q->type) {
+	case CONF_Q_NPS:
+	case CONF_Q_CSAT:
+	case CONF_Q_CES:
+	case CONF_Q_RATING:
+	case CONF_Q_SCALE:
+	case CONF_Q_EMOJI:
+		l = 0;
+		if (q->type == CONF_Q_EMOJI)
+			for (i = 0; i < 4; i++)
+				if (strcasecmp(t, emoji_names[i]) == 0)
+					l = i + 1;
+		if (l == 0 && lex_int(t, q->min, q->max, &l) < 0) {
+			*why = q->type == CONF_Q_EMOJI ?
+			    xasprintf("%s: '%.64s' is not 1-4 or not_good, sufficient, good, excellent",
+				q->id, v) :
+			    xasprintf("%s: '%.64s' is not a whole number from %d to %d", q->id, v, q->min,
+				q->max);
+			rc = -EINVAL;
+			break;
+		}
+		a->value = xasprintf("%ld", l);
+		a->num = (double)l;
+		a->has_num = 1;
+		break;
+	case CONF_Q_YES_NO:
+		if (strcasecmp(t, "yes") == 0 || strcasecmp(t, "true") == 0)
+			l = 1;
+		else if (strcasecmp(t, "no") == 0 || strcasecmp(t, "false") == 0)
+			l = 0;
+		else {
+			*why = xasprintf("%s: '%.64s' is not yes or no", q->id, v);
+			rc = -EINVAL;
+			break;
+		}
+		a->value = xstrdup(l ? "yes" : "no");
+		a->num = (double)l;
+		a->has_num = 1;
+		break;
+	case CONF_Q_CHOICE:
+		rc = parse_choice(q, v, a, why);
+		break;
+	case CONF_Q_TEXT:
+		chars = utf8_chars(v);
+		if (chars < 0) {
+			*why = xasprintf("%s: not UTF-8 text", q->id);
+			rc = -EINVAL;
+		} else if (t[0] == '\0') {
+			*why = xasprintf("%s: an empty answer", q->id);
+			rc = -EINVAL;
+		} else if (chars > q->max_length) {
+			*why = xasprintf("%s: %ld characters, at most %d", q->id, chars, q->max_length);
+			rc = -EINVAL;
+		} else {
+			a->value = xstrdup(v);
+		}
+		break;
+	}
+	free(t);
+	return rc;
+}
+
+/* ---- ask_if ---- */
+
+/* has_option: whether a normalised choice ("a,b") holds `opt`. */
+static int
+has_option(const char *sel, const char *opt)
+{
+	size_t n = strlen(opt);
+
+	while (sel != NULL && *sel) {
+		if (strncmp(sel, opt, n) == 0 && (sel[n] == ',' || sel[n] == '\0'))
+			return 1;
+		sel = strchr(sel, ',');
+		if (sel != NULL)
+			sel++;
+	}
+	return 0;
+}
+
+/*
+ * holds: whether the answer `a` to question `rq` passes the test `o`.  Every operator given
+ * must pass.  An unanswered question passes only `exists: false`.  On a multiple choice, eq
+ * and in pass when any chosen option matches, ne and not_in when none does.
+ */
+static int
+holds(const struct conf_ops *o, const struct conf_question *rq, const struct ans *a)
+{
+	int answered = a->value != NULL, yes, any;
+	double x = a->num;
+	size_t i;
+
+	if ((o->ops & CONF_OP_EXISTS) && o->exists != answered)
+		return 0;
+	if ((o->ops & ~(unsigned)CONF_OP_EXISTS) == 0)
+		return 1;
+	if (!answered)
+		return 0;
+	if (rq->type == CONF_Q_CHOICE) {
+		if ((o->ops & CONF_OP_EQ) && !has_option(a->value, o->eq.str))
+			return 0;
+		if ((o->ops & CONF_OP_NE) && has_option(a->value, o->ne.str))
+			return 0;
+		if (o->ops & CONF_OP_IN) {
+			for (any = 0, i = 0; i < o->n_in; i++)
+				any |= has_option(a->value, o->in[i].str);
+			if (!any)
+				return 0;
+		}
+		for (i = 0; (o->ops & CONF_OP_NOT_IN) && i < o->n_not_in; i++)
+			if (has_option(a->value, o->not_in[i].str))
+				return 0;
+		return 1;
+	}
+	if (rq->type == CONF_Q_YES_NO) {
+		yes = x != 0;
+		if ((o->ops & CONF_OP_EQ) && yes != (strcmp(o->eq.str, "true") == 0))
+			return 0;
+		if ((o->ops & CONF_OP_NE) && yes == (strcmp(o->ne.str, "true") == 0))
+			return 0;
+		return 1;
+	}
+	if ((o->ops & CONF_OP_EQ) && !(x == o->eq.num))
+		return 0;
+	if ((o->ops & CONF_OP_NE) && x == o->ne.num)
+		return 0;
+	if (o->ops & CONF_OP_IN) {
+		for (any = 0, i = 0; i < o->n_in; i++)
+			any |= x == o->in[i].num;
+		if (!any)
+			return 0;
+	}
+	for (i = 0; (o->ops & CONF_OP_NOT_IN) && i < o->n_not_in; i++)
+		if (x == o->not_in[i].num)
+			return 0;
+	if ((o->ops & CONF_OP_GT) && !(x > o->gt.num))
+		return 0;
+	if ((o->ops & CONF_OP_GTE) && !(x >= o->gte.num))
+		return 0;
+	if ((o->ops & CONF_OP_LT) && !(x < o->lt.num))
+		return 0;
+	if ((o->ops & CONF_OP_LTE) && !(x <= o->lte.num))
+		return 0;
+	if ((o->ops & CONF_OP_BETWEEN) && !(x >= o->between[0].num && x <= o->between[1].num))
+		return 0;
+	return 1;
+}
+
+static int
+question_index(const struct conf_survey *sv, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < sv->n_questions; i++)
+		if (strcmp(sv->questions[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* asked: whether question i is asked given the answers so far (its ask_if holds). */
+static int
+asked(const struct conf_survey *sv, size_t i, const struct ans *a)
+{
+	const struct conf_question *q = &sv->questions[i];
+	int r;
+
+	if (q->ask_if_id == NULL)
+		return 1;
+	r = question_index(sv, q->ask_if_id);
+	return r >= 0 && holds(&q->ask_if, &sv->questions[r], &a[r]);
+}
+
+/* ---- storing ---- */
+
+static int
+load_answers(sqlite3 *db, const struct delivery *dv, const struct conf_survey *sv,
+    struct ans *a, char **why)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, i;
+
+	if (sqlite3_prepare_v2(db, "SELECT question, value, num FROM responses WHERE delivery = ?1",
+		-1, &st, NULL) != SQLITE_OK)
+		return db_fail(db, "reading answers", why);
+	sqlite3_bind_int64(st, 1, dv->id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		/* Answers to a question since removed from the file stay stored but count no more. */
+		i = question_index(sv, (const char *)sqlite3_column_text(st, 0));
+		if (i < 0)
+			continue;
+		a[i].value = xstrdup((const char *)sqlite3_column_text(st, 1));
+		a[i].has_num = sqlite3_column_type(st, 2) != SQLITE_NULL;
+		a[i].num = sqlite3_column_double(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, "reading answers", why);
+	return 0;
+}
+
+static const char *
+metric_of(enum conf_qtype t)
+{
+	switch (t) {
+	case CONF_Q_NPS: return "nps";
+	case CONF_Q_CSAT: return "csat";
+	case CONF_Q_CES: return "ces";
+	default: return NULL;
+	}
+}
+
+static int
+insert_answer(sqlite3 *db, const struct delivery *dv, const struct conf_question *q,
+    const struct ans *a, int64_t now, const char *source, char **why)
+{
+	sqlite3_stmt *st = NULL;
+	const char *metric = metric_of(q->type);
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+		"INSERT INTO responses (delivery, customer, campaign, question, value, num, metric, "
+		"at, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		-1, &st, NULL) != SQLITE_OK)
+		return db_fail(db, "recording an answer", why);
+	sqlite3_bind_int64(st, 1, dv->id);
+	sqlite3_bind_int64(st, 2, dv->customer);
+	sqlite3_bind_text(st, 3, dv->campaign, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, q->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, a->value, -1, SQLITE_STATIC);
+	if (a->has_num)
+		sqlite3_bind_double(st, 6, a->num);
+	else
+		sqlite3_bind_null(st, 6);
+	if (metric != NULL)
+		sqlite3_bind_text(st, 7, metric, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 7);
+	sqlite3_bind_int64(st, 8, now);
+	sqlite3_bind_text(st, 9, source, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, "recording an answer", why);
+	return 0;
+}
+
+/* move: record the new state with its transition; the chain ends (no step is due any more). */
+static int
+move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const char *source,
+    char **why)
+{
+	sqlite3_stmt *st = NULL;
+	char *reason;
+	int rc;
+
+	if (strcmp(dv->state, to) != 0) {
+		if (sqlite3_prepare_v2(db,
+			"INSERT INTO transitions (delivery, at, from_state, to_state, step, reason) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			-1, &st, NULL) != SQLITE_OK)
+			return db_fail(db, "recording a transition", why);
+		reason = xasprintf("answer via %s", source);
+		sqlite3_bind_int64(st, 1, dv->id);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_text(st, 3, dv->state, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, to, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 5, dv->step);
+		sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		free(reason);
+		if (rc != SQLITE_DONE)
+			return db_fail(db, "recording a transition", why);
+	}
+	if (sqlite3_prepare_v2(db,
+		"UPDATE deliveries SET state = ?2, due_at = NULL, updated_at = ?3 WHERE id = ?1", -1,
+		&st, NULL) != SQLITE_OK)
+		return db_fail(db, "updating the delivery", why);
+	sqlite3_bind_int64(st, 1, dv->id);
+	sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, "updating the delivery", why);
+	return 0;
+}
+
+static char *
+question_ids(const struct conf_survey *sv)
+{
+	size_t i, len = 1;
+	char *out;
+
+	for (i = 0; i < sv->n_questions; i++)
+		len += strlen(sv->questions[i].id) + 2;
+	out = xcalloc(1, len);
+	for (i = 0; i < sv->n_questions; i++) {
+		if (i > 0)
+			strcat(out, ", ");
+		strcat(out, sv->questions[i].id);
+	}
+	return out;
+}
+
+/* record: the work of store_answer inside its transaction. */
+static int
+record(struct store *s, const struct conf *c, const char *ref, int n,
+    const char *const *questions, const char *const *values, int64_t now, const char *source, struct ans **ap, size_t *nap,
+    char **why)
+{
+	sqlite3 *db = store_db(s);
+	const struct conf_campaign *cp;
+	const struct conf_survey *sv;
+	struct delivery dv;
+	struct ans *a;
+	size_t i;
+	int k, rc, complete = 1;
+
+	memset(&dv, 0, sizeof(dv));
+	rc = find_delivery(s, ref, &dv, why);
+	if (rc < 0)
+		return rc;
+	if (strcmp(dv.state, "completed") == 0) {
+		*why = xasprintf("delivery %lld is already completed", (long long)dv.id);
+		return -EINVAL;
+	}
+	if (!dv.was_sent) {
+		*why = xasprintf("delivery %lld was not sent (it is %s)", (long long)dv.id, dv.state);
+		return -EINVAL;
+	}
+	cp = conf_campaign_find(c, dv.campaign);
+	if (cp == NULL) {
+		*why = xasprintf("delivery %lld belongs to campaign '%s', which is not configured",
+		    (long long)dv.id, dv.campaign);
+		return -ENOENT;
+	}
+	sv = &cp->survey;
+	a = xcalloc(sv->n_questions ? sv->n_questions : 1, sizeof(*a));
+	*ap = a;
+	*nap = sv->n_questions;
+	rc = load_answers(db, &dv, sv, a, why);
+	if (rc < 0)
+		return rc;
+	for (k = 0; k < n; k++) {
+		int qi = question_index(sv, questions[k]);
+
+		if (qi < 0) {
+			char *ids = question_ids(sv);
+
+			*why = xasprintf("unknown question '%.64s' (campaign %s asks: %s)", questions[k],
+			    cp->name, ids);
+			free(ids);
+			return -EINVAL;
+		}
+		if (a[qi].value != NULL) {
+			*why = a[qi].is_new ? xasprintf("question '%s' is answered twice", questions[k]) :
+					      xasprintf("question '%s' is already answered",
+						  questions[k]);
+			return a[qi].is_new ? -EINVAL : -EEXIST;
+		}
+		rc = parse_value(&sv->questions[qi], values[k], &a[qi], why);
+		if (rc < 0)
+			return rc;
+		a[qi].is_new = 1;
+	}
+	/* ask_if is judged on every answer known after this call, stored or new. */
+	for (i = 0; i < sv->n_questions; i++) {
+		const struct conf_question *q = &sv->questions[i];
+		int r;
+
+		if (!a[i].is_new || asked(sv, i, a))
+			continue;
+		r = question_index(sv, q->ask_if_id);
+		*why = r >= 0 && a[r].value != NULL ?
+		    xasprintf("question '%s' is not asked: its ask_if on '%s' does not hold ('%s' is "
+			      "%s)",
+			q->id, q->ask_if_id, q->ask_if_id, a[r].value) :
+		    xasprintf("question '%s' is not asked: its ask_if on '%s' does not hold ('%s' is "
+			      "not answered)",
+			q->id, q->ask_if_id, q->ask_if_id);
+		return -EINVAL;
+	}
+	for (i = 0; i < sv->n_questions; i++) {
+		if (a[i].is_new) {
+			rc = insert_answer(db, &dv, &sv->questions[i], &a[i], now, source, why);
+			if (rc < 0)
+				return rc;
+		}
+		if (!sv->questions[i].optional && a[i].value == NULL && asked(sv, i, a))
+			complete = 0;
+	}
+	return move(db, &dv, complete ? "completed" : "responded", now, source, why);
+}
+
+int
+store_answer(struct store *s, const struct conf *c, const char *ref, int n,
+    const char *const *questions, const char *const *values, int64_t now, const char *source,
+    char **why)
+{
+	sqlite3 *db = store_db(s);
+	struct ans *a = NULL;
+	size_t na = 0, i;
+	int rc, own = sqlite3_get_autocommit(db);
+
+	*why = NULL;
+	if (source == NULL || source[0] == '\0')
+		source = "api";
+	if (n < 1) {
+		*why = xstrdup("no answers given");
+		return -EINVAL;
+	}
+	/* Inside a caller's transaction a savepoint keeps a refused answer from leaving traces. */
+	rc = own ? store_begin(s) : store_exec(s, "SAVEPOINT store_answer");
+	if (rc < 0) {
+		*why = xstrdup(store_errmsg(s));
+		return rc;
+	}
+	rc = record(s, c, ref, n, questions, values, now, source, &a, &na, why);
+	if (rc == 0) {
+		rc = own ? store_commit(s) : store_exec(s, "RELEASE store_answer");
+		if (rc < 0)
+			*why = xstrdup(store_errmsg(s));
+	}
+	if (rc < 0) {
+		if (own)
+			store_rollback(s);
+		else
+			sqlite3_exec(db, "ROLLBACK TO store_answer; RELEASE store_answer", NULL, NULL,
+			    NULL);
+	}
+	for (i = 0; i < na; i++)
+		free(a[i].value);
+	free(a);
+	return rc;
+}

@@ -1,0 +1,22 @@
+/* store_int.h: the store's internal interface between store.c and import.c; no other layer uses it. */
+#ifndef CAMPAIGND_STORE_INT_H
+#define CAMPAIGND_STORE_INT_H
+
+#include "store.h"
+
+/*
+ * Batched customer writes for imports.  store_batch_add queues a record that already passed
+ * store_customer_validate (its strings are copied) and writes the queue when it is full;
+ * store_batch_flush writes what is queued.  The effect is that of store_customer_upsert on
+ * each record in order, with `source` for its consents.  Queued records are not in the
+ * database until flushed: flush before reading customers and before committing.  Both need
+ * the caller's transaction (-EINVAL without one) and return 0 or a negative errno-style code
+ * (store_errmsg); after an error the queue is empty and the caller rolls back.
+ * store_batch_discard empties the queue without writing (before a rollback).
+ */
+int store_batch_add(struct store *s, const struct store_customer *c, int64_t now,
+    const char *source);
+int store_batch_flush(struct store *s);
+void store_batch_discard(struct store *s);
+
+#endif

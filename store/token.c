@@ -1,0 +1,69 @@
+/* token.c: survey tokens signed with the database's key, so that none is stored or indexed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "store.h"
+
+/* mac: the 16-byte HMAC-SHA256 of "delivery:<id>" under the key in meta, as 32 hex digits. */
+static int
+mac(struct store *s, int64_t delivery, char hex[33])
+{
+	sqlite3_stmt *st;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0, i;
+	char msg[32];
+	int rc = -EIO;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT value FROM meta WHERE key = 'token_key'", -1, &st,
+		NULL) != SQLITE_OK)
+		return -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) >= 32) {
+		snprintf(msg, sizeof(msg), "delivery:%lld", (long long)delivery);
+		if (HMAC(EVP_sha256(), sqlite3_column_text(st, 0), sqlite3_column_bytes(st, 0),
+			(const unsigned char *)msg, strlen(msg), md, &len) != NULL && len >= 16) {
+			for (i = 0; i < 16; i++)
+				snprintf(hex + 2 * i, 3, "%02x", md[i]);
+			rc = 0;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+store_token(struct store *s, int64_t delivery, char out[STORE_TOKEN_SIZE])
+{
+	char hex[33];
+
+	if (mac(s, delivery, hex) < 0)
+		return -EIO;
+	snprintf(out, STORE_TOKEN_SIZE, "%lld-%s", (long long)delivery, hex);
+	return 0;
+}
+
+int
+store_token_delivery(struct store *s, const char *token, int64_t *delivery)
+{
+	const char *dash = strchr(token, '-');
+	char hex[33], *end;
+	long long id;
+
+	if (dash == NULL || dash == token || strlen(dash + 1) != 32)
+		return -EINVAL;
+	id = strtoll(token, &end, 10);
+	if (end != dash || id <= 0)
+		return -EINVAL;
+	if (mac(s, id, hex) < 0)
+		return -EIO;
+	/* Constant time: a token is a credential. */
+	if (CRYPTO_memcmp(hex, dash + 1, 32) != 0)
+		return -EINVAL;
+	*delivery = id;
+	return 0;
+}
