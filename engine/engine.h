@@ -82,6 +82,23 @@ int sched_sent(struct sched *e, int64_t delivery, int64_t now);
 int sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
     void *arg);
 
+/*
+ * sched_retrying: a transient failure of the current step: the delivery stays 'sending' (the
+ * same idempotency key will be used) and the failure is logged with `why`.
+ */
+int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why);
+
+/*
+ * sched_resend: a delivery found in 'sending' after a crash or a shutdown: record that it is
+ * sent again with the same idempotency key, and report it to the sink as a SEND.  -EINVAL when
+ * it is not in 'sending'.
+ */
+int sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
+    void *arg);
+
+/* sched_cancel: skip every scheduled delivery of a campaign (removed with on_remove: cancel). */
+long sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why);
+
 /* sched_next_wakeup: the earliest instant > now at which there is work, or -1 when none. */
 int64_t sched_next_wakeup(struct sched *e, int64_t now);
 

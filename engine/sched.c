@@ -1189,6 +1189,85 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	return 0;
 }
 
+int
+sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why)
+{
+	struct due d;
+	char state[16];
+
+	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
+		return -ENOENT;
+	if (strcmp(state, "sending") != 0)
+		return -EINVAL;
+	return transition(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why) < 0 ?
+	    -EIO :
+	    0;
+}
+
+int
+sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
+    void *arg)
+{
+	const struct conf_campaign *cp;
+	char state[16], key[64], token[STORE_TOKEN_SIZE];
+	struct due d;
+
+	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
+		return -ENOENT;
+	if (strcmp(state, "sending") != 0)
+		return -EINVAL;
+	cp = conf_campaign_find(e->conf, d.campaign);
+	if (cp == NULL || d.step > (int)cp->n_steps) {
+		/* Its campaign is gone: nothing can render it; end it with the reason. */
+		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||
+		    transition(e, delivery, now, "sending", "failed", d.step, NULL, NULL,
+			"campaign no longer loaded; the interrupted send cannot be repeated") < 0)
+			return -EIO;
+		return 0;
+	}
+	snprintf(key, sizeof(key), "d%lld-s%d", (long long)delivery, d.step);
+	if (store_token(e->st, delivery, token) < 0 ||
+	    transition(e, delivery, now, "sending", "sending", d.step, cp->steps[d.step - 1].channel->name,
+		key, why) < 0)
+		return -EIO;
+	return emit(sink, arg, SCHED_SEND, delivery, now, d.customer, d.campaign, d.step,
+	    cp->steps[d.step - 1].channel->name, d.tz, NULL, key, token) < 0 ? -EIO : 0;
+}
+
+long
+sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why)
+{
+	sqlite3_stmt *s;
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0, i;
+	int steps;
+
+	if (sqlite3_prepare_v2(e->db,
+		"SELECT id, step FROM deliveries WHERE campaign = ?1 AND state = 'scheduled'", -1, &s,
+		NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n + 2 > cap) {
+			cap = cap ? cap * 2 : 64;
+			ids = xreallocarray(ids, cap, sizeof(*ids));
+		}
+		ids[n++] = sqlite3_column_int64(s, 0);
+		ids[n++] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_finalize(s);
+	for (i = 0; i < n; i += 2) {
+		steps = (int)ids[i + 1];
+		if (set_state(e, ids[i], "skipped", steps, -1, 0, now) < 0 ||
+		    transition(e, ids[i], now, "scheduled", "skipped", steps, NULL, NULL, why) < 0) {
+			free(ids);
+			return -EIO;
+		}
+	}
+	free(ids);
+	return (long)(n / 2);
+}
+
 int64_t
 sched_next_materialization(struct sched *e, int64_t now)
 {

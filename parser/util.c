@@ -1,4 +1,5 @@
 /* util.c: allocation helpers, edit distance, SHA-256 and whole-file reads. */
+#define _GNU_SOURCE /* vasprintf */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

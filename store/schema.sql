@@ -172,3 +172,13 @@ CREATE TABLE event_cursors (
 	last_rowid INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL
 );
+
+-- Reload attempts of the daemon (SIGHUP, campaignctl reload): when, whether applied, what
+-- changed or why it was refused (the diagnostics as file:line:col lines).
+CREATE TABLE reloads (
+	id          INTEGER PRIMARY KEY,
+	at          INTEGER NOT NULL,
+	ok          INTEGER NOT NULL,
+	summary     TEXT NOT NULL,
+	diagnostics TEXT NOT NULL DEFAULT ''
+);

@@ -145,6 +145,31 @@ int store_optout(struct store *s, const char *customer, int64_t now, const char 
 int store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t now,
     int64_t *id);
 
+/* ---- delivery context (what a message is rendered from) ---- */
+
+/* Owned strings (store_context_free); NULL when the field is not set. */
+struct store_context {
+	int64_t delivery;
+	char *campaign, *state;
+	int step;
+	char *id, *first_name, *last_name, *email, *phone, *whatsapp, *language, *country,
+	    *timezone, *segment;
+	char *attrs_json; /* the customer's attributes */
+	char *event_json; /* the triggering event's data, or NULL */
+};
+
+/* store_context: load a delivery with its customer and event (-ENOENT when unknown). */
+int store_context(struct store *s, int64_t delivery, struct store_context *out);
+void store_context_free(struct store_context *c);
+
+/* store_sending: the deliveries left in 'sending' (a crash or a shutdown), in id order; the
+ * caller frees *ids. */
+int store_sending(struct store *s, int64_t **ids, size_t *n);
+
+/* store_record_reload: keep a reload attempt (ok or not, with its diagnostics as text). */
+int store_record_reload(struct store *s, int64_t at, int ok, const char *summary,
+    const char *diagnostics);
+
 /* ---- survey tokens ---- */
 
 /* A token: the delivery id, '-', and 32 hex digits of HMAC-SHA256(token_key, id). */

@@ -1,0 +1,97 @@
+/* chan.h: the channel layer: rendering messages and the drivers that deliver them. */
+#ifndef CAMPAIGND_CHAN_H
+#define CAMPAIGND_CHAN_H
+
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "conf.h"
+
+/*
+ * The channel layer knows the model (conf.h) and libcurl easy handles.  It never touches the
+ * store, the engine or the event loop: the daemon hands it a rendered message, runs the easy
+ * handle a driver returns on its curl-multi (driven from libuv), and gives the result back to
+ * the driver to classify.  Ownership is stated per function.
+ */
+
+enum chan_outcome {
+	CHAN_SENT, /* the provider took the message */
+	CHAN_TRANSIENT, /* try again later (5xx, 429, timeout, connection trouble) */
+	CHAN_PERMANENT /* will never work (4xx, bad address): move to the next step */
+};
+
+/* What a message is rendered from: the customer and, for transactional campaigns, the event. */
+struct chan_recipient {
+	const char *id, *first_name, *last_name, *email, *phone, *whatsapp, *language, *country,
+	    *timezone, *segment;
+	const char *attrs_json; /* the customer's free attributes (JSON object) or NULL */
+	const char *event_json; /* the triggering event's data (JSON object) or NULL */
+};
+
+/* A rendered message; every string owned by it (chan_message_free). */
+struct chan_message {
+	int64_t delivery;
+	int step; /* 1-based */
+	char *idem_key; /* "d<delivery>-s<step>": the same on every resend */
+	char *campaign, *campaign_sha256, *channel, *kind; /* names, for headers and logs */
+	char *customer; /* the customer's id */
+	char *to; /* phone (sms), e-mail, WhatsApp number (else phone); NULL for webhooks */
+	char *lang; /* the language chosen (NULL only when the survey lists none) */
+	char *subject; /* e-mail subject (one line), or NULL */
+	char *text; /* the body (plain text); NULL for a webhook step without a message */
+	char *html; /* e-mail HTML part, or NULL */
+	char *survey_url, *optout_url; /* as given to chan_render (NULL when none was) */
+	int64_t created; /* when it was rendered (Unix seconds; signatures use the send time) */
+};
+
+/*
+ * chan_render: render step `step` (1-based) of campaign `cp` for recipient `r`: choose the
+ * language (the customer's if the survey has it, also ignoring case or by primary subtag as
+ * "nb-NO" -> "nb", else the survey's first), fill every placeholder ({{customer.FIELD}},
+ * {{customer.attr.NAME}}, {{event.FIELD}}, {{survey_url}}, {{optout_url}}, {{campaign.name}},
+ * {{campaign.description}}; spaces inside the braces allowed; a missing value or an unknown
+ * name renders as empty text, never as the placeholder itself).  attrs and event values come
+ * from JSON: strings as they are, numbers plainly (12, 12.5), true/false, null as empty,
+ * objects and arrays as compact JSON; NAME and FIELD may be dotted paths into nested objects.
+ * Values filled into the HTML part are HTML-escaped.  Each part is capped at 64 KiB.
+ * On success *out is filled (caller frees with chan_message_free) and 0 returned; -EINVAL
+ * with *err (malloc'd) otherwise: no such step, attrs or event data that is not a JSON object,
+ * no address for an sms/email/whatsapp step, or a part over the cap.
+ */
+int chan_render(const struct conf_campaign *cp, int step, const struct chan_recipient *r,
+    int64_t delivery, const char *survey_url, const char *optout_url, int64_t now,
+    struct chan_message *out, char **err);
+
+/* chan_message_free: release a message's strings; accepts a zeroed message. */
+void chan_message_free(struct chan_message *m);
+
+/*
+ * A driver.  start() either finishes at once (*easy and *state stay NULL and the outcome is
+ * returned, e.g. the outbox, or any driver that fails before the network) or returns a
+ * configured easy handle in *easy for the caller to run (the returned outcome then means
+ * nothing); the caller then calls finish() with the transfer's result, which classifies it
+ * (and frees the driver's per-request state; the caller frees the easy handle after
+ * curl_multi_remove_handle).  The caller owns curl_global_init and must not change the
+ * handle's options other than CURLOPT_PRIVATE (and what the multi interface sets).
+ * `state` is the driver's opaque per-request memory, owned by the driver between start and
+ * finish.  *detail (malloc'd, may be NULL) explains the outcome for logs and transitions; it
+ * never contains a secret.  *retry_after is seconds the provider asked to wait (0 = none).
+ * finish() takes NULL for retry_after or detail when the caller does not want them (e.g. when
+ * it aborts a transfer at shutdown) and must be called exactly once per handle start returned.
+ */
+struct chan_driver {
+	const char *name;
+	/* check: can this channel work here (files readable, directories writable)?  0, or a
+	 * negative errno with *err (malloc'd).  The outbox creates its directory (mode 0750). */
+	int (*check)(const struct conf_channel *ch, char **err);
+	enum chan_outcome (*start)(const struct conf_channel *ch, const struct chan_message *m,
+	    CURL **easy, void **state, char **detail);
+	enum chan_outcome (*finish)(const struct conf_channel *ch, CURL *easy, CURLcode rc,
+	    void *state, int64_t *retry_after, char **detail);
+};
+
+/* chan_driver_for: the driver of a channel, or NULL when none is built in yet. */
+const struct chan_driver *chan_driver_for(const struct conf_channel *ch);
+
+#endif

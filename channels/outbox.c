@@ -1,0 +1,349 @@
+/* outbox.c: the "outbox" driver: each message written atomically as a file in a directory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "chan_int.h"
+#include "util.h"
+
+/*
+ * One file per message, named <idempotency key>.msg, so a resend after a crash replaces the
+ * file of the first attempt instead of adding a second one.  The file is written under a
+ * hidden temporary name in the same directory, flushed, renamed into place and the directory
+ * flushed: a reader sees either no file or the whole file, and a file that was seen survives
+ * a power cut.
+ *
+ * The format, for people and for scripts (tests, demos, a relay to a real provider):
+ *
+ *   Idempotency-Key: d42-s1
+ *   Delivery: 42
+ *   Step: 1
+ *   Campaign: post-purchase-csat
+ *   Campaign-Version: <sha256 of the campaign file>
+ *   Channel: sms
+ *   Kind: sms
+ *   Customer: c-1001
+ *   To: +4790000000              (left out when the message has no address: webhooks)
+ *   Language: nb
+ *   Subject: ...                 (left out when the message has none)
+ *   Survey-URL: https://...      (left out when none was given; likewise Optout-URL)
+ *   Optout-URL: https://...
+ *   Date: 2026-03-01T12:00:00Z   (when the message was rendered, UTC)
+ *
+ *   the text, ending with a newline
+ *   --- html ---                 (e-mail with an HTML part only)
+ *   the html, ending with a newline
+ *
+ * Header values never hold a line break or another control character (each becomes a space).
+ */
+
+#define OUTBOX_DIR_MODE 0750
+#define OUTBOX_FILE_MODE 0640
+
+/* mkdir_p: create `path` and its missing parents with `mode`; 0 or -errno. */
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path), *s, c;
+	int rc = 0;
+
+	if (*path == '\0') {
+		free(p);
+		return -ENOENT;
+	}
+	for (s = p + 1; rc == 0; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		c = *s;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			rc = -errno;
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	if (rc == 0) {
+		struct stat st;
+
+		if (stat(path, &st) < 0)
+			rc = -errno;
+		else if (!S_ISDIR(st.st_mode))
+			rc = -ENOTDIR;
+	}
+	free(p);
+	return rc;
+}
+
+/* probe: whether a file can be created (and removed) in `dir`; 0 or -errno. */
+static int
+probe(const char *dir)
+{
+	char *tmp = xasprintf("%s/.probe.XXXXXX", dir);
+	int fd, rc = 0;
+
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = -errno;
+	} else {
+		close(fd);
+		if (unlink(tmp) < 0)
+			rc = -errno;
+	}
+	free(tmp);
+	return rc;
+}
+
+static int
+outbox_check(const struct conf_channel *ch, char **err)
+{
+	int rc;
+
+	*err = NULL;
+	if (ch->path == NULL || ch->path[0] == '\0') {
+		*err = xasprintf("channel %s: an outbox needs a path", ch->name);
+		return -EINVAL;
+	}
+	rc = mkdir_p(ch->path, OUTBOX_DIR_MODE);
+	if (rc < 0) {
+		*err = xasprintf("channel %s: cannot create outbox directory %s: %s", ch->name,
+		    ch->path, strerror(-rc));
+		return rc;
+	}
+	rc = probe(ch->path);
+	if (rc < 0) {
+		*err = xasprintf("channel %s: outbox directory %s is not writable: %s", ch->name,
+		    ch->path, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* key_ok: whether an idempotency key is safe as a file name (no '/', no leading '.'). */
+static int
+key_ok(const char *k)
+{
+	const char *c;
+
+	if (k == NULL || k[0] == '\0' || k[0] == '.' || strlen(k) > 200)
+		return 0;
+	for (c = k; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			(*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.'))
+			return 0;
+	return 1;
+}
+
+/* header: append "Key: value\n" with control characters in the value turned into spaces. */
+static void
+header(FILE *f, const char *key, const char *value)
+{
+	const unsigned char *c;
+
+	if (value == NULL)
+		return;
+	fputs(key, f);
+	fputs(": ", f);
+	for (c = (const unsigned char *)value; *c; c++)
+		fputc(*c < 0x20 || *c == 0x7f ? ' ' : *c, f);
+	fputc('\n', f);
+}
+
+/* body_part: append a text part, making sure it ends with a newline. */
+static void
+body_part(FILE *f, const char *s)
+{
+	size_t n = strlen(s);
+
+	fwrite(s, 1, n, f);
+	if (n > 0 && s[n - 1] != '\n')
+		fputc('\n', f);
+}
+
+/* format: the whole file in a new buffer (caller frees); NULL when out of memory. */
+static char *
+format(const struct chan_message *m, size_t *len)
+{
+	char *buf = NULL, num[32], date[32];
+	size_t n = 0;
+	struct tm tm;
+	time_t t = (time_t)m->created;
+	FILE *f;
+
+	f = open_memstream(&buf, &n);
+	if (f == NULL)
+		return NULL;
+	header(f, "Idempotency-Key", m->idem_key);
+	snprintf(num, sizeof(num), "%lld", (long long)m->delivery);
+	header(f, "Delivery", num);
+	snprintf(num, sizeof(num), "%d", m->step);
+	header(f, "Step", num);
+	header(f, "Campaign", m->campaign);
+	header(f, "Campaign-Version", m->campaign_sha256);
+	header(f, "Channel", m->channel);
+	header(f, "Kind", m->kind);
+	header(f, "Customer", m->customer);
+	header(f, "To", m->to);
+	header(f, "Language", m->lang);
+	header(f, "Subject", m->subject);
+	header(f, "Survey-URL", m->survey_url);
+	header(f, "Optout-URL", m->optout_url);
+	if (gmtime_r(&t, &tm) != NULL && strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+		header(f, "Date", date);
+	fputc('\n', f);
+	if (m->text != NULL)
+		body_part(f, m->text);
+	if (m->html != NULL && m->kind != NULL && strcmp(m->kind, "email") == 0) {
+		fputs("--- html ---\n", f);
+		body_part(f, m->html);
+	}
+	if (ferror(f)) {
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/* write_all: write a whole buffer to fd; 0 or -errno. */
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* fsync_dir: flush a directory so that a rename in it is durable; 0 or -errno. */
+static int
+fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* put: write buf atomically as dir/name; 0 or -errno with *what naming the failed step. */
+static int
+put(const char *dir, const char *name, const char *buf, size_t len, const char **what)
+{
+	char *tmp = xasprintf("%s/.%s.XXXXXX", dir, name);
+	char *final = xasprintf("%s/%s", dir, name);
+	int fd, rc;
+
+	*what = "create";
+	fd = mkstemp(tmp);
+	if (fd < 0 && errno == ENOENT && mkdir_p(dir, OUTBOX_DIR_MODE) == 0) {
+		/* The directory went away since check(): make it again rather than fail. */
+		free(tmp);
+		tmp = xasprintf("%s/.%s.XXXXXX", dir, name);
+		fd = mkstemp(tmp);
+	}
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	*what = "write";
+	rc = fchmod(fd, OUTBOX_FILE_MODE) < 0 ? -errno : 0;
+	if (rc == 0)
+		rc = write_all(fd, buf, len);
+	if (rc == 0 && fsync(fd) < 0) {
+		*what = "fsync";
+		rc = -errno;
+	}
+	if (close(fd) < 0 && rc == 0) {
+		*what = "close";
+		rc = -errno;
+	}
+	if (rc == 0 && rename(tmp, final) < 0) {
+		*what = "rename";
+		rc = -errno;
+	}
+	if (rc < 0) {
+		unlink(tmp);
+		goto out;
+	}
+	*what = "fsync directory";
+	rc = fsync_dir(dir);
+out:
+	free(tmp);
+	free(final);
+	return rc;
+}
+
+static enum chan_outcome
+outbox_start(const struct conf_channel *ch, const struct chan_message *m, CURL **easy,
+    void **state, char **detail)
+{
+	const char *what = "format";
+	char *buf, *name;
+	size_t len = 0;
+	int rc;
+
+	*easy = NULL;
+	*state = NULL;
+	*detail = NULL;
+	if (ch->path == NULL) {
+		*detail = xstrdup("outbox: no path configured");
+		return CHAN_PERMANENT;
+	}
+	if (!key_ok(m->idem_key)) {
+		*detail = xstrdup("outbox: the idempotency key is not a safe file name");
+		return CHAN_PERMANENT;
+	}
+	buf = format(m, &len);
+	if (buf == NULL) {
+		*detail = xasprintf("outbox: %s: %s", what, strerror(ENOMEM));
+		return CHAN_TRANSIENT;
+	}
+	name = xasprintf("%s.msg", m->idem_key);
+	rc = put(ch->path, name, buf, len, &what);
+	if (rc < 0)
+		*detail = xasprintf("outbox: %s %s/%s: %s", what, ch->path, name, strerror(-rc));
+	else
+		*detail = xasprintf("outbox: %s/%s", ch->path, name);
+	free(name);
+	free(buf);
+	return rc < 0 ? CHAN_TRANSIENT : CHAN_SENT;
+}
+
+/* Never called (start always finishes at once); present so every driver has all three. */
+static enum chan_outcome
+outbox_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *state,
+    int64_t *retry_after, char **detail)
+{
+	if (retry_after != NULL)
+		*retry_after = 0;
+	if (detail != NULL)
+		*detail = xstrdup("outbox: nothing to finish");
+	return CHAN_PERMANENT;
+}
+
+const struct chan_driver chan_outbox_driver = {
+	.name = "outbox",
+	.check = outbox_check,
+	.start = outbox_start,
+	.finish = outbox_finish,
+};

@@ -1,0 +1,509 @@
+/* webhook.c: the "webhook" driver: a signed JSON POST of the rendered message over libcurl. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "config.h"
+
+#include "chan.h"
+#include "chan_int.h"
+#include "util.h"
+
+/*
+ * The request, for receivers:
+ *
+ *   POST <url>
+ *   Content-Type: application/json
+ *   Idempotency-Key: d42-s1            (the same on every resend of this step)
+ *   Campaignd-Signature: t=1767225600,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+ *   User-Agent: campaignd/<version>
+ *
+ *   {"idempotency_key":"d42-s1","delivery":42,"step":1,"campaign":"...",
+ *    "campaign_version":"<sha256>","channel":"crm","customer":"c-1001","language":"en",
+ *    "subject":null,"text":"...","html":null,"survey_url":"...","optout_url":"...",
+ *    "created":"2026-01-01T00:00:00Z"}
+ *
+ * The signature is sent only when the channel has a secret_file; the secret is the file's
+ * bytes without trailing line breaks and spaces.  `t` is the time of this attempt (not of the
+ * rendering), so that a receiver rejecting old timestamps still accepts a retry.  Absent
+ * values are JSON null; "created" is when the message was rendered (RFC 3339, UTC).  Text
+ * that is not valid UTF-8 is sent with U+FFFD in place of the bad bytes.
+ *
+ * Redirects are not followed: a POST redirected is a misconfigured URL, and following it
+ * would hand the signed body to another host.
+ */
+
+#define SECRET_MAX 4096
+#define DEFAULT_TIMEOUT 10 /* seconds, when the channel gives none */
+#define TIMEOUT_MAX 3600 /* seconds: a longer wait is a misconfiguration, not patience */
+#define RETRY_AFTER_MAX (7 * 86400)
+
+/* What a request keeps between start and finish; owned by the driver. */
+struct wh_state {
+	struct curl_slist *headers;
+	char errbuf[CURL_ERROR_SIZE];
+	char retry_after[64]; /* the last response's Retry-After value, or "" */
+};
+
+/*
+ * load_secret: the channel's secret (caller frees after OPENSSL_cleanse), or NULL with
+ * *len 0 when it has none.  -errno (-EINVAL when empty) with *err otherwise.
+ */
+static int
+load_secret(const struct conf_channel *ch, char **secret, size_t *len, char **err)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	int rc;
+
+	*secret = NULL;
+	*len = 0;
+	if (ch->secret_file == NULL)
+		return 0;
+	rc = util_read_file(ch->secret_file, SECRET_MAX, &buf, &n);
+	if (rc < 0) {
+		*err = xasprintf("channel %s: cannot read secret_file %s: %s", ch->name,
+		    ch->secret_file, rc == -EFBIG ? "larger than 4 KiB" : strerror(-rc));
+		return rc;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+			    buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	if (n == 0) {
+		free(buf);
+		*err = xasprintf("channel %s: secret_file %s is empty", ch->name, ch->secret_file);
+		return -EINVAL;
+	}
+	*secret = buf;
+	*len = n;
+	return 0;
+}
+
+static void
+drop_secret(char *secret, size_t len)
+{
+	if (secret == NULL)
+		return;
+	OPENSSL_cleanse(secret, len);
+	free(secret);
+}
+
+static int
+webhook_check(const struct conf_channel *ch, char **err)
+{
+	char *secret;
+	size_t len;
+	int rc;
+
+	*err = NULL;
+	if (ch->url == NULL ||
+	    (strncasecmp(ch->url, "http://", 7) != 0 && strncasecmp(ch->url, "https://", 8) != 0)) {
+		*err = xasprintf("channel %s: a webhook needs an http:// or https:// url", ch->name);
+		return -EINVAL;
+	}
+	rc = load_secret(ch, &secret, &len, err);
+	drop_secret(secret, len);
+	return rc;
+}
+
+/*
+ * utf8_fix: a copy of `s` with every byte that does not start a valid UTF-8 sequence (and
+ * any overlong form, surrogate or code point above U+10FFFF) replaced by U+FFFD.  Caller frees.
+ */
+static char *
+utf8_fix(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, o = 0;
+	char *out = xmalloc(3 * n + 1);
+
+	while (i < n) {
+		unsigned c = p[i];
+		size_t need = 0, k;
+		unsigned cp = 0, min = 0;
+
+		if (c < 0x80) {
+			out[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1; cp = c & 0x1F; min = 0x80;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2; cp = c & 0x0F; min = 0x800;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3; cp = c & 0x07; min = 0x10000;
+		}
+		for (k = 1; need > 0 && k <= need; k++) {
+			if (i + k >= n || (p[i + k] & 0xC0) != 0x80)
+				break;
+			cp = (cp << 6) | (p[i + k] & 0x3F);
+		}
+		if (need == 0 || k <= need || cp < min || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF)) {
+			memcpy(out + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(out + o, p + i, need + 1);
+		o += need + 1;
+		i += need + 1;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* jstr: a JSON string for s (null when s is NULL); never fails on bad UTF-8. */
+static json_t *
+jstr(const char *s)
+{
+	json_t *v;
+	char *fixed;
+
+	if (s == NULL)
+		return json_null();
+	v = json_string(s);
+	if (v != NULL)
+		return v;
+	fixed = utf8_fix(s);
+	v = json_string(fixed);
+	free(fixed);
+	return v != NULL ? v : json_null();
+}
+
+/* body_json: the request body (compact JSON, caller frees), or NULL when out of memory. */
+static char *
+body_json(const struct chan_message *m)
+{
+	json_t *o = json_object();
+	char date[32] = "";
+	struct tm tm;
+	time_t t = (time_t)m->created;
+	char *s;
+
+	if (o == NULL)
+		return NULL;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_set_new(o, "idempotency_key", jstr(m->idem_key));
+	json_object_set_new(o, "delivery", json_integer((json_int_t)m->delivery));
+	json_object_set_new(o, "step", json_integer(m->step));
+	json_object_set_new(o, "campaign", jstr(m->campaign));
+	json_object_set_new(o, "campaign_version", jstr(m->campaign_sha256));
+	json_object_set_new(o, "channel", jstr(m->channel));
+	json_object_set_new(o, "customer", jstr(m->customer));
+	json_object_set_new(o, "language", jstr(m->lang));
+	json_object_set_new(o, "subject", jstr(m->subject));
+	json_object_set_new(o, "text", jstr(m->text));
+	json_object_set_new(o, "html", jstr(m->html));
+	json_object_set_new(o, "survey_url", jstr(m->survey_url));
+	json_object_set_new(o, "optout_url", jstr(m->optout_url));
+	json_object_set_new(o, "created", date[0] != '\0' ? json_string(date) : json_null());
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	return s;
+}
+
+/* signature: "t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>" (caller frees), or NULL. */
+static char *
+signature(const char *secret, size_t secret_len, int64_t t, const char *body)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0, i;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	char *signed_text = xasprintf("%lld.%s", (long long)t, body);
+	char *out = NULL;
+
+	if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)signed_text,
+		strlen(signed_text), md, &md_len) != NULL) {
+		for (i = 0; i < md_len; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		hex[2 * md_len] = '\0';
+		out = xasprintf("t=%lld,v1=%s", (long long)t, hex);
+	}
+	OPENSSL_cleanse(md, sizeof(md));
+	free(signed_text);
+	return out;
+}
+
+/* discard: the response body is not needed (and curl would print it to stdout). */
+static size_t
+discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	return size * nmemb;
+}
+
+/* on_header: keep Retry-After; a new status line (after a 100 Continue) forgets it. */
+static size_t
+on_header(char *ptr, size_t size, size_t nitems, void *userdata)
+{
+	struct wh_state *st = userdata;
+	size_t n = size * nitems, k;
+	const char *v, *end = ptr + n;
+
+	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+		st->retry_after[0] = '\0';
+	} else if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
+		for (v = ptr + 12; v < end && (*v == ' ' || *v == '\t'); v++)
+			;
+		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
+				      end[-1] == '\t'))
+			end--;
+		k = (size_t)(end - v);
+		if (k >= sizeof(st->retry_after))
+			k = sizeof(st->retry_after) - 1;
+		memcpy(st->retry_after, v, k);
+		st->retry_after[k] = '\0';
+	}
+	return n;
+}
+
+static void
+state_free(struct wh_state *st)
+{
+	if (st == NULL)
+		return;
+	curl_slist_free_all(st->headers);
+	free(st);
+}
+
+/* add_header: append one header line to the state's list; -ENOMEM on failure. */
+static int
+add_header(struct wh_state *st, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(st->headers, line);
+
+	if (l == NULL)
+		return -ENOMEM;
+	st->headers = l;
+	return 0;
+}
+
+/* has_ctl: whether a header value would break the header block (CR, LF or another control). */
+static int
+has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+static enum chan_outcome
+webhook_start(const struct conf_channel *ch, const struct chan_message *m, CURL **easy,
+    void **state, char **detail)
+{
+	struct wh_state *st = NULL;
+	char *secret = NULL, *body = NULL, *sig = NULL, *line, *err = NULL;
+	size_t secret_len = 0;
+	CURL *e = NULL;
+	CURLcode cc = CURLE_OK;
+	int64_t timeout = ch->timeout > 0 ? ch->timeout : DEFAULT_TIMEOUT;
+	int rc;
+
+	if (timeout > TIMEOUT_MAX)
+		timeout = TIMEOUT_MAX;
+	*easy = NULL;
+	*state = NULL;
+	*detail = NULL;
+	if (ch->url == NULL) {
+		*detail = xstrdup("webhook: no url configured");
+		return CHAN_PERMANENT;
+	}
+	if (m->idem_key == NULL || m->idem_key[0] == '\0' || has_ctl(m->idem_key)) {
+		*detail = xstrdup("webhook: the idempotency key is empty or holds control characters");
+		return CHAN_PERMANENT;
+	}
+	/* A secret file can be fixed (or rotated) while the daemon runs: transient. */
+	rc = load_secret(ch, &secret, &secret_len, &err);
+	if (rc < 0) {
+		*detail = err;
+		return CHAN_TRANSIENT;
+	}
+	body = body_json(m);
+	if (body == NULL) {
+		drop_secret(secret, secret_len);
+		*detail = xstrdup("webhook: cannot encode the body: out of memory");
+		return CHAN_TRANSIENT;
+	}
+	if (secret != NULL) {
+		sig = signature(secret, secret_len, (int64_t)time(NULL), body);
+		drop_secret(secret, secret_len);
+		if (sig == NULL) {
+			free(body);
+			*detail = xstrdup("webhook: HMAC-SHA256 failed");
+			return CHAN_TRANSIENT;
+		}
+	}
+
+	st = xcalloc(1, sizeof(*st));
+	rc = add_header(st, "Content-Type: application/json");
+	line = xasprintf("Idempotency-Key: %s", m->idem_key);
+	if (rc == 0)
+		rc = add_header(st, line);
+	free(line);
+	if (sig != NULL) {
+		line = xasprintf("Campaignd-Signature: %s", sig);
+		if (rc == 0)
+			rc = add_header(st, line);
+		free(line);
+	}
+	/* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
+	if (rc == 0)
+		rc = add_header(st, "Expect:");
+	e = rc == 0 ? curl_easy_init() : NULL;
+	if (e == NULL) {
+		*detail = xstrdup("webhook: cannot set up the request: out of memory");
+		goto fail;
+	}
+	cc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, st->errbuf);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_URL, ch->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_USERAGENT, "campaignd/" PACKAGE_VERSION);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, st->headers);
+	/* The size first: COPYPOSTFIELDS copies that many bytes, so the body can go now. */
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_HEADERDATA, st);
+	if (cc != CURLE_OK) {
+		*detail = xasprintf("webhook: cannot set up the request: %s", curl_easy_strerror(cc));
+		goto fail;
+	}
+	free(body);
+	free(sig);
+	*easy = e;
+	*state = st;
+	return CHAN_SENT; /* meaningless while *easy is set: finish() tells */
+fail:
+	if (e != NULL)
+		curl_easy_cleanup(e);
+	state_free(st);
+	free(body);
+	free(sig);
+	return CHAN_TRANSIENT;
+}
+
+/* retry_after: seconds to wait from a Retry-After value (seconds or an HTTP date); 0 = none. */
+static int64_t
+retry_after(const char *v)
+{
+	const char *c;
+	long long n = 0;
+	time_t when, now;
+
+	if (v[0] == '\0')
+		return 0;
+	for (c = v; *c >= '0' && *c <= '9'; c++) {
+		n = n * 10 + (*c - '0');
+		if (n > RETRY_AFTER_MAX)
+			n = RETRY_AFTER_MAX;
+	}
+	if (c > v && *c == '\0')
+		return n;
+	when = curl_getdate(v, NULL);
+	if (when == (time_t)-1)
+		return 0;
+	now = time(NULL);
+	if (when <= now)
+		return 0;
+	return when - now > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : (int64_t)(when - now);
+}
+
+/* curl_permanent: transfer errors that no retry can cure (the URL itself is wrong). */
+static int
+curl_permanent(CURLcode rc)
+{
+	return rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
+	    rc == CURLE_NOT_BUILT_IN;
+}
+
+static enum chan_outcome
+webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *state,
+    int64_t *retry_after_out, char **detail_out)
+{
+	struct wh_state *st = state;
+	enum chan_outcome out;
+	int64_t retry = 0;
+	char *detail;
+	long status = 0;
+
+	if (rc != CURLE_OK) {
+		/*
+		 * Timeouts, refused connections, DNS failures, resets, TLS trouble: the receiver
+		 * may be back later, and max_retries bounds the attempts.
+		 */
+		if (st != NULL && st->errbuf[0] != '\0')
+			detail = xstrdup(st->errbuf);
+		else
+			detail = xstrdup(curl_easy_strerror(rc));
+		out = curl_permanent(rc) ? CHAN_PERMANENT : CHAN_TRANSIENT;
+		goto done;
+	}
+	if (easy == NULL || curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = 0;
+	if (status >= 200 && status <= 299) {
+		detail = xasprintf("HTTP %ld", status);
+		out = CHAN_SENT;
+	} else if (status == 429 || status == 408 || (status >= 500 && status <= 599)) {
+		if (st != NULL)
+			retry = retry_after(st->retry_after);
+		detail = xasprintf("HTTP %ld", status);
+		out = CHAN_TRANSIENT;
+	} else if (status >= 300 && status <= 399) {
+		detail = xasprintf("HTTP %ld: redirects are not followed", status);
+		out = CHAN_PERMANENT;
+	} else if (status >= 400 && status <= 499) {
+		detail = xasprintf("HTTP %ld", status);
+		out = CHAN_PERMANENT;
+	} else {
+		detail = xasprintf("HTTP %ld: unexpected status", status);
+		out = CHAN_TRANSIENT;
+	}
+done:
+	state_free(st);
+	if (retry_after_out != NULL)
+		*retry_after_out = retry;
+	if (detail_out != NULL)
+		*detail_out = detail;
+	else
+		free(detail);
+	return out;
+}
+
+const struct chan_driver chan_webhook_driver = {
+	.name = "webhook",
+	.check = webhook_check,
+	.start = webhook_start,
+	.finish = webhook_finish,
+};

@@ -1,0 +1,508 @@
+/* campaignd.c: the daemon: libuv loop, one wake timer, reloads, clean stops, crash recovery. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "daemon.h"
+#include "demo.h"
+#include "log.h"
+#include "util.h"
+
+#define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
+
+static void
+notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* notify: sd_notify when built with libsystemd and started by systemd; else nothing. */
+static void
+notify(const char *fmt, ...)
+{
+#ifdef HAVE_SYSTEMD
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	sd_notify(0, buf);
+#else
+	(void)fmt;
+#endif
+}
+
+int64_t
+daemon_now(const struct daemon *d)
+{
+	int64_t real = (int64_t)time(NULL);
+
+	if (d->speed <= 1.0)
+		return real;
+	return d->clock_base + (int64_t)((double)(real - d->clock_base) * d->speed);
+}
+
+void
+gen_put(struct gen *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	sched_free(g->e);
+	conf_free(g->conf);
+	free(g);
+}
+
+/* ---- the tick ---- */
+
+/* engine_sink: sends become jobs; skips are logged (the engine recorded them). */
+static int
+engine_sink(void *arg, const struct sched_action *a)
+{
+	struct daemon *d = arg;
+
+	if (a->kind == SCHED_SEND) {
+		dispatch_job(d, a);
+		return 0;
+	}
+	log_info("event=skip campaign=%s customer=%s delivery=%lld step=%d channel=%s reason=\"%s\"",
+	    a->campaign, a->customer, (long long)a->delivery, a->step, a->channel ? a->channel : "-",
+	    a->reason);
+	return 0;
+}
+
+static void wake_cb(uv_timer_t *t);
+
+/* rearm: the one timer, set for the earliest due delivery or occurrence. */
+static void
+rearm(struct daemon *d)
+{
+	int64_t now = daemon_now(d), next;
+	uint64_t ms;
+
+	if (d->stopping)
+		return;
+	next = sched_next_wakeup(d->cur->e, now);
+	if (next < 0) {
+		uv_timer_stop(&d->wake);
+		return;
+	}
+	ms = next > now ? (uint64_t)(next - now) * 1000 : 0;
+	if (d->speed > 1.0)
+		ms = (uint64_t)((double)ms / d->speed);
+	uv_timer_start(&d->wake, wake_cb, ms, 0);
+}
+
+void
+daemon_tick(struct daemon *d)
+{
+	int64_t now = daemon_now(d);
+	long made, decided;
+
+	if (d->stopping)
+		return;
+	/* The moves to 'sending' are committed before any network call. */
+	if (store_begin(d->st) < 0) {
+		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
+		uv_timer_start(&d->wake, wake_cb, 1000, 0);
+		return;
+	}
+	made = sched_materialize(d->cur->e, now, engine_sink, d);
+	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, now, engine_sink, d);
+	if (made < 0 || decided < 0 || store_commit(d->st) < 0) {
+		store_rollback(d->st);
+		log_warnx("event=engine-error error=\"%s\"", store_errmsg(d->st));
+		uv_timer_start(&d->wake, wake_cb, 1000, 0);
+		return;
+	}
+	if (made > 0)
+		log_info("event=materialise deliveries=%ld", made);
+	dispatch_start(d);
+	rearm(d);
+}
+
+static void
+wake_cb(uv_timer_t *t)
+{
+	daemon_tick(t->data);
+}
+
+/* watch_cb: another connection changed the database (events, customers, answers): look again. */
+static void
+watch_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	sqlite3_stmt *s;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(store_db(d->st), "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			v = sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	if (v != d->data_version) {
+		d->data_version = v;
+		daemon_tick(d);
+	}
+}
+
+/* ---- shutdown ---- */
+
+static void
+close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void
+finish(struct daemon *d)
+{
+	uv_timer_stop(&d->drain);
+	dispatch_abandon(d);
+	log_info("event=stop uptime=%llds", (long long)((int64_t)time(NULL) - d->started));
+	uv_stop(d->loop);
+}
+
+void
+daemon_after_outcome(struct daemon *d)
+{
+	if (d->stopping) {
+		if (d->inflight == 0)
+			finish(d);
+		return;
+	}
+	rearm(d);
+}
+
+static void
+drain_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	log_warnx("event=stop-timeout inflight=%ld: abandoning them; they are resent with the "
+		  "same key at the next start",
+	    d->inflight);
+	finish(d);
+}
+
+static void
+stop_cb(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+	const struct conf *c = d->cur->conf;
+
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	notify("STOPPING=1");
+	log_info("event=stopping signal=%s inflight=%ld bound=%llds", signum == SIGINT ? "INT" : "TERM",
+	    d->inflight, (long long)c->shutdown_timeout);
+	uv_timer_stop(&d->wake);
+	uv_timer_stop(&d->watch);
+	if (d->inflight == 0) {
+		finish(d);
+		return;
+	}
+	uv_timer_start(&d->drain, drain_cb, (uint64_t)c->shutdown_timeout * 1000, 0);
+}
+
+/* ---- reload ---- */
+
+static char *
+diags_text(const struct diag_list *dl)
+{
+	size_t i, len = 1;
+	char *out;
+
+	for (i = 0; i < dl->n; i++)
+		len += strlen(dl->v[i].file) + strlen(dl->v[i].message) + 64;
+	out = xcalloc(1, len);
+	for (i = 0; i < dl->n; i++) {
+		char line[64];
+
+		snprintf(line, sizeof(line), ":%d:%d: %s: ", dl->v[i].line, dl->v[i].col,
+		    dl->v[i].severity == DIAG_ERROR ? "error" : "warning");
+		strcat(out, dl->v[i].file);
+		strcat(out, line);
+		strcat(out, dl->v[i].message);
+		strcat(out, "\n");
+	}
+	return out;
+}
+
+/*
+ * daemon_reload: all or nothing.  Parse and check everything into a new generation; on any
+ * error keep the old one, log every diagnostic and record the refused attempt; on success swap,
+ * cancel the deliveries of removed campaigns whose on_remove is cancel, and log one line.
+ * Returns 0 when applied; *summary (malloc'd) says what happened.
+ */
+int
+daemon_reload(struct daemon *d, char **summary)
+{
+	struct diag_list dl;
+	struct conf *c;
+	struct gen *g;
+	int64_t now = daemon_now(d);
+	char *err = NULL, *text;
+	size_t i, added = 0, changed = 0, removed = 0, cancelled = 0;
+
+	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)uv_hrtime() / 1000ULL);
+	diag_init(&dl);
+	c = conf_load(d->config_path, &dl);
+	if (c == NULL) {
+		text = diags_text(&dl);
+		for (i = 0; i < dl.n; i++)
+			log_warnx("event=reload-diagnostic %s:%d:%d: %s", dl.v[i].file, dl.v[i].line,
+			    dl.v[i].col, dl.v[i].message);
+		*summary = xasprintf("reload refused: %zu error(s); the running configuration is kept",
+		    dl.n_errors);
+		store_record_reload(d->st, now, 0, *summary, text);
+		log_warnx("event=reload ok=0 errors=%zu", dl.n_errors);
+		free(text);
+		diag_free(&dl);
+		notify("READY=1\nSTATUS=reload refused; running the previous configuration");
+		return -1;
+	}
+	g = xcalloc(1, sizeof(*g));
+	g->conf = c;
+	g->refs = 1;
+	if (store_begin(d->st) < 0 || sched_new(d->st, c, now, &g->e, &err) < 0) {
+		store_rollback(d->st);
+		*summary = xasprintf("reload failed: %s", err ? err : store_errmsg(d->st));
+		free(err);
+		gen_put(g);
+		diag_free(&dl);
+		notify("READY=1");
+		return -1;
+	}
+	for (i = 0; i < c->n_campaigns; i++) {
+		const struct conf_campaign *old = conf_campaign_find(d->cur->conf, c->campaigns[i]->name);
+
+		if (old == NULL)
+			added++;
+		else if (strcmp(old->sha256, c->campaigns[i]->sha256) != 0)
+			changed++;
+	}
+	for (i = 0; i < d->cur->conf->n_campaigns; i++) {
+		const struct conf_campaign *old = d->cur->conf->campaigns[i];
+		long n;
+
+		if (conf_campaign_find(c, old->name) != NULL)
+			continue;
+		removed++;
+		if (old->on_remove == CONF_REMOVE_CANCEL) {
+			n = sched_cancel(g->e, old->name, now, "campaign removed (on_remove: cancel)");
+			if (n > 0)
+				cancelled += (size_t)n;
+		}
+	}
+	*summary = xasprintf("reload ok: %zu campaigns (%zu added, %zu changed, %zu removed, "
+			     "%zu scheduled deliveries cancelled)",
+	    c->n_campaigns, added, changed, removed, cancelled);
+	store_record_reload(d->st, now, 1, *summary, "");
+	if (store_commit(d->st) < 0) {
+		store_rollback(d->st);
+		free(*summary);
+		*summary = xasprintf("reload failed: %s", store_errmsg(d->st));
+		gen_put(g);
+		diag_free(&dl);
+		notify("READY=1");
+		return -1;
+	}
+	gen_put(d->cur);
+	d->cur = g;
+	log_set_level(c->log_level);
+	log_info("event=reload ok=1 campaigns=%zu added=%zu changed=%zu removed=%zu cancelled=%zu",
+	    c->n_campaigns, added, changed, removed, cancelled);
+	diag_free(&dl);
+	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
+	daemon_tick(d);
+	return 0;
+}
+
+static void
+hup_cb(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+	char *summary = NULL;
+
+	(void)signum;
+	if (!d->stopping)
+		daemon_reload(d, &summary);
+	free(summary);
+}
+
+/* ---- start ---- */
+
+/* recover: sends interrupted by a crash or a stop go out again, with the same key. */
+static void
+recover(struct daemon *d)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+
+	if (store_sending(d->st, &ids, &n) < 0 || n == 0) {
+		free(ids);
+		return;
+	}
+	if (store_begin(d->st) < 0) {
+		free(ids);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		sched_resend(d->cur->e, ids[i], daemon_now(d),
+		    "found in 'sending' at start: resent with the same idempotency key", engine_sink, d);
+	if (store_commit(d->st) < 0)
+		store_rollback(d->st);
+	log_info("event=recover resent=%zu", n);
+	free(ids);
+}
+
+static int
+check_channels(const struct conf *c)
+{
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < c->n_channels; i++) {
+		const struct chan_driver *drv = chan_driver_for(&c->channels[i]);
+		char *err = NULL;
+
+		if (drv == NULL) {
+			log_warnx("event=channel channel=%s driver-missing=1: steps on it will fail",
+			    c->channels[i].name);
+			continue;
+		}
+		if (drv->check(&c->channels[i], &err) < 0) {
+			log_warnx("event=channel channel=%s error=\"%s\"", c->channels[i].name,
+			    err ? err : "unusable");
+			bad++;
+		}
+		free(err);
+	}
+	return bad;
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out, "usage: campaignd [-c CONFIG] [--foreground] [--check] [--demo]\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' }, { "check", no_argument, NULL, 'n' },
+		{ "demo", no_argument, NULL, 'D' }, { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 } };
+	struct daemon d;
+	struct diag_list dl;
+	struct conf *c;
+	char *err = NULL;
+	int ch, check_only = 0, demo = 0;
+
+	memset(&d, 0, sizeof(d));
+	d.config_path = getenv("CAMPAIGND_CONFIG");
+	if (d.config_path == NULL || d.config_path[0] == '\0')
+		d.config_path = "/etc/campaignd/campaignd.yaml";
+	while ((ch = getopt_long(argc, argv, "c:fnDhV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': d.config_path = optarg; break;
+		case 'f': break; /* campaignd never forks: systemd and terminals both want this */
+		case 'n': check_only = 1; break;
+		case 'D': demo = 1; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("campaignd %s\n", PACKAGE_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	log_init(CONF_LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	d.speed = 1.0;
+	d.started = (int64_t)time(NULL);
+	d.clock_base = d.started;
+	if (demo) {
+		char *path = NULL;
+
+		if (demo_setup(argv[0], &path, &d.outbox_hint, &d.speed) < 0)
+			return 1;
+		d.config_path = path;
+	}
+	diag_init(&dl);
+	c = conf_load(d.config_path, &dl);
+	diag_sort(&dl);
+	diag_print_text(&dl, stderr);
+	if (c == NULL) {
+		fprintf(stderr, "campaignd: %s: %zu error(s); not started\n", d.config_path, dl.n_errors);
+		diag_free(&dl);
+		return 1;
+	}
+	diag_free(&dl);
+	if (check_only) {
+		int bad = check_channels(c);
+
+		printf("campaignd: %s: configuration %s (%zu campaigns, %zu channels)\n", d.config_path,
+		    bad ? "has unusable channels" : "OK", c->n_campaigns, c->n_channels);
+		conf_free(c);
+		return bad ? 1 : 0;
+	}
+	log_set_level(c->log_level);
+	check_channels(c);
+	if (store_open(c->database, 0, &d.st, &err) < 0)
+		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
+	d.cur = xcalloc(1, sizeof(*d.cur));
+	d.cur->conf = c;
+	d.cur->refs = 1;
+	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
+	    store_commit(d.st) < 0)
+		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
+	d.loop = uv_default_loop();
+	if (dispatch_init(&d) < 0)
+		fatalx("event=start error=\"cannot initialise libcurl\"");
+	uv_timer_init(d.loop, &d.wake);
+	d.wake.data = &d;
+	uv_timer_init(d.loop, &d.watch);
+	d.watch.data = &d;
+	uv_timer_init(d.loop, &d.drain);
+	d.drain.data = &d;
+	uv_signal_init(d.loop, &d.sighup);
+	d.sighup.data = &d;
+	uv_signal_init(d.loop, &d.sigterm);
+	d.sigterm.data = &d;
+	uv_signal_init(d.loop, &d.sigint);
+	d.sigint.data = &d;
+	uv_signal_start(&d.sighup, hup_cb, SIGHUP);
+	uv_signal_start(&d.sigterm, stop_cb, SIGTERM);
+	uv_signal_start(&d.sigint, stop_cb, SIGINT);
+	log_info("event=start version=%s pid=%ld config=%s database=%s campaigns=%zu channels=%zu%s%s",
+	    PACKAGE_VERSION, (long)getpid(), d.config_path, c->database, c->n_campaigns,
+	    c->n_channels, d.outbox_hint ? " outbox=" : "", d.outbox_hint ? d.outbox_hint : "");
+	if (demo)
+		demo_seed(d.st, daemon_now(&d));
+	recover(&d);
+	daemon_tick(&d);
+	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
+	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	/* Close every handle, let their callbacks run, then release the rest. */
+	uv_walk(d.loop, close_walk, NULL);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	dispatch_close(&d);
+	gen_put(d.cur);
+	store_close(d.st);
+	uv_loop_close(d.loop);
+	free(d.outbox_hint);
+	if (demo)
+		free(d.config_path);
+	return 0;
+}

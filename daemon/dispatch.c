@@ -1,0 +1,541 @@
+/* dispatch.c: send jobs: render, per-channel concurrency and rate, curl-multi on libuv, outcomes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "util.h"
+
+#define DEFAULT_RETRIES 5
+#define BACKOFF_CAP_S 300
+
+/* A socket curl asked us to watch. */
+struct sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct daemon *d;
+};
+
+static void start_queued(struct daemon *d);
+
+void
+dispatch_start(struct daemon *d)
+{
+	start_queued(d);
+}
+
+/* ---- queues ---- */
+
+static struct chanq *
+queue_for(struct daemon *d, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_queues; i++)
+		if (strcmp(d->queues[i].name, name) == 0)
+			return &d->queues[i];
+	d->queues = xreallocarray(d->queues, d->n_queues + 1, sizeof(*d->queues));
+	memset(&d->queues[d->n_queues], 0, sizeof(*d->queues));
+	snprintf(d->queues[d->n_queues].name, sizeof(d->queues[0].name), "%s", name);
+	return &d->queues[d->n_queues++];
+}
+
+static void
+job_closed(uv_handle_t *h)
+{
+	struct job *j = h->data;
+
+	chan_message_free(&j->msg);
+	gen_put(j->gen);
+	free(j);
+}
+
+/* job_free: unlink from the live list and release (the timer is closed first). */
+static void
+job_free(struct job *j)
+{
+	struct daemon *d = j->d;
+	struct job **pp;
+
+	for (pp = &d->active; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	uv_close((uv_handle_t *)&j->retry, job_closed);
+}
+
+/* ---- outcomes ---- */
+
+static void
+log_outcome(const struct job *j, const char *outcome, const char *detail)
+{
+	log_info("event=send campaign=%s customer=%s delivery=%lld step=%d channel=%s key=%s "
+		 "outcome=%s%s%s",
+	    j->msg.campaign, j->msg.customer, (long long)j->delivery, j->step, j->channel,
+	    j->msg.idem_key, outcome, detail ? " detail=" : "", detail ? detail : "");
+}
+
+/* Commit an engine call in its own transaction; a failure is logged, the row stays 'sending'. */
+static int
+commit_outcome(struct daemon *d, struct job *j, enum chan_outcome o, const char *detail)
+{
+	int64_t now = daemon_now(d);
+	int rc;
+
+	if (store_begin(d->st) < 0) {
+		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
+		    store_errmsg(d->st));
+		return -1;
+	}
+	if (o == CHAN_SENT)
+		rc = sched_sent(j->gen->e, j->delivery, now);
+	else
+		rc = sched_failed(j->gen->e, j->delivery, now, detail ? detail : "failed", NULL, NULL);
+	if (rc < 0 || store_commit(d->st) < 0) {
+		store_rollback(d->st);
+		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
+		    store_errmsg(d->st));
+		return -1;
+	}
+	return 0;
+}
+
+static void retry_fired(uv_timer_t *t);
+
+/* outcome: the end of one attempt: commit, retry with backoff, or move on. */
+static void
+outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_after, char *detail)
+{
+	struct chanq *q = queue_for(d, j->channel);
+	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
+	int max = ch && ch->driver == CONF_DRIVER_WEBHOOK ? ch->max_retries : DEFAULT_RETRIES;
+
+	q->inflight--;
+	d->inflight--;
+	if (o == CHAN_TRANSIENT && !d->stopping && j->attempt < max) {
+		uint64_t delay = 1000ULL << (j->attempt < 8 ? j->attempt : 8);
+		char why[512];
+
+		if (delay > BACKOFF_CAP_S * 1000ULL)
+			delay = BACKOFF_CAP_S * 1000ULL;
+		/* Full jitter between half and all of the delay; a provider's Retry-After wins. */
+		delay = delay / 2 + (uint64_t)(rand() % (int)(delay / 2 + 1));
+		if (retry_after > 0 && (uint64_t)retry_after * 1000 > delay)
+			delay = (uint64_t)retry_after * 1000;
+		j->attempt++;
+		snprintf(why, sizeof(why), "attempt %d failed (%s); retry in %.1fs with the same key",
+		    j->attempt, detail ? detail : "transient failure", (double)delay / 1000.0);
+		if (store_begin(d->st) == 0) {
+			if (sched_retrying(j->gen->e, j->delivery, daemon_now(d), why) < 0 ||
+			    store_commit(d->st) < 0)
+				store_rollback(d->st);
+		}
+		log_outcome(j, "retry", why);
+		j->retry_armed = 1;
+		uv_timer_start(&j->retry, retry_fired, delay, 0);
+		free(detail);
+		start_queued(d);
+		return;
+	}
+	if (o == CHAN_TRANSIENT) {
+		char *why = xasprintf("gave up after %d attempts: %s", j->attempt + 1,
+		    detail ? detail : "transient failure");
+
+		free(detail);
+		detail = why;
+		o = d->stopping ? CHAN_TRANSIENT : CHAN_PERMANENT;
+	}
+	if (o == CHAN_TRANSIENT) {
+		/* Shutting down: leave it 'sending'; the next start resends it with the same key. */
+		log_outcome(j, "abandoned", detail);
+	} else {
+		log_outcome(j, o == CHAN_SENT ? "sent" : "failed", detail);
+		commit_outcome(d, j, o, detail);
+	}
+	free(detail);
+	job_free(j);
+	start_queued(d);
+	/* The engine may have scheduled the next step: let the wake timer look again. */
+	daemon_after_outcome(d);
+}
+
+/* ---- curl-multi on libuv (the pattern of curl's docs/examples/multi-uv.c) ---- */
+
+static void
+check_multi(struct daemon *d)
+{
+	CURLMsg *m;
+	int pending;
+
+	while ((m = curl_multi_info_read(d->multi, &pending)) != NULL) {
+		struct job *j = NULL;
+		const struct conf_channel *ch;
+		const struct chan_driver *drv;
+		enum chan_outcome o;
+		int64_t retry_after = 0;
+		char *detail = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+		curl_multi_remove_handle(d->multi, m->easy_handle);
+		ch = conf_channel_find(j->gen->conf, j->channel);
+		drv = ch ? chan_driver_for(ch) : NULL;
+		o = drv ? drv->finish(ch, m->easy_handle, m->data.result, j->state, &retry_after,
+			      &detail) :
+			  CHAN_PERMANENT;
+		j->state = NULL;
+		curl_easy_cleanup(m->easy_handle);
+		j->easy = NULL;
+		outcome(d, j, o, retry_after, detail);
+	}
+}
+
+static void
+poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct sock *s = p->data;
+	int flags = 0, running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(s->d->multi, s->fd, flags, &running);
+	check_multi(s->d);
+}
+
+static void
+sock_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct daemon *d = userp;
+	struct sock *s = socketp;
+	int events = 0;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL) {
+			uv_poll_stop(&s->poll);
+			uv_close((uv_handle_t *)&s->poll, sock_closed);
+			curl_multi_assign(d->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->fd = fd;
+		s->d = d;
+		if (uv_poll_init_socket(d->loop, &s->poll, fd) < 0) {
+			free(s);
+			return -1;
+		}
+		s->poll.data = s;
+		curl_multi_assign(d->multi, fd, s);
+	}
+	if (what != CURL_POLL_OUT)
+		events |= UV_READABLE;
+	if (what != CURL_POLL_IN)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, poll_cb);
+	return 0;
+}
+
+static void
+curl_timeout_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int running;
+
+	curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_multi(d);
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct daemon *d = userp;
+
+	(void)multi;
+	if (timeout_ms < 0)
+		uv_timer_stop(&d->curl_timer);
+	else
+		uv_timer_start(&d->curl_timer, curl_timeout_cb, timeout_ms ? (uint64_t)timeout_ms : 1, 0);
+	return 0;
+}
+
+int
+dispatch_init(struct daemon *d)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return -1;
+	d->multi = curl_multi_init();
+	if (d->multi == NULL)
+		return -1;
+	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
+	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
+	uv_timer_init(d->loop, &d->curl_timer);
+	d->curl_timer.data = d;
+	uv_timer_init(d->loop, &d->kick);
+	d->kick.data = d;
+	return 0;
+}
+
+void
+dispatch_close(struct daemon *d)
+{
+	if (d->multi != NULL)
+		curl_multi_cleanup(d->multi);
+	d->multi = NULL;
+	free(d->queues);
+	d->queues = NULL;
+	d->n_queues = 0;
+	curl_global_cleanup();
+}
+
+/* ---- starting jobs ---- */
+
+/* render: the message for a job, from the delivery's customer and event. */
+static int
+render(struct daemon *d, struct job *j, const char *token, char **err)
+{
+	const struct conf *c = j->gen->conf;
+	const struct conf_campaign *cp;
+	struct store_context x;
+	struct chan_recipient r;
+	char *survey, *optout;
+	const char *base = c->public_url;
+	char fallback[300];
+	int rc;
+
+	if (store_context(d->st, j->delivery, &x) < 0) {
+		*err = xstrdup("delivery not found");
+		return -1;
+	}
+	cp = conf_campaign_find(c, x.campaign);
+	if (cp == NULL) {
+		store_context_free(&x);
+		*err = xstrdup("campaign no longer loaded");
+		return -1;
+	}
+	if (base == NULL) {
+		snprintf(fallback, sizeof(fallback), "http://%s", c->listen);
+		base = fallback;
+	}
+	survey = xasprintf("%s/s/%s", base, token);
+	optout = xasprintf("%s/o/%s", base, token);
+	memset(&r, 0, sizeof(r));
+	r.id = x.id;
+	r.first_name = x.first_name;
+	r.last_name = x.last_name;
+	r.email = x.email;
+	r.phone = x.phone;
+	r.whatsapp = x.whatsapp;
+	r.language = x.language;
+	r.country = x.country;
+	r.timezone = x.timezone;
+	r.segment = x.segment;
+	r.attrs_json = x.attrs_json;
+	r.event_json = x.event_json;
+	rc = chan_render(cp, j->step, &r, j->delivery, survey, optout, daemon_now(d), &j->msg, err);
+	free(survey);
+	free(optout);
+	store_context_free(&x);
+	return rc;
+}
+
+static void
+start_job(struct daemon *d, struct job *j)
+{
+	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
+	const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
+	struct chanq *q = queue_for(d, j->channel);
+	enum chan_outcome o;
+	char *detail = NULL;
+	CURL *easy = NULL;
+
+	q->inflight++;
+	d->inflight++;
+	if (drv == NULL) {
+		outcome(d, j, CHAN_PERMANENT, 0,
+		    xasprintf("no driver for channel %s is built in yet", j->channel));
+		return;
+	}
+	log_debug("event=message delivery=%lld to=%s text=\"%s\"", (long long)j->delivery,
+	    j->msg.to ? j->msg.to : "-", j->msg.text ? j->msg.text : "");
+	o = drv->start(ch, &j->msg, &easy, &j->state, &detail);
+	if (easy == NULL) {
+		outcome(d, j, o, 0, detail);
+		return;
+	}
+	free(detail);
+	j->easy = easy;
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, j);
+	if (curl_multi_add_handle(d->multi, easy) != CURLM_OK) {
+		j->easy = NULL;
+		o = drv->finish(ch, easy, CURLE_FAILED_INIT, j->state, NULL, &detail);
+		j->state = NULL;
+		curl_easy_cleanup(easy);
+		outcome(d, j, CHAN_TRANSIENT, 0, detail);
+	}
+}
+
+static void
+kick_cb(uv_timer_t *t)
+{
+	start_queued(t->data);
+}
+
+/* start_queued: start waiting jobs as far as each channel's concurrency and rate allow. */
+static void
+start_queued(struct daemon *d)
+{
+	uint64_t now = uv_now(d->loop), wait = 0;
+	size_t i;
+
+	if (d->stopping)
+		return;
+	for (i = 0; i < d->n_queues; i++) {
+		struct chanq *q = &d->queues[i];
+
+		while (q->head != NULL) {
+			const struct conf_channel *ch = conf_channel_find(d->cur->conf, q->name);
+			int conc = ch ? ch->concurrency : 1;
+			struct job *j;
+
+			if (q->inflight >= conc)
+				break;
+			if (ch && ch->rate_per_hour > 0) {
+				if (q->next_ms > now) {
+					if (wait == 0 || q->next_ms - now < wait)
+						wait = q->next_ms - now;
+					break;
+				}
+				q->next_ms = (q->next_ms > now ? q->next_ms : now) +
+				    3600000ULL / (uint64_t)ch->rate_per_hour;
+			}
+			j = q->head;
+			q->head = j->next;
+			if (q->head == NULL)
+				q->tail = NULL;
+			j->next = d->active;
+			d->active = j;
+			start_job(d, j);
+		}
+	}
+	if (wait > 0)
+		uv_timer_start(&d->kick, kick_cb, wait, 0);
+}
+
+static void
+retry_fired(uv_timer_t *t)
+{
+	struct job *j = t->data;
+	struct daemon *d = j->d;
+	struct job **pp;
+
+	j->retry_armed = 0;
+	/* Back into its queue, at the front: it keeps its place among the channel's sends. */
+	for (pp = &d->active; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	{
+		struct chanq *q = queue_for(d, j->channel);
+
+		j->next = q->head;
+		q->head = j;
+		if (q->tail == NULL)
+			q->tail = j;
+	}
+	start_queued(d);
+}
+
+void
+dispatch_job(struct daemon *d, const struct sched_action *a)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	struct chanq *q;
+	char *err = NULL;
+
+	j->d = d;
+	j->gen = d->cur;
+	j->gen->refs++;
+	j->delivery = a->delivery;
+	j->step = a->step;
+	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
+	uv_timer_init(d->loop, &j->retry);
+	j->retry.data = j;
+	if (render(d, j, a->token, &err) < 0) {
+		/* Cannot be rendered: a permanent failure of this step, with the reason. */
+		j->msg.campaign = xstrdup(a->campaign);
+		j->msg.customer = xstrdup(a->customer);
+		j->msg.idem_key = xstrdup(a->idem_key);
+		j->next = d->active;
+		d->active = j;
+		q = queue_for(d, j->channel);
+		q->inflight++;
+		d->inflight++;
+		outcome(d, j, CHAN_PERMANENT, 0, err);
+		return;
+	}
+	q = queue_for(d, j->channel);
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+}
+
+void
+dispatch_abandon(struct daemon *d)
+{
+	size_t i;
+	struct job *j;
+
+	/* Queued (not started) jobs first: they join the live list so one loop records all. */
+	for (i = 0; i < d->n_queues; i++) {
+		while ((j = d->queues[i].head) != NULL) {
+			d->queues[i].head = j->next;
+			j->next = d->active;
+			d->active = j;
+		}
+		d->queues[i].tail = NULL;
+	}
+	while ((j = d->active) != NULL) {
+		const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
+		const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
+
+		if (j->easy != NULL) {
+			char *detail = NULL;
+
+			curl_multi_remove_handle(d->multi, j->easy);
+			if (drv)
+				drv->finish(ch, j->easy, CURLE_ABORTED_BY_CALLBACK, j->state, NULL, &detail);
+			free(detail);
+			curl_easy_cleanup(j->easy);
+			j->easy = NULL;
+		}
+		if (store_begin(d->st) == 0) {
+			if (sched_retrying(j->gen->e, j->delivery, daemon_now(d),
+				"abandoned at shutdown; resent with the same key at the next start") < 0 ||
+			    store_commit(d->st) < 0)
+				store_rollback(d->st);
+		}
+		log_outcome(j, "abandoned", "shutdown");
+		uv_timer_stop(&j->retry);
+		job_free(j);
+	}
+}

@@ -1,0 +1,24 @@
+/* log.h: one line per event, key=value fields, journald priorities when stderr is the journal. */
+#ifndef CAMPAIGND_LOG_H
+#define CAMPAIGND_LOG_H
+
+#include "conf.h"
+
+/*
+ * log_init: decide the output format once: "<N>" priority prefixes when stderr is connected to
+ * the journal (JOURNAL_STREAM names stderr's device and inode), else "campaignd: LEVEL: ...".
+ * Messages below `level` are dropped.  Secrets are never passed here; message bodies only at
+ * debug level.
+ */
+void log_init(enum conf_log_level level);
+void log_set_level(enum conf_log_level level);
+
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* log_warn: like log_warnx, with ": " and strerror(errno) appended. */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* fatalx: log at error level and exit 1 (start-up failures and broken invariants only). */
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

@@ -1,0 +1,121 @@
+/* context.c: what the daemon needs around a delivery: its customer and event, pending sends, reloads. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "util.h"
+
+static char *
+col(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+int
+store_context(struct store *s, int64_t delivery, struct store_context *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (sqlite3_prepare_v2(store_db(s),
+		"SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, c.email, "
+		"c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, c.attrs, e.data "
+		"FROM deliveries d JOIN customers c ON c.cid = d.customer "
+		"LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
+		-1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, delivery);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->delivery = delivery;
+		out->campaign = col(st, 0);
+		out->state = col(st, 1);
+		out->step = sqlite3_column_int(st, 2);
+		out->id = col(st, 3);
+		out->first_name = col(st, 4);
+		out->last_name = col(st, 5);
+		out->email = col(st, 6);
+		out->phone = col(st, 7);
+		out->whatsapp = col(st, 8);
+		out->language = col(st, 9);
+		out->country = col(st, 10);
+		out->timezone = col(st, 11);
+		out->segment = col(st, 12);
+		out->attrs_json = col(st, 13);
+		out->event_json = col(st, 14);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+void
+store_context_free(struct store_context *c)
+{
+	if (c == NULL)
+		return;
+	free(c->campaign);
+	free(c->state);
+	free(c->id);
+	free(c->first_name);
+	free(c->last_name);
+	free(c->email);
+	free(c->phone);
+	free(c->whatsapp);
+	free(c->language);
+	free(c->country);
+	free(c->timezone);
+	free(c->segment);
+	free(c->attrs_json);
+	free(c->event_json);
+	memset(c, 0, sizeof(*c));
+}
+
+int
+store_sending(struct store *s, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(store_db(s),
+		"SELECT id FROM deliveries WHERE state = 'sending' ORDER BY id", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			*ids = xreallocarray(*ids, cap, sizeof(**ids));
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int
+store_record_reload(struct store *s, int64_t at, int ok, const char *summary,
+    const char *diagnostics)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(store_db(s),
+		"INSERT INTO reloads(at, ok, summary, diagnostics) VALUES (?1, ?2, ?3, ?4)", -1, &st,
+		NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, at);
+	sqlite3_bind_int(st, 2, ok);
+	sqlite3_bind_text(st, 3, summary, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, diagnostics ? diagnostics : "", -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
