@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """gen.py: deterministic test data for the plan tests: customers in a dozen zones, purchases
-(some repeated, some in electronics), closed support tickets.  Usage: gen.py DIR N"""
+(some repeated, some in electronics), closed support tickets.
+Usage: gen.py DIR N [MAX_PURCHASES]  (purchases per customer: 0..MAX, default 4, within
+January and February 2027)"""
 import random, sys
 
 out, n = sys.argv[1], int(sys.argv[2])
+max_purchases = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 rnd = random.Random(20270101)
 zones = ['Europe/Oslo', 'America/New_York', 'Asia/Kolkata', 'Australia/Lord_Howe', 'Pacific/Apia',
          'Europe/London', 'America/Los_Angeles', 'Asia/Tokyo', 'America/Sao_Paulo',
@@ -22,7 +25,7 @@ with open(f'{out}/customers.csv', 'w') as f:
 with open(f'{out}/events.jsonl', 'w') as f:
     k = 0
     for i in range(n):
-        for j in range(rnd.randint(0, 4)):
+        for j in range(rnd.randint(0, max_purchases)):
             day, hour = rnd.randint(1, 59), rnd.randint(0, 23)
             cat = rnd.choice(['electronics', 'books', 'garden'])
             month, d = (1, day) if day <= 31 else (2, day - 31)
