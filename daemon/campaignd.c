@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "admin.h"
 #include "daemon.h"
 #include "demo.h"
 #include "log.h"
@@ -445,7 +446,7 @@ main(int argc, char **argv)
 	if (c == NULL) {
 		fprintf(stderr, "campaignd: %s: %zu error(s); not started\n", d.config_path, dl.n_errors);
 		diag_free(&dl);
-		return 1;
+		return check_only ? 1 : 78; /* EX_CONFIG: systemd's RestartPreventExitStatus */
 	}
 	diag_free(&dl);
 	if (check_only) {
@@ -487,6 +488,7 @@ main(int argc, char **argv)
 	log_info("event=start version=%s pid=%ld config=%s database=%s campaigns=%zu channels=%zu%s%s",
 	    PACKAGE_VERSION, (long)getpid(), d.config_path, c->database, c->n_campaigns,
 	    c->n_channels, d.outbox_hint ? " outbox=" : "", d.outbox_hint ? d.outbox_hint : "");
+	admin_listen(&d, &d.admin);
 	if (demo)
 		demo_seed(d.st, daemon_now(&d));
 	recover(&d);

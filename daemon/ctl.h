@@ -24,5 +24,8 @@ int ctl_optout(const char *config, int argc, char **argv);
 /* ctl_plan.c: plan (dry run), explain. */
 int ctl_plan(const char *config, int argc, char **argv);
 int ctl_explain(const char *config, int argc, char **argv);
+/* ctl_admin.c: reload, status (through the daemon's admin socket). */
+int ctl_reload(const char *config, int argc, char **argv);
+int ctl_status(const char *config, int argc, char **argv);
 
 #endif

@@ -59,6 +59,7 @@ struct daemon {
 	uv_timer_t drain; /* shutdown bound */
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
 	uv_signal_t sighup, sigterm, sigint;
+	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
 	uv_timer_t curl_timer;
 	size_t n_queues;

@@ -42,11 +42,13 @@ xcalloc(size_t n, size_t size)
 void *
 xreallocarray(void *p, size_t n, size_t size)
 {
+	size_t bytes;
 	void *q;
 
 	if (size != 0 && n > (size_t)-1 / size)
 		oom();
-	q = realloc(p, n * size ? n * size : 1);
+	bytes = n * size;
+	q = realloc(p, bytes > 0 ? bytes : 1);
 	if (q == NULL)
 		oom();
 	return q;
