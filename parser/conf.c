@@ -41,10 +41,13 @@ pctx_intern(struct conf *c, const char *path)
 {
 	size_t i;
 
-	for (i = 0; i < c->n_files; i++)
-		if (strcmp(c->files[i], path) == 0)
-			return c->files[i];
-	c->files = xreallocarray(c->files, c->n_files + 1, sizeof(*c->files));
+	/* A file is interned again right after itself (a campaign's templates, its lints): look
+	 * at the recent entries only, so that loading 1,000 files stays linear. */
+	for (i = c->n_files; i > 0 && i + 32 > c->n_files; i--)
+		if (strcmp(c->files[i - 1], path) == 0)
+			return c->files[i - 1];
+	if ((c->n_files & (c->n_files - 1)) == 0) /* grow by doubling: 1, 2, 4, ... */
+		c->files = xreallocarray(c->files, c->n_files ? c->n_files * 2 : 1, sizeof(*c->files));
 	c->files[c->n_files] = xstrdup(path);
 	return c->files[c->n_files++];
 }
