@@ -4,7 +4,7 @@
 set -u
 src=${2:-${SRCDIR:?}}
 py=${PYTHON3:-/usr/bin/python3}
-pages=("$src/doc/campaignd.yaml.5" "$src/doc/campaignctl.1")
+pages=("$src/doc/campaignd.yaml.5" "$src/doc/campaignctl.1" "$src/doc/campaignd.8")
 n=0
 echo "1..$(( ${#pages[@]} * 2 + 1 ))"
 for p in "${pages[@]}"; do
