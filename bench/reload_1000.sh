@@ -1,0 +1,109 @@
+#!/bin/bash
+# reload_1000.sh: time `campaignctl reload` of a running campaignd with 1,000 campaign files
+# (target: at most 200 ms).
+# Usage: bench/reload_1000.sh CAMPAIGND CAMPAIGNCTL   (run from anywhere; writes to a temp dir)
+#
+# 250 renamed copies of each example campaign (with their templates and codes file, as in
+# check_1000.sh) and examples/campaignd.yaml (outbox channels) pointed at them.  The daemon is
+# started and, once it serves, `campaignctl reload` (over the admin socket: the daemon parses
+# and checks all 1,000 files, diffs and applies) is timed as a whole process five times with
+# nothing changed: best and median; a `status` round trip is timed too, as the floor of any
+# request.  Then every file is edited (its description) and one more reload is timed: 1,000
+# campaigns changed, each new version stored.  `campaignctl status --format json` must list
+# 1,000 campaigns before and after.  Every wait is bounded; the daemon is stopped on exit.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@" # bash, also under make
+set -eu
+daemon=${1:?usage: reload_1000.sh CAMPAIGND CAMPAIGNCTL}
+ctl=${2:?usage: reload_1000.sh CAMPAIGND CAMPAIGNCTL}
+here=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+daemon_pid=
+cleanup() {
+	if [ -n "$daemon_pid" ]; then
+		kill -TERM "$daemon_pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$daemon_pid" 2>/dev/null || true
+		wait "$daemon_pid" 2>/dev/null || true
+	fi
+	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+fail() {
+	echo "reload_1000: $*" >&2
+	exit 1
+}
+now_ns() { date +%s%N; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
+
+mkdir -p "$tmp/campaigns.d/templates"
+cp "$here"/campaigns.d/templates/*.yaml "$tmp/campaigns.d/templates/"
+cp -r "$here"/campaigns.d/codes "$tmp/campaigns.d/" 2>/dev/null || true
+sed "s|^campaigns:.*|campaigns: $tmp/campaigns.d|" "$here/examples/campaignd.yaml" >"$tmp/campaignd.yaml"
+for f in "$here"/campaigns.d/*.yaml; do
+	base=$(basename "$f" .yaml)
+	for i in $(seq -w 1 250); do
+		sed "s/^campaign: .*/campaign: $base-$i/" "$f" >"$tmp/campaigns.d/$base-$i.yaml"
+	done
+done
+count=$(ls "$tmp"/campaigns.d/*.yaml | wc -l)
+
+# loaded: the number of campaigns `status --format json` lists.
+loaded() {
+	"$ctl" -c "$tmp/campaignd.yaml" status --format json >"$tmp/status.json" 2>"$tmp/status.err" ||
+		{ cat "$tmp/status.err" >&2; echo 0; return; }
+	python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["campaigns"]))' "$tmp/status.json"
+}
+
+s=$(now_ns)
+(cd "$tmp" && exec "$daemon" -c "$tmp/campaignd.yaml" --foreground 2>"$tmp/daemon.log") &
+daemon_pid=$!
+# Serving when the admin socket answers.
+for _ in $(seq 1 600); do
+	kill -0 "$daemon_pid" 2>/dev/null || { tail -5 "$tmp/daemon.log"; fail "the daemon exited"; }
+	"$ctl" -c "$tmp/campaignd.yaml" status >/dev/null 2>&1 && break
+	sleep 0.05
+done
+e=$(now_ns)
+n=$(loaded)
+[ "$n" = "$count" ] || fail "status lists $n campaigns at start, expected $count"
+echo "daemon start with $count campaigns: serving after $(ms "$s" "$e") ms; status lists $n campaigns"
+
+# reload_once: one timed `campaignctl reload`; sets t (ms) and out (its output).
+reload_once() {
+	local s e
+	s=$(now_ns)
+	out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1) || fail "reload refused: $out"
+	e=$(now_ns)
+	t=$(ms "$s" "$e")
+}
+# The floor: a `status` round trip (campaignctl's start, the socket, a reply).
+s=$(now_ns)
+for _ in 1 2 3 4 5; do "$ctl" -c "$tmp/campaignd.yaml" status >/dev/null; done
+e=$(now_ns)
+floor=$(awk -v a="$s" -v b="$e" 'BEGIN { printf "%.1f", (b - a) / 5e6 }')
+echo "campaignctl status round trip: $floor ms (mean of 5)"
+times=""
+for run in 1 2 3 4 5; do
+	reload_once
+	echo "run $run: $t ms: $out"
+	times="$times $t"
+done
+best=$(echo $times | tr ' ' '\n' | sort -n | head -1)
+median=$(echo $times | tr ' ' '\n' | sort -n | sed -n 3p)
+n=$(loaded)
+[ "$n" = "$count" ] || fail "status lists $n campaigns after the reloads, expected $count"
+
+# Every file changed: each campaign's new version is stored.
+for f in "$tmp"/campaigns.d/*.yaml; do
+	sed -i 's/^description: /description: (v2) /' "$f"
+done
+reload_once
+changed=$t
+echo "all $count changed: $t ms: $out"
+n=$(loaded)
+[ "$n" = "$count" ] || fail "status lists $n campaigns after the changed reload, expected $count"
+
+verdict=$(awk -v a="$median" 'BEGIN { print (a <= 200) ? "met" : "MISSED" }')
+printf 'campaignctl reload with %d campaign files: best of 5 = %.1f ms, median %.1f ms (target <= 200 ms: %s); all %d changed: %.1f ms; status round trip %.1f ms; %d campaigns loaded\n' \
+	"$count" "$best" "$median" "$verdict" "$count" "$changed" "$floor" "$n"
