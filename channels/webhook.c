@@ -121,42 +121,20 @@ webhook_check(const struct conf_channel *ch, char **err)
 static char *
 utf8_fix(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), i = 0, o = 0;
+	size_t n = strlen(s), i = 0, o = 0, k;
 	char *out = xmalloc(3 * n + 1);
 
 	while (i < n) {
-		unsigned c = p[i];
-		size_t need = 0, k;
-		unsigned cp = 0, min = 0;
-
-		if (c < 0x80) {
-			out[o++] = (char)c;
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			need = 1; cp = c & 0x1F; min = 0x80;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			need = 2; cp = c & 0x0F; min = 0x800;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			need = 3; cp = c & 0x07; min = 0x10000;
-		}
-		for (k = 1; need > 0 && k <= need; k++) {
-			if (i + k >= n || (p[i + k] & 0xC0) != 0x80)
-				break;
-			cp = (cp << 6) | (p[i + k] & 0x3F);
-		}
-		if (need == 0 || k <= need || cp < min || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF)) {
+		k = util_utf8_seq(s + i, n - i);
+		if (k == 0) {
 			memcpy(out + o, "\xEF\xBF\xBD", 3);
 			o += 3;
 			i++;
 			continue;
 		}
-		memcpy(out + o, p + i, need + 1);
-		o += need + 1;
-		i += need + 1;
+		memcpy(out + o, s + i, k);
+		o += k;
+		i += k;
 	}
 	out[o] = '\0';
 	return out;

@@ -83,6 +83,11 @@ const struct tz_zone *sched_zone(const struct sched *e, const char *name);
 /* sched_next_allowed: the first instant >= t the campaign may send to a recipient in zone rtz. */
 int64_t sched_next_allowed(const struct sched *e, const struct conf_campaign *cp, const char *rtz,
     int64_t t);
+/*
+ * sched_contacts: how many times customer cid was contacted in the policy's contact window
+ * ending at `now` (the contact limit's count).  A failed query counts as none.
+ */
+long sched_contacts(struct sched *e, int64_t cid, int64_t now);
 /* sched_cursor_load: position a scheduled campaign's occurrence cursor (see sched.c). */
 int sched_cursor_load(struct sched *e, struct camp *k, int64_t now);
 

@@ -225,15 +225,9 @@ static int
 contact_state(struct sched *e, const struct who *w, int64_t now, FILE *out)
 {
 	const struct conf_policy *pol = &e->conf->policy;
-	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
-	long n = 0;
+	sqlite3_stmt *s;
 
-	sqlite3_bind_int64(s, 1, w->cid);
-	sqlite3_bind_int64(s, 2, now - pol->contact_per);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (n < pol->contact_max)
+	if (sched_contacts(e, w->cid, now) < pol->contact_max)
 		return 0;
 	s = sched_stmt(e, S_LAST_CONTACT);
 	sqlite3_bind_int64(s, 1, w->cid);

@@ -10,14 +10,21 @@
 #include "tz.h"
 #include "util.h"
 
+/*
+ * A delivery with its customer and opt-out, as read_due() reads it (columns 0 to 14; ?2 is the
+ * policy's default zone).  S_DUE reads due ones in order, S_GET one by id with its state.
+ */
+#define DUE_ROW                                                                                   \
+	"SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.attempts, c.id, "           \
+	"COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority, "    \
+	"d.due_at"
+#define DUE_JOIN                                                                                  \
+	"FROM deliveries d JOIN customers c ON c.cid = d.customer "                               \
+	"LEFT JOIN optouts o ON o.customer = d.customer "
+
 static const char *const sql_text[S_COUNT] = {
-	[S_DUE] = "SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.attempts, c.id, "
-		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority, "
-		  "d.due_at "
-		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
-		  "LEFT JOIN optouts o ON o.customer = d.customer "
-		  "WHERE d.state = 'scheduled' AND d.due_at <= ?1 "
-		  "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
+	[S_DUE] = DUE_ROW " " DUE_JOIN "WHERE d.state = 'scheduled' AND d.due_at <= ?1 "
+				       "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
@@ -31,10 +38,7 @@ static const char *const sql_text[S_COUNT] = {
 		    "idem_key, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_CONTACT_ADD] = "INSERT OR IGNORE INTO contacts(customer, at, campaign, delivery) "
 			  "VALUES (?1, ?2, ?3, ?4)",
-	[S_GET] = "SELECT d.campaign, d.customer, d.step, d.state, d.attempts, c.id, "
-		  "COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source "
-		  "FROM deliveries d JOIN customers c ON c.cid = d.customer "
-		  "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
+	[S_GET] = DUE_ROW ", d.state " DUE_JOIN "WHERE d.id = ?1",
 	[S_MIN_DUE] = "SELECT due_at FROM deliveries WHERE state = 'scheduled' ORDER BY due_at LIMIT 1",
 	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
 		     "COALESCE(c.timezone, ?3), o.at FROM events e "
@@ -884,6 +888,20 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 
 /* ---- decisions ---- */
 
+long
+sched_contacts(struct sched *e, int64_t cid, int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
+	long n = 0;
+
+	sqlite3_bind_int64(s, 1, cid);
+	sqlite3_bind_int64(s, 2, now - e->conf->policy.contact_per);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return n;
+}
+
 /*
  * contact_blocked: whether a first send now would exceed the contact limit, or should yield to
  * a higher-priority campaign's first step due within PRIORITY_HORIZON; *why explains.
@@ -892,15 +910,10 @@ static int
 contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, size_t size)
 {
 	const struct conf_policy *pol = &e->conf->policy;
-	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
+	sqlite3_stmt *s;
 	char t[21];
-	long n = 0;
+	long n = sched_contacts(e, d->cid, now);
 
-	sqlite3_bind_int64(s, 1, d->cid);
-	sqlite3_bind_int64(s, 2, now - pol->contact_per);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
 	if (n >= pol->contact_max) {
 		s = sched_stmt(e, S_LAST_CONTACT);
 		sqlite3_bind_int64(s, 1, d->cid);
@@ -1100,11 +1113,15 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	return total;
 }
 
-/* load_one: a delivery by id, with its customer, into d (state into `state`). */
+/*
+ * load_sending: a delivery being sent, by id, with its customer, into d: the subject of every
+ * outcome below.  -ENOENT when there is no such delivery, -EINVAL when it is not "sending".
+ */
 static int
-load_one(struct sched *e, int64_t id, struct due *d, char *state, size_t size)
+load_sending(struct sched *e, int64_t id, struct due *d)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_GET);
+	char state[16] = "";
 	int found = 0;
 
 	memset(d, 0, sizeof(*d));
@@ -1112,21 +1129,28 @@ load_one(struct sched *e, int64_t id, struct due *d, char *state, size_t size)
 	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		found = 1;
-		d->id = id;
-		copy_col(d->campaign, sizeof(d->campaign), s, 0);
-		d->cid = sqlite3_column_int64(s, 1);
-		d->step = sqlite3_column_int(s, 2);
-		copy_col(state, size, s, 3);
-		d->sent_before = sqlite3_column_int(s, 4) > 0;
-		copy_col(d->customer, sizeof(d->customer), s, 5);
-		copy_col(d->tz, sizeof(d->tz), s, 6);
-		d->has_email = sqlite3_column_bytes(s, 7) > 0;
-		d->has_phone = sqlite3_column_bytes(s, 8) > 0;
-		d->has_whatsapp = sqlite3_column_bytes(s, 9) > 0;
-		d->opted_out = sqlite3_column_type(s, 10) != SQLITE_NULL;
+		read_due(s, d);
+		copy_col(state, sizeof(state), s, 15);
 	}
 	sqlite3_reset(s);
-	return found ? 0 : -ENOENT;
+	if (!found)
+		return -ENOENT;
+	return strcmp(state, "sending") == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * next_step: move a delivery on to step `step` + 1 of cp, due at `due`, logging the change
+ * from state `from` with the reason `why`.  0, or -EIO.
+ */
+static int
+next_step(struct sched *e, int64_t delivery, const struct conf_campaign *cp, int step,
+    const char *from, int64_t due, int64_t now, const char *why)
+{
+	if (set_state(e, delivery, "scheduled", step + 1, due, 0, now) < 0 ||
+	    transition(e, delivery, now, from, "scheduled", step + 1, cp->steps[step].channel->name,
+		NULL, why) < 0)
+		return -EIO;
+	return 0;
 }
 
 int
@@ -1134,13 +1158,13 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 {
 	const struct conf_campaign *cp;
 	struct due d;
-	char state[16], why[160], t[21];
+	char why[160], t[21];
 	int64_t due;
+	int rc;
 
-	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
-		return -ENOENT;
-	if (strcmp(state, "sending") != 0)
-		return -EINVAL;
+	rc = load_sending(e, delivery, &d);
+	if (rc < 0)
+		return rc;
 	cp = conf_campaign_find(e->conf, d.campaign);
 	snprintf(why, sizeof(why), "step %d sent", d.step);
 	if (transition(e, delivery, now, "sending", "sent", d.step,
@@ -1153,11 +1177,7 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 	fmt_time(due, t);
 	snprintf(why, sizeof(why), "step %d due at %s (%lldh after step %d)", d.step + 1, t,
 	    (long long)(cp->steps[d.step].after / 3600), d.step);
-	if (set_state(e, delivery, "scheduled", d.step + 1, due, 0, now) < 0 ||
-	    transition(e, delivery, now, "sent", "scheduled", d.step + 1,
-		cp->steps[d.step].channel->name, NULL, why) < 0)
-		return -EIO;
-	return 0;
+	return next_step(e, delivery, cp, d.step, "sent", due, now, why);
 }
 
 int
@@ -1166,12 +1186,12 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 {
 	const struct conf_campaign *cp;
 	struct due d;
-	char state[16], reason[400];
+	char reason[400];
+	int rc;
 
-	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
-		return -ENOENT;
-	if (strcmp(state, "sending") != 0)
-		return -EINVAL;
+	rc = load_sending(e, delivery, &d);
+	if (rc < 0)
+		return rc;
 	cp = conf_campaign_find(e->conf, d.campaign);
 	snprintf(reason, sizeof(reason), "step %d failed: %s", d.step, why);
 	if (cp == NULL || d.step >= (int)cp->n_steps) {
@@ -1182,23 +1202,18 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 		    d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
 	}
 	/* A permanent failure moves to the next step at once. */
-	if (set_state(e, delivery, "scheduled", d.step + 1, now, 0, now) < 0 ||
-	    transition(e, delivery, now, "sending", "scheduled", d.step + 1,
-		cp->steps[d.step].channel->name, NULL, reason) < 0)
-		return -EIO;
-	return 0;
+	return next_step(e, delivery, cp, d.step, "sending", now, now, reason);
 }
 
 int
 sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why)
 {
 	struct due d;
-	char state[16];
+	int rc;
 
-	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
-		return -ENOENT;
-	if (strcmp(state, "sending") != 0)
-		return -EINVAL;
+	rc = load_sending(e, delivery, &d);
+	if (rc < 0)
+		return rc;
 	return transition(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why) < 0 ?
 	    -EIO :
 	    0;
@@ -1209,13 +1224,13 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
     void *arg)
 {
 	const struct conf_campaign *cp;
-	char state[16], key[64], token[STORE_TOKEN_SIZE];
+	char key[64], token[STORE_TOKEN_SIZE];
 	struct due d;
+	int rc;
 
-	if (load_one(e, delivery, &d, state, sizeof(state)) < 0)
-		return -ENOENT;
-	if (strcmp(state, "sending") != 0)
-		return -EINVAL;
+	rc = load_sending(e, delivery, &d);
+	if (rc < 0)
+		return rc;
 	cp = conf_campaign_find(e->conf, d.campaign);
 	if (cp == NULL || d.step > (int)cp->n_steps) {
 		/* Its campaign is gone: nothing can render it; end it with the reason. */

@@ -58,62 +58,22 @@ struct tz_rrule {
 	int have_prev;
 };
 
-/* ---- civil calendar arithmetic (proleptic Gregorian; H. Hinnant's algorithms) ---- */
-
-static int64_t
-floor_div(int64_t a, int64_t b)
-{
-	int64_t q = a / b;
-
-	return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-static int64_t
-days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-	int64_t era, yoe, doy, doe;
-
-	/* Months outside 1..12 carry into the year, days outside the month into the next. */
-	y += floor_div(m - 1, 12);
-	m -= 12 * floor_div(m - 1, 12);
-	y -= m <= 2;
-	era = floor_div(y, 400);
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static void
-civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-	int64_t era, doe, yoe, doy, mp;
-
-	z += 719468;
-	era = floor_div(z, 146097);
-	doe = z - era * 146097;
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
-	*y = (int)(yoe + era * 400 + (*m <= 2));
-}
+/* ---- civil calendar (the arithmetic itself is util.c's) ---- */
 
 /* weekday0: 0 = Monday .. 6 = Sunday of a day count (1970-01-01 was a Thursday). */
 static int
 weekday0(int64_t days)
 {
-	return (int)(days + 3 - 7 * floor_div(days + 3, 7));
+	return (int)(days + 3 - 7 * util_floor_div(days + 3, 7));
 }
 
 /* split: seconds since the epoch, read as a wall clock, into fields. */
 static void
 split(int64_t s, struct tz_local *out)
 {
-	int64_t days = floor_div(s, DAY), sec = s - days * DAY;
+	int64_t days = util_floor_div(s, DAY), sec = s - days * DAY;
 
-	civil_from_days(days, &out->year, &out->month, &out->day);
+	util_civil_from_days(days, &out->year, &out->month, &out->day);
 	out->hour = (int)(sec / 3600);
 	out->minute = (int)(sec / 60 % 60);
 	out->second = (int)(sec % 60);
@@ -123,7 +83,7 @@ split(int64_t s, struct tz_local *out)
 static int64_t
 wall_seconds(const struct tz_local *l)
 {
-	return days_from_civil(l->year, l->month, l->day) * DAY + (int64_t)l->hour * 3600 +
+	return util_days_from_civil(l->year, l->month, l->day) * DAY + (int64_t)l->hour * 3600 +
 	    (int64_t)l->minute * 60 + l->second;
 }
 
@@ -403,16 +363,6 @@ digits(const char *s, int n, int *out)
 	return 0;
 }
 
-static int
-month_days(int y, int m)
-{
-	static const int md[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-
-	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-		return 29;
-	return md[m - 1];
-}
-
 int
 tz_parse_local(const char *s, struct tz_local *out)
 {
@@ -428,10 +378,11 @@ tz_parse_local(const char *s, struct tz_local *out)
 		return -1;
 	if (n == 19 && (s[16] != ':' || digits(s + 17, 2, &l.second) < 0))
 		return -1;
-	if (l.month < 1 || l.month > 12 || l.day < 1 || l.day > month_days(l.year, l.month) ||
-	    l.hour > 23 || l.minute > 59 || l.second > 59)
+	if (l.month < 1 || l.month > 12 || l.day < 1 ||
+	    l.day > util_days_in_month(l.year, l.month) || l.hour > 23 || l.minute > 59 ||
+	    l.second > 59)
 		return -1;
-	l.wday = weekday0(days_from_civil(l.year, l.month, l.day)) + 1;
+	l.wday = weekday0(util_days_from_civil(l.year, l.month, l.day)) + 1;
 	*out = l;
 	return 0;
 }
@@ -628,7 +579,7 @@ tz_next_allowed(const struct tz_zone *z, const struct conf_quiet *q, int64_t t)
 		return t;
 	t = clamp_t(t);
 	limit = t + (int64_t)NEXT_DAYS * DAY;
-	for (idx = floor_div(t, CH_SECS); idx * CH_SECS <= limit; idx++) {
+	for (idx = util_floor_div(t, CH_SECS); idx * CH_SECS <= limit; idx++) {
 		v = chunk_get(z, q, idx, scratch, &n);
 		for (i = 0; i < n; i++) {
 			if (v[i].e <= t)
@@ -660,7 +611,7 @@ allowed_walk(const struct tz_zone *z, const struct conf_quiet *q, int64_t a, int
 		return k >= 0 ? -1 : 0;
 	if (q == NULL)
 		return k < 0 ? b - a : k < b - a ? a + k : -1;
-	for (idx = floor_div(a, CH_SECS); idx * CH_SECS < b; idx++) {
+	for (idx = util_floor_div(a, CH_SECS); idx * CH_SECS < b; idx++) {
 		v = chunk_get(z, q, idx, scratch, &n);
 		for (i = 0; i < n; i++) {
 			s = v[i].s > a ? v[i].s : a;
@@ -749,7 +700,7 @@ tz_rrule_next(struct tz_rrule *it, struct tz_local *out)
 	l.hour = t.hour;
 	l.minute = t.minute;
 	l.second = t.second;
-	l.wday = weekday0(days_from_civil(l.year, l.month, l.day)) + 1;
+	l.wday = weekday0(util_days_from_civil(l.year, l.month, l.day)) + 1;
 	/* Defensive: an iterator that goes backwards is treated as exhausted, never looped on. */
 	if (it->have_prev && wall_seconds(&l) < wall_seconds(&it->prev)) {
 		icalrecur_iterator_free(it->it);

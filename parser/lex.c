@@ -8,6 +8,7 @@
 #include <libical/ical.h>
 
 #include "lex.h"
+#include "util.h"
 
 int
 lex_duration(const char *s, int64_t *secs)
@@ -74,16 +75,6 @@ lex_time_of_day(const char *s, int allow_24, int *minutes)
 	return 0;
 }
 
-static int
-days_in_month(int y, int m)
-{
-	static const int dm[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-
-	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-		return 29;
-	return dm[m - 1];
-}
-
 int
 lex_date(const char *s, int *y, int *m, int *d)
 {
@@ -100,7 +91,7 @@ lex_date(const char *s, int *y, int *m, int *d)
 	if (s[10] != '\0')
 		return -1;
 	c = *m;
-	if (yy < 1970 || c < 1 || c > 12 || *d < 1 || *d > days_in_month(yy, c))
+	if (yy < 1970 || c < 1 || c > 12 || *d < 1 || *d > util_days_in_month(yy, c))
 		return -1;
 	*y = yy;
 	return 0;

@@ -1,4 +1,4 @@
-/* util.c: allocation helpers, edit distance, SHA-256 and whole-file reads. */
+/* util.c: allocation helpers, edit distance, SHA-256, whole-file reads, UTF-8 and calendar math. */
 #define _GNU_SOURCE /* vasprintf */
 #include <errno.h>
 #include <fcntl.h>
@@ -187,4 +187,112 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 	*buf = p;
 	*len = got;
 	return 0;
+}
+
+/* ---- UTF-8 ---- */
+
+size_t
+util_utf8_seq(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t need, k;
+	unsigned cp;
+
+	if (n == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		need = 1;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		need = 2;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		need = 3;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (need >= n)
+		return 0;
+	for (k = 1; k <= need; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	/* Leads 0xc2..0xdf cannot be overlong; the longer forms are checked on the code point. */
+	if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return need + 1;
+}
+
+int
+util_utf8_valid(const char *s, size_t n)
+{
+	size_t i = 0, k;
+
+	while (i < n) {
+		/* ASCII inline: most text is, and this runs over every imported value. */
+		if ((unsigned char)s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		k = util_utf8_seq(s + i, n - i);
+		if (k == 0)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+/* ---- civil calendar ---- */
+
+int64_t
+util_floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+int64_t
+util_days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y += util_floor_div(m - 1, 12);
+	m -= 12 * util_floor_div(m - 1, 12);
+	y -= m <= 2;
+	era = util_floor_div(y, 400);
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+void
+util_civil_from_days(int64_t days, int *y, int *m, int *d)
+{
+	int64_t z = days + 719468, era, doe, yoe, doy, mp;
+
+	era = util_floor_div(z, 146097);
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+int
+util_days_in_month(int y, int m)
+{
+	static const int dm[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		return 29;
+	return dm[m - 1];
 }

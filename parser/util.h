@@ -1,9 +1,10 @@
-/* util.h: allocation helpers that abort on exhaustion, and small string utilities. */
+/* util.h: allocators that abort on exhaustion; small string, UTF-8 and calendar utilities. */
 #ifndef CAMPAIGND_UTIL_H
 #define CAMPAIGND_UTIL_H
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The x* allocators never return NULL: out of memory is fatal (a broken invariant). */
 void *xmalloc(size_t n);
@@ -26,5 +27,37 @@ void util_sha256_hex(const void *buf, size_t len, char out[65]);
  * (then *len holds the size).
  */
 int util_read_file(const char *path, size_t cap, char **buf, size_t *len);
+
+/*
+ * util_utf8_seq: the length (1 to 4) of the well-formed UTF-8 sequence that begins the n bytes
+ * at s, or 0 when they do not begin with one: a stray continuation byte, an overlong form, a
+ * surrogate, a code point above U+10FFFF, or a sequence cut short by the end of the n bytes.
+ * Every byte below 0x80 is a sequence of one, NUL and control characters included; callers
+ * that refuse those check them themselves.  Returns 0 when n is 0.
+ */
+size_t util_utf8_seq(const char *s, size_t n);
+
+/* util_utf8_valid: 1 when the n bytes at s are well-formed UTF-8 (see util_utf8_seq), else 0. */
+int util_utf8_valid(const char *s, size_t n);
+
+/*
+ * Civil calendar arithmetic: the proleptic Gregorian calendar, days counted from 1970-01-01
+ * (H. Hinnant's algorithms), exact wherever the year fits in an int.
+ */
+
+/* util_floor_div: a / b rounded towards minus infinity (b != 0). */
+int64_t util_floor_div(int64_t a, int64_t b);
+
+/*
+ * util_days_from_civil: the day count of y-m-d.  Months outside 1..12 carry into the year and
+ * days outside the month into the next or previous ones (month 13 of 2026 is January 2027).
+ */
+int64_t util_days_from_civil(int64_t y, int64_t m, int64_t d);
+
+/* util_civil_from_days: the date of a day count, the inverse of util_days_from_civil. */
+void util_civil_from_days(int64_t days, int *y, int *m, int *d);
+
+/* util_days_in_month: the number of days (28 to 31) of month m (1..12) of year y. */
+int util_days_in_month(int y, int m);
 
 #endif

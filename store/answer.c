@@ -117,42 +117,17 @@ trimmed(const char *v)
 static long
 utf8_chars(const char *p)
 {
-	const unsigned char *s = (const unsigned char *)p;
+	size_t len = strlen(p), i, k;
 	long n = 0;
 
-	while (*s) {
-		int k, i;
-		unsigned cp;
+	for (i = 0; i < len; i += k, n++) {
+		unsigned char c = (unsigned char)p[i];
 
-		if (*s < 0x80) {
-			if ((*s < 0x20 && *s != '\t' && *s != '\n' && *s != '\r') || *s == 0x7f)
-				return -1;
-			s++;
-			n++;
-			continue;
-		}
-		if (*s >= 0xc2 && *s <= 0xdf) {
-			k = 1;
-			cp = *s & 0x1f;
-		} else if (*s >= 0xe0 && *s <= 0xef) {
-			k = 2;
-			cp = *s & 0x0f;
-		} else if (*s >= 0xf0 && *s <= 0xf4) {
-			k = 3;
-			cp = *s & 0x07;
-		} else {
+		if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
 			return -1;
-		}
-		for (i = 1; i <= k; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+		k = util_utf8_seq(p + i, len - i);
+		if (k == 0)
 			return -1;
-		s += k + 1;
-		n++;
 	}
 	return n;
 }

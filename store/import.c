@@ -621,43 +621,27 @@ json_str(struct buf *b, const char *s)
 	buf_putc(b, '"');
 }
 
-/* utf8_valid: well-formed UTF-8 (attribute values; the store checks the fixed fields). */
-static int
-utf8_valid(const char *p)
+/*
+ * customer_init: an empty customer (nothing given, every consent unset) and fixed[i] pointing
+ * at its field named customer_fields[i], for the readers to fill in.
+ */
+static void
+customer_init(struct store_customer *cu, const char **fixed[N_FIXED])
 {
-	const unsigned char *s = (const unsigned char *)p;
-
-	while (*s) {
-		int n, i;
-		unsigned cp;
-
-		if (*s < 0x80) {
-			s++;
-			continue;
-		}
-		if (*s >= 0xc2 && *s <= 0xdf) {
-			n = 1;
-			cp = *s & 0x1f;
-		} else if (*s >= 0xe0 && *s <= 0xef) {
-			n = 2;
-			cp = *s & 0x0f;
-		} else if (*s >= 0xf0 && *s <= 0xf4) {
-			n = 3;
-			cp = *s & 0x07;
-		} else {
-			return 0;
-		}
-		for (i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		s += n + 1;
-	}
-	return 1;
+	memset(cu, 0, sizeof(*cu));
+	cu->consent[0] = cu->consent[1] = cu->consent[2] = STORE_CONSENT_UNSET;
+	fixed[0] = &cu->id;
+	fixed[1] = &cu->first_name;
+	fixed[2] = &cu->last_name;
+	fixed[3] = &cu->email;
+	fixed[4] = &cu->phone;
+	fixed[5] = &cu->whatsapp;
+	fixed[6] = &cu->language;
+	fixed[7] = &cu->country;
+	fixed[8] = &cu->timezone;
+	fixed[9] = &cu->birth_date;
+	fixed[10] = &cu->segment;
+	fixed[11] = &cu->customer_since;
 }
 
 /* csv_row: one data record into the store (or reported). Fatal errors < 0. */
@@ -685,20 +669,7 @@ csv_row(struct imp *im, struct csv *c, const struct csv_col *cols, size_t ncols,
 		    c->n, ncols);
 		return 0;
 	}
-	memset(&cu, 0, sizeof(cu));
-	cu.consent[0] = cu.consent[1] = cu.consent[2] = STORE_CONSENT_UNSET;
-	fixed[0] = &cu.id;
-	fixed[1] = &cu.first_name;
-	fixed[2] = &cu.last_name;
-	fixed[3] = &cu.email;
-	fixed[4] = &cu.phone;
-	fixed[5] = &cu.whatsapp;
-	fixed[6] = &cu.language;
-	fixed[7] = &cu.country;
-	fixed[8] = &cu.timezone;
-	fixed[9] = &cu.birth_date;
-	fixed[10] = &cu.segment;
-	fixed[11] = &cu.customer_since;
+	customer_init(&cu, fixed);
 	attrs->len = 0;
 	attrs->over = 0;
 	buf_putc(attrs, '{');
@@ -711,7 +682,7 @@ csv_row(struct imp *im, struct csv *c, const struct csv_col *cols, size_t ncols,
 		if (cols[i].kind < N_FIXED) {
 			*fixed[cols[i].kind] = v;
 		} else if (cols[i].kind == COL_ATTR) {
-			if (!utf8_valid(v)) {
+			if (!util_utf8_valid(v, strlen(v))) {
 				bad_row(im, c->f[i].line, c->f[i].col, NULL, "attr.%s: not UTF-8 text",
 				    cols[i].attr);
 				return 0;
@@ -905,20 +876,7 @@ jl_customer(struct imp *im, json_t *o, const char *text, int line)
 	const char *key, *k2, *why;
 	int i, rc = 0, bad = 0;
 
-	memset(&cu, 0, sizeof(cu));
-	cu.consent[0] = cu.consent[1] = cu.consent[2] = STORE_CONSENT_UNSET;
-	fixed[0] = &cu.id;
-	fixed[1] = &cu.first_name;
-	fixed[2] = &cu.last_name;
-	fixed[3] = &cu.email;
-	fixed[4] = &cu.phone;
-	fixed[5] = &cu.whatsapp;
-	fixed[6] = &cu.language;
-	fixed[7] = &cu.country;
-	fixed[8] = &cu.timezone;
-	fixed[9] = &cu.birth_date;
-	fixed[10] = &cu.segment;
-	fixed[11] = &cu.customer_since;
+	customer_init(&cu, fixed);
 	json_object_foreach(o, key, v) {
 		int f = -1;
 
@@ -1018,25 +976,6 @@ jl_customer(struct imp *im, json_t *o, const char *text, int line)
 	return rc;
 }
 
-static int
-import_jsonl_customers(struct imp *im, struct rd *r)
-{
-	struct buf b = { .max = IMPORT_MAX_RECORD };
-	json_t *o;
-	int line = 0, rc = 0;
-
-	while (rc == 0 && jl_next(r, &b, &line)) {
-		im->st->rows++;
-		o = jl_object(im, &b, line);
-		if (o == NULL)
-			continue;
-		rc = jl_customer(im, o, b.p, line);
-		json_decref(o);
-	}
-	free(b.p);
-	return rc;
-}
-
 /* jl_event: one event object into the store (or reported).  Fatal errors < 0. */
 static int
 jl_event(struct imp *im, json_t *o, const char *text, int line)
@@ -1109,8 +1048,13 @@ jl_event(struct imp *im, json_t *o, const char *text, int line)
 
 /* ---- entry points ---- */
 
+/*
+ * import_jsonl: every line of a JSON Lines file through `row` (jl_customer or jl_event), which
+ * gets the object, the line's text (for columns) and its number.  Stops at a fatal error (< 0).
+ */
 static int
-import_events_jsonl(struct imp *im, struct rd *r)
+import_jsonl(struct imp *im, struct rd *r,
+    int (*row)(struct imp *im, json_t *o, const char *text, int line))
 {
 	struct buf b = { .max = IMPORT_MAX_RECORD };
 	json_t *o;
@@ -1121,7 +1065,7 @@ import_events_jsonl(struct imp *im, struct rd *r)
 		o = jl_object(im, &b, line);
 		if (o == NULL)
 			continue;
-		rc = jl_event(im, o, b.p, line);
+		rc = row(im, o, b.p, line);
 		json_decref(o);
 	}
 	free(b.p);
@@ -1180,9 +1124,9 @@ run_import(struct store *s, const char *path, int skip_bad, int64_t now, struct 
 	if (rc == 0) {
 		first = rd_start(r);
 		if (events)
-			rc = import_events_jsonl(&im, r);
+			rc = import_jsonl(&im, r, jl_event);
 		else if (first == '{')
-			rc = import_jsonl_customers(&im, r);
+			rc = import_jsonl(&im, r, jl_customer);
 		else if (first == EOF) {
 			diag_add(d, DIAG_ERROR, path, 1, 1, "bad-header", NULL,
 			    "empty file: no header row");

@@ -393,42 +393,13 @@ own_end(struct store *s, int own, int rc)
 static int
 utf8_ok(const char *p)
 {
-	const unsigned char *s = (const unsigned char *)p;
+	const char *c;
 
-	while (*s) {
-		unsigned c = *s;
-		int n, i;
-		unsigned cp;
-
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return 0;
-			s++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+	/* Bytes of multi-byte sequences are all >= 0x80, so a byte scan finds every control. */
+	for (c = p; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
 			return 0;
-		}
-		for (i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		s += n + 1;
-	}
-	return 1;
+	return util_utf8_valid(p, (size_t)(c - p));
 }
 
 static int
@@ -511,7 +482,6 @@ country_ok(const char *s)
 static int
 date_ok(const char *s)
 {
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	int y, m, d, i;
 
 	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
@@ -524,9 +494,7 @@ date_ok(const char *s)
 	d = (s[8] - '0') * 10 + (s[9] - '0');
 	if (y < 1900 || m < 1 || m > 12 || d < 1)
 		return 0;
-	if (m == 2 && d == 29)
-		return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	return d <= mdays[m - 1];
+	return d <= util_days_in_month(y, m);
 }
 
 /*
@@ -662,15 +630,16 @@ write_customer(struct store *s, const struct store_customer *c, int64_t now, int
 	return rc;
 }
 
+/*
+ * consents_step: run a statement that records consents, with its parameters: ?1 the customer,
+ * ?2..?4 sms, email and whatsapp (NULL when unset), ?5 the time, ?6 the source.
+ */
 static int
-write_consents(struct store *s, enum stmt_id id, int64_t cid, const int consent[3], int64_t now,
+consents_step(struct store *s, sqlite3_stmt *st, int64_t cid, const int consent[3], int64_t now,
     const char *source)
 {
-	sqlite3_stmt *st = stmt_get(s, id);
 	int k, rc;
 
-	if (st == NULL)
-		return -EIO;
 	sqlite3_bind_int64(st, 1, cid);
 	for (k = 0; k < 3; k++)
 		if (consent[k] != STORE_CONSENT_UNSET)
@@ -683,6 +652,17 @@ write_consents(struct store *s, enum stmt_id id, int64_t cid, const int consent[
 	rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording consents");
 	stmt_done(st);
 	return rc;
+}
+
+static int
+write_consents(struct store *s, enum stmt_id id, int64_t cid, const int consent[3], int64_t now,
+    const char *source)
+{
+	sqlite3_stmt *st = stmt_get(s, id);
+
+	if (st == NULL)
+		return -EIO;
+	return consents_step(s, st, cid, consent, now, source);
 }
 
 /*
@@ -698,7 +678,7 @@ fresh_consents(struct store *s, int table, int64_t cid, const int consent[3], in
 	unsigned mask = 0;
 	sqlite3_stmt *st;
 	char sql[400];
-	int k, rc, n, first = 1;
+	int k, n, first = 1;
 
 	for (k = 0; k < 3; k++)
 		if (consent[k] != STORE_CONSENT_UNSET)
@@ -720,16 +700,8 @@ fresh_consents(struct store *s, int table, int64_t cid, const int consent[3], in
 			return db_err(s, "prepare");
 		s->fresh[table][mask] = st;
 	}
-	sqlite3_bind_int64(st, 1, cid);
-	for (k = 0; k < 3; k++)
-		if (mask & (1u << k))
-			sqlite3_bind_int(st, k + 2, consent[k]);
-	sqlite3_bind_int64(st, 5, now);
-	bind_str(st, 6, source);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording consents");
-	stmt_done(st);
-	return rc;
+	/* The kinds not given are not in the SQL: their NULL parameters are bound but unused. */
+	return consents_step(s, st, cid, consent, now, source);
 }
 
 /* upsert_body: the work of store_customer_upsert inside a transaction. */
@@ -1236,36 +1208,6 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 
 /* ---- time ---- */
 
-/* days_from_civil: days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static void
-civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-	int64_t era, doe, yoe, doy, mp;
-
-	z += 719468;
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	doe = z - era * 146097;
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
-	*y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 /* digits: n decimal digits at s into *v; -1 when any is not a digit. */
 static int
 digits(const char *s, int n, int *v)
@@ -1284,19 +1226,17 @@ digits(const char *s, int n, int *v)
 int
 store_parse_time(const char *s, int64_t *t)
 {
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0, sign = 1, leap;
+	int y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0, sign = 1;
 	const char *p;
 
 	if (s == NULL || digits(s, 4, &y) < 0 || s[4] != '-' || digits(s + 5, 2, &mo) < 0 ||
 	    s[7] != '-' || digits(s + 8, 2, &d) < 0)
 		return -EINVAL;
-	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap))
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > util_days_in_month(y, mo))
 		return -EINVAL;
 	p = s + 10;
 	if (*p == '\0') {
-		*t = days_from_civil(y, mo, d) * 86400;
+		*t = util_days_from_civil(y, mo, d) * 86400;
 		return 0;
 	}
 	if ((*p != 'T' && *p != 't') || digits(p + 1, 2, &h) < 0 || p[3] != ':' ||
@@ -1337,7 +1277,7 @@ store_parse_time(const char *s, int64_t *t)
 	} else {
 		return -EINVAL;
 	}
-	*t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
+	*t = util_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
 	    sign * (oh * 3600 + om * 60);
 	return 0;
 }
@@ -1352,7 +1292,7 @@ store_format_time(int64_t t, char out[21])
 		rem += 86400;
 		days--;
 	}
-	civil_from_days(days, &y, &m, &d);
+	util_civil_from_days(days, &y, &m, &d);
 	/* Unsigned and reduced: the compiler then sees that 20 characters always suffice. */
 	snprintf(out, 21, "%04u-%02u-%02uT%02u:%02u:%02uZ", (unsigned)y % 10000u, (unsigned)m % 100u,
 	    (unsigned)d % 100u, (unsigned)(rem / 3600) % 100u, (unsigned)(rem / 60 % 60) % 100u,

@@ -123,6 +123,21 @@ channel(const char *name)
 }
 
 static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int
+group_teardown(void **state)
+{
+	conf_free(conf);
+	conf = NULL;
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+static int
 group_setup(void **state)
 {
 	struct diag_list d;
@@ -151,21 +166,10 @@ group_setup(void **state)
 	diag_free(&d);
 	free(path);
 	cp = conf_campaign_find(conf, "t");
-	return rc == 0 && cp != NULL ? 0 : -1;
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static int
-group_teardown(void **state)
-{
-	conf_free(conf);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return 0;
+	if (rc == 0 && cp != NULL)
+		return 0;
+	group_teardown(state); /* cmocka does not call it when the setup fails */
+	return -1;
 }
 
 /* A customer; attrs and event as JSON texts. */

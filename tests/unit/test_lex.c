@@ -1,4 +1,4 @@
-/* test_lex.c: unit tests of the lexical forms (durations, times, dates, zones, names). */
+/* test_lex.c: unit tests of the lexical forms and of util's UTF-8 and calendar helpers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "lex.h"
+#include "util.h"
 
 static void
 test_durations(void **state)
@@ -96,6 +97,59 @@ test_percent_rate(void **state)
 	assert_int_equal(lex_weekday("tuesday"), -1);
 }
 
+static void
+test_util_utf8(void **state)
+{
+	assert_int_equal(util_utf8_seq("a", 1), 1);
+	assert_int_equal(util_utf8_seq("\x01", 1), 1); /* controls are the caller's business */
+	assert_int_equal(util_utf8_seq("\xc3\xa6", 2), 2); /* U+00E6 */
+	assert_int_equal(util_utf8_seq("\xe2\x82\xac", 3), 3); /* U+20AC */
+	assert_int_equal(util_utf8_seq("\xf0\x9f\x98\x80", 4), 4); /* U+1F600 */
+	assert_int_equal(util_utf8_seq("\xf4\x8f\xbf\xbf", 4), 4); /* U+10FFFF */
+	assert_int_equal(util_utf8_seq("", 0), 0);
+	assert_int_equal(util_utf8_seq("\x80", 1), 0); /* stray continuation */
+	assert_int_equal(util_utf8_seq("\xc0\xaf", 2), 0); /* overlong '/' */
+	assert_int_equal(util_utf8_seq("\xe0\x80\xaf", 3), 0); /* overlong */
+	assert_int_equal(util_utf8_seq("\xf0\x80\x80\xaf", 4), 0); /* overlong */
+	assert_int_equal(util_utf8_seq("\xed\xa0\x80", 3), 0); /* surrogate U+D800 */
+	assert_int_equal(util_utf8_seq("\xf4\x90\x80\x80", 4), 0); /* above U+10FFFF */
+	assert_int_equal(util_utf8_seq("\xe2\x82\xac", 2), 0); /* cut short by n */
+	assert_int_equal(util_utf8_seq("\xe2\x82z", 3), 0);
+	assert_int_equal(util_utf8_valid("bl\xc3\xa5" "b\xc3\xa6r", 7), 1);
+	assert_int_equal(util_utf8_valid("", 0), 1);
+	assert_int_equal(util_utf8_valid("ok\xff", 3), 0);
+	assert_int_equal(util_utf8_valid("ok\xc3", 3), 0);
+	assert_int_equal(util_utf8_valid("ok\xc3\xa6", 3), 0); /* n ends inside the sequence */
+}
+
+static void
+test_util_calendar(void **state)
+{
+	int y, m, d;
+	int64_t z;
+
+	assert_int_equal(util_days_from_civil(1970, 1, 1), 0);
+	assert_int_equal(util_days_from_civil(1969, 12, 31), -1);
+	assert_int_equal(util_days_from_civil(2000, 3, 1), 11017);
+	assert_int_equal(util_days_from_civil(2026, 13, 1), util_days_from_civil(2027, 1, 1));
+	assert_int_equal(util_days_from_civil(2027, 0, 1), util_days_from_civil(2026, 12, 1));
+	assert_int_equal(util_days_from_civil(2027, 2, 29), util_days_from_civil(2027, 3, 1));
+	for (z = -800000; z <= 3000000; z += 97) {
+		util_civil_from_days(z, &y, &m, &d);
+		assert_true(m >= 1 && m <= 12 && d >= 1 && d <= util_days_in_month(y, m));
+		assert_int_equal(util_days_from_civil(y, m, d), z);
+	}
+	util_civil_from_days(-1, &y, &m, &d);
+	assert_true(y == 1969 && m == 12 && d == 31);
+	assert_int_equal(util_days_in_month(2024, 2), 29);
+	assert_int_equal(util_days_in_month(1900, 2), 28);
+	assert_int_equal(util_days_in_month(2000, 2), 29);
+	assert_int_equal(util_days_in_month(2027, 4), 30);
+	assert_int_equal(util_floor_div(-1, 7), -1);
+	assert_int_equal(util_floor_div(-7, 7), -1);
+	assert_int_equal(util_floor_div(6, 7), 0);
+}
+
 int
 main(void)
 {
@@ -105,6 +159,8 @@ main(void)
 		cmocka_unit_test(test_times_and_dates),
 		cmocka_unit_test(test_zones_names),
 		cmocka_unit_test(test_percent_rate),
+		cmocka_unit_test(test_util_utf8),
+		cmocka_unit_test(test_util_calendar),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
