@@ -140,6 +140,25 @@ fmt_time(int64_t t, char out[21])
 	store_format_time(t, out);
 }
 
+/* fmt_duration: a duration as the language writes it ("2h", "1d12h", "30s"). */
+static void
+fmt_duration(int64_t secs, char out[32])
+{
+	static const char units[] = "dhms";
+	static const int64_t size[] = { 86400, 3600, 60, 1 };
+	size_t len = 0;
+	int i;
+
+	out[0] = '\0';
+	for (i = 0; i < 4; i++) {
+		if (secs >= size[i] || (i == 3 && len == 0)) {
+			len += (size_t)snprintf(out + len, 32 - len, "%lld%c",
+			    (long long)(secs / size[i]), units[i]);
+			secs %= size[i];
+		}
+	}
+}
+
 static int
 transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to, int step,
     const char *channel, const char *key, const char *reason)
@@ -975,7 +994,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 {
 	const struct conf_campaign *cp = conf_campaign_find(e->conf, d->campaign);
 	const struct conf_step *st;
-	char why[400], buf[200], key[64], token[STORE_TOKEN_SIZE], t1[21];
+	char why[400], buf[200], key[64], token[STORE_TOKEN_SIZE], t1[21], dur[32];
 	const char *u;
 	int step = d->step, stop = 0;
 
@@ -990,8 +1009,8 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	}
 	if (!d->sent_before && d->expires_at > 0 && now > d->expires_at) {
 		fmt_time(d->expires_at, t1);
-		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %lldh)", t1,
-		    (long long)(cp->expire_after / 3600));
+		fmt_duration(cp->expire_after, dur);
+		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %s)", t1, dur);
 		return skip(e, d, now, step, cp->steps[step - 1].channel->name, why, sink, arg);
 	}
 	/* Walk past unreachable steps, recording each. */
@@ -1158,7 +1177,7 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 {
 	const struct conf_campaign *cp;
 	struct due d;
-	char why[160], t[21];
+	char why[160], t[21], dur[32];
 	int64_t due;
 	int rc;
 
@@ -1175,8 +1194,9 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 	/* One write for "sent" and "next step scheduled"; both transitions are logged. */
 	due = sched_next_allowed(e, cp, d.tz, now + cp->steps[d.step].after);
 	fmt_time(due, t);
-	snprintf(why, sizeof(why), "step %d due at %s (%lldh after step %d)", d.step + 1, t,
-	    (long long)(cp->steps[d.step].after / 3600), d.step);
+	fmt_duration(cp->steps[d.step].after, dur);
+	snprintf(why, sizeof(why), "step %d due at %s (%s after step %d)", d.step + 1, t, dur,
+	    d.step);
 	return next_step(e, delivery, cp, d.step, "sent", due, now, why);
 }
 

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""sink.py: a loopback HTTP receiver for campaignd's webhook driver, for the daemon tests.
+
+    sink.py --port-file FILE --log FILE [--script FILE] [--fast] [--kill-file FILE]
+
+Listens on 127.0.0.1 on an ephemeral port (never another interface) and writes the port to
+--port-file once it accepts connections (written under a temporary name and renamed, so a
+reader sees the whole number or nothing).  Every request is appended to --log as one JSON
+line and flushed when it arrives, before any scripted wait and before the response is sent, so
+a request the daemon saw answered is always in the log:
+
+    {"n": 1, "t": 1767225600.123, "method": "POST", "path": "/hook",
+     "headers": {"Idempotency-Key": "d1-s1", ...}, "body": "<raw body as text>",
+     "customer": "c1", "key": "d1-s1", "status": 503, "delay": 0}
+
+With --fast (the crash test: thousands of requests) each line is only
+{"key": "<Idempotency-Key>", "t": ...} and every request is answered 200 at once.
+
+--kill-file FILE (the crash test) holds "PID COUNT DELAY_MS": once the log holds COUNT
+requests, the sink sends SIGKILL to PID (a daemon the test started) DELAY_MS milliseconds
+later, once per line written (the file is read again when it changes).  Counting in the sink
+puts the kills among the sends however fast or slow the build is.
+
+The script (--script FILE, else the file named by $SINK_SCRIPT) is re-read on every request,
+so a test can add lines while the sink runs.  Each line is
+
+    MATCH ANSWER [ANSWER...]
+
+MATCH is a customer id (the "customer" field of the JSON body) or "*" for any customer
+without a line of its own.  The i-th request (counting from 1) for a customer gets the i-th
+ANSWER; once they are used up, and for customers that match nothing, the answer is 200.
+An ANSWER is CODE, CODE@SECONDS (wait that long before answering: a slow receiver) or
+CODE+RA=SECONDS (send Retry-After: SECONDS).  Blank lines and lines starting with # are
+ignored.  Example: "w1 503 200" answers w1's first request 503 and the second 200.
+
+Stops on SIGTERM or SIGINT.  Needs only the standard library.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class State:
+    def __init__(self, log_path, script_path, fast):
+        self.log = open(log_path, "a", encoding="utf-8")
+        self.script_path = script_path
+        self.fast = fast
+        self.lock = threading.Lock()
+        self.count = 0
+        self.per_customer = {}
+        self.kill_file = None
+        self.kill_mtime = None
+        self.kill_plan = None
+
+    def script(self):
+        """The script as {match: [answers]}; a missing or unreadable file is an empty one."""
+        rules = {}
+        if not self.script_path:
+            return rules
+        try:
+            with open(self.script_path, encoding="utf-8") as f:
+                for line in f:
+                    words = line.split()
+                    if not words or words[0].startswith("#"):
+                        continue
+                    rules[words[0]] = words[1:]
+        except OSError:
+            pass
+        return rules
+
+    def answer_for(self, customer):
+        """(status, delay seconds, retry-after or None) for the next request of customer."""
+        rules = self.script()
+        with self.lock:
+            i = self.per_customer.get(customer, 0)
+            self.per_customer[customer] = i + 1
+        answers = rules.get(customer, rules.get("*", []))
+        if i >= len(answers):
+            return 200, 0.0, None
+        a = answers[i]
+        delay, ra = 0.0, None
+        if "@" in a:
+            a, d = a.split("@", 1)
+            delay = float(d)
+        if "+RA=" in a.upper():
+            a, r = a.upper().split("+RA=", 1)
+            ra = r
+        return int(a), delay, ra
+
+    def record(self, entry):
+        with self.lock:
+            self.count += 1
+            entry["n"] = self.count
+            self.log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.log.flush()
+            self.maybe_kill()
+
+    def maybe_kill(self):
+        """--kill-file: arm and fire the planned SIGKILL (called with the lock held)."""
+        if not self.kill_file:
+            return
+        try:
+            st = os.stat(self.kill_file)
+            mt = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return
+        if mt != self.kill_mtime:
+            self.kill_mtime = mt
+            try:
+                with open(self.kill_file) as f:
+                    pid, count, delay = (int(w) for w in f.read().split()[:3])
+                self.kill_plan = (pid, count, delay) if pid > 1 else None
+            except (OSError, ValueError):
+                self.kill_plan = None
+                self.kill_mtime = None  # half written: read it again next time
+        if self.kill_plan is None or self.count < self.kill_plan[1]:
+            return
+        pid, count, delay = self.kill_plan
+        self.kill_plan = None
+
+        def fire():
+            try:
+                os.kill(pid, signal.SIGKILL)
+                sys.stderr.write("sink: SIGKILL to %d at request %d (+%d ms)\n" % (pid, count, delay))
+            except OSError as e:
+                sys.stderr.write("sink: kill %d: %s\n" % (pid, e))
+
+        t = threading.Timer(delay / 1000.0, fire)
+        t.daemon = True
+        t.start()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: curl reuses its connections
+    server_version = "campaignd-test-sink"
+
+    def log_message(self, fmt, *args):  # quiet: the JSON log is the record
+        pass
+
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _reply(self, status, retry_after=None):
+        self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        st = self.server.state
+        raw = self._body()
+        key = self.headers.get("Idempotency-Key")
+        if st.fast:
+            st.record({"key": key, "t": time.time()})
+            self._reply(200)
+            return
+        text = raw.decode("utf-8", errors="replace")
+        customer = None
+        try:
+            customer = json.loads(text).get("customer")
+        except (ValueError, AttributeError):
+            pass
+        status, delay, ra = st.answer_for(customer if customer is not None else "")
+        entry = {
+            "t": time.time(),
+            "method": self.command,
+            "path": self.path,
+            "headers": {k: v for k, v in self.headers.items()},
+            "body": text,
+            "customer": customer,
+            "key": key,
+            "status": status,
+            "delay": delay,
+        }
+        st.record(entry)  # on arrival: a test can see a slow request in flight
+        if delay > 0:
+            time.sleep(delay)
+        self._reply(status, ra)
+
+    def do_GET(self):
+        self.server.state.record({"t": time.time(), "method": "GET", "path": self.path,
+                                  "key": None, "status": 405})
+        self._reply(405)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main():
+    p = argparse.ArgumentParser(description="loopback webhook sink for the campaignd tests")
+    p.add_argument("--port-file", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--script", default=os.environ.get("SINK_SCRIPT", ""))
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--kill-file", default="")
+    a = p.parse_args()
+
+    srv = Server(("127.0.0.1", 0), Handler)
+    srv.state = State(a.log, a.script, a.fast)
+    srv.state.kill_file = a.kill_file
+
+    def stop(signum, frame):
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    tmp = a.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % srv.server_address[1])
+    os.rename(tmp, a.port_file)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    finally:
+        srv.server_close()
+        srv.state.log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
