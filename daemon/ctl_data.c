@@ -22,7 +22,7 @@
 
 /* open_all: load the config and open its database; an exit code other than 0 on failure. */
 static int
-open_all(const char *config, const char *cmd, struct conf **cp, struct store **sp)
+open_all(const char *config, const char *cmd, int campaigns, struct conf **cp, struct store **sp)
 {
 	struct diag_list d;
 	char *err = NULL;
@@ -31,7 +31,9 @@ open_all(const char *config, const char *cmd, struct conf **cp, struct store **s
 	*cp = NULL;
 	*sp = NULL;
 	diag_init(&d);
-	*cp = conf_load(config, &d);
+	/* Only answers need the campaigns (to check them against the questions): a broken
+	 * campaign file in a bad deploy must not stop the intake of customers and events. */
+	*cp = campaigns ? conf_load(config, &d) : conf_load_settings(config, &d);
 	if (*cp == NULL) {
 		diag_sort(&d);
 		diag_print_text(&d, stderr);
@@ -111,7 +113,7 @@ import_cmd(const char *config, int argc, char **argv, int events)
 		return import_usage(events, stderr);
 	file = argv[optind];
 	snprintf(cmd, sizeof(cmd), "%s import", what);
-	ex = open_all(config, cmd, &c, &s);
+	ex = open_all(config, cmd, 0, &c, &s);
 	if (ex != CTL_EXIT_OK)
 		return ex;
 	diag_init(&d);
@@ -243,7 +245,7 @@ ctl_event(const char *config, int argc, char **argv)
 			snprintf(rid + 2 * i, 3, "%02x", rnd[i]);
 		id = rid;
 	}
-	ex = open_all(config, "event", &c, &s);
+	ex = open_all(config, "event", 0, &c, &s);
 	if (ex != CTL_EXIT_OK) {
 		free(data);
 		return ex;
@@ -332,7 +334,7 @@ ctl_answer(const char *config, int argc, char **argv)
 		qs[i] = arg;
 		vs[i] = eq + 1;
 	}
-	ex = open_all(config, "answer", &c, &s);
+	ex = open_all(config, "answer", 1, &c, &s);
 	if (ex == CTL_EXIT_OK) {
 		rc = store_answer(s, c, ref, n, qs, vs, (int64_t)time(NULL), "cli", &why);
 		if (rc < 0) {
@@ -408,7 +410,7 @@ ctl_optout(const char *config, int argc, char **argv)
 	if (optind != argc - 1 || source[0] == '\0')
 		return optout_usage(stderr);
 	customer = argv[optind];
-	ex = open_all(config, "optout", &c, &s);
+	ex = open_all(config, "optout", 0, &c, &s);
 	if (ex != CTL_EXIT_OK)
 		return ex;
 	optout_before(s, customer, &already, &scheduled);

@@ -316,6 +316,17 @@ check "unknown option is a usage error" test "$rc" -eq 2
 rc=$?
 check "missing config exits 1" test "$rc" -eq 1
 check "missing config: diagnostics" err_has "missing.yaml"
+
+# A broken campaign file (a bad deploy) must not stop the intake of events; answers, which are
+# checked against the campaigns, are refused with the diagnostics.
+cp "$tmp/campaigns.d/support-ces.yaml" "$tmp/support-ces.yaml.good"
+echo "bogus_key: 1" >>"$tmp/campaigns.d/support-ces.yaml"
+run event purchase.completed --customer "$(q "select id from customers order by cid limit 1")" --id during-bad-deploy --data '{"amount": 10}'
+check "event intake goes on while a campaign file is broken" test "$rc" -eq 0
+run answer 1 ease=5
+check "answer refuses while the campaigns do not load" test "$rc" -eq 1
+check "answer names the broken file" err_has "support-ces.yaml"
+cp "$tmp/support-ces.yaml.good" "$tmp/campaigns.d/support-ces.yaml"
 check "no sanitizer report at the end" no_sanitizer
 
 echo "1..$n"
