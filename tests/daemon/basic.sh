@@ -38,38 +38,8 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 py=${PYTHON3:-/usr/bin/python3}
 sink_py=$srcdir/tests/daemon/sink.py
 
-for x in "$d_bin" "$ctl"; do
-	if [ -z "$x" ] || [ ! -x "$x" ]; then
-		echo "Bail out! CAMPAIGND and CAMPAIGNCTL must name the built programs (got '$x')"
-		exit 1
-	fi
-done
-if [ ! -x "$py" ] && ! command -v "$py" >/dev/null 2>&1; then
-	echo "1..0 # SKIP no python3 at $py"
-	exit 0
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/campaignd-basic.XXXXXX") || {
-	echo "Bail out! mktemp failed"
-	exit 1
-}
-daemon_pid=
-sink_pid=
-
-cleanup() {
-	local p
-	for p in $daemon_pid $sink_pid; do
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	if [ "${KEEP_TMP:-0}" = 1 ]; then
-		echo "# kept $tmp" >&2
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup basic
 
 echo "1..38"
 n=0

@@ -45,37 +45,8 @@ SEED=${SEED:-$(date +%s)}
 TIME_LIMIT=${TIME_LIMIT:-300}
 STALL=${STALL:-30}
 
-for x in "$d_bin" "$ctl"; do
-	if [ -z "$x" ] || [ ! -x "$x" ]; then
-		echo "Bail out! CAMPAIGND and CAMPAIGNCTL must name the built programs (got '$x')"
-		exit 1
-	fi
-done
-if [ ! -x "$py" ] && ! command -v "$py" >/dev/null 2>&1; then
-	echo "1..0 # SKIP no python3 at $py"
-	exit 0
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/campaignd-crash.XXXXXX") || {
-	echo "Bail out! mktemp failed"
-	exit 1
-}
-daemon_pid=
-sink_pid=
-cleanup() {
-	local p
-	for p in $daemon_pid $sink_pid; do
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	if [ "${KEEP_TMP:-0}" = 1 ]; then
-		echo "# kept $tmp" >&2
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup crash
 
 now_ms() { date +%s%3N; }
 deadline=$(($(now_ms) + TIME_LIMIT * 1000))
