@@ -6,17 +6,7 @@ ctl=${1:?usage: check_1000.sh CAMPAIGNCTL}
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/campaigns.d/templates"
-cp "$here"/campaigns.d/templates/*.yaml "$tmp/campaigns.d/templates/"
-cp -r "$here"/campaigns.d/codes "$tmp/campaigns.d/" 2>/dev/null || true
-sed "s|^campaigns:.*|campaigns: $tmp/campaigns.d|" "$here/examples/campaignd.yaml" >"$tmp/campaignd.yaml"
-# 250 copies of each of the four examples, each renamed to its file's name.
-for f in "$here"/campaigns.d/*.yaml; do
-	base=$(basename "$f" .yaml)
-	for i in $(seq -w 1 250); do
-		sed "s/^campaign: .*/campaign: $base-$i/" "$f" >"$tmp/campaigns.d/$base-$i.yaml"
-	done
-done
+"$here/bench/campaigns_1000.sh" "$tmp"
 count=$(ls "$tmp"/campaigns.d/*.yaml | wc -l)
 "$ctl" -c "$tmp/campaignd.yaml" check --strict >/dev/null 2>&1 || { echo "check failed"; exit 1; }
 best=999

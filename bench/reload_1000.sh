@@ -36,16 +36,7 @@ fail() {
 now_ns() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 
-mkdir -p "$tmp/campaigns.d/templates"
-cp "$here"/campaigns.d/templates/*.yaml "$tmp/campaigns.d/templates/"
-cp -r "$here"/campaigns.d/codes "$tmp/campaigns.d/" 2>/dev/null || true
-sed "s|^campaigns:.*|campaigns: $tmp/campaigns.d|" "$here/examples/campaignd.yaml" >"$tmp/campaignd.yaml"
-for f in "$here"/campaigns.d/*.yaml; do
-	base=$(basename "$f" .yaml)
-	for i in $(seq -w 1 250); do
-		sed "s/^campaign: .*/campaign: $base-$i/" "$f" >"$tmp/campaigns.d/$base-$i.yaml"
-	done
-done
+"$here/bench/campaigns_1000.sh" "$tmp"
 count=$(ls "$tmp"/campaigns.d/*.yaml | wc -l)
 
 # loaded: the number of campaigns `status --format json` lists.

@@ -218,25 +218,18 @@ stop_cb(uv_signal_t *s, int signum)
 
 /* ---- reload ---- */
 
+/* diags_text: the diagnostics as check prints them (diag_print_text), as a malloc'd string. */
 static char *
 diags_text(const struct diag_list *dl)
 {
-	size_t i, len = 1;
-	char *out;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
 
-	for (i = 0; i < dl->n; i++)
-		len += strlen(dl->v[i].file) + strlen(dl->v[i].message) + 64;
-	out = xcalloc(1, len);
-	for (i = 0; i < dl->n; i++) {
-		char line[64];
-
-		snprintf(line, sizeof(line), ":%d:%d: %s: ", dl->v[i].line, dl->v[i].col,
-		    dl->v[i].severity == DIAG_ERROR ? "error" : "warning");
-		strcat(out, dl->v[i].file);
-		strcat(out, line);
-		strcat(out, dl->v[i].message);
-		strcat(out, "\n");
-	}
+	if (f == NULL)
+		return xstrdup("");
+	diag_print_text(dl, f);
+	fclose(f);
 	return out;
 }
 

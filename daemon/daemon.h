@@ -36,7 +36,6 @@ struct job {
 	CURL *easy; /* while on the multi handle */
 	void *state; /* the driver's, between start and finish */
 	uv_timer_t retry; /* backoff; closed with the job */
-	int retry_armed;
 };
 
 /* Per channel name: concurrency and rate limiting across generations. */

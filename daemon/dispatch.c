@@ -51,11 +51,10 @@ job_closed(uv_handle_t *h)
 	free(j);
 }
 
-/* job_free: unlink from the live list and release (the timer is closed first). */
+/* unlink_active: take a job off the live list. */
 static void
-job_free(struct job *j)
+unlink_active(struct daemon *d, struct job *j)
 {
-	struct daemon *d = j->d;
 	struct job **pp;
 
 	for (pp = &d->active; *pp != NULL; pp = &(*pp)->next)
@@ -63,6 +62,13 @@ job_free(struct job *j)
 			*pp = j->next;
 			break;
 		}
+}
+
+/* job_free: unlink from the live list and release (the timer is closed first). */
+static void
+job_free(struct job *j)
+{
+	unlink_active(j->d, j);
 	uv_close((uv_handle_t *)&j->retry, job_closed);
 }
 
@@ -133,7 +139,6 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 				store_rollback(d->st);
 		}
 		log_outcome(j, "retry", why);
-		j->retry_armed = 1;
 		uv_timer_start(&j->retry, retry_fired, delay, 0);
 		free(detail);
 		start_queued(d);
@@ -443,15 +448,9 @@ retry_fired(uv_timer_t *t)
 {
 	struct job *j = t->data;
 	struct daemon *d = j->d;
-	struct job **pp;
 
-	j->retry_armed = 0;
 	/* Back into its queue, at the front: it keeps its place among the channel's sends. */
-	for (pp = &d->active; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == j) {
-			*pp = j->next;
-			break;
-		}
+	unlink_active(d, j);
 	{
 		struct chanq *q = queue_for(d, j->channel);
 

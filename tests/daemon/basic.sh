@@ -42,21 +42,6 @@ sink_py=$srcdir/tests/daemon/sink.py
 daemon_test_setup basic
 
 echo "1..38"
-n=0
-failed=0
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	if [ $# -gt 1 ] && [ -n "$2" ]; then
-		printf '%s\n' "$2" | head -40 | sed 's/^/#   /'
-	fi
-	return 0
-}
 # check DESC COMMAND...: ok when COMMAND succeeds; its output is shown when it fails.
 check() {
 	local desc=$1 out

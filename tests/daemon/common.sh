@@ -1,6 +1,23 @@
 # common.sh: sourced by the daemon tests: checks the programs, makes the temp dir, and kills
 # what a test started when it ends.  Sets tmp; the test sets daemon_pid and sink_pid.
 # Usage: daemon_test_setup NAME   (after d_bin, ctl and py are set)
+
+# TAP: ok DESC; not_ok DESC [DETAIL] (the detail is shown as comments).
+n=0
+failed=0
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $1"
+}
+not_ok() {
+	n=$((n + 1))
+	failed=$((failed + 1))
+	echo "not ok $n - $1"
+	if [ $# -gt 1 ] && [ -n "$2" ]; then
+		printf '%s\n' "$2" | head -40 | sed 's/^/#   /'
+	fi
+	return 0
+}
 daemon_test_setup() {
 	local x
 	for x in "$d_bin" "$ctl"; do

@@ -55,21 +55,6 @@ out_of_time() { [ "$(now_ms)" -ge "$deadline" ]; }
 echo "1..$((KILLS + 11))"
 echo "# seed=$SEED kills=$KILLS deliveries=$N (repeat with SEED=$SEED KILLS=$KILLS DELIVERIES=$N)"
 RANDOM=$SEED
-n=0
-failed=0
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	if [ $# -gt 1 ] && [ -n "$2" ]; then
-		printf '%s\n' "$2" | head -40 | sed 's/^/#   /'
-	fi
-	return 0
-}
 bail() {
 	echo "Bail out! $1"
 	exit 1
