@@ -41,14 +41,24 @@ notify(const char *fmt, ...)
 #endif
 }
 
+/* now_ms: the engine's time in milliseconds (real time, or accelerated in demo mode). */
+static int64_t
+now_ms(const struct daemon *d)
+{
+	struct timespec ts;
+	int64_t real;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	real = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (d->speed <= 1.0)
+		return real;
+	return d->clock_base * 1000 + (int64_t)((double)(real - d->clock_base * 1000) * d->speed);
+}
+
 int64_t
 daemon_now(const struct daemon *d)
 {
-	int64_t real = (int64_t)time(NULL);
-
-	if (d->speed <= 1.0)
-		return real;
-	return d->clock_base + (int64_t)((double)(real - d->clock_base) * d->speed);
+	return now_ms(d) / 1000;
 }
 
 void
@@ -81,48 +91,86 @@ engine_sink(void *arg, const struct sched_action *a)
 
 static void wake_cb(uv_timer_t *t);
 
-/* rearm: the one timer, set for the earliest due delivery or occurrence. */
+/*
+ * rearm: the one timer, set for the earliest due delivery or occurrence, to the millisecond:
+ * due times are whole seconds, and the timer fires at the start of that second.
+ */
 static void
 rearm(struct daemon *d)
 {
-	int64_t now = daemon_now(d), next;
-	uint64_t ms;
+	int64_t ms = now_ms(d), next, wait;
 
+	d->rearm = 0;
 	if (d->stopping)
 		return;
-	next = sched_next_wakeup(d->cur->e, now);
+	next = sched_next_wakeup(d->cur->e, ms / 1000);
 	if (next < 0) {
 		uv_timer_stop(&d->wake);
 		return;
 	}
-	ms = next > now ? (uint64_t)(next - now) * 1000 : 0;
+	wait = next * 1000 - ms;
+	if (wait < 0)
+		wait = 0;
 	if (d->speed > 1.0)
-		ms = (uint64_t)((double)ms / d->speed);
-	uv_timer_start(&d->wake, wake_cb, ms, 0);
+		wait = (int64_t)((double)wait / d->speed);
+	uv_timer_start(&d->wake, wake_cb, (uint64_t)wait, 0);
+}
+
+int
+daemon_write(struct daemon *d)
+{
+	if (d->txn)
+		return 0;
+	if (store_begin(d->st) < 0) {
+		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
+		return -1;
+	}
+	d->txn = 1;
+	return 0;
 }
 
 void
-daemon_tick(struct daemon *d)
+daemon_flush(struct daemon *d)
+{
+	if (!d->txn)
+		return;
+	d->txn = 0;
+	if (store_commit(d->st) < 0) {
+		log_warnx("event=store-error error=\"%s\": these outcomes are resent with the same "
+			  "key at the next start",
+		    store_errmsg(d->st));
+		store_rollback(d->st);
+	}
+}
+
+void
+daemon_tick(struct daemon *d, int materialise)
 {
 	int64_t now = daemon_now(d);
-	long made, decided;
+	long made = 0, decided;
 
 	if (d->stopping)
 		return;
-	/* The moves to 'sending' are committed before any network call. */
-	if (store_begin(d->st) < 0) {
-		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
+	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
+	 * any of them is started. */
+	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
 		uv_timer_start(&d->wake, wake_cb, 1000, 0);
 		return;
 	}
-	made = sched_materialize(d->cur->e, now, engine_sink, d);
+	if (materialise)
+		made = sched_materialize(d->cur->e, now, engine_sink, d);
 	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, now, engine_sink, d);
-	if (made < 0 || decided < 0 || store_commit(d->st) < 0) {
-		store_rollback(d->st);
+	if (made < 0 || decided < 0) {
+		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
 		log_warnx("event=engine-error error=\"%s\"", store_errmsg(d->st));
+		store_release(d->st, 0);
+		daemon_flush(d);
+		dispatch_discard(d);
 		uv_timer_start(&d->wake, wake_cb, 1000, 0);
 		return;
 	}
+	store_release(d->st, 1);
+	daemon_flush(d);
 	if (made > 0)
 		log_info("event=materialise deliveries=%ld", made);
 	dispatch_start(d);
@@ -132,7 +180,21 @@ daemon_tick(struct daemon *d)
 static void
 wake_cb(uv_timer_t *t)
 {
-	daemon_tick(t->data);
+	daemon_tick(t->data, 1);
+}
+
+/* after_io: once per loop pass, after the I/O callbacks: commit, re-arm, refill. */
+static void
+after_io(uv_check_t *c)
+{
+	struct daemon *d = c->data;
+
+	daemon_flush(d);
+	if (d->stopping)
+		return;
+	dispatch_refill(d);
+	if (d->rearm)
+		rearm(d);
 }
 
 /* watch_cb: another connection changed the database (events, customers, answers): look again. */
@@ -150,7 +212,7 @@ watch_cb(uv_timer_t *t)
 	}
 	if (v != d->data_version) {
 		d->data_version = v;
-		daemon_tick(d);
+		daemon_tick(d, 1);
 	}
 }
 
@@ -168,6 +230,7 @@ static void
 finish(struct daemon *d)
 {
 	uv_timer_stop(&d->drain);
+	daemon_flush(d);
 	dispatch_abandon(d);
 	log_info("event=stop uptime=%llds", (long long)((int64_t)time(NULL) - d->started));
 	uv_stop(d->loop);
@@ -181,7 +244,7 @@ daemon_after_outcome(struct daemon *d)
 			finish(d);
 		return;
 	}
-	rearm(d);
+	d->rearm = 1;
 }
 
 static void
@@ -250,6 +313,7 @@ daemon_reload(struct daemon *d, char **summary)
 	size_t i, added = 0, changed = 0, removed = 0, cancelled = 0;
 
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)uv_hrtime() / 1000ULL);
+	daemon_flush(d);
 	diag_init(&dl);
 	c = conf_load(d->config_path, &dl);
 	if (c == NULL) {
@@ -278,6 +342,7 @@ daemon_reload(struct daemon *d, char **summary)
 		notify("READY=1");
 		return -1;
 	}
+	sched_set_gate(g->e, dispatch_gate, d);
 	for (i = 0; i < c->n_campaigns; i++) {
 		const struct conf_campaign *old = conf_campaign_find(d->cur->conf, c->campaigns[i]->name);
 
@@ -319,7 +384,7 @@ daemon_reload(struct daemon *d, char **summary)
 	    c->n_campaigns, added, changed, removed, cancelled);
 	diag_free(&dl);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
-	daemon_tick(d);
+	daemon_tick(d, 1);
 	return 0;
 }
 
@@ -355,8 +420,12 @@ recover(struct daemon *d)
 	for (i = 0; i < n; i++)
 		sched_resend(d->cur->e, ids[i], daemon_now(d),
 		    "found in 'sending' at start: resent with the same idempotency key", engine_sink, d);
-	if (store_commit(d->st) < 0)
+	if (store_commit(d->st) < 0) {
 		store_rollback(d->st);
+		dispatch_discard(d); /* still 'sending': the next start tries again */
+		free(ids);
+		return;
+	}
 	log_info("event=recover resent=%zu", n);
 	free(ids);
 }
@@ -460,6 +529,7 @@ main(int argc, char **argv)
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
+	sched_set_gate(d.cur->e, dispatch_gate, &d);
 	d.loop = uv_default_loop();
 	if (dispatch_init(&d) < 0)
 		fatalx("event=start error=\"cannot initialise libcurl\"");
@@ -469,6 +539,9 @@ main(int argc, char **argv)
 	d.watch.data = &d;
 	uv_timer_init(d.loop, &d.drain);
 	d.drain.data = &d;
+	uv_check_init(d.loop, &d.after_io);
+	d.after_io.data = &d;
+	uv_check_start(&d.after_io, after_io);
 	uv_signal_init(d.loop, &d.sighup);
 	d.sighup.data = &d;
 	uv_signal_init(d.loop, &d.sigterm);
@@ -485,7 +558,7 @@ main(int argc, char **argv)
 	if (demo)
 		demo_seed(d.st, daemon_now(&d));
 	recover(&d);
-	daemon_tick(&d);
+	daemon_tick(&d, 1);
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
 	uv_run(d.loop, UV_RUN_DEFAULT);

@@ -23,25 +23,37 @@ struct gen {
 	int refs;
 };
 
-/* One send of one step, from the move to 'sending' until its outcome is committed. */
+/*
+ * One send of one step, from the move to 'sending' until its outcome is recorded.  A job is
+ * small until it starts: the message is rendered when the channel takes it, and freed with
+ * the job.
+ */
 struct job {
-	struct job *next; /* in its channel's queue, or the in-flight list */
+	struct job *next; /* in its channel's queue, or the live list */
 	struct daemon *d;
 	struct gen *gen; /* holds a reference */
 	int64_t delivery;
 	int step;
 	int attempt; /* transient failures so far */
-	char channel[72];
-	struct chan_message msg;
+	char channel[72], campaign[72], customer[128], key[32];
+	char token[STORE_TOKEN_SIZE];
+	struct chan_message msg; /* rendered at start */
 	CURL *easy; /* while on the multi handle */
 	void *state; /* the driver's, between start and finish */
 	uv_timer_t retry; /* backoff; closed with the job */
 };
 
-/* Per channel name: concurrency and rate limiting across generations. */
+/*
+ * Per channel name: concurrency, the rate limit and the bound on held jobs, across
+ * generations.  `held` counts the channel's jobs from the move to 'sending' to their last
+ * outcome (waiting, in flight, or waiting to retry); the engine's gate admits a send only while
+ * it is under the bound, so only what the channel can take soon is moved to 'sending' and held
+ * in memory, whatever the backlog.
+ */
 struct chanq {
 	char name[72];
-	int inflight;
+	int inflight, held;
+	int gated; /* the gate refused a send since the last refill */
 	struct job *head, *tail; /* waiting to start */
 	uint64_t next_ms; /* rate limit: earliest start of the next send (loop time) */
 };
@@ -57,6 +69,7 @@ struct daemon {
 	uv_timer_t watch; /* notices changes by other processes (PRAGMA data_version) */
 	uv_timer_t drain; /* shutdown bound */
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
+	uv_check_t after_io; /* once per loop pass: commit outcomes, re-arm, refill the queues */
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
@@ -65,7 +78,10 @@ struct daemon {
 	struct chanq *queues;
 	long inflight; /* jobs started and not finished */
 	struct job *active; /* every live job (for shutdown) */
+	struct job *fresh, **fresh_tail; /* decided, not yet committed (dispatch_start queues them) */
 	int64_t data_version;
+	int txn; /* outcomes are being written in an open transaction (committed by after_io) */
+	int rearm; /* the wake timer must be computed again */
 	int stopping;
 	int64_t started;
 	char *outbox_hint; /* shown at start in demo mode */
@@ -74,22 +90,45 @@ struct daemon {
 /* daemon_now: the engine's time (real time, or accelerated in demo mode). */
 int64_t daemon_now(const struct daemon *d);
 
-/* daemon_tick: materialise, decide what is due, start the sends; then re-arm the wake timer. */
-void daemon_tick(struct daemon *d);
+/*
+ * daemon_tick: materialise (when `materialise`), decide what is due as far as the channels can
+ * take it, commit, start the sends; then re-arm the wake timer.
+ */
+void daemon_tick(struct daemon *d, int materialise);
+
+/*
+ * daemon_write: make sure a write transaction is open for outcomes (0, or -1 logged); they are
+ * committed together once per loop pass, or by daemon_flush.  daemon_flush: commit it now
+ * (before any other transaction, and at shutdown).  A crash before the commit leaves the
+ * deliveries in 'sending': they are resent with the same key at the next start.
+ */
+int daemon_write(struct daemon *d);
+void daemon_flush(struct daemon *d);
 
 /* daemon_reload: SIGHUP and `campaignctl reload` (all or nothing; see campaignd.c). */
 int daemon_reload(struct daemon *d, char **summary);
 
-/* daemon_after_outcome: re-arm after a job ended (or finish the shutdown when the last one did). */
+/*
+ * daemon_after_outcome: a job ended: re-arm at the end of this loop pass (or finish the
+ * shutdown when it was the last one in flight).
+ */
 void daemon_after_outcome(struct daemon *d);
 
 /* dispatch.c: jobs, channels, curl-multi on libuv. */
 int dispatch_init(struct daemon *d);
 void dispatch_close(struct daemon *d);
-/* dispatch_start: start queued jobs as far as concurrency and rate limits allow. */
-void dispatch_start(struct daemon *d);
-/* dispatch_job: queue a send reported by the engine (the row is 'sending', committed). */
+/*
+ * dispatch_job: a send reported by the engine becomes a fresh job; once the move to 'sending'
+ * is committed, dispatch_start queues the fresh jobs on their channels and starts what
+ * concurrency and rate limits allow; if it was rolled back, dispatch_discard drops them.
+ */
 void dispatch_job(struct daemon *d, const struct sched_action *a);
+void dispatch_start(struct daemon *d);
+void dispatch_discard(struct daemon *d);
+/* dispatch_gate: the engine's gate (sched_gate): can channel `channel` hold one more job? */
+int dispatch_gate(void *arg, const char *channel);
+/* dispatch_refill: after this loop pass's outcomes, decide more if a full channel has room. */
+void dispatch_refill(struct daemon *d);
 /* dispatch_abandon: record every unfinished job as abandoned (shutdown); they stay 'sending'. */
 void dispatch_abandon(struct daemon *d);
 

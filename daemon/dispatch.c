@@ -9,6 +9,12 @@
 
 #define DEFAULT_RETRIES 5
 #define BACKOFF_CAP_S 300
+/*
+ * A channel holds at most twice its concurrency plus this many jobs: enough waiting that each
+ * finished send is followed at once by the next while the engine refills the queue, and no
+ * more, so that memory and the rows in 'sending' do not grow with the backlog.
+ */
+#define HOLD_SLACK 16
 
 /* A socket curl asked us to watch. */
 struct sock {
@@ -19,9 +25,25 @@ struct sock {
 
 static void start_queued(struct daemon *d);
 
+static struct chanq *queue_for(struct daemon *d, const char *name);
+
 void
 dispatch_start(struct daemon *d)
 {
+	struct job *j;
+
+	while ((j = d->fresh) != NULL) {
+		struct chanq *q = queue_for(d, j->channel);
+
+		d->fresh = j->next;
+		j->next = NULL;
+		if (q->tail)
+			q->tail->next = j;
+		else
+			q->head = j;
+		q->tail = j;
+	}
+	d->fresh_tail = &d->fresh;
 	start_queued(d);
 }
 
@@ -39,6 +61,47 @@ queue_for(struct daemon *d, const char *name)
 	memset(&d->queues[d->n_queues], 0, sizeof(*d->queues));
 	snprintf(d->queues[d->n_queues].name, sizeof(d->queues[0].name), "%s", name);
 	return &d->queues[d->n_queues++];
+}
+
+static int
+hold_max(const struct daemon *d, const char *channel)
+{
+	const struct conf_channel *ch = conf_channel_find(d->cur->conf, channel);
+
+	return 2 * (ch ? ch->concurrency : 1) + HOLD_SLACK;
+}
+
+int
+dispatch_gate(void *arg, const char *channel)
+{
+	struct daemon *d = arg;
+	struct chanq *q = queue_for(d, channel);
+
+	if (q->held < hold_max(d, channel))
+		return 1;
+	q->gated = 1;
+	return 0;
+}
+
+void
+dispatch_refill(struct daemon *d)
+{
+	size_t i;
+	int room = 0;
+
+	for (i = 0; i < d->n_queues; i++) {
+		struct chanq *q = &d->queues[i];
+
+		if (q->gated && q->held <= hold_max(d, q->name) / 2) {
+			room = 1;
+			break;
+		}
+	}
+	if (!room)
+		return;
+	for (i = 0; i < d->n_queues; i++)
+		d->queues[i].gated = 0;
+	daemon_tick(d, 0);
 }
 
 static void
@@ -68,6 +131,7 @@ unlink_active(struct daemon *d, struct job *j)
 static void
 job_free(struct job *j)
 {
+	queue_for(j->d, j->channel)->held--;
 	unlink_active(j->d, j);
 	uv_close((uv_handle_t *)&j->retry, job_closed);
 }
@@ -79,38 +143,47 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
 {
 	log_info("event=send campaign=%s customer=%s delivery=%lld step=%d channel=%s key=%s "
 		 "outcome=%s%s%s",
-	    j->msg.campaign, j->msg.customer, (long long)j->delivery, j->step, j->channel,
-	    j->msg.idem_key, outcome, detail ? " detail=" : "", detail ? detail : "");
+	    j->campaign, j->customer, (long long)j->delivery, j->step, j->channel, j->key, outcome,
+	    detail ? " detail=" : "", detail ? detail : "");
 }
 
-/* Commit an engine call in its own transaction; a failure is logged, the row stays 'sending'. */
-static int
-commit_outcome(struct daemon *d, struct job *j, enum chan_outcome o, const char *detail)
+/*
+ * record: write an outcome through the engine into the loop pass's transaction, as one part
+ * of it (a failing part is undone alone).  A failure is logged; the row stays 'sending' and
+ * is resent with the same key at the next start.
+ */
+static void
+record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 {
 	int64_t now = daemon_now(d);
 	int rc;
 
-	if (store_begin(d->st) < 0) {
+	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
 		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
 		    store_errmsg(d->st));
-		return -1;
+		return;
 	}
 	if (o == CHAN_SENT)
 		rc = sched_sent(j->gen->e, j->delivery, now);
+	else if (o == CHAN_PERMANENT)
+		rc = sched_failed(j->gen->e, j->delivery, now, why ? why : "failed", NULL, NULL);
 	else
-		rc = sched_failed(j->gen->e, j->delivery, now, detail ? detail : "failed", NULL, NULL);
-	if (rc < 0 || store_commit(d->st) < 0) {
-		store_rollback(d->st);
+		rc = sched_retrying(j->gen->e, j->delivery, now, why);
+	if (rc < 0) {
 		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
 		    store_errmsg(d->st));
-		return -1;
+		store_release(d->st, 0);
+		return;
 	}
-	return 0;
+	store_release(d->st, 1);
 }
 
 static void retry_fired(uv_timer_t *t);
 
-/* outcome: the end of one attempt: commit, retry with backoff, or move on. */
+/*
+ * outcome: the end of one attempt: record it, retry with backoff, or move on.  The caller
+ * starts what waits (start_queued) afterwards.
+ */
 static void
 outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_after, char *detail)
 {
@@ -133,15 +206,10 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		j->attempt++;
 		snprintf(why, sizeof(why), "attempt %d failed (%s); retry in %.1fs with the same key",
 		    j->attempt, detail ? detail : "transient failure", (double)delay / 1000.0);
-		if (store_begin(d->st) == 0) {
-			if (sched_retrying(j->gen->e, j->delivery, daemon_now(d), why) < 0 ||
-			    store_commit(d->st) < 0)
-				store_rollback(d->st);
-		}
+		record(d, j, CHAN_TRANSIENT, why);
 		log_outcome(j, "retry", why);
 		uv_timer_start(&j->retry, retry_fired, delay, 0);
 		free(detail);
-		start_queued(d);
 		return;
 	}
 	if (o == CHAN_TRANSIENT) {
@@ -157,11 +225,10 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		log_outcome(j, "abandoned", detail);
 	} else {
 		log_outcome(j, o == CHAN_SENT ? "sent" : "failed", detail);
-		commit_outcome(d, j, o, detail);
+		record(d, j, o, detail);
 	}
 	free(detail);
 	job_free(j);
-	start_queued(d);
 	/* The engine may have scheduled the next step: let the wake timer look again. */
 	daemon_after_outcome(d);
 }
@@ -196,6 +263,7 @@ check_multi(struct daemon *d)
 		j->easy = NULL;
 		outcome(d, j, o, retry_after, detail);
 	}
+	start_queued(d);
 }
 
 static void
@@ -313,7 +381,7 @@ dispatch_close(struct daemon *d)
 
 /* render: the message for a job, from the delivery's customer and event. */
 static int
-render(struct daemon *d, struct job *j, const char *token, char **err)
+render(struct daemon *d, struct job *j, char **err)
 {
 	const struct conf *c = j->gen->conf;
 	const struct conf_campaign *cp;
@@ -338,8 +406,8 @@ render(struct daemon *d, struct job *j, const char *token, char **err)
 		snprintf(fallback, sizeof(fallback), "http://%s", c->listen);
 		base = fallback;
 	}
-	survey = xasprintf("%s/s/%s", base, token);
-	optout = xasprintf("%s/o/%s", base, token);
+	survey = xasprintf("%s/s/%s", base, j->token);
+	optout = xasprintf("%s/o/%s", base, j->token);
 	memset(&r, 0, sizeof(r));
 	r.id = x.id;
 	r.first_name = x.first_name;
@@ -360,6 +428,7 @@ render(struct daemon *d, struct job *j, const char *token, char **err)
 	return rc;
 }
 
+/* start_job: render the message (now, not when decided) and hand it to the driver. */
 static void
 start_job(struct daemon *d, struct job *j)
 {
@@ -375,6 +444,11 @@ start_job(struct daemon *d, struct job *j)
 	if (drv == NULL) {
 		outcome(d, j, CHAN_PERMANENT, 0,
 		    xasprintf("no driver for channel %s is built in yet", j->channel));
+		return;
+	}
+	if (j->msg.idem_key == NULL && render(d, j, &detail) < 0) {
+		/* Cannot be rendered: a permanent failure of this step, with the reason. */
+		outcome(d, j, CHAN_PERMANENT, 0, detail);
 		return;
 	}
 	log_debug("event=message delivery=%lld to=%s text=\"%s\"", (long long)j->delivery,
@@ -467,7 +541,6 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
 	struct chanq *q;
-	char *err = NULL;
 
 	j->d = d;
 	j->gen = d->cur;
@@ -475,27 +548,32 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	j->delivery = a->delivery;
 	j->step = a->step;
 	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
+	snprintf(j->campaign, sizeof(j->campaign), "%s", a->campaign);
+	snprintf(j->customer, sizeof(j->customer), "%s", a->customer);
+	snprintf(j->key, sizeof(j->key), "%s", a->idem_key);
+	snprintf(j->token, sizeof(j->token), "%s", a->token);
 	uv_timer_init(d->loop, &j->retry);
 	j->retry.data = j;
-	if (render(d, j, a->token, &err) < 0) {
-		/* Cannot be rendered: a permanent failure of this step, with the reason. */
-		j->msg.campaign = xstrdup(a->campaign);
-		j->msg.customer = xstrdup(a->customer);
-		j->msg.idem_key = xstrdup(a->idem_key);
-		j->next = d->active;
-		d->active = j;
-		q = queue_for(d, j->channel);
-		q->inflight++;
-		d->inflight++;
-		outcome(d, j, CHAN_PERMANENT, 0, err);
-		return;
-	}
 	q = queue_for(d, j->channel);
-	if (q->tail)
-		q->tail->next = j;
-	else
-		q->head = j;
-	q->tail = j;
+	q->held++;
+	if (d->fresh_tail == NULL)
+		d->fresh_tail = &d->fresh;
+	*d->fresh_tail = j;
+	d->fresh_tail = &j->next;
+}
+
+void
+dispatch_discard(struct daemon *d)
+{
+	struct job *j;
+
+	while ((j = d->fresh) != NULL) {
+		d->fresh = j->next;
+		j->next = NULL;
+		queue_for(d, j->channel)->held--;
+		uv_close((uv_handle_t *)&j->retry, job_closed);
+	}
+	d->fresh_tail = &d->fresh;
 }
 
 void
@@ -527,14 +605,11 @@ dispatch_abandon(struct daemon *d)
 			curl_easy_cleanup(j->easy);
 			j->easy = NULL;
 		}
-		if (store_begin(d->st) == 0) {
-			if (sched_retrying(j->gen->e, j->delivery, daemon_now(d),
-				"abandoned at shutdown; resent with the same key at the next start") < 0 ||
-			    store_commit(d->st) < 0)
-				store_rollback(d->st);
-		}
+		record(d, j, CHAN_TRANSIENT,
+		    "abandoned at shutdown; resent with the same key at the next start");
 		log_outcome(j, "abandoned", "shutdown");
 		uv_timer_stop(&j->retry);
 		job_free(j);
 	}
+	daemon_flush(d);
 }

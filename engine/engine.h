@@ -41,6 +41,13 @@ struct sched_action {
 typedef int (*sched_sink)(void *arg, const struct sched_action *a);
 
 /*
+ * A gate says whether channel `channel` can take one more send now (non-zero) or is full (0).
+ * sched_run_due leaves a delivery whose channel is full 'scheduled' and due, and reads past
+ * it, so that a slow channel does not hold up the others; it is decided on a later call.
+ */
+typedef int (*sched_gate)(void *arg, const char *channel);
+
+/*
  * sched_new: bind an engine to a store and a conf.  Records each campaign's version (name,
  * sha256, text) with loaded_at = now, prepares statements and registers the SQL functions.
  * Returns 0 and *out, or a negative code with *err a malloc'd message.
@@ -48,6 +55,9 @@ typedef int (*sched_sink)(void *arg, const struct sched_action *a);
 int sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **out,
     char **err);
 void sched_free(struct sched *e);
+
+/* sched_set_gate: consult `gate` before each send (NULL, the default, admits every send). */
+void sched_set_gate(struct sched *e, sched_gate gate, void *arg);
 
 /*
  * sched_materialize: create the deliveries whose time has come: occurrences of recurring and
@@ -61,7 +71,8 @@ long sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 /*
  * sched_run_due: decide every delivery due at or before `until` (>= now), in due order, each at
  * its own due time (or `now` when overdue): skip it (reason recorded) or move it to 'sending'
- * (idempotency key committed with it by the caller's transaction) and report it.  A send must
+ * (idempotency key committed with it by the caller's transaction) and report it; a send whose
+ * channel the gate says is full is left due.  A send must
  * be followed by sched_sent or sched_failed (a step they schedule inside the window is decided
  * in turn).  The daemon passes until = now; a dry run passes the time of the next
  * materialisation (sched_next_materialization), so that it needs no pass per due time.

@@ -60,6 +60,8 @@ struct sched {
 	struct camp *camps;
 	struct mat mat; /* the occurrence being materialised (read by sched_due()) */
 	int64_t resched_min; /* earliest due time set since sched_run_due last looked */
+	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
+	void *gate_arg;
 };
 
 /* A due delivery as read, copied out so the query can be reset before decisions write. */

@@ -23,7 +23,10 @@
 	"LEFT JOIN optouts o ON o.customer = d.customer "
 
 static const char *const sql_text[S_COUNT] = {
-	[S_DUE] = DUE_ROW " " DUE_JOIN "WHERE d.state = 'scheduled' AND d.due_at <= ?1 "
+	/* Due order, read in pages after (?3 due_at, ?4 priority, ?5 id): the index's order. */
+	[S_DUE] = DUE_ROW " " DUE_JOIN "WHERE d.state = 'scheduled' AND d.due_at <= ?1 AND "
+				       "d.due_at >= ?3 AND (d.due_at > ?3 OR d.priority < ?4 OR "
+				       "(d.priority = ?4 AND d.id > ?5)) "
 				       "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
@@ -345,6 +348,36 @@ sql_due(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_int64(ctx, due);
 }
 
+/*
+ * The SQL functions are registered on the connection with one engine as their context; the
+ * connection may outlive an engine (a refused reload frees the new one), so each entry point
+ * that runs them binds them to itself first.  The engine is single-threaded, like SQLite's use
+ * here, so one owner per process is enough.
+ */
+static const struct sched *fn_owner;
+
+static int
+functions_bind(struct sched *e)
+{
+	if (fn_owner == e)
+		return 0;
+	if (sqlite3_create_function(e->db, "sched_due", -1, SQLITE_UTF8 | SQLITE_INNOCUOUS, e,
+		sql_due, NULL, NULL) != SQLITE_OK) {
+		fprintf(stderr, "campaignd: engine: registering SQL functions: %s\n",
+		    sqlite3_errmsg(e->db));
+		return -EIO;
+	}
+	fn_owner = e;
+	return 0;
+}
+
+void
+sched_set_gate(struct sched *e, sched_gate gate, void *arg)
+{
+	e->gate = gate;
+	e->gate_arg = arg;
+}
+
 /* ---- construction ---- */
 
 int
@@ -358,6 +391,11 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 	e->st = st;
 	e->db = store_db(st);
 	e->conf = c;
+	if (functions_bind(e) < 0) {
+		*err = xasprintf("registering SQL functions: %s", sqlite3_errmsg(e->db));
+		sched_free(e);
+		return -EIO;
+	}
 	for (i = 0; i < S_COUNT; i++) {
 		rc = sqlite3_prepare_v3(e->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i],
 		    NULL);
@@ -370,8 +408,6 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 	if (sqlite3_create_function(e->db, "sched_hash", -1,
 		SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL, sql_hash, NULL,
 		NULL) != SQLITE_OK ||
-	    sqlite3_create_function(e->db, "sched_due", -1, SQLITE_UTF8 | SQLITE_INNOCUOUS, e,
-		sql_due, NULL, NULL) != SQLITE_OK ||
 	    audience_register(e->db) < 0) {
 		*err = xasprintf("registering SQL functions: %s", sqlite3_errmsg(e->db));
 		sched_free(e);
@@ -406,6 +442,8 @@ sched_free(struct sched *e)
 
 	if (e == NULL)
 		return;
+	if (fn_owner == e)
+		fn_owner = NULL;
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(e->stmt[i]);
 	for (i = 0; i < e->n_camps; i++)
@@ -889,6 +927,8 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 	long total = 0, n;
 	size_t i;
 
+	if (functions_bind(e) < 0)
+		return -1;
 	for (i = 0; i < e->n_camps; i++) {
 		struct camp *k = &e->camps[i];
 
@@ -1040,6 +1080,12 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	}
 	if (!d->sent_before && contact_blocked(e, d, now, why, sizeof(why)))
 		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
+	if (e->gate && !e->gate(e->gate_arg, st->channel->name)) {
+		/* The channel is full: the delivery stays due; the steps walked past stay walked. */
+		if (step != d->step && set_state(e, d->id, "scheduled", step, d->due_at, 0, now) < 0)
+			return -1;
+		return stop;
+	}
 	if (store_token(e->st, d->id, token) < 0)
 		return -1;
 	snprintf(key, sizeof(key), "d%lld-s%d", (long long)d->id, step);
@@ -1085,29 +1131,73 @@ read_due(sqlite3_stmt *s, struct due *d)
 	d->due_at = sqlite3_column_int64(s, 14);
 }
 
+/* admitted: can the channel of a due delivery's current step take a send now (the gate)? */
+static int
+admitted(struct sched *e, const struct due *d)
+{
+	const struct conf_campaign *cp;
+
+	if (e->gate == NULL)
+		return 1;
+	cp = conf_campaign_find(e->conf, d->campaign);
+	/* Anything else is decided (and skipped with its reason) whatever the channels hold. */
+	if (cp == NULL || d->step < 1 || d->step > (int)cp->n_steps)
+		return 1;
+	return e->gate(e->gate_arg, cp->steps[d->step - 1].channel->name);
+}
+
+/* any_open: is there a channel the gate admits a send on?  When none is, reading stops. */
+static int
+any_open(struct sched *e)
+{
+	size_t i;
+	int open = e->gate == NULL;
+
+	for (i = 0; i < e->conf->n_channels && !open; i++)
+		open = e->gate(e->gate_arg, e->conf->channels[i].name);
+	return open;
+}
+
 long
 sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void *arg)
 {
-	struct due *batch = xcalloc(DUE_BATCH, sizeof(*batch));
+	struct due *batch;
 	long total = 0;
+	int64_t after_due = -1, after_id = 0; /* the page starts after this row */
+	int after_prio = 0, more;
 	size_t n, i;
-	int full;
 
+	if (functions_bind(e) < 0)
+		return -1;
+	batch = xcalloc(DUE_BATCH, sizeof(*batch));
 	do {
 		sqlite3_stmt *s = sched_stmt(e, S_DUE);
 
+		if (!any_open(e))
+			break;
 		sqlite3_bind_int64(s, 1, until);
 		sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, after_due);
+		sqlite3_bind_int(s, 4, after_prio);
+		sqlite3_bind_int64(s, 5, after_id);
 		n = 0;
 		while (n < DUE_BATCH && sqlite3_step(s) == SQLITE_ROW)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
-		full = n == DUE_BATCH;
+		more = n == DUE_BATCH;
+		if (n > 0) {
+			after_due = batch[n - 1].due_at;
+			after_prio = batch[n - 1].priority;
+			after_id = batch[n - 1].id;
+		}
 		e->resched_min = INT64_MAX;
 		for (i = 0; i < n; i++) {
 			int64_t t = batch[i].due_at > now ? batch[i].due_at : now;
 			int rc;
 
+			/* Its channel is full: it stays due, for a later call. */
+			if (!admitted(e, &batch[i]))
+				continue;
 			rc = decide(e, &batch[i], t, sink, arg);
 			if (rc < 0) {
 				free(batch);
@@ -1118,16 +1208,16 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 				free(batch);
 				return total;
 			}
-			/* A step scheduled before the rest of this batch goes first: read again. */
-			if (i + 1 < n && e->resched_min <= batch[i + 1].due_at) {
-				full = 1;
+			/* A step scheduled before the rest of this page goes first: read again. */
+			if (i + 1 < n && e->resched_min <= batch[i + 1].due_at)
 				break;
-			}
 		}
-		/* And one scheduled inside the window is decided in this call too. */
-		if (e->resched_min <= until)
-			full = 1;
-	} while (full);
+		/* A step scheduled inside the window is decided in this call too, in its order. */
+		if (e->resched_min <= until) {
+			after_due = -1;
+			more = 1;
+		}
+	} while (more);
 	free(batch);
 	return total;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_int.h"
 #include "util.h"
 
 static char *
@@ -21,12 +22,7 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (sqlite3_prepare_v2(store_db(s),
-		"SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, c.email, "
-		"c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, c.attrs, e.data "
-		"FROM deliveries d JOIN customers c ON c.cid = d.customer "
-		"LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
-		-1, &st, NULL) != SQLITE_OK)
+	if ((st = store_stmt(s, ST_CONTEXT)) == NULL)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, delivery);
 	rc = sqlite3_step(st);
@@ -48,7 +44,7 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 		out->attrs_json = col(st, 13);
 		out->event_json = col(st, 14);
 	}
-	sqlite3_finalize(st);
+	store_stmt_done(st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : -EIO;

@@ -115,6 +115,7 @@ CREATE TABLE deliveries (
 	updated_at INTEGER NOT NULL,
 	UNIQUE (campaign, customer, occurrence)
 );
+-- Version 2 (store.c) makes this (due_at, priority DESC): the engine's order of due deliveries.
 CREATE INDEX deliveries_due ON deliveries(due_at) WHERE state = 'scheduled';
 CREATE INDEX deliveries_customer ON deliveries(customer, campaign);
 CREATE INDEX deliveries_sending ON deliveries(state) WHERE state = 'sending';

@@ -19,16 +19,21 @@
 
 /*
  * Migrations: migrations[i] takes a database from user_version i to i + 1.  Version 1 is the
- * whole schema.  A later change appends its ALTER/CREATE script here and bumps
- * STORE_SCHEMA_VERSION; a released entry is never edited.
+ * whole schema.sql.  A later change appends its ALTER/CREATE script here and bumps
+ * STORE_SCHEMA_VERSION; an entry is never edited once a database may have run it.
  */
-static const char *const migrations[] = { store_schema_sql };
+static const char *const migrations[] = {
+	store_schema_sql,
+	/* 2: the due index also orders by priority (and rowid), so that the daemon reads the next
+	 * few due deliveries without sorting every due one. */
+	"DROP INDEX deliveries_due;"
+	"CREATE INDEX deliveries_due ON deliveries(due_at, priority DESC) "
+	"WHERE state = 'scheduled';",
+};
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
     "one migration per schema version");
 
-/* The statements run once per record are prepared once and reused (reset after each use). */
-enum stmt_id { ST_CID, ST_CUST_UPSERT, ST_CONSENT_LOG, ST_CONSENT_PUT, ST_EVENT_INSERT, ST_COUNT };
 
 /*
  * Field values of customers: NULL (?n IS NULL) keeps the stored value on update; '' clears it
@@ -72,6 +77,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_EVENT_INSERT] = "INSERT INTO events (id, customer, type, occurred_at, data, received_at) "
 			    "VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6) "
 			    "ON CONFLICT (id) DO NOTHING",
+	[ST_CONTEXT] = "SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, "
+		       "c.email, c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, "
+		       "c.attrs, e.data FROM deliveries d JOIN customers c ON c.cid = d.customer "
+		       "LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
+	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
+	[ST_VERSION_ADD] = "INSERT INTO campaign_versions (campaign, sha256, loaded_at, source) "
+			   "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (campaign, sha256) DO NOTHING",
+	[ST_VERSION_GET] = "SELECT id FROM campaign_versions WHERE campaign = ?1 AND sha256 = ?2",
 };
 
 struct store {
@@ -141,8 +154,8 @@ store_db(struct store *s)
 
 /* ---- statements ---- */
 
-static sqlite3_stmt *
-stmt_get(struct store *s, enum stmt_id id)
+sqlite3_stmt *
+store_stmt(struct store *s, enum store_stmt_id id)
 {
 	if (s->stmt[id] == NULL &&
 	    sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
@@ -153,8 +166,8 @@ stmt_get(struct store *s, enum stmt_id id)
 	return s->stmt[id];
 }
 
-static void
-stmt_done(sqlite3_stmt *st)
+void
+store_stmt_done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -351,6 +364,18 @@ int
 store_commit(struct store *s)
 {
 	return store_exec(s, "COMMIT");
+}
+
+int
+store_savepoint(struct store *s)
+{
+	return store_exec(s, "SAVEPOINT part");
+}
+
+int
+store_release(struct store *s, int keep)
+{
+	return store_exec(s, keep ? "RELEASE part" : "ROLLBACK TO part; RELEASE part");
 }
 
 int
@@ -588,7 +613,7 @@ static const char *const kind_names[3] = { "sms", "email", "whatsapp" };
 int
 store_customer_cid(struct store *s, const char *id, int64_t *cid)
 {
-	sqlite3_stmt *st = stmt_get(s, ST_CID);
+	sqlite3_stmt *st = store_stmt(s, ST_CID);
 	int rc;
 
 	if (st == NULL)
@@ -599,7 +624,7 @@ store_customer_cid(struct store *s, const char *id, int64_t *cid)
 		*cid = sqlite3_column_int64(st, 0);
 	else if (rc != SQLITE_DONE)
 		rc = db_err(s, "customer lookup");
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc == SQLITE_DONE)
 		return set_err(s, -ENOENT, "unknown customer '%s'", id);
 	return rc == SQLITE_ROW ? 0 : rc;
@@ -611,7 +636,7 @@ write_customer(struct store *s, const struct store_customer *c, int64_t now, int
 {
 	const char *v[11] = { c->first_name, c->last_name, c->email, c->phone, c->whatsapp,
 		c->language, c->country, c->timezone, c->birth_date, c->segment, c->customer_since };
-	sqlite3_stmt *st = stmt_get(s, ST_CUST_UPSERT);
+	sqlite3_stmt *st = store_stmt(s, ST_CUST_UPSERT);
 	int i, rc;
 
 	if (st == NULL)
@@ -626,7 +651,7 @@ write_customer(struct store *s, const struct store_customer *c, int64_t now, int
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : db_err(s, "writing a customer");
 	*cid = sqlite3_last_insert_rowid(s->db);
-	stmt_done(st);
+	store_stmt_done(st);
 	return rc;
 }
 
@@ -650,15 +675,15 @@ consents_step(struct store *s, sqlite3_stmt *st, int64_t cid, const int consent[
 	bind_str(st, 6, source);
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording consents");
-	stmt_done(st);
+	store_stmt_done(st);
 	return rc;
 }
 
 static int
-write_consents(struct store *s, enum stmt_id id, int64_t cid, const int consent[3], int64_t now,
+write_consents(struct store *s, enum store_stmt_id id, int64_t cid, const int consent[3], int64_t now,
     const char *source)
 {
-	sqlite3_stmt *st = stmt_get(s, id);
+	sqlite3_stmt *st = store_stmt(s, id);
 
 	if (st == NULL)
 		return -EIO;
@@ -908,7 +933,7 @@ batch_consents(struct store *s, const int64_t *cids, const struct batch_row *con
 			}
 			rc = sqlite3_step(*st);
 			rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording consents");
-			stmt_done(*st);
+			store_stmt_done(*st);
 			if (rc < 0)
 				return rc;
 		}
@@ -954,7 +979,7 @@ store_batch_flush(struct store *s)
 				bind_str(b->ins, 2 + i * 13 + j, arena_get(b, b->row[i].off[j]));
 		rc = sqlite3_step(b->ins);
 		rc = rc == SQLITE_DONE ? 0 : db_err(s, "adding customers");
-		stmt_done(b->ins);
+		store_stmt_done(b->ins);
 		if (rc < 0)
 			goto done;
 		/*
@@ -1138,7 +1163,7 @@ store_event_add(struct store *s, const char *id, const char *customer, const cha
 			set_err(s, -ENOENT, "customer: unknown customer '%.128s'", customer);
 		return rc;
 	}
-	st = stmt_get(s, ST_EVENT_INSERT);
+	st = store_stmt(s, ST_EVENT_INSERT);
 	if (st == NULL)
 		return -EIO;
 	bind_str(st, 1, id);
@@ -1157,7 +1182,7 @@ store_event_add(struct store *s, const char *id, const char *customer, const cha
 	} else {
 		rc = db_err(s, "recording an event");
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	return rc;
 }
 
@@ -1172,11 +1197,8 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 
 	s->err[0] = '\0';
 	/* Insert-or-nothing first, then read: correct even when another process races us. */
-	if (sqlite3_prepare_v2(s->db,
-		"INSERT INTO campaign_versions (campaign, sha256, loaded_at, source) "
-		"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (campaign, sha256) DO NOTHING",
-		-1, &st, NULL) != SQLITE_OK)
-		return db_err(s, "recording a campaign version");
+	if ((st = store_stmt(s, ST_VERSION_ADD)) == NULL)
+		return -EIO;
 	bind_str(st, 1, cp->name);
 	bind_str(st, 2, cp->sha256);
 	sqlite3_bind_int64(st, 3, now);
@@ -1186,13 +1208,11 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 		bind_str(st, 4, "");
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording a campaign version");
-	sqlite3_finalize(st);
+	store_stmt_done(st);
 	if (rc < 0)
 		return rc;
-	if (sqlite3_prepare_v2(s->db,
-		"SELECT id FROM campaign_versions WHERE campaign = ?1 AND sha256 = ?2", -1, &st,
-		NULL) != SQLITE_OK)
-		return db_err(s, "reading a campaign version");
+	if ((st = store_stmt(s, ST_VERSION_GET)) == NULL)
+		return -EIO;
 	bind_str(st, 1, cp->name);
 	bind_str(st, 2, cp->sha256);
 	rc = sqlite3_step(st);
@@ -1202,7 +1222,7 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 	} else {
 		rc = db_err(s, "reading a campaign version");
 	}
-	sqlite3_finalize(st);
+	store_stmt_done(st);
 	return rc;
 }
 

@@ -19,7 +19,7 @@
 struct store;
 
 /* Current schema version (PRAGMA user_version after store_open). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 enum { STORE_READONLY = 1 };
 
@@ -45,6 +45,12 @@ int store_begin(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 
+/*
+ * store_savepoint and store_release: a part of the caller's transaction that is kept
+ * (keep != 0) or undone as a whole, e.g. one outcome among the many committed together.
+ */
+int store_savepoint(struct store *s);
+int store_release(struct store *s, int keep);
 /* store_exec: run SQL without results (schema, pragmas, tests). */
 int store_exec(struct store *s, const char *sql);
 

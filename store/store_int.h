@@ -4,6 +4,20 @@
 
 #include "store.h"
 
+/* The statements run once per record are prepared once and reused (reset after each use). */
+enum store_stmt_id {
+	ST_CID, ST_CUST_UPSERT, ST_CONSENT_LOG, ST_CONSENT_PUT, ST_EVENT_INSERT, ST_CONTEXT,
+	ST_TOKEN_KEY, ST_VERSION_ADD, ST_VERSION_GET, ST_COUNT
+};
+
+/*
+ * store_stmt: statement `id`, prepared on first use and owned by the store (finalized by
+ * store_close), or NULL with the error set.  The caller steps it and then calls
+ * store_stmt_done, which resets it and clears its bindings.
+ */
+sqlite3_stmt *store_stmt(struct store *s, enum store_stmt_id id);
+void store_stmt_done(sqlite3_stmt *st);
+
 /*
  * Batched customer writes for imports.  store_batch_add queues a record that already passed
  * store_customer_validate (its strings are copied) and writes the queue when it is full;

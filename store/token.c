@@ -9,6 +9,7 @@
 #include <openssl/hmac.h>
 
 #include "store.h"
+#include "store_int.h"
 
 /* mac: the 16-byte HMAC-SHA256 of "delivery:<id>" under the key in meta, as 32 hex digits. */
 static int
@@ -20,8 +21,7 @@ mac(struct store *s, int64_t delivery, char hex[33])
 	char msg[32];
 	int rc = -EIO;
 
-	if (sqlite3_prepare_v2(store_db(s), "SELECT value FROM meta WHERE key = 'token_key'", -1, &st,
-		NULL) != SQLITE_OK)
+	if ((st = store_stmt(s, ST_TOKEN_KEY)) == NULL)
 		return -EIO;
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) >= 32) {
 		snprintf(msg, sizeof(msg), "delivery:%lld", (long long)delivery);
@@ -32,7 +32,7 @@ mac(struct store *s, int64_t delivery, char hex[33])
 			rc = 0;
 		}
 	}
-	sqlite3_finalize(st);
+	store_stmt_done(st);
 	return rc;
 }
 
