@@ -67,26 +67,31 @@ int chan_render(const struct conf_campaign *cp, int step, const struct chan_reci
 void chan_message_free(struct chan_message *m);
 
 /*
- * A driver.  start() either finishes at once (*easy and *state stay NULL and the outcome is
- * returned, e.g. the outbox, or any driver that fails before the network) or returns a
- * configured easy handle in *easy for the caller to run (the returned outcome then means
- * nothing); the caller then calls finish() with the transfer's result, which classifies it
- * (and frees the driver's per-request state; the caller frees the easy handle after
- * curl_multi_remove_handle).  The caller owns curl_global_init and must not change the
- * handle's options other than CURLOPT_PRIVATE (and what the multi interface sets).
- * `state` is the driver's opaque per-request memory, owned by the driver between start and
- * finish.  *detail (malloc'd, may be NULL) explains the outcome for logs and transitions; it
- * never contains a secret.  *retry_after is seconds the provider asked to wait (0 = none).
- * finish() takes NULL for retry_after or detail when the caller does not want them (e.g. when
- * it aborts a transfer at shutdown) and must be called exactly once per handle start returned.
+ * A driver.  open() checks that a channel can work here and loads what all its sends share,
+ * once per configuration load (the webhook's secret: a rotated secret takes effect at the next
+ * reload); its instance (*inst, may be NULL) is passed to start() and released with close().
+ * start() either finishes at once (*easy and *state stay NULL and the outcome is returned,
+ * e.g. the outbox, or any driver that fails before the network) or returns a configured easy
+ * handle in *easy for the caller to run (the returned outcome then means nothing); the caller
+ * then calls finish() with the transfer's result, which classifies it (and frees the driver's
+ * per-request state; the caller frees the easy handle after curl_multi_remove_handle).  The
+ * caller owns curl_global_init and must not change the handle's options other than
+ * CURLOPT_PRIVATE (and what the multi interface sets).  `state` is the driver's opaque
+ * per-request memory, owned by the driver between start and finish.  *detail (malloc'd, may
+ * be NULL) explains the outcome for logs and transitions; it never contains a secret.
+ * *retry_after is seconds the provider asked to wait (0 = none).  finish() takes NULL for
+ * retry_after or detail when the caller does not want them (e.g. when it aborts a transfer at
+ * shutdown) and must be called exactly once per handle start returned.
  */
 struct chan_driver {
 	const char *name;
-	/* check: can this channel work here (files readable, directories writable)?  0, or a
-	 * negative errno with *err (malloc'd).  The outbox creates its directory (mode 0750). */
-	int (*check)(const struct conf_channel *ch, char **err);
-	enum chan_outcome (*start)(const struct conf_channel *ch, const struct chan_message *m,
-	    CURL **easy, void **state, char **detail);
+	/* open: 0 and *inst, or a negative errno with *err (malloc'd) when the channel cannot
+	 * work (files unreadable, directories not writable; the outbox creates its directory,
+	 * mode 0750).  The caller may try again later (a missing file can be restored). */
+	int (*open)(const struct conf_channel *ch, void **inst, char **err);
+	void (*close)(void *inst);
+	enum chan_outcome (*start)(const struct conf_channel *ch, void *inst,
+	    const struct chan_message *m, CURL **easy, void **state, char **detail);
 	enum chan_outcome (*finish)(const struct conf_channel *ch, CURL *easy, CURLcode rc,
 	    void *state, int64_t *retry_after, char **detail);
 };

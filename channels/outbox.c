@@ -100,10 +100,11 @@ probe(const char *dir)
 }
 
 static int
-outbox_check(const struct conf_channel *ch, char **err)
+outbox_open(const struct conf_channel *ch, void **inst, char **err)
 {
 	int rc;
 
+	*inst = NULL;
 	*err = NULL;
 	if (ch->path == NULL || ch->path[0] == '\0') {
 		*err = xasprintf("channel %s: an outbox needs a path", ch->name);
@@ -256,7 +257,7 @@ put(const char *dir, const char *name, const char *buf, size_t len, const char *
 	*what = "create";
 	fd = mkstemp(tmp);
 	if (fd < 0 && errno == ENOENT && mkdir_p(dir, OUTBOX_DIR_MODE) == 0) {
-		/* The directory went away since check(): make it again rather than fail. */
+		/* The directory went away since open(): make it again rather than fail. */
 		free(tmp);
 		tmp = xasprintf("%s/.%s.XXXXXX", dir, name);
 		fd = mkstemp(tmp);
@@ -293,9 +294,16 @@ out:
 	return rc;
 }
 
+/* The outbox shares nothing between sends: it has no instance. */
+static void
+outbox_close(void *inst)
+{
+	(void)inst;
+}
+
 static enum chan_outcome
-outbox_start(const struct conf_channel *ch, const struct chan_message *m, CURL **easy,
-    void **state, char **detail)
+outbox_start(const struct conf_channel *ch, void *inst, const struct chan_message *m,
+    CURL **easy, void **state, char **detail)
 {
 	const char *what = "format";
 	char *buf, *name;
@@ -343,7 +351,8 @@ outbox_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *stat
 
 const struct chan_driver chan_outbox_driver = {
 	.name = "outbox",
-	.check = outbox_check,
+	.open = outbox_open,
+	.close = outbox_close,
 	.start = outbox_start,
 	.finish = outbox_finish,
 };

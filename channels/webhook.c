@@ -8,8 +8,6 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "config.h"
 
@@ -32,7 +30,8 @@
  *    "created":"2026-01-01T00:00:00Z"}
  *
  * The signature is sent only when the channel has a secret_file; the secret is the file's
- * bytes without trailing line breaks and spaces.  `t` is the time of this attempt (not of the
+ * bytes without trailing line breaks and spaces, read when the channel is opened (at start and
+ * at each reload), and kept only as OpenSSL's keyed HMAC state.  `t` is the time of this attempt (not of the
  * rendering), so that a receiver rejecting old timestamps still accepts a retry.  Absent
  * values are JSON null; "created" is when the message was rendered (RFC 3339, UTC).  Text
  * that is not valid UTF-8 is sent with U+FFFD in place of the bad bytes.
@@ -45,6 +44,11 @@
 #define DEFAULT_TIMEOUT 10 /* seconds, when the channel gives none */
 #define TIMEOUT_MAX 3600 /* seconds: a longer wait is a misconfiguration, not patience */
 #define RETRY_AFTER_MAX (7 * 86400)
+
+/* What every send of a channel shares (open to close): the keyed HMAC, or NULL without secret. */
+struct wh_inst {
+	struct util_hmac *hmac;
+};
 
 /* What a request keeps between start and finish; owned by the driver. */
 struct wh_state {
@@ -97,12 +101,14 @@ drop_secret(char *secret, size_t len)
 }
 
 static int
-webhook_check(const struct conf_channel *ch, char **err)
+webhook_open(const struct conf_channel *ch, void **inst, char **err)
 {
+	struct wh_inst *w;
 	char *secret;
 	size_t len;
 	int rc;
 
+	*inst = NULL;
 	*err = NULL;
 	if (ch->url == NULL ||
 	    (strncasecmp(ch->url, "http://", 7) != 0 && strncasecmp(ch->url, "https://", 8) != 0)) {
@@ -110,8 +116,31 @@ webhook_check(const struct conf_channel *ch, char **err)
 		return -EINVAL;
 	}
 	rc = load_secret(ch, &secret, &len, err);
-	drop_secret(secret, len);
-	return rc;
+	if (rc < 0)
+		return rc;
+	w = xcalloc(1, sizeof(*w));
+	if (secret != NULL) {
+		w->hmac = util_hmac_new(secret, len);
+		drop_secret(secret, len);
+		if (w->hmac == NULL) {
+			free(w);
+			*err = xasprintf("channel %s: cannot set up HMAC-SHA256", ch->name);
+			return -ENOMEM;
+		}
+	}
+	*inst = w;
+	return 0;
+}
+
+static void
+webhook_close(void *inst)
+{
+	struct wh_inst *w = inst;
+
+	if (w == NULL)
+		return;
+	util_hmac_free(w->hmac);
+	free(w);
 }
 
 /*
@@ -193,24 +222,18 @@ body_json(const struct chan_message *m)
 
 /* signature: "t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>" (caller frees), or NULL. */
 static char *
-signature(const char *secret, size_t secret_len, int64_t t, const char *body)
+signature(struct util_hmac *h, int64_t t, const char *body)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0, i;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
-	char *signed_text = xasprintf("%lld.%s", (long long)t, body);
-	char *out = NULL;
+	unsigned char md[32];
+	char hex[65], prefix[32];
+	int i, n = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
 
-	if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)signed_text,
-		strlen(signed_text), md, &md_len) != NULL) {
-		for (i = 0; i < md_len; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
-		hex[2 * md_len] = '\0';
-		out = xasprintf("t=%lld,v1=%s", (long long)t, hex);
-	}
+	if (util_hmac_sum(h, prefix, (size_t)n, body, strlen(body), md) < 0)
+		return NULL;
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	OPENSSL_cleanse(md, sizeof(md));
-	free(signed_text);
-	return out;
+	return xasprintf("t=%lld,v1=%s", (long long)t, hex);
 }
 
 /* discard: the response body is not needed (and curl would print it to stdout). */
@@ -277,12 +300,12 @@ has_ctl(const char *s)
 }
 
 static enum chan_outcome
-webhook_start(const struct conf_channel *ch, const struct chan_message *m, CURL **easy,
-    void **state, char **detail)
+webhook_start(const struct conf_channel *ch, void *inst, const struct chan_message *m,
+    CURL **easy, void **state, char **detail)
 {
+	const struct wh_inst *w = inst;
 	struct wh_state *st = NULL;
-	char *secret = NULL, *body = NULL, *sig = NULL, *line, *err = NULL;
-	size_t secret_len = 0;
+	char *body = NULL, *sig = NULL, *line;
 	CURL *e = NULL;
 	CURLcode cc = CURLE_OK;
 	int64_t timeout = ch->timeout > 0 ? ch->timeout : DEFAULT_TIMEOUT;
@@ -301,21 +324,17 @@ webhook_start(const struct conf_channel *ch, const struct chan_message *m, CURL 
 		*detail = xstrdup("webhook: the idempotency key is empty or holds control characters");
 		return CHAN_PERMANENT;
 	}
-	/* A secret file can be fixed (or rotated) while the daemon runs: transient. */
-	rc = load_secret(ch, &secret, &secret_len, &err);
-	if (rc < 0) {
-		*detail = err;
+	if (w == NULL) {
+		*detail = xstrdup("webhook: the channel is not open");
 		return CHAN_TRANSIENT;
 	}
 	body = body_json(m);
 	if (body == NULL) {
-		drop_secret(secret, secret_len);
 		*detail = xstrdup("webhook: cannot encode the body: out of memory");
 		return CHAN_TRANSIENT;
 	}
-	if (secret != NULL) {
-		sig = signature(secret, secret_len, (int64_t)time(NULL), body);
-		drop_secret(secret, secret_len);
+	if (w->hmac != NULL) {
+		sig = signature(w->hmac, (int64_t)time(NULL), body);
 		if (sig == NULL) {
 			free(body);
 			*detail = xstrdup("webhook: HMAC-SHA256 failed");
@@ -481,7 +500,8 @@ done:
 
 const struct chan_driver chan_webhook_driver = {
 	.name = "webhook",
-	.check = webhook_check,
+	.open = webhook_open,
+	.close = webhook_close,
 	.start = webhook_start,
 	.finish = webhook_finish,
 };

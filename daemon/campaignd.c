@@ -61,12 +61,65 @@ daemon_now(const struct daemon *d)
 	return now_ms(d) / 1000;
 }
 
+int
+gen_channel(struct gen *g, const struct conf_channel *ch, void **inst, char **err)
+{
+	size_t i = (size_t)(ch - g->conf->channels);
+	const struct chan_driver *drv = chan_driver_for(ch);
+
+	*err = NULL;
+	if (drv == NULL) {
+		*err = xasprintf("no driver for channel %s is built in yet", ch->name);
+		return -1;
+	}
+	if (!g->open[i]) {
+		if (drv->open(ch, &g->inst[i], err) < 0)
+			return -1;
+		g->open[i] = 1;
+	}
+	*inst = g->inst[i];
+	return 0;
+}
+
+struct gen *
+gen_new(struct conf *c, size_t *bad)
+{
+	struct gen *g = xcalloc(1, sizeof(*g));
+	size_t i, n = c->n_channels ? c->n_channels : 1;
+
+	g->conf = c;
+	g->refs = 1;
+	g->inst = xcalloc(n, sizeof(*g->inst));
+	g->open = xcalloc(n, 1);
+	for (i = 0; i < c->n_channels; i++) {
+		char *err = NULL;
+		void *inst;
+
+		if (gen_channel(g, &c->channels[i], &inst, &err) < 0) {
+			log_warnx("event=channel channel=%s error=\"%s\": its sends wait until it "
+				  "works",
+			    c->channels[i].name, err ? err : "unusable");
+			if (bad)
+				(*bad)++;
+		}
+		free(err);
+	}
+	return g;
+}
+
 void
 gen_put(struct gen *g)
 {
+	size_t i;
+
 	if (g == NULL || --g->refs > 0)
 		return;
 	sched_free(g->e);
+	for (i = 0; i < g->conf->n_channels; i++)
+		if (g->open[i])
+			chan_driver_for(&g->conf->channels[i])->close(g->inst[i]);
+	free(g->inst);
+	free(g->open);
 	conf_free(g->conf);
 	free(g);
 }
@@ -330,9 +383,7 @@ daemon_reload(struct daemon *d, char **summary)
 		notify("READY=1\nSTATUS=reload refused; running the previous configuration");
 		return -1;
 	}
-	g = xcalloc(1, sizeof(*g));
-	g->conf = c;
-	g->refs = 1;
+	g = gen_new(c, NULL);
 	if (store_begin(d->st) < 0 || sched_new(d->st, c, now, &g->e, &err) < 0) {
 		store_rollback(d->st);
 		*summary = xasprintf("reload failed: %s", err ? err : store_errmsg(d->st));
@@ -430,31 +481,6 @@ recover(struct daemon *d)
 	free(ids);
 }
 
-static int
-check_channels(const struct conf *c)
-{
-	size_t i;
-	int bad = 0;
-
-	for (i = 0; i < c->n_channels; i++) {
-		const struct chan_driver *drv = chan_driver_for(&c->channels[i]);
-		char *err = NULL;
-
-		if (drv == NULL) {
-			log_warnx("event=channel channel=%s driver-missing=1: steps on it will fail",
-			    c->channels[i].name);
-			continue;
-		}
-		if (drv->check(&c->channels[i], &err) < 0) {
-			log_warnx("event=channel channel=%s error=\"%s\"", c->channels[i].name,
-			    err ? err : "unusable");
-			bad++;
-		}
-		free(err);
-	}
-	return bad;
-}
-
 static void
 usage(FILE *out)
 {
@@ -512,20 +538,18 @@ main(int argc, char **argv)
 	}
 	diag_free(&dl);
 	if (check_only) {
-		int bad = check_channels(c);
+		size_t bad = 0;
+		struct gen *g = gen_new(c, &bad);
 
 		printf("campaignd: %s: configuration %s (%zu campaigns, %zu channels)\n", d.config_path,
 		    bad ? "has unusable channels" : "OK", c->n_campaigns, c->n_channels);
-		conf_free(c);
+		gen_put(g);
 		return bad ? 1 : 0;
 	}
 	log_set_level(c->log_level);
-	check_channels(c);
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
-	d.cur = xcalloc(1, sizeof(*d.cur));
-	d.cur->conf = c;
-	d.cur->refs = 1;
+	d.cur = gen_new(c, NULL);
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));

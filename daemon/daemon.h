@@ -13,13 +13,15 @@
 #include "store.h"
 
 /*
- * A configuration generation: the conf and the engine bound to it.  Reload builds a new one
- * and swaps; the old one lives on while send jobs that were rendered under it are in flight
- * (refs counts them, plus one while it is current).
+ * A configuration generation: the conf, the engine bound to it and its channels' driver
+ * instances.  Reload builds a new one and swaps; the old one lives on while send jobs that
+ * were decided under it are alive (refs counts them, plus one while it is current).
  */
 struct gen {
 	struct conf *conf;
 	struct sched *e;
+	void **inst; /* per conf->channels[i]: the driver's instance (chan_driver.open) */
+	unsigned char *open; /* per channel: opened (a failed open is tried again at each send) */
 	int refs;
 };
 
@@ -132,7 +134,14 @@ void dispatch_refill(struct daemon *d);
 /* dispatch_abandon: record every unfinished job as abandoned (shutdown); they stay 'sending'. */
 void dispatch_abandon(struct daemon *d);
 
-/* gen_put: drop a reference; the generation is freed with its last one. */
+/*
+ * gen_new: a generation of `c` (taking it over) with one reference, its channels opened; a
+ * channel that cannot open is logged and counted in *bad (may be NULL).  gen_put: drop a
+ * reference; the generation is freed with its last one (engine, instances, conf).
+ */
+struct gen *gen_new(struct conf *c, size_t *bad);
 void gen_put(struct gen *g);
+/* gen_channel: open channel `ch` of g if it is not yet: 0 and its instance, or -1 and *err. */
+int gen_channel(struct gen *g, const struct conf_channel *ch, void **inst, char **err);
 
 #endif

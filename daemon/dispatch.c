@@ -438,12 +438,18 @@ start_job(struct daemon *d, struct job *j)
 	enum chan_outcome o;
 	char *detail = NULL;
 	CURL *easy = NULL;
+	void *inst;
 
 	q->inflight++;
 	d->inflight++;
 	if (drv == NULL) {
 		outcome(d, j, CHAN_PERMANENT, 0,
 		    xasprintf("no driver for channel %s is built in yet", j->channel));
+		return;
+	}
+	if (gen_channel(j->gen, ch, &inst, &detail) < 0) {
+		/* A file the channel needs can be restored while the daemon runs: try again. */
+		outcome(d, j, CHAN_TRANSIENT, 0, detail);
 		return;
 	}
 	if (j->msg.idem_key == NULL && render(d, j, &detail) < 0) {
@@ -453,7 +459,7 @@ start_job(struct daemon *d, struct job *j)
 	}
 	log_debug("event=message delivery=%lld to=%s text=\"%s\"", (long long)j->delivery,
 	    j->msg.to ? j->msg.to : "-", j->msg.text ? j->msg.text : "");
-	o = drv->start(ch, &j->msg, &easy, &j->state, &detail);
+	o = drv->start(ch, inst, &j->msg, &easy, &j->state, &detail);
 	if (easy == NULL) {
 		outcome(d, j, o, 0, detail);
 		return;

@@ -1,4 +1,4 @@
-/* util.c: allocation helpers, edit distance, SHA-256, whole-file reads, UTF-8 and calendar math. */
+/* util.c: allocation helpers, edit distance, SHA-256 and HMAC, whole-file reads, UTF-8 and calendar math. */
 #define _GNU_SOURCE /* vasprintf */
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include "util.h"
 
@@ -131,6 +134,53 @@ util_sha256_hex(const void *buf, size_t len, char out[65])
 	for (i = 0; i < mdlen && i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	out[64] = '\0';
+}
+
+/* A keyed HMAC-SHA256: OpenSSL's MAC fetched and keyed once, then reset per message. */
+struct util_hmac {
+	EVP_MAC *mac;
+	EVP_MAC_CTX *ctx;
+};
+
+struct util_hmac *
+util_hmac_new(const void *key, size_t len)
+{
+	struct util_hmac *h = xcalloc(1, sizeof(*h));
+	OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+				    (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end() };
+
+	h->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	h->ctx = h->mac ? EVP_MAC_CTX_new(h->mac) : NULL;
+	if (h->ctx == NULL || EVP_MAC_init(h->ctx, key, len, params) != 1) {
+		util_hmac_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int
+util_hmac_sum(struct util_hmac *h, const void *a, size_t alen, const void *b, size_t blen,
+    unsigned char out[32])
+{
+	size_t n = 0;
+
+	/* A NULL key keeps the one given to util_hmac_new and starts a new message. */
+	if (EVP_MAC_init(h->ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(h->ctx, a, alen) != 1 ||
+	    (blen > 0 && EVP_MAC_update(h->ctx, b, blen) != 1) ||
+	    EVP_MAC_final(h->ctx, out, &n, 32) != 1 || n != 32)
+		return -1;
+	return 0;
+}
+
+void
+util_hmac_free(struct util_hmac *h)
+{
+	if (h == NULL)
+		return;
+	EVP_MAC_CTX_free(h->ctx); /* cleanses the key */
+	EVP_MAC_free(h->mac);
+	free(h);
 }
 
 int

@@ -22,6 +22,17 @@ int util_edit_distance(const char *a, const char *b);
 void util_sha256_hex(const void *buf, size_t len, char out[65]);
 
 /*
+ * util_hmac: HMAC-SHA256 under one key, for signing many messages.  util_hmac_new copies the
+ * key (NULL when OpenSSL fails); util_hmac_sum signs the concatenation of a and b into out
+ * (0, or -1); util_hmac_free releases it and cleanses the key.  Not for use by two threads.
+ */
+struct util_hmac;
+struct util_hmac *util_hmac_new(const void *key, size_t len);
+int util_hmac_sum(struct util_hmac *h, const void *a, size_t alen, const void *b, size_t blen,
+    unsigned char out[32]);
+void util_hmac_free(struct util_hmac *h);
+
+/*
  * util_read_file: read a whole regular file of at most `cap` bytes into a new NUL-terminated
  * buffer (caller frees).  Returns 0, -errno on I/O errors, or -EFBIG when larger than cap
  * (then *len holds the size).

@@ -82,6 +82,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       "c.attrs, e.data FROM deliveries d JOIN customers c ON c.cid = d.customer "
 		       "LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
 	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
+	[ST_SAVEPOINT] = "SAVEPOINT part",
+	[ST_RELEASE] = "RELEASE part",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO part",
 	[ST_VERSION_ADD] = "INSERT INTO campaign_versions (campaign, sha256, loaded_at, source) "
 			   "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (campaign, sha256) DO NOTHING",
 	[ST_VERSION_GET] = "SELECT id FROM campaign_versions WHERE campaign = ?1 AND sha256 = ?2",
@@ -92,6 +95,7 @@ struct store {
 	sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use, finalized by store_close */
 	sqlite3_stmt *fresh[2][8]; /* consents of a new customer: [log, state][kinds given] */
 	struct batch *batch; /* imports' queue of customers (store_int.h), NULL until used */
+	struct util_hmac *token_mac; /* keyed with meta's token_key on first use */
 	char err[512];
 };
 
@@ -336,6 +340,7 @@ store_close(struct store *s)
 	for (i = 0; i < 16; i++)
 		sqlite3_finalize(s->fresh[i / 8][i % 8]);
 	batch_free(s->batch);
+	util_hmac_free(s->token_mac);
 	if (s->db != NULL) {
 		/* Every statement is finalized by its owner: one left over is a bug. */
 		assert(sqlite3_next_stmt(s->db, NULL) == NULL);
@@ -366,16 +371,48 @@ store_commit(struct store *s)
 	return store_exec(s, "COMMIT");
 }
 
+/* run: step a statement without results once (prepared once: these run per outcome). */
+static int
+run(struct store *s, enum store_stmt_id id)
+{
+	sqlite3_stmt *st = store_stmt(s, id);
+	int rc;
+
+	if (st == NULL)
+		return -EIO;
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "savepoint");
+	store_stmt_done(st);
+	return rc;
+}
+
 int
 store_savepoint(struct store *s)
 {
-	return store_exec(s, "SAVEPOINT part");
+	return run(s, ST_SAVEPOINT);
 }
 
 int
 store_release(struct store *s, int keep)
 {
-	return store_exec(s, keep ? "RELEASE part" : "ROLLBACK TO part; RELEASE part");
+	if (!keep && run(s, ST_ROLLBACK_TO) < 0)
+		return -EIO;
+	return run(s, ST_RELEASE);
+}
+
+struct util_hmac *
+store_token_mac(struct store *s)
+{
+	sqlite3_stmt *st;
+
+	if (s->token_mac != NULL)
+		return s->token_mac;
+	if ((st = store_stmt(s, ST_TOKEN_KEY)) == NULL)
+		return NULL;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) >= 32)
+		s->token_mac = util_hmac_new(sqlite3_column_text(st, 0),
+		    (size_t)sqlite3_column_bytes(st, 0));
+	store_stmt_done(st);
+	return s->token_mac;
 }
 
 int

@@ -7,7 +7,8 @@
 /* The statements run once per record are prepared once and reused (reset after each use). */
 enum store_stmt_id {
 	ST_CID, ST_CUST_UPSERT, ST_CONSENT_LOG, ST_CONSENT_PUT, ST_EVENT_INSERT, ST_CONTEXT,
-	ST_TOKEN_KEY, ST_VERSION_ADD, ST_VERSION_GET, ST_COUNT
+	ST_TOKEN_KEY, ST_VERSION_ADD, ST_VERSION_GET, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+	ST_COUNT
 };
 
 /*
@@ -17,6 +18,9 @@ enum store_stmt_id {
  */
 sqlite3_stmt *store_stmt(struct store *s, enum store_stmt_id id);
 void store_stmt_done(sqlite3_stmt *st);
+
+/* store_token_mac: the HMAC keyed with the database's token key (owned by the store), or NULL. */
+struct util_hmac *store_token_mac(struct store *s);
 
 /*
  * Batched customer writes for imports.  store_batch_add queues a record that already passed

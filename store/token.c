@@ -5,35 +5,28 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "store.h"
 #include "store_int.h"
+#include "util.h"
 
 /* mac: the 16-byte HMAC-SHA256 of "delivery:<id>" under the key in meta, as 32 hex digits. */
 static int
 mac(struct store *s, int64_t delivery, char hex[33])
 {
-	sqlite3_stmt *st;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0, i;
+	struct util_hmac *h = store_token_mac(s);
+	unsigned char md[32];
 	char msg[32];
-	int rc = -EIO;
+	int i;
 
-	if ((st = store_stmt(s, ST_TOKEN_KEY)) == NULL)
+	if (h == NULL)
 		return -EIO;
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) >= 32) {
-		snprintf(msg, sizeof(msg), "delivery:%lld", (long long)delivery);
-		if (HMAC(EVP_sha256(), sqlite3_column_text(st, 0), sqlite3_column_bytes(st, 0),
-			(const unsigned char *)msg, strlen(msg), md, &len) != NULL && len >= 16) {
-			for (i = 0; i < 16; i++)
-				snprintf(hex + 2 * i, 3, "%02x", md[i]);
-			rc = 0;
-		}
-	}
-	store_stmt_done(st);
-	return rc;
+	snprintf(msg, sizeof(msg), "delivery:%lld", (long long)delivery);
+	if (util_hmac_sum(h, msg, strlen(msg), NULL, 0, md) < 0)
+		return -EIO;
+	for (i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
 }
 
 int

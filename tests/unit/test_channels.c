@@ -399,6 +399,18 @@ test_driver_for(void **state)
 	assert_null(chan_driver_for(NULL));
 }
 
+/* open_close: what `campaignd --check` does with a channel: open it and close it again. */
+static int
+open_close(const struct chan_driver *d, const struct conf_channel *ch, char **err)
+{
+	void *inst = NULL;
+	int rc = d->open(ch, &inst, err);
+
+	if (rc == 0)
+		d->close(inst);
+	return rc;
+}
+
 /* ---- outbox ---- */
 
 static void
@@ -410,24 +422,24 @@ test_outbox_check(void **state)
 	char *err = NULL, *file;
 
 	ch.path = xasprintf("%s/deep/er/box", tmpdir);
-	assert_int_equal(d->check(&ch, &err), 0);
+	assert_int_equal(open_close(d, &ch, &err), 0);
 	assert_null(err);
 	assert_int_equal(stat(ch.path, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0750);
-	assert_int_equal(d->check(&ch, &err), 0); /* exists already: fine */
+	assert_int_equal(open_close(d, &ch, &err), 0); /* exists already: fine */
 	free(ch.path);
 
 	/* A path through a regular file can never work (whoever runs the test, root too). */
 	file = xasprintf("%s/plain", tmpdir);
 	write_file(file, "x");
 	ch.path = xasprintf("%s/sub", file);
-	assert_int_equal(d->check(&ch, &err), -ENOTDIR);
+	assert_int_equal(open_close(d, &ch, &err), -ENOTDIR);
 	assert_non_null(strstr(err, "cannot create outbox directory"));
 	free(err);
 	free(ch.path);
 	ch.path = NULL;
-	assert_int_equal(d->check(&ch, &err), -EINVAL);
+	assert_int_equal(open_close(d, &ch, &err), -EINVAL);
 	free(err);
 	free(file);
 }
@@ -446,9 +458,9 @@ test_outbox_file(void **state)
 	DIR *dir;
 	int n;
 
-	assert_int_equal(d->check(ch, &err), 0);
+	assert_int_equal(open_close(d, ch, &err), 0);
 	assert_int_equal(chan_render(cp, 2, &r, 42, SURVEY, OPTOUT, NOW, &m, &err), 0);
-	assert_int_equal(d->start(ch, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
 	assert_null(easy);
 	assert_null(st);
 	assert_non_null(strstr(detail, "d42-s2.msg"));
@@ -485,7 +497,7 @@ test_outbox_file(void **state)
 	/* A resend (after a crash) replaces the file: one file per key, the last content. */
 	free(m.text);
 	m.text = xstrdup("second attempt\n");
-	assert_int_equal(d->start(ch, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
 	free(detail);
 	text = read_all(path);
 	assert_non_null(strstr(text, "\n\nsecond attempt\n--- html ---\n"));
@@ -516,7 +528,7 @@ test_outbox_header_values_one_line(void **state)
 	r.id = "c-2\r\nTo: +1555";
 	r.phone = "+47\n900";
 	assert_int_equal(chan_render(cp, 1, &r, 43, NULL, NULL, NOW, &m, &err), 0);
-	assert_int_equal(d->start(ch, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
 	free(detail);
 	path = xasprintf("%s/d43-s1.msg", ch->path);
 	text = read_all(path);
@@ -530,7 +542,7 @@ test_outbox_header_values_one_line(void **state)
 	/* A key that is not a plain file name is refused, never used as a path. */
 	free(m.idem_key);
 	m.idem_key = xstrdup("../escape");
-	assert_int_equal(d->start(ch, &m, &easy, &st, &detail), CHAN_PERMANENT);
+	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_PERMANENT);
 	free(detail);
 	chan_message_free(&m);
 }
@@ -550,7 +562,7 @@ test_outbox_unwritable_is_transient(void **state)
 	write_file(file, "x");
 	ch.path = xasprintf("%s/box", file);
 	assert_int_equal(chan_render(cp, 1, &r, 44, SURVEY, OPTOUT, NOW, &m, &err), 0);
-	assert_int_equal(d->start(&ch, &m, &easy, &st, &detail), CHAN_TRANSIENT);
+	assert_int_equal(d->start(&ch, NULL, &m, &easy, &st, &detail), CHAN_TRANSIENT);
 	assert_null(easy);
 	assert_non_null(strstr(detail, strerror(ENOTDIR)));
 	free(detail);
@@ -558,7 +570,7 @@ test_outbox_unwritable_is_transient(void **state)
 	/* A directory that vanished after check() is made again. */
 	free(ch.path);
 	ch.path = xasprintf("%s/later/box", tmpdir);
-	assert_int_equal(d->start(&ch, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(d->start(&ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
 	free(detail);
 	free(ch.path);
 	free(file);
@@ -723,26 +735,43 @@ script(int status, const char *extra, int hang)
 	pthread_mutex_unlock(&srv.mu);
 }
 
-/* send_webhook: start, perform, finish: what the daemon does through curl-multi. */
+/*
+ * send_with: open `opened`, then start, perform, finish a send on `ch` with that instance:
+ * what the daemon does through curl-multi.  (ch is opened itself except where a test wants
+ * start() to meet a channel that open() would have refused.)
+ */
 static enum chan_outcome
-send_webhook(const struct conf_channel *ch, const struct chan_message *m, int64_t *retry,
-    char **detail)
+send_with(const struct conf_channel *opened, const struct conf_channel *ch,
+    const struct chan_message *m, int64_t *retry, char **detail)
 {
 	const struct chan_driver *d = chan_driver_for(ch);
 	enum chan_outcome o;
 	CURL *easy = NULL;
-	void *st = NULL;
+	void *st = NULL, *inst = NULL;
 	CURLcode rc;
 
 	*retry = -1;
-	o = d->start(ch, m, &easy, &st, detail);
-	if (easy == NULL)
+	/* As the daemon does: a channel that cannot open is a transient failure of the send. */
+	if (d->open(opened, &inst, detail) < 0)
+		return CHAN_TRANSIENT;
+	o = d->start(ch, inst, m, &easy, &st, detail);
+	if (easy == NULL) {
+		d->close(inst);
 		return o;
+	}
 	assert_null(*detail);
 	rc = curl_easy_perform(easy);
 	o = d->finish(ch, easy, rc, st, retry, detail);
 	curl_easy_cleanup(easy);
+	d->close(inst);
 	return o;
+}
+
+static enum chan_outcome
+send_webhook(const struct conf_channel *ch, const struct chan_message *m, int64_t *retry,
+    char **detail)
+{
+	return send_with(ch, ch, m, retry, detail);
 }
 
 /* hmac_sha256_hex: HMAC from its definition (RFC 2104) over plain SHA-256, not OpenSSL's HMAC. */
@@ -789,7 +818,7 @@ test_webhook_request(void **state)
 
 	write_file(secret_path, "s3cret-key\n");
 	ch->secret_file = secret_path;
-	assert_int_equal(chan_driver_for(ch)->check(ch, &err), 0);
+	assert_int_equal(open_close(chan_driver_for(ch), ch, &err), 0);
 
 	/* Over 1 KiB of body: no "Expect: 100-continue" round trip either. */
 	attrs = xmalloc(3000);
@@ -1026,12 +1055,16 @@ test_webhook_refused_and_bad_url(void **state)
 	free(detail);
 	free(ch.url);
 
-	/* Only http and https, even when the URL came from somewhere unchecked. */
+	/* Only http and https: open() refuses other URLs, and start() too, should one come
+	 * from somewhere unchecked. */
 	ch.url = "file:///etc/passwd";
-	assert_int_equal(send_webhook(&ch, &m, &retry, &detail), CHAN_PERMANENT);
+	assert_int_equal(send_webhook(&ch, &m, &retry, &detail), CHAN_TRANSIENT);
+	assert_non_null(strstr(detail, "needs an http:// or https:// url"));
+	free(detail);
+	assert_int_equal(send_with(channel("crm"), &ch, &m, &retry, &detail), CHAN_PERMANENT);
 	free(detail);
 	ch.url = NULL;
-	assert_int_equal(send_webhook(&ch, &m, &retry, &detail), CHAN_PERMANENT);
+	assert_int_equal(send_with(channel("crm"), &ch, &m, &retry, &detail), CHAN_PERMANENT);
 	free(detail);
 	chan_message_free(&m);
 }
@@ -1047,14 +1080,14 @@ test_webhook_check_and_secret(void **state)
 	int64_t retry;
 
 	ch.secret_file = NULL;
-	assert_int_equal(d->check(&ch, &err), 0);
+	assert_int_equal(open_close(d, &ch, &err), 0);
 	ch.secret_file = "/nonexistent/secret";
-	assert_int_equal(d->check(&ch, &err), -ENOENT);
+	assert_int_equal(open_close(d, &ch, &err), -ENOENT);
 	assert_non_null(strstr(err, "cannot read secret_file"));
 	free(err);
 	write_file(empty, "\n");
 	ch.secret_file = empty;
-	assert_int_equal(d->check(&ch, &err), -EINVAL);
+	assert_int_equal(open_close(d, &ch, &err), -EINVAL);
 	assert_non_null(strstr(err, "is empty"));
 	free(err);
 
@@ -1072,10 +1105,10 @@ test_webhook_check_and_secret(void **state)
 
 	ch.url = NULL;
 	ch.secret_file = NULL;
-	assert_int_equal(d->check(&ch, &err), -EINVAL);
+	assert_int_equal(open_close(d, &ch, &err), -EINVAL);
 	free(err);
 	ch.url = "ftp://example.com/";
-	assert_int_equal(d->check(&ch, &err), -EINVAL);
+	assert_int_equal(open_close(d, &ch, &err), -EINVAL);
 	free(err);
 	free(empty);
 	chan_message_free(&m);
@@ -1091,10 +1124,11 @@ test_webhook_abort(void **state)
 	struct chan_message m;
 	char *err = NULL, *detail = NULL;
 	CURL *easy = NULL;
-	void *st = NULL;
+	void *st = NULL, *inst = NULL;
 
+	assert_int_equal(d->open(ch, &inst, &err), 0);
 	assert_int_equal(chan_render(cp, 3, &r, 42, SURVEY, OPTOUT, NOW, &m, &err), 0);
-	d->start(ch, &m, &easy, &st, &detail);
+	d->start(ch, inst, &m, &easy, &st, &detail);
 	assert_non_null(easy);
 	assert_non_null(st);
 	assert_int_equal(d->finish(ch, easy, CURLE_ABORTED_BY_CALLBACK, st, NULL, NULL),
@@ -1102,12 +1136,13 @@ test_webhook_abort(void **state)
 	curl_easy_cleanup(easy);
 
 	easy = NULL;
-	d->start(ch, &m, &easy, &st, &detail);
+	d->start(ch, inst, &m, &easy, &st, &detail);
 	assert_non_null(easy);
 	assert_int_equal(d->finish(ch, easy, CURLE_FAILED_INIT, st, NULL, &detail), CHAN_TRANSIENT);
 	assert_non_null(detail);
 	free(detail);
 	curl_easy_cleanup(easy);
+	d->close(inst);
 	pthread_mutex_lock(&srv.mu);
 	assert_int_equal(srv.n_requests, 0);
 	pthread_mutex_unlock(&srv.mu);
