@@ -20,6 +20,7 @@
 struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
+	int events; /* being watched (UV_READABLE | UV_WRITABLE) */
 	struct daemon *d;
 };
 
@@ -319,7 +320,11 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		events |= UV_READABLE;
 	if (what != CURL_POLL_IN)
 		events |= UV_WRITABLE;
-	uv_poll_start(&s->poll, events, poll_cb);
+	/* uv_poll_start re-registers the descriptor even when nothing changed: skip that. */
+	if (events != s->events) {
+		s->events = events;
+		uv_poll_start(&s->poll, events, poll_cb);
+	}
 	return 0;
 }
 

@@ -82,6 +82,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       "c.attrs, e.data FROM deliveries d JOIN customers c ON c.cid = d.customer "
 		       "LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
 	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
 	[ST_SAVEPOINT] = "SAVEPOINT part",
 	[ST_RELEASE] = "RELEASE part",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO part",
@@ -359,44 +361,44 @@ store_exec(struct store *s, const char *sql)
 	return 0;
 }
 
-int
-store_begin(struct store *s)
-{
-	return store_exec(s, "BEGIN IMMEDIATE");
-}
-
-int
-store_commit(struct store *s)
-{
-	return store_exec(s, "COMMIT");
-}
-
 /* run: step a statement without results once (prepared once: these run per outcome). */
 static int
-run(struct store *s, enum store_stmt_id id)
+run(struct store *s, enum store_stmt_id id, const char *what)
 {
 	sqlite3_stmt *st = store_stmt(s, id);
 	int rc;
 
 	if (st == NULL)
 		return -EIO;
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "savepoint");
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, what);
 	store_stmt_done(st);
 	return rc;
 }
 
 int
+store_begin(struct store *s)
+{
+	return run(s, ST_BEGIN, "begin");
+}
+
+int
+store_commit(struct store *s)
+{
+	return run(s, ST_COMMIT, "commit");
+}
+
+int
 store_savepoint(struct store *s)
 {
-	return run(s, ST_SAVEPOINT);
+	return run(s, ST_SAVEPOINT, "savepoint");
 }
 
 int
 store_release(struct store *s, int keep)
 {
-	if (!keep && run(s, ST_ROLLBACK_TO) < 0)
+	if (!keep && run(s, ST_ROLLBACK_TO, "savepoint") < 0)
 		return -EIO;
-	return run(s, ST_RELEASE);
+	return run(s, ST_RELEASE, "savepoint");
 }
 
 struct util_hmac *
