@@ -34,9 +34,16 @@ status_json(struct daemon *d)
 	json_object_set_new(o, "uptime", json_integer((json_int_t)(time(NULL) - d->started)));
 	json_object_set_new(o, "config", json_string(d->config_path));
 	for (i = 0; i < c->n_campaigns; i++)
-		json_array_append_new(camps, json_pack("{s:s,s:s,s:b}", "name", c->campaigns[i]->name,
-						 "sha256", c->campaigns[i]->sha256, "enabled",
-						 c->campaigns[i]->enabled));
+		json_array_append_new(camps, json_pack("{s:s,s:s,s:b,s:b}", "name",
+						 c->campaigns[i]->name, "sha256",
+						 c->campaigns[i]->sha256, "enabled",
+						 c->campaigns[i]->enabled, "draining", 0));
+	/* Removed with on_remove: drain, and still sending what was planned. */
+	for (i = 0; i < d->cur->n_drains; i++)
+		json_array_append_new(camps, json_pack("{s:s,s:s,s:b,s:b}", "name",
+						 d->cur->drains[i].cp->name, "sha256",
+						 d->cur->drains[i].cp->sha256, "enabled", 0,
+						 "draining", 1));
 	json_object_set_new(o, "campaigns", camps);
 	last = json_null();
 	if (sqlite3_prepare_v2(store_db(d->st),
@@ -62,7 +69,7 @@ status_json(struct daemon *d)
 		while (sqlite3_step(s) == SQLITE_ROW) {
 			const char *state = (const char *)sqlite3_column_text(s, 0);
 			const struct conf_campaign *cp =
-			    conf_campaign_find(c, (const char *)sqlite3_column_text(s, 1));
+			    sched_campaign(d->cur->e, (const char *)sqlite3_column_text(s, 1));
 			int step = sqlite3_column_int(s, 2);
 			const char *ch = cp && step >= 1 && step <= (int)cp->n_steps ?
 			    cp->steps[step - 1].channel->name :

@@ -120,6 +120,9 @@ gen_put(struct gen *g)
 			chan_driver_for(&g->conf->channels[i])->close(g->inst[i]);
 	free(g->inst);
 	free(g->open);
+	for (i = 0; i < g->n_drains; i++)
+		gen_put(g->drains[i].owner);
+	free(g->drains);
 	conf_free(g->conf);
 	free(g);
 }
@@ -334,6 +337,27 @@ stop_cb(uv_signal_t *s, int signum)
 
 /* ---- reload ---- */
 
+/* log_change: one line per campaign a reload adds, changes or removes. */
+static void
+log_change(const struct conf_campaign *cp, const char *what)
+{
+	log_info("event=reload-campaign campaign=%s change=%s sha256=%s file=%s on_remove=%s%s",
+	    cp->name, what, cp->sha256, cp->file ? cp->file : "-",
+	    cp->on_remove == CONF_REMOVE_DRAIN ? "drain" : "cancel", cp->enabled ? "" : " disabled=1");
+}
+
+/* gen_drain: g goes on deciding campaign cp of generation `owner` (held while g lives). */
+static void
+gen_drain(struct gen *g, const struct conf_campaign *cp, struct gen *owner)
+{
+	g->drains = xreallocarray(g->drains, g->n_drains + 1, sizeof(*g->drains));
+	g->drains[g->n_drains].cp = cp;
+	g->drains[g->n_drains].owner = owner;
+	g->n_drains++;
+	owner->refs++;
+	sched_drain(g->e, cp);
+}
+
 /* diags_text: the diagnostics as check prints them (diag_print_text), as a malloc'd string. */
 static char *
 diags_text(const struct diag_list *dl)
@@ -395,29 +419,51 @@ daemon_reload(struct daemon *d, char **summary)
 	}
 	sched_set_gate(g->e, dispatch_gate, d);
 	for (i = 0; i < c->n_campaigns; i++) {
-		const struct conf_campaign *old = conf_campaign_find(d->cur->conf, c->campaigns[i]->name);
+		const struct conf_campaign *cp = c->campaigns[i];
+		const struct conf_campaign *old = sched_campaign(d->cur->e, cp->name);
 
-		if (old == NULL)
+		if (old == NULL || !conf_campaign_find(d->cur->conf, cp->name)) {
 			added++;
-		else if (strcmp(old->sha256, c->campaigns[i]->sha256) != 0)
+			log_change(cp, "added");
+		} else if (strcmp(old->sha256, cp->sha256) != 0) {
 			changed++;
-	}
-	for (i = 0; i < d->cur->conf->n_campaigns; i++) {
-		const struct conf_campaign *old = d->cur->conf->campaigns[i];
-		long n;
+			log_change(cp, "changed");
+		}
+		/* Disabled now: no new deliveries; on_remove says what becomes of the others. */
+		if (old != NULL && old->enabled && !cp->enabled &&
+		    cp->on_remove == CONF_REMOVE_CANCEL) {
+			long n = sched_cancel(g->e, cp->name, now, "campaign disabled (on_remove: cancel)");
 
-		if (conf_campaign_find(c, old->name) != NULL)
-			continue;
-		removed++;
-		if (old->on_remove == CONF_REMOVE_CANCEL) {
-			n = sched_cancel(g->e, old->name, now, "campaign removed (on_remove: cancel)");
 			if (n > 0)
 				cancelled += (size_t)n;
 		}
 	}
+	for (i = 0; i < d->cur->conf->n_campaigns; i++) {
+		const struct conf_campaign *old = d->cur->conf->campaigns[i];
+
+		if (conf_campaign_find(c, old->name) != NULL)
+			continue;
+		removed++;
+		log_change(old, "removed");
+		if (old->on_remove == CONF_REMOVE_CANCEL) {
+			long n = sched_cancel(g->e, old->name, now, "campaign removed (on_remove: cancel)");
+
+			if (n > 0)
+				cancelled += (size_t)n;
+		} else if (sched_pending(g->e, old->name) > 0) {
+			gen_drain(g, old, d->cur);
+		}
+	}
+	/* Campaigns still draining from earlier reloads go on until their deliveries are done. */
+	for (i = 0; i < d->cur->n_drains; i++) {
+		const struct conf_campaign *old = d->cur->drains[i].cp;
+
+		if (conf_campaign_find(c, old->name) == NULL && sched_pending(g->e, old->name) > 0)
+			gen_drain(g, old, d->cur->drains[i].owner);
+	}
 	*summary = xasprintf("reload ok: %zu campaigns (%zu added, %zu changed, %zu removed, "
-			     "%zu scheduled deliveries cancelled)",
-	    c->n_campaigns, added, changed, removed, cancelled);
+			     "%zu scheduled deliveries cancelled, %zu campaigns draining)",
+	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	store_record_reload(d->st, now, 1, *summary, "");
 	if (store_commit(d->st) < 0) {
 		store_rollback(d->st);
@@ -431,8 +477,9 @@ daemon_reload(struct daemon *d, char **summary)
 	gen_put(d->cur);
 	d->cur = g;
 	log_set_level(c->log_level);
-	log_info("event=reload ok=1 campaigns=%zu added=%zu changed=%zu removed=%zu cancelled=%zu",
-	    c->n_campaigns, added, changed, removed, cancelled);
+	log_info("event=reload ok=1 campaigns=%zu added=%zu changed=%zu removed=%zu cancelled=%zu "
+		 "draining=%zu",
+	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	diag_free(&dl);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
 	daemon_tick(d, 1);

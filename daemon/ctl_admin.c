@@ -143,10 +143,16 @@ ctl_status(const char *config, int argc, char **argv)
 	    json_string_value(json_object_get(r, "config")),
 	    (long long)json_integer_value(json_object_get(r, "inflight")));
 	printf("campaigns:\n");
-	json_array_foreach(json_object_get(r, "campaigns"), i, v)
+	json_array_foreach(json_object_get(r, "campaigns"), i, v) {
+		const char *tag = "";
+
+		if (json_is_true(json_object_get(v, "draining")))
+			tag = " (removed, draining)";
+		else if (!json_is_true(json_object_get(v, "enabled")))
+			tag = " (disabled)";
 		printf("  %-32s %.12s%s\n", json_string_value(json_object_get(v, "name")),
-		    json_string_value(json_object_get(v, "sha256")),
-		    json_is_true(json_object_get(v, "enabled")) ? "" : " (disabled)");
+		    json_string_value(json_object_get(v, "sha256")), tag);
+	}
 	v = json_object_get(r, "last_reload");
 	if (json_is_object(v))
 		printf("last reload: %s %s: %s\n", json_string_value(json_object_get(v, "at")),

@@ -22,6 +22,13 @@ struct gen {
 	struct sched *e;
 	void **inst; /* per conf->channels[i]: the driver's instance (chan_driver.open) */
 	unsigned char *open; /* per channel: opened (a failed open is tried again at each send) */
+	/* Removed campaigns (on_remove: drain) this engine still decides, each with the
+	 * generation whose conf it belongs to (one reference held per entry). */
+	struct gen_drain {
+		const struct conf_campaign *cp;
+		struct gen *owner;
+	} *drains;
+	size_t n_drains;
 	int refs;
 };
 

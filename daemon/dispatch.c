@@ -401,7 +401,7 @@ render(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("delivery not found");
 		return -1;
 	}
-	cp = conf_campaign_find(c, x.campaign);
+	cp = sched_campaign(j->gen->e, x.campaign);
 	if (cp == NULL) {
 		store_context_free(&x);
 		*err = xstrdup("campaign no longer loaded");

@@ -56,6 +56,17 @@ int sched_new(struct store *st, const struct conf *c, int64_t now, struct sched 
     char **err);
 void sched_free(struct sched *e);
 
+/*
+ * sched_drain: a campaign removed from the conf (on_remove: drain) whose deliveries already
+ * made are still decided and sent as planned, steps included; nothing new is made for it.  cp
+ * is borrowed from an older conf, which the caller keeps alive as long as this engine.
+ * sched_campaign: a campaign by name, loaded or draining, or NULL.
+ * sched_pending: how many of a campaign's deliveries are scheduled or being sent (< 0: error).
+ */
+void sched_drain(struct sched *e, const struct conf_campaign *cp);
+const struct conf_campaign *sched_campaign(const struct sched *e, const char *name);
+long sched_pending(struct sched *e, const char *campaign);
+
 /* sched_set_gate: consult `gate` before each send (NULL, the default, admits every send). */
 void sched_set_gate(struct sched *e, sched_gate gate, void *arg);
 

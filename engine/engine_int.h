@@ -47,7 +47,8 @@ struct mat {
 enum {
 	S_DUE, S_CONSENT, S_LAST_CONTACT, S_CONTACTS, S_RIVAL, S_SET, S_TRANS, S_CONTACT_ADD,
 	S_GET, S_MIN_DUE, S_EVENTS, S_EVENT_COUNT, S_INS, S_BATCH_ADD, S_BATCH_GET, S_BATCH_COUNT,
-	S_CURSOR_GET, S_CURSOR_PUT, S_ECURSOR_GET, S_ECURSOR_PUT, S_ACTIVE, S_MAX_ROWID, S_COUNT
+	S_CURSOR_GET, S_CURSOR_PUT, S_ECURSOR_GET, S_ECURSOR_PUT, S_ACTIVE, S_MAX_ROWID, S_PENDING,
+	S_COUNT
 };
 
 
@@ -60,6 +61,8 @@ struct sched {
 	struct camp *camps;
 	struct mat mat; /* the occurrence being materialised (read by sched_due()) */
 	int64_t resched_min; /* earliest due time set since sched_run_due last looked */
+	const struct conf_campaign **drains; /* removed campaigns still decided (sched_drain) */
+	size_t n_drains;
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
 	void *gate_arg;
 };

@@ -66,6 +66,8 @@ static const char *const sql_text[S_COUNT] = {
 			  "last_rowid = excluded.last_rowid, updated_at = excluded.updated_at",
 	[S_ACTIVE] = "SELECT min(loaded_at) FROM campaign_versions WHERE campaign = ?1",
 	[S_MAX_ROWID] = "SELECT max(rowid) FROM events",
+	[S_PENDING] = "SELECT count(*) FROM deliveries WHERE campaign = ?1 AND "
+		      "(state = 'scheduled' OR state = 'sending')",
 };
 
 /* ---- small helpers ---- */
@@ -99,6 +101,38 @@ step_done(struct sched *e, sqlite3_stmt *s)
 		return -EIO;
 	}
 	return 0;
+}
+
+const struct conf_campaign *
+sched_campaign(const struct sched *e, const char *name)
+{
+	const struct conf_campaign *cp = conf_campaign_find(e->conf, name);
+	size_t i;
+
+	for (i = 0; cp == NULL && i < e->n_drains; i++)
+		if (strcmp(e->drains[i]->name, name) == 0)
+			cp = e->drains[i];
+	return cp;
+}
+
+void
+sched_drain(struct sched *e, const struct conf_campaign *cp)
+{
+	e->drains = xreallocarray(e->drains, e->n_drains + 1, sizeof(*e->drains));
+	e->drains[e->n_drains++] = cp;
+}
+
+long
+sched_pending(struct sched *e, const char *campaign)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_PENDING);
+	long n = -1;
+
+	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = (long)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return n;
 }
 
 struct camp *
@@ -449,6 +483,7 @@ sched_free(struct sched *e)
 	for (i = 0; i < e->n_camps; i++)
 		tz_rrule_free(e->camps[i].cur.it);
 	free(e->camps);
+	free(e->drains);
 	free(e);
 }
 
@@ -1032,7 +1067,7 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 static int
 decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 {
-	const struct conf_campaign *cp = conf_campaign_find(e->conf, d->campaign);
+	const struct conf_campaign *cp = sched_campaign(e, d->campaign);
 	const struct conf_step *st;
 	char why[400], buf[200], key[64], token[STORE_TOKEN_SIZE], t1[21], dur[32];
 	const char *u;
@@ -1040,8 +1075,9 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 
 	if (cp == NULL)
 		return skip(e, d, now, step, NULL, "campaign is no longer loaded", sink, arg);
-	if (!cp->enabled)
-		return skip(e, d, now, step, NULL, "campaign is disabled", sink, arg);
+	if (!cp->enabled && cp->on_remove == CONF_REMOVE_CANCEL)
+		return skip(e, d, now, step, NULL, "campaign is disabled (on_remove: cancel)", sink,
+		    arg);
 	if (d->opted_out) {
 		fmt_time(d->optout_at, t1);
 		snprintf(why, sizeof(why), "customer opted out at %s (%s)", t1, d->optout_source);
@@ -1139,7 +1175,7 @@ admitted(struct sched *e, const struct due *d)
 
 	if (e->gate == NULL)
 		return 1;
-	cp = conf_campaign_find(e->conf, d->campaign);
+	cp = sched_campaign(e, d->campaign);
 	/* Anything else is decided (and skipped with its reason) whatever the channels hold. */
 	if (cp == NULL || d->step < 1 || d->step > (int)cp->n_steps)
 		return 1;
@@ -1274,7 +1310,7 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 	rc = load_sending(e, delivery, &d);
 	if (rc < 0)
 		return rc;
-	cp = conf_campaign_find(e->conf, d.campaign);
+	cp = sched_campaign(e, d.campaign);
 	snprintf(why, sizeof(why), "step %d sent", d.step);
 	if (transition(e, delivery, now, "sending", "sent", d.step,
 		cp ? cp->steps[d.step - 1].channel->name : NULL, NULL, why) < 0)
@@ -1302,7 +1338,7 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	rc = load_sending(e, delivery, &d);
 	if (rc < 0)
 		return rc;
-	cp = conf_campaign_find(e->conf, d.campaign);
+	cp = sched_campaign(e, d.campaign);
 	snprintf(reason, sizeof(reason), "step %d failed: %s", d.step, why);
 	if (cp == NULL || d.step >= (int)cp->n_steps) {
 		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||
@@ -1341,7 +1377,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	rc = load_sending(e, delivery, &d);
 	if (rc < 0)
 		return rc;
-	cp = conf_campaign_find(e->conf, d.campaign);
+	cp = sched_campaign(e, d.campaign);
 	if (cp == NULL || d.step > (int)cp->n_steps) {
 		/* Its campaign is gone: nothing can render it; end it with the reason. */
 		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||

@@ -42,43 +42,6 @@ sink_py=$srcdir/tests/daemon/sink.py
 daemon_test_setup basic
 
 echo "1..38"
-# check DESC COMMAND...: ok when COMMAND succeeds; its output is shown when it fails.
-check() {
-	local desc=$1 out
-	shift
-	if out=$("$@" 2>&1); then ok "$desc"; else not_ok "$desc" "$out"; fi
-}
-
-now_ms() { date +%s%3N; }
-
-# wait_for SECONDS COMMAND...: poll COMMAND every 50 ms until it succeeds (0) or time runs out (1).
-wait_for() {
-	local limit=$(($(now_ms) + $1 * 1000))
-	shift
-	while :; do
-		"$@" >/dev/null 2>&1 && return 0
-		[ "$(now_ms)" -ge "$limit" ] && return 1
-		sleep 0.05
-	done
-}
-
-# q SQL: rows of a query on the daemon's database, columns joined by "|".
-q() {
-	"$py" - "$tmp/state.db" "$1" <<'EOF'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=10)
-for r in c.execute(sys.argv[2]):
-    print("|".join("" if v is None else str(v) for v in r))
-EOF
-}
-
-# delivery CAMPAIGN CUSTOMER: the id of the (latest) delivery, or nothing.
-delivery() {
-	q "SELECT d.id FROM deliveries d JOIN customers c ON c.cid = d.customer
-	   WHERE d.campaign = '$1' AND c.id = '$2' ORDER BY d.id DESC LIMIT 1"
-}
-has_delivery() { [ -n "$(delivery "$1" "$2")" ]; }
-
 # sink_count CUSTOMER: requests the sink logged for a customer.
 sink_count() {
 	if [ -f "$tmp/sink.log" ]; then
@@ -88,37 +51,6 @@ sink_count() {
 	fi
 }
 sink_at_least() { [ "$(sink_count "$1")" -ge "$2" ]; }
-
-dlog=$tmp/daemon.log
-start_daemon() {
-	local before
-	# shellcheck disable=SC2034 # read inside the eval below
-	before=$(grep -c 'event=start ' "$dlog" 2>/dev/null)
-	(cd "$tmp" && exec "$d_bin" -c "$tmp/campaignd.yaml" --foreground 2>>"$dlog") &
-	daemon_pid=$!
-	wait_for 15 eval '[ "$(grep -c "event=start " "$dlog")" -gt "${before:-0}" ]'
-}
-
-# stop_daemon: SIGTERM; sets stop_rc (exit status) and stop_ms (time to exit).
-stop_daemon() {
-	local t0 limit
-	t0=$(now_ms)
-	limit=$((t0 + ${1:-15} * 1000))
-	kill -TERM "$daemon_pid" 2>/dev/null
-	while kill -0 "$daemon_pid" 2>/dev/null && [ "$(now_ms)" -lt "$limit" ]; do
-		sleep 0.05
-	done
-	if kill -0 "$daemon_pid" 2>/dev/null; then
-		kill -KILL "$daemon_pid" 2>/dev/null
-		wait "$daemon_pid" 2>/dev/null
-		stop_rc=timeout
-	else
-		wait "$daemon_pid"
-		stop_rc=$?
-	fi
-	stop_ms=$(($(now_ms) - t0))
-	daemon_pid=
-}
 
 # ---- setup ----
 
@@ -420,7 +352,6 @@ retries() {
 	q "SELECT count(*) FROM transitions WHERE delivery = ${1:-0} AND from_state = 'sending'
 	   AND to_state = 'sending' AND reason LIKE 'attempt % failed%retry%'"
 }
-state_of() { q "SELECT state || ' ' || step FROM deliveries WHERE id = ${1:-0}"; }
 
 echo "w1 503 200" >>"$tmp/sink.script"
 echo "w2 400" >>"$tmp/sink.script"

@@ -1,5 +1,7 @@
-# common.sh: sourced by the daemon tests: checks the programs, makes the temp dir, and kills
-# what a test started when it ends.  Sets tmp; the test sets daemon_pid and sink_pid.
+# common.sh: sourced by the daemon tests: checks the programs, makes the temp dir, kills what a
+# test started when it ends, and the helpers they share (TAP lines, bounded waits, queries on
+# the daemon's database, starting and stopping the daemon).  Sets tmp and dlog; the test sets
+# daemon_pid and sink_pid.
 # Usage: daemon_test_setup NAME   (after d_bin, ctl and py are set)
 
 # TAP: ok DESC; not_ok DESC [DETAIL] (the detail is shown as comments).
@@ -34,6 +36,7 @@ daemon_test_setup() {
 		echo "Bail out! mktemp failed"
 		exit 1
 	}
+	dlog=$tmp/daemon.log
 	daemon_pid=
 	sink_pid=
 	trap daemon_test_cleanup EXIT
@@ -52,3 +55,75 @@ daemon_test_cleanup() {
 		rm -rf "$tmp"
 	fi
 }
+
+# check DESC COMMAND...: ok when COMMAND succeeds; its output is shown when it fails.
+check() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then ok "$desc"; else not_ok "$desc" "$out"; fi
+}
+
+now_ms() { date +%s%3N; }
+
+# wait_for SECONDS COMMAND...: poll COMMAND every 50 ms until it succeeds (0) or time runs out (1).
+wait_for() {
+	local limit=$(($(now_ms) + $1 * 1000))
+	shift
+	while :; do
+		"$@" >/dev/null 2>&1 && return 0
+		[ "$(now_ms)" -ge "$limit" ] && return 1
+		sleep 0.05
+	done
+}
+
+# q SQL: rows of a query on the daemon's database, columns joined by "|".
+q() {
+	"$py" - "$tmp/state.db" "$1" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+for r in c.execute(sys.argv[2]):
+    print("|".join("" if v is None else str(v) for v in r))
+EOF
+}
+
+# delivery CAMPAIGN CUSTOMER: the id of the (latest) delivery, or nothing.
+delivery() {
+	q "SELECT d.id FROM deliveries d JOIN customers c ON c.cid = d.customer
+	   WHERE d.campaign = '$1' AND c.id = '$2' ORDER BY d.id DESC LIMIT 1"
+}
+has_delivery() { [ -n "$(delivery "$1" "$2")" ]; }
+
+# state_of ID: "STATE STEP" of a delivery.
+state_of() { q "SELECT state || ' ' || step FROM deliveries WHERE id = ${1:-0}"; }
+
+# start_daemon: start it on $tmp/campaignd.yaml, logging to $dlog; wait until it logged its start.
+start_daemon() {
+	local before
+	# shellcheck disable=SC2034 # read inside the eval below
+	before=$(grep -c 'event=start ' "$dlog" 2>/dev/null)
+	(cd "$tmp" && exec "$d_bin" -c "$tmp/campaignd.yaml" --foreground 2>>"$dlog") &
+	daemon_pid=$!
+	wait_for 15 eval '[ "$(grep -c "event=start " "$dlog")" -gt "${before:-0}" ]'
+}
+
+# stop_daemon: SIGTERM; sets stop_rc (exit status) and stop_ms (time to exit).
+stop_daemon() {
+	local t0 limit
+	t0=$(now_ms)
+	limit=$((t0 + ${1:-15} * 1000))
+	kill -TERM "$daemon_pid" 2>/dev/null
+	while kill -0 "$daemon_pid" 2>/dev/null && [ "$(now_ms)" -lt "$limit" ]; do
+		sleep 0.05
+	done
+	if kill -0 "$daemon_pid" 2>/dev/null; then
+		kill -KILL "$daemon_pid" 2>/dev/null
+		wait "$daemon_pid" 2>/dev/null
+		stop_rc=timeout
+	else
+		wait "$daemon_pid"
+		stop_rc=$?
+	fi
+	stop_ms=$(($(now_ms) - t0))
+	daemon_pid=
+}
+

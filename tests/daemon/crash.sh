@@ -48,7 +48,6 @@ STALL=${STALL:-30}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup crash
 
-now_ms() { date +%s%3N; }
 deadline=$(($(now_ms) + TIME_LIMIT * 1000))
 out_of_time() { [ "$(now_ms)" -ge "$deadline" ]; }
 
@@ -60,15 +59,6 @@ bail() {
 	exit 1
 }
 
-# q SQL: rows of a query on the daemon's database, columns joined by "|".
-q() {
-	"$py" - "$tmp/state.db" "$1" <<'EOF'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=30)
-for r in c.execute(sys.argv[2]):
-    print("|".join("" if v is None else str(v) for v in r))
-EOF
-}
 pending() { q "SELECT count(*) FROM deliveries WHERE state IN ('scheduled', 'sending')"; }
 requests() { if [ -f "$tmp/sink.log" ]; then wc -l <"$tmp/sink.log"; else echo 0; fi; }
 

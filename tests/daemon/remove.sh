@@ -1,0 +1,199 @@
+#!/bin/sh
+# remove.sh: what a reload does to the deliveries of campaigns that are removed or disabled,
+# on the real daemon (outbox channels), driven with `campaignctl reload`:
+#   - removed, on_remove: cancel: its scheduled delivery is skipped at the reload, with the
+#     reason, and never written;
+#   - removed, on_remove: drain: its follow-up step is still sent at the planned time, under
+#     the version last loaded; `status` lists it as draining until it is done, and a later
+#     reload forgets it;
+#   - disabled, on_remove: cancel: skipped at the reload; disabled, on_remove: drain: sent as
+#     planned;
+#   - the reload's summary counts all this and the log names each campaign changed.
+#
+# Environment (set by `make check`): CAMPAIGND, CAMPAIGNCTL, SRCDIR, PYTHON3 (default
+# /usr/bin/python3).  KEEP_TMP=1 keeps the temporary directory.  Every wait is bounded; every
+# process started here is killed on exit.
+
+set -u
+
+d_bin=${CAMPAIGND:-}
+ctl=${CAMPAIGNCTL:-}
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+py=${PYTHON3:-/usr/bin/python3}
+
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup remove
+
+echo "1..11"
+
+mkdir -p "$tmp/campaigns.d"
+cat >"$tmp/campaignd.yaml" <<'EOF'
+version: 1
+database: state.db
+campaigns: campaigns.d
+public_url: http://127.0.0.1:8425
+shutdown_timeout: 1s
+policy:
+  default_timezone: UTC
+  default_language: en
+  contact_limit: { max: 100, per: 1d }
+  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
+channels:
+  sms: { driver: outbox, path: outbox/sms }
+  email: { driver: outbox, path: outbox/email }
+EOF
+
+# campaign NAME ON_REMOVE DELAY FOLLOWUP [ENABLED]: a campaign on event "go": an sms after
+# DELAY, then an e-mail FOLLOWUP later.
+campaign() {
+	cat <<EOF
+campaign: $1
+type: transactional
+description: Removal test ($2)
+enabled: ${5:-true}
+on_remove: $2
+trigger:
+  event: go
+  delay: $3
+quiet_hours:
+  timezone: recipient
+  allow: ["mon-sun 00:00-24:00"]
+survey:
+  metric: csat
+  languages: [en]
+  questions:
+    - id: score
+      type: csat
+      text:
+        en: "How was it?"
+steps:
+  - channel: sms
+    message:
+      en: "$1: how was it? {{survey_url}}"
+  - channel: email
+    after: $4
+    message:
+      en: "$1: one more time: {{survey_url}}"
+EOF
+}
+campaign drain-me drain 1s 4s >"$tmp/campaigns.d/drain-me.yaml"
+campaign cancel-me cancel 4s 1h >"$tmp/campaigns.d/cancel-me.yaml"
+campaign pause-drain drain 4s 1h >"$tmp/campaigns.d/pause-drain.yaml"
+campaign pause-cancel cancel 4s 1h >"$tmp/campaigns.d/pause-cancel.yaml"
+cat >"$tmp/customers.csv" <<'EOF'
+id,first_name,email,phone,language,timezone,consent.sms,consent.email
+c1,Ann,ann@example.com,+4790000001,en,UTC,true,true
+EOF
+
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+if start_daemon; then :; else
+	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
+	exit 1
+fi
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
+wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries")" = 4 ]'
+DR=$(delivery drain-me c1)
+CA=$(delivery cancel-me c1)
+PD=$(delivery pause-drain c1)
+PC=$(delivery pause-cancel c1)
+sms=$tmp/outbox/sms
+email=$tmp/outbox/email
+
+# 1
+if wait_for 6 eval '[ "$(state_of "$DR")" = "scheduled 2" ]' && [ -f "$sms/d$DR-s1.msg" ]; then
+	ok "the draining campaign's first step is sent before the reload"
+else
+	not_ok "the draining campaign's first step is sent before the reload" \
+		"state: $(state_of "$DR"); $(tail -5 "$dlog")"
+fi
+
+rm "$tmp/campaigns.d/drain-me.yaml" "$tmp/campaigns.d/cancel-me.yaml"
+campaign pause-drain drain 4s 1h false >"$tmp/campaigns.d/pause-drain.yaml"
+campaign pause-cancel cancel 4s 1h false >"$tmp/campaigns.d/pause-cancel.yaml"
+out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
+rc=$?
+# 2
+case "$rc $out" in
+"0 "*"2 changed, 2 removed, 2 scheduled deliveries cancelled, 1 campaigns draining"*)
+	ok "reload: 2 removed, 2 changed (disabled), 2 cancelled, 1 draining" ;;
+*) not_ok "reload: 2 removed, 2 changed (disabled), 2 cancelled, 1 draining" "exit $rc: $out" ;;
+esac
+# 3
+if grep -q 'event=reload-campaign campaign=cancel-me change=removed .*on_remove=cancel' "$dlog" &&
+	grep -q 'event=reload-campaign campaign=drain-me change=removed .*on_remove=drain' "$dlog" &&
+	grep -q 'event=reload-campaign campaign=pause-cancel change=changed .*disabled=1' "$dlog"; then
+	ok "the log names each campaign the reload removed or changed"
+else
+	not_ok "the log names each campaign the reload removed or changed" \
+		"$(grep 'event=reload' "$dlog")"
+fi
+# 4
+got="$(state_of "$CA")|$(q "SELECT reason FROM transitions WHERE delivery = $CA ORDER BY id DESC LIMIT 1")"
+if [ "$got" = "skipped 1|campaign removed (on_remove: cancel)" ]; then
+	ok "removed with on_remove: cancel: its scheduled delivery is skipped at the reload"
+else
+	not_ok "removed with on_remove: cancel: its scheduled delivery is skipped at the reload" "$got"
+fi
+# 5
+got="$(state_of "$PC")|$(q "SELECT reason FROM transitions WHERE delivery = $PC ORDER BY id DESC LIMIT 1")"
+if [ "$got" = "skipped 1|campaign disabled (on_remove: cancel)" ]; then
+	ok "disabled with on_remove: cancel: its scheduled delivery is skipped at the reload"
+else
+	not_ok "disabled with on_remove: cancel: its scheduled delivery is skipped at the reload" "$got"
+fi
+# 6
+out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
+if printf '%s\n' "$out" | grep -q '^  drain-me .*(removed, draining)$' &&
+	printf '%s\n' "$out" | grep -q '^  pause-drain .*(disabled)$'; then
+	ok "status lists the removed campaign as draining"
+else
+	not_ok "status lists the removed campaign as draining" "$out"
+fi
+
+# 7
+if wait_for 10 test -f "$email/d$DR-s2.msg" && [ "$(state_of "$DR")" = "sent 2" ]; then
+	ok "removed with on_remove: drain: its follow-up step is sent as planned"
+else
+	not_ok "removed with on_remove: drain: its follow-up step is sent as planned" \
+		"state: $(state_of "$DR"); $(grep "delivery=$DR " "$dlog")"
+fi
+# 8
+if wait_for 10 test -f "$sms/d$PD-s1.msg" && [ "$(state_of "$PD")" = "scheduled 2" ]; then
+	ok "disabled with on_remove: drain: its scheduled delivery is sent as planned"
+else
+	not_ok "disabled with on_remove: drain: its scheduled delivery is sent as planned" \
+		"state: $(state_of "$PD"); $(grep "delivery=$PD " "$dlog")"
+fi
+# 9
+sleep 1
+got=$(find "$tmp/outbox" -name '*.msg' -printf '%f\n' | sort | tr '\n' ' ')
+want=$(printf '%s\n' "d$DR-s1.msg" "d$DR-s2.msg" "d$PD-s1.msg" | sort | tr '\n' ' ')
+if [ "$got" = "$want" ]; then ok "nothing else was written to the outbox"; else
+	not_ok "nothing else was written to the outbox" "want: $want
+got:  $got"; fi
+
+# 10
+out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
+st=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1)
+if printf '%s' "$out" | grep -q '0 campaigns draining' && ! printf '%s' "$st" | grep -q 'drain-me'; then
+	ok "once drained, the next reload forgets the removed campaign"
+else
+	not_ok "once drained, the next reload forgets the removed campaign" "$out
+$st"
+fi
+
+stop_daemon 10
+# 11
+bad=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|fatal|panic' "$dlog")
+if [ "$stop_rc" = 0 ] && [ -z "$bad" ]; then
+	ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log"
+else
+	not_ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log" \
+		"exit: $stop_rc; $bad"
+fi
+
+if [ "$failed" -gt 0 ]; then
+	echo "# $failed of $n failed; daemon log:"
+	sed 's/^/#   /' "$dlog" | tail -40
+fi
+exit 0
