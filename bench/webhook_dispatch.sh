@@ -176,6 +176,9 @@ while :; do
 	sleep 0.05
 done
 hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$daemon_pid/status" 2>/dev/null || echo "?")
+# The daemon's CPU time (user + system) so far: fields 14 and 15 of stat, after the ")".
+cpu=$(sed 's/.*) //' "/proc/$daemon_pid/stat" 2>/dev/null |
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' || echo "?")
 stop_daemon
 
 # ---- checks ----
@@ -195,6 +198,7 @@ s_rate=$(awk -v t="$steady" -v n="$n" 'BEGIN { printf "%.0f", (n - 1) / t }')
 ratio=$(awk -v d="$d_rate" -v b="$base_rate" 'BEGIN { printf "%.2f", d / b }')
 s_ratio=$(awk -v d="$s_rate" -v b="$base_rate" 'BEGIN { printf "%.2f", d / b }')
 verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.5) ? "met" : "MISSED" }')
-echo "campaignd: $n webhook sends, concurrency $conc: $total s from start ($d_rate requests/s), first request after $first_ms ms; first to last request $steady s ($s_rate requests/s); $keys keys, all distinct; peak RSS $hwm MB"
+cpu_us=$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.0f", c * 1e6 / n }')
+echo "campaignd: $n webhook sends, concurrency $conc: $total s from start ($d_rate requests/s), first request after $first_ms ms; first to last request $steady s ($s_rate requests/s); $keys keys, all distinct; peak RSS $hwm MB; CPU $cpu s ($cpu_us us per send)"
 printf 'webhook dispatch, %d requests, concurrency %d: bare curl-multi client %s requests/s (%s s); campaignd %s requests/s from start (%s s), ratio %sx (target >= 0.5x: %s); steady %s requests/s, %sx\n' \
 	"$n" "$conc" "$base_rate" "$base_time" "$d_rate" "$total" "$ratio" "$verdict" "$s_rate" "$s_ratio"

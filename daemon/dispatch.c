@@ -347,7 +347,7 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	if (timeout_ms < 0)
 		uv_timer_stop(&d->curl_timer);
 	else
-		uv_timer_start(&d->curl_timer, curl_timeout_cb, timeout_ms ? (uint64_t)timeout_ms : 1, 0);
+		uv_timer_start(&d->curl_timer, curl_timeout_cb, (uint64_t)timeout_ms, 0);
 	return 0;
 }
 
