@@ -1,4 +1,5 @@
 /* campaign.c: one campaign file: identity, trigger, survey, steps, templates, incentive, lints. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -372,33 +373,35 @@ parse_survey(struct pctx *p, const struct ynode *n, unsigned ph)
 
 /* ---- steps and templates ---- */
 
+/* template_new: a new empty template for `path` (taken), owned by the conf's table. */
 static struct conf_template *
-load_template(struct pctx *p, const struct ynode *at, const char *dir, const char *rel,
-    unsigned ph, enum conf_kind kind)
+template_new(struct conf *c, char *path)
+{
+	struct conf_template *t = xcalloc(1, sizeof(*t));
+
+	if ((c->n_templates & (c->n_templates - 1)) == 0) /* grow by doubling: 1, 2, 4, ... */
+		c->templates = xreallocarray(c->templates, c->n_templates ? c->n_templates * 2 : 1,
+		    sizeof(*c->templates));
+	c->templates[c->n_templates++] = t;
+	t->path = path;
+	return t;
+}
+
+/* parse_template: the template file at `path` (taken), read into buf; diagnostics go to p. */
+static const struct conf_template *
+parse_template(struct pctx *p, char *path, const char *buf, size_t len, unsigned ph,
+    enum conf_kind kind)
 {
 	static const char *const keys[] = { "subject", "text", "html", NULL };
 	struct conf_survey *sv = &p->cp->survey;
-	struct conf_template *t;
+	struct conf_template *t = template_new(p->conf, path);
 	struct pctx tp;
 	struct ydoc doc;
-	char *path, *buf = NULL;
-	size_t len = 0;
 	const struct ynode *v;
-	int r;
 
-	path = rel[0] == '/' ? xstrdup(rel) : xasprintf("%s/%s", dir, rel);
-	r = util_read_file(path, 1024 * 1024, &buf, &len);
-	if (r < 0) {
-		pctx_error(p, at, "reference", "template paths are relative to the campaign file",
-		    "cannot read template '%s': %s", path, strerror(-r));
-		free(path);
-		return NULL;
-	}
 	tp = *p;
 	tp.file = pctx_intern(p->conf, path);
 	tp.errors = 0;
-	t = xcalloc(1, sizeof(*t));
-	t->path = path;
 	if (ytree_parse(&doc, tp.file, buf, len, p->d) == 0 &&
 	    pctx_keys(&tp, doc.root, "a template", keys) == 0) {
 		v = ytree_get(doc.root, "subject");
@@ -416,15 +419,98 @@ load_template(struct pctx *p, const struct ynode *at, const char *dir, const cha
 		tp.errors++;
 	}
 	ytree_free(&doc);
-	free(buf);
 	p->errors += tp.errors;
+	return t;
+}
+
+/*
+ * template_key: everything a template's parse depends on besides the file: the placeholder
+ * rules, whether the step is e-mail (subject required), the survey's languages in order,
+ * and the resolved path (last, so that any byte may appear in it).  Language tags hold no
+ * '|' or ','.
+ */
+static char *
+template_key(const char *path, const struct conf_survey *sv, unsigned ph, enum conf_kind kind)
+{
+	size_t i, n = strlen(path) + 32;
+	char *key, *q;
+
+	for (i = 0; i < sv->n_langs; i++)
+		n += strlen(sv->langs[i]) + 1;
+	key = xmalloc(n);
+	q = key + snprintf(key, n, "%u|%d|", ph, kind == CONF_KIND_EMAIL);
+	for (i = 0; i < sv->n_langs; i++)
+		q += snprintf(q, n - (size_t)(q - key), "%s,", sv->langs[i]);
+	snprintf(q, n - (size_t)(q - key), "|%s", path);
+	return key;
+}
+
+/*
+ * load_template: the template `rel` of a step (relative to the campaign file's directory).
+ * With a memo, a template already parsed under the same key is reused and the diagnostics
+ * its parse raised are reported again for this campaign, so the output is the same as
+ * parsing it anew.  Returns a template borrowed from the conf, or NULL when the file cannot
+ * be read.
+ */
+static const struct conf_template *
+load_template(struct pctx *p, const struct ynode *at, const char *dir, const char *rel,
+    unsigned ph, enum conf_kind kind)
+{
+	struct pctx_memo_template *m = NULL;
+	const struct conf_template *t;
+	struct diag_list *d = p->d;
+	char *path, *key = NULL, *buf = NULL;
+	size_t len = 0, i, n0 = d->n, e0 = d->n_errors, w0 = d->n_warnings, errors0 = p->errors;
+	int r;
+
+	path = rel[0] == '/' ? xstrdup(rel) : xasprintf("%s/%s", dir, rel);
+	if (p->memo != NULL) {
+		key = template_key(path, &p->cp->survey, ph, kind);
+		m = util_map_get(&p->memo->templates, key);
+	}
+	if (m != NULL) {
+		for (i = 0; i < m->diags.n; i++) {
+			const struct diag *g = &m->diags.v[i];
+
+			diag_add(d, g->severity, g->file, g->line, g->col, g->code, g->hint, "%s",
+			    g->message);
+		}
+		p->errors += m->errors;
+		t = m->t;
+		free(key);
+		free(path);
+	} else {
+		r = util_read_file(path, 1024 * 1024, &buf, &len);
+		if (r < 0) {
+			pctx_error(p, at, "reference", "template paths are relative to the campaign file",
+			    "cannot read template '%s': %s", path, strerror(-r));
+			free(key);
+			free(path);
+			return NULL;
+		}
+		t = parse_template(p, path, buf, len, ph, kind);
+		free(buf);
+		/* Memoised only when the list kept every diagnostic (it is capped). */
+		if (key != NULL && d->n - n0 == (d->n_errors - e0) + (d->n_warnings - w0)) {
+			m = xcalloc(1, sizeof(*m));
+			m->key = key;
+			m->t = t;
+			m->errors = p->errors - errors0;
+			for (i = n0; i < d->n; i++)
+				diag_add(&m->diags, d->v[i].severity, d->v[i].file, d->v[i].line,
+				    d->v[i].col, d->v[i].code, d->v[i].hint, "%s", d->v[i].message);
+			util_map_put(&p->memo->templates, m->key, m);
+		} else {
+			free(key);
+		}
+	}
 	if (kind == CONF_KIND_SMS && t->text.n > 0)
 		lint_sms(p, at, &t->text);
 	return t;
 }
 
-static void
-template_free(struct conf_template *t)
+void
+conf_template_free(struct conf_template *t)
 {
 	if (t == NULL)
 		return;
@@ -737,10 +823,8 @@ conf_campaign_free(struct conf_campaign *cp)
 	for (i = 0; i < cp->survey.n_questions; i++)
 		question_free(&cp->survey.questions[i]);
 	free(cp->survey.questions);
-	for (i = 0; i < cp->n_steps; i++) {
-		conf_text_free(&cp->steps[i].message);
-		template_free(cp->steps[i].template);
-	}
+	for (i = 0; i < cp->n_steps; i++)
+		conf_text_free(&cp->steps[i].message); /* templates belong to the conf */
 	free(cp->steps);
 	conf_quiet_free(&cp->quiet);
 	conf_text_free(&cp->incentive.message);

@@ -584,9 +584,10 @@ conf_load_settings(const char *path, struct diag_list *d)
 
 /* ---- campaigns ---- */
 
+/* add_campaign: parse one campaign file's bytes and add it; `memo` may be NULL. */
 static int
 add_campaign(struct conf *c, const char *path, const char *buf, size_t len, const char *dir,
-    struct diag_list *d)
+    struct pctx_memo *memo, struct diag_list *d)
 {
 	struct pctx p;
 	struct ydoc doc;
@@ -606,6 +607,7 @@ add_campaign(struct conf *c, const char *path, const char *buf, size_t len, cons
 	p.d = d;
 	p.conf = c;
 	p.file = pctx_intern(c, path);
+	p.memo = memo;
 	r = ytree_parse(&doc, p.file, buf, len, d);
 	if (r == 0) {
 		p.cp = xcalloc(1, sizeof(*p.cp));
@@ -618,6 +620,9 @@ add_campaign(struct conf *c, const char *path, const char *buf, size_t len, cons
 			c->campaigns = xreallocarray(c->campaigns, c->n_campaigns + 1,
 			    sizeof(*c->campaigns));
 			c->campaigns[c->n_campaigns++] = p.cp;
+			if (c->by_name == NULL)
+				c->by_name = xcalloc(1, sizeof(*c->by_name));
+			util_map_put(c->by_name, p.cp->name, p.cp); /* unique: checked by the parse */
 		} else {
 			conf_campaign_free(p.cp);
 			r = -1;
@@ -641,13 +646,14 @@ conf_add_campaign_buffer(struct conf *c, const char *name, const char *buf, size
 		free(dir);
 		return -1;
 	}
-	r = add_campaign(c, name, buf, len, dir, d);
+	r = add_campaign(c, name, buf, len, dir, NULL, d);
 	free(dir);
 	return r;
 }
 
-int
-conf_add_campaign_file(struct conf *c, const char *path, struct diag_list *d)
+/* add_file: read and add one campaign file; `memo` may be NULL. */
+static int
+add_file(struct conf *c, const char *path, struct pctx_memo *memo, struct diag_list *d)
 {
 	char *buf = NULL, *dir;
 	size_t len = 0;
@@ -663,10 +669,16 @@ conf_add_campaign_file(struct conf *c, const char *path, struct diag_list *d)
 		return -1;
 	}
 	dir = dir_of(path);
-	r = add_campaign(c, path, buf, len, dir, d);
+	r = add_campaign(c, path, buf, len, dir, memo, d);
 	free(dir);
 	free(buf);
 	return r;
+}
+
+int
+conf_add_campaign_file(struct conf *c, const char *path, struct diag_list *d)
+{
+	return add_file(c, path, NULL, d);
 }
 
 int
@@ -701,6 +713,7 @@ conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
 {
 	DIR *dh = opendir(dir);
 	struct dirent *de;
+	struct pctx_memo memo;
 	char **names = NULL;
 	size_t n = 0, i;
 	int bad = 0;
@@ -718,11 +731,13 @@ conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
 	}
 	closedir(dh);
 	qsort(names, n, sizeof(*names), name_cmp);
+	memset(&memo, 0, sizeof(memo));
 	for (i = 0; i < n; i++) {
-		if (conf_add_campaign_file(c, names[i], d) < 0)
+		if (add_file(c, names[i], &memo, d) < 0)
 			bad++;
 		free(names[i]);
 	}
+	pctx_memo_free(&memo);
 	free(names);
 	return bad;
 }
@@ -767,6 +782,12 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->n_campaigns; i++)
 		conf_campaign_free(c->campaigns[i]);
 	free(c->campaigns);
+	if (c->by_name != NULL)
+		util_map_free(c->by_name);
+	free(c->by_name);
+	for (i = 0; i < c->n_templates; i++)
+		conf_template_free(c->templates[i]);
+	free(c->templates);
 	for (i = 0; i < c->n_files; i++)
 		free(c->files[i]);
 	free(c->files);
@@ -787,12 +808,7 @@ conf_channel_find(const struct conf *c, const char *name)
 const struct conf_campaign *
 conf_campaign_find(const struct conf *c, const char *name)
 {
-	size_t i;
-
-	for (i = 0; i < c->n_campaigns; i++)
-		if (strcmp(c->campaigns[i]->name, name) == 0)
-			return c->campaigns[i];
-	return NULL;
+	return c->by_name != NULL ? util_map_get(c->by_name, name) : NULL;
 }
 
 const char *

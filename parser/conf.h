@@ -11,8 +11,13 @@
  * Everything here is built by the loader (conf_load) and never changed afterwards: the
  * daemon swaps whole conf objects on reload.  All strings and arrays are owned by the
  * struct conf that (transitively) contains them and are released by conf_free().
+ * Templates are shared: the conf owns each parsed template once (conf.templates) and every
+ * step that uses it borrows it, so campaigns of one load that name the same template file
+ * (with the same languages and placeholder rules) point at the same struct conf_template.
  * Durations are in seconds.  Times of day are minutes after local midnight.
  */
+
+struct util_map;
 
 #define CONF_MAX_LANGS 16
 
@@ -175,6 +180,7 @@ struct conf_survey {
 	struct conf_question *questions;
 };
 
+/* A parsed template file; owned by the conf's template table, borrowed by steps. */
 struct conf_template {
 	char *path; /* as resolved */
 	struct conf_text subject, text, html; /* n == 0 when absent */
@@ -184,7 +190,7 @@ struct conf_step {
 	const struct conf_channel *channel; /* borrowed */
 	int64_t after; /* 0 for step 1 */
 	struct conf_text message; /* n == 0 when a template is used */
-	struct conf_template *template; /* owned; NULL when message is used */
+	const struct conf_template *template; /* borrowed from conf.templates; NULL with message */
 	struct conf_pos pos;
 };
 
@@ -258,7 +264,10 @@ struct conf {
 	size_t n_notify;
 	struct conf_notify *notify;
 	size_t n_campaigns;
-	struct conf_campaign **campaigns; /* sorted by name */
+	struct conf_campaign **campaigns; /* sorted by name once conf_load returns */
+	struct util_map *by_name; /* owned: name -> campaign, for conf_campaign_find */
+	size_t n_templates; /* every template parsed for this conf (steps borrow them) */
+	struct conf_template **templates;
 	size_t n_files; /* file-name table for conf_pos.file */
 	char **files;
 };
@@ -279,7 +288,9 @@ struct conf *conf_load_settings(const char *path, struct diag_list *d);
 /*
  * conf_add_campaign_file: parse one campaign file (path) against conf's channels and policy
  * and add it to `c`.  Returns 0 when the file had no error, -1 otherwise (diagnostics in d;
- * the campaign is then not added).
+ * the campaign is then not added, but the templates it loaded stay in c->templates until
+ * conf_free).  Campaigns are added only through conf_add_campaign_*, which keep the index
+ * of conf_campaign_find.
  */
 int conf_add_campaign_file(struct conf *c, const char *path, struct diag_list *d);
 
@@ -293,7 +304,10 @@ int conf_add_campaign_buffer(struct conf *c, const char *name, const char *buf, 
 /*
  * conf_add_campaign_dir: add every campaign file (*.yaml, not hidden, not backups) of a
  * directory, in name order.  Returns the number of files with errors, or -1 when the
- * directory cannot be read (diagnostic added).
+ * directory cannot be read (diagnostic added).  Within one call each template file is read
+ * and parsed once per set of languages and placeholder rules, and each recurring rule is
+ * expanded once per start for the frequency lint; the diagnostics are the same as adding the
+ * files one by one (a broken template is reported again for every campaign that uses it).
  */
 int conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d);
 
@@ -306,7 +320,10 @@ struct conf *conf_new_default(void);
 /* conf_free: release a conf and everything it owns; accepts NULL. */
 void conf_free(struct conf *c);
 
-/* Lookups; return borrowed pointers or NULL. */
+/*
+ * Lookups; return borrowed pointers or NULL.  Channels are searched in order (a few per
+ * conf); campaigns through a hash index, in constant time.
+ */
 const struct conf_channel *conf_channel_find(const struct conf *c, const char *name);
 const struct conf_campaign *conf_campaign_find(const struct conf *c, const char *name);
 

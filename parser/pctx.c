@@ -52,6 +52,32 @@ pctx_error_at(struct pctx *p, int line, int col, const char *code, const char *h
 	va_end(ap);
 }
 
+void
+pctx_memo_free(struct pctx_memo *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->templates.cap; i++) {
+		struct pctx_memo_template *e = m->templates.slots[i].val;
+
+		if (m->templates.slots[i].key == NULL)
+			continue;
+		diag_free(&e->diags);
+		free(e->key);
+		free(e);
+	}
+	for (i = 0; i < m->gaps.cap; i++) {
+		struct pctx_memo_gap *e = m->gaps.slots[i].val;
+
+		if (m->gaps.slots[i].key == NULL)
+			continue;
+		free(e->key);
+		free(e);
+	}
+	util_map_free(&m->templates);
+	util_map_free(&m->gaps);
+}
+
 struct conf_pos
 pctx_pos(const struct pctx *p, const struct ynode *n)
 {

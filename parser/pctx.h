@@ -5,7 +5,37 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "util.h"
 #include "ytree.h"
+
+/*
+ * The memo of one directory load (conf_add_campaign_dir): results that depend only on their
+ * key, computed for the first campaign that needs them and reused by the others.  Each map
+ * owns its entries (and their keys); pctx_memo_free releases them, not the templates, which
+ * the conf owns.
+ */
+struct pctx_memo {
+	struct util_map templates; /* "ph|email|langs|path" -> struct pctx_memo_template */
+	struct util_map gaps; /* "start|rrule" -> struct pctx_memo_gap */
+};
+
+/* A parsed template and what parsing it reported, replayed for each later user. */
+struct pctx_memo_template {
+	char *key;
+	const struct conf_template *t; /* borrowed from the conf's template table */
+	struct diag_list diags; /* the diagnostics of the read and parse, in order */
+	size_t errors; /* of them, errors counted against the campaign */
+};
+
+/* The frequency lint's expansion of one rule from one start (see first_gaps). */
+struct pctx_memo_gap {
+	char *key;
+	int64_t gap;
+	int count;
+};
+
+/* pctx_memo_free: release every entry of the memo; the memo is empty again. */
+void pctx_memo_free(struct pctx_memo *m);
 
 /* The state of loading one file. */
 struct pctx {
@@ -14,6 +44,7 @@ struct pctx {
 	struct conf *conf; /* being built or extended */
 	struct conf_campaign *cp; /* the campaign being built, or NULL for campaignd.yaml */
 	size_t errors; /* errors raised by this file */
+	struct pctx_memo *memo; /* borrowed: the directory load's memo, or NULL (no reuse) */
 };
 
 void pctx_error(struct pctx *p, const struct ynode *at, const char *code, const char *hint,
@@ -76,6 +107,7 @@ const char *pctx_suggest(const char *s, const char *const *names);
 void conf_text_free(struct conf_text *t);
 void conf_quiet_free(struct conf_quiet *q);
 void conf_campaign_free(struct conf_campaign *cp);
+void conf_template_free(struct conf_template *t);
 void conf_ops_free(struct conf_ops *o);
 void conf_pred_free(struct conf_pred *pr);
 

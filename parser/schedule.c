@@ -71,6 +71,40 @@ first_gaps(struct icalrecurrencetype *rule, struct icaltimetype start, int *coun
 }
 
 /*
+ * memo_gaps: first_gaps through the directory load's memo, when there is one: the expansion
+ * depends only on the rule's text and the start, and copies of a campaign share both.
+ */
+static int64_t
+memo_gaps(struct pctx *p, const char *rrule, struct icaltimetype start, int *count)
+{
+	struct icalrecurrencetype r;
+	struct pctx_memo_gap *m;
+	char *key;
+	int64_t gap;
+
+	if (p->memo == NULL) {
+		r = icalrecurrencetype_from_string(rrule);
+		return first_gaps(&r, start, count);
+	}
+	key = xasprintf("%04d-%02d-%02dT%02d:%02d|%s", start.year, start.month, start.day,
+	    start.hour, start.minute, rrule);
+	m = util_map_get(&p->memo->gaps, key);
+	if (m != NULL) {
+		free(key);
+		*count = m->count;
+		return m->gap;
+	}
+	r = icalrecurrencetype_from_string(rrule);
+	gap = first_gaps(&r, start, count);
+	m = xcalloc(1, sizeof(*m));
+	m->key = key;
+	m->gap = gap;
+	m->count = *count;
+	util_map_put(&p->memo->gaps, m->key, m);
+	return gap;
+}
+
+/*
  * libical_misexpands: rule shapes that libical 3.0.16 expands differently from RFC 5545 (found
  * by the property test against python-dateutil, tests/tz/property.py): refused rather than
  * scheduled wrongly.
@@ -283,7 +317,6 @@ conf_parse_schedule(struct pctx *p, const struct ynode *n, struct conf_schedule 
 	if (v != NULL && pctx_duration(p, v, "spread", &out->spread) < 0)
 		rc = -1;
 	if (recurring && out->rrule != NULL && rc == 0) {
-		struct icalrecurrencetype r = icalrecurrencetype_from_string(out->rrule);
 		struct icaltimetype st = icaltime_null_time();
 		int count;
 		int64_t gap;
@@ -299,7 +332,7 @@ conf_parse_schedule(struct pctx *p, const struct ynode *n, struct conf_schedule 
 		st.hour = out->at_min / 60;
 		st.minute = out->at_min % 60;
 		st.is_date = 0;
-		gap = first_gaps(&r, st, &count);
+		gap = memo_gaps(p, out->rrule, st, &count);
 		if (count == 0) {
 			pctx_error(p, rrule ? rrule : every, "rrule", NULL,
 			    "the rule never occurs (within 10 years of the start)");

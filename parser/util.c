@@ -1,4 +1,4 @@
-/* util.c: allocation helpers, edit distance, SHA-256 and HMAC, whole-file reads, UTF-8 and calendar math. */
+/* util.c: allocation helpers, edit distance, SHA-256 and HMAC, string maps, whole-file reads, UTF-8, calendar math. */
 #define _GNU_SOURCE /* vasprintf */
 #include <errno.h>
 #include <fcntl.h>
@@ -127,13 +127,71 @@ util_edit_distance(const char *a, const char *b)
 void
 util_sha256_hex(const void *buf, size_t len, char out[65])
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0, i;
 
 	EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
-	for (i = 0; i < mdlen && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[64] = '\0';
+	for (i = 0; i < mdlen && i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	out[2 * i] = '\0';
+}
+
+/* map_hash: FNV-1a, 64 bits. */
+static uint64_t
+map_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void *
+util_map_get(const struct util_map *m, const char *key)
+{
+	size_t i;
+
+	if (m->cap == 0)
+		return NULL;
+	for (i = map_hash(key) & (m->cap - 1); m->slots[i].key != NULL; i = (i + 1) & (m->cap - 1))
+		if (strcmp(m->slots[i].key, key) == 0)
+			return m->slots[i].val;
+	return NULL;
+}
+
+void
+util_map_put(struct util_map *m, const char *key, void *val)
+{
+	size_t i;
+
+	if (2 * (m->n + 1) > m->cap) {
+		struct util_map bigger = { 0, m->cap ? m->cap * 2 : 16, NULL };
+
+		bigger.slots = xcalloc(bigger.cap, sizeof(*bigger.slots));
+		for (i = 0; i < m->cap; i++)
+			if (m->slots[i].key != NULL)
+				util_map_put(&bigger, m->slots[i].key, m->slots[i].val);
+		free(m->slots);
+		*m = bigger;
+	}
+	for (i = map_hash(key) & (m->cap - 1); m->slots[i].key != NULL; i = (i + 1) & (m->cap - 1))
+		;
+	m->slots[i].key = key;
+	m->slots[i].val = val;
+	m->n++;
+}
+
+void
+util_map_free(struct util_map *m)
+{
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
 }
 
 /* A keyed HMAC-SHA256: OpenSSL's MAC fetched and keyed once, then reset per message. */
@@ -188,7 +246,7 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 {
 	struct stat st;
 	char *p;
-	size_t got = 0;
+	size_t got = 0, size;
 	int fd, err;
 
 	*buf = NULL;
@@ -210,10 +268,23 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 		close(fd);
 		return -EFBIG;
 	}
-	p = xmalloc(cap + 2);
+	/*
+	 * Size the buffer to the file (one byte more shows whether it grew meanwhile), not to
+	 * the cap: a cap-sized buffer is an mmap and page faults for every small file.  Pipes
+	 * and files that grow are read in a doubling buffer, never past cap + 1 bytes.
+	 */
+	size = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536;
+	if (size > cap + 1)
+		size = cap + 1;
+	p = xmalloc(size + 1);
 	for (;;) {
-		ssize_t r = read(fd, p + got, cap + 1 - got);
+		ssize_t r;
 
+		if (got == size && size < cap + 1) {
+			size = size > (cap + 1) / 2 ? cap + 1 : size * 2;
+			p = xreallocarray(p, size + 1, 1);
+		}
+		r = read(fd, p + got, size - got);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -238,8 +309,6 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 	*len = got;
 	return 0;
 }
-
-/* ---- UTF-8 ---- */
 
 size_t
 util_utf8_seq(const char *s, size_t n)

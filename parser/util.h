@@ -1,4 +1,4 @@
-/* util.h: allocators that abort on exhaustion; small string, UTF-8 and calendar utilities. */
+/* util.h: allocators that abort on exhaustion; small string, map, UTF-8 and calendar utilities. */
 #ifndef CAMPAIGND_UTIL_H
 #define CAMPAIGND_UTIL_H
 
@@ -31,6 +31,31 @@ struct util_hmac *util_hmac_new(const void *key, size_t len);
 int util_hmac_sum(struct util_hmac *h, const void *a, size_t alen, const void *b, size_t blen,
     unsigned char out[32]);
 void util_hmac_free(struct util_hmac *h);
+
+/*
+ * A map from strings to pointers: open addressing, kept at most half full.  A zeroed struct is
+ * an empty map.  Keys are borrowed: each must stay valid and unchanged while it is in the map.
+ * The values are the caller's; util_map_free releases only the table.  Its size is bounded by
+ * what the caller puts in (one entry per campaign, template or rule of a load).
+ */
+struct util_map_slot {
+	const char *key; /* NULL: empty slot */
+	void *val;
+};
+
+struct util_map {
+	size_t n, cap; /* cap: 0 or a power of two */
+	struct util_map_slot *slots;
+};
+
+/* util_map_get: the value stored under `key`, or NULL. */
+void *util_map_get(const struct util_map *m, const char *key);
+
+/* util_map_put: store `val` under `key`, which must not be in the map yet. */
+void util_map_put(struct util_map *m, const char *key, void *val);
+
+/* util_map_free: release the table (not the keys or values); the map is empty again. */
+void util_map_free(struct util_map *m);
 
 /*
  * util_read_file: read a whole regular file of at most `cap` bytes into a new NUL-terminated

@@ -1,4 +1,5 @@
 /* ytree.c: libyaml event stream to ytree, rejecting duplicate keys and bounding aliases. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,21 +27,69 @@ struct builder {
 	int failed;
 };
 
+/*
+ * The document's arena.  One malloc per chunk instead of several per node: a campaign file
+ * is a few hundred nodes, and allocating and freeing each of them was a good part of a
+ * reload.  The input is capped (1 MiB), so the arena is too.
+ */
+#define YCHUNK_SIZE 16384
+
+struct ychunk {
+	struct ychunk *next;
+	size_t used, size;
+	max_align_t data[]; /* size bytes */
+};
+
+/* doc_alloc: n bytes (zeroed, aligned for any type) that live until ytree_free. */
+static void *
+doc_alloc(struct ydoc *doc, size_t n)
+{
+	struct ychunk *c = doc->chunks;
+	void *p;
+
+	n = (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+	if (c == NULL || c->size - c->used < n) {
+		int big = n > YCHUNK_SIZE / 4;
+		size_t size = big ? n : YCHUNK_SIZE;
+
+		c = xmalloc(offsetof(struct ychunk, data) + size);
+		c->size = size;
+		c->used = 0;
+		if (big && doc->chunks != NULL) {
+			/* A large piece gets a chunk of its own behind the current one, which
+			 * keeps serving the small ones. */
+			c->next = doc->chunks->next;
+			doc->chunks->next = c;
+		} else {
+			c->next = doc->chunks;
+			doc->chunks = c;
+		}
+	}
+	p = (char *)c->data + c->used;
+	c->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+/* doc_strndup: a NUL-terminated copy of n bytes of s in the arena. */
+static char *
+doc_strndup(struct ydoc *doc, const char *s, size_t n)
+{
+	char *p = doc_alloc(doc, n + 1);
+
+	memcpy(p, s, n);
+	return p;
+}
+
 static struct ynode *
 node_new(struct builder *b, enum ynode_type type, const yaml_mark_t *m)
 {
-	struct ydoc *doc = b->doc;
-	struct ynode *n = xcalloc(1, sizeof(*n));
+	struct ynode *n = doc_alloc(b->doc, sizeof(*n));
 
 	n->type = type;
 	n->line = (int)m->line + 1;
 	n->col = (int)m->column + 1;
 	n->weight = 1;
-	if (doc->n_nodes == doc->cap_nodes) {
-		doc->cap_nodes = doc->cap_nodes ? doc->cap_nodes * 2 : 64;
-		doc->nodes = xreallocarray(doc->nodes, doc->cap_nodes, sizeof(*doc->nodes));
-	}
-	doc->nodes[doc->n_nodes++] = n;
 	return n;
 }
 
@@ -68,15 +117,25 @@ anchor_find(struct builder *b, const char *name)
 	return NULL;
 }
 
+/* grow: room for one more child; the arrays move to a piece twice as large (arena). */
 static void
-grow(struct ynode *parent)
+grow(struct builder *b, struct ynode *parent)
 {
+	struct ynode **items, **keys;
+
 	if (parent->n < parent->cap)
 		return;
 	parent->cap = parent->cap ? parent->cap * 2 : 4;
-	parent->items = xreallocarray(parent->items, parent->cap, sizeof(*parent->items));
-	if (parent->type == YNODE_MAP)
-		parent->keys = xreallocarray(parent->keys, parent->cap, sizeof(*parent->keys));
+	items = doc_alloc(b->doc, parent->cap * sizeof(*items));
+	if (parent->n > 0)
+		memcpy(items, parent->items, parent->n * sizeof(*items));
+	parent->items = items;
+	if (parent->type == YNODE_MAP) {
+		keys = doc_alloc(b->doc, parent->cap * sizeof(*keys));
+		if (parent->n > 0)
+			memcpy(keys, parent->keys, parent->n * sizeof(*keys));
+		parent->keys = keys;
+	}
 }
 
 /* expecting_key: whether the collection on top of the stack takes a key next. */
@@ -104,10 +163,10 @@ attach(struct builder *b, struct ynode *child)
 	}
 	top = b->stack[b->depth - 1];
 	if (top->type == YNODE_SEQ) {
-		grow(top);
+		grow(b, top);
 		top->items[top->n++] = child;
 	} else if (top->pending != NULL) {
-		grow(top);
+		grow(b, top);
 		top->keys[top->n] = top->pending;
 		top->items[top->n++] = child;
 		top->pending = NULL;
@@ -226,7 +285,7 @@ handle(struct builder *b, yaml_event_t *ev, int *done)
 			}
 			/* An aliased key: copy it so its mark is the alias's. */
 			n = node_new(b, YNODE_SCALAR, &ev->start_mark);
-			n->value = xstrndup(target->value, target->len);
+			n->value = doc_strndup(b->doc, target->value, target->len);
 			n->len = target->len;
 			n->plain = target->plain;
 			return attach(b, n);
@@ -234,7 +293,7 @@ handle(struct builder *b, yaml_event_t *ev, int *done)
 		return attach(b, target);
 	case YAML_SCALAR_EVENT:
 		n = node_new(b, YNODE_SCALAR, &ev->start_mark);
-		n->value = xstrndup((char *)ev->data.scalar.value, ev->data.scalar.length);
+		n->value = doc_strndup(b->doc, (char *)ev->data.scalar.value, ev->data.scalar.length);
 		n->len = ev->data.scalar.length;
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 		n->block = ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
@@ -329,15 +388,12 @@ ytree_parse(struct ydoc *doc, const char *file, const char *buf, size_t len,
 void
 ytree_free(struct ydoc *doc)
 {
-	size_t i;
+	struct ychunk *c, *next;
 
-	for (i = 0; i < doc->n_nodes; i++) {
-		free(doc->nodes[i]->value);
-		free(doc->nodes[i]->items);
-		free(doc->nodes[i]->keys);
-		free(doc->nodes[i]);
+	for (c = doc->chunks; c != NULL; c = next) {
+		next = c->next;
+		free(c);
 	}
-	free(doc->nodes);
 	memset(doc, 0, sizeof(*doc));
 }
 

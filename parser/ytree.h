@@ -27,11 +27,16 @@ struct ynode {
 	struct ynode *pending; /* MAP being built: a key waiting for its value */
 };
 
-/* A parsed document; owns every node (aliases share nodes, so nodes live in one arena). */
+struct ychunk;
+
+/*
+ * A parsed document; owns every node, scalar text and child array: they are cut from an
+ * arena of chunks and released together (aliases share nodes, so nodes are never freed one
+ * by one).
+ */
 struct ydoc {
 	struct ynode *root; /* NULL when the stream is empty or parsing failed */
-	size_t n_nodes, cap_nodes;
-	struct ynode **nodes;
+	struct ychunk *chunks; /* the arena, newest chunk first */
 };
 
 /*

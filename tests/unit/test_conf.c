@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -473,6 +474,103 @@ test_settings_errors(void **state)
 	free(path);
 }
 
+/* write_at: write `text` to dir/name (name may hold one subdirectory, created first). */
+static void
+write_at(const char *dir, const char *name, const char *text)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	char *slash = strrchr(path, '/');
+	FILE *fp;
+
+	*slash = '\0';
+	(void)mkdir(path, 0700);
+	*slash = '/';
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+	free(path);
+}
+
+static size_t
+count_diags(const struct diag_list *d, const char *code, const char *file_suffix)
+{
+	size_t i, n = 0, k = strlen(file_suffix);
+
+	for (i = 0; i < d->n; i++)
+		if (strcmp(d->v[i].code, code) == 0 && strlen(d->v[i].file) >= k &&
+		    strcmp(d->v[i].file + strlen(d->v[i].file) - k, file_suffix) == 0)
+			n++;
+	return n;
+}
+
+#define DIR_CAMPAIGN(name, tpl)                                                               \
+	"campaign: " name "\n"                                                                \
+	"type: recurring\n"                                                                   \
+	"schedule: { every: day, at: \"10:00\" }\n" SURVEY_EN "steps:\n"                     \
+	"  - channel: email\n"                                                                \
+	"    template: templates/" tpl "\n"
+
+/*
+ * A directory load shares what its campaigns have in common (one parse per template, one
+ * rule expansion) and still reports a broken template, and the frequency lint, for every
+ * campaign; the campaign index finds what was added and catches a second definition.
+ */
+static void
+test_dir_shares_templates(void **state)
+{
+	char dir[] = "/tmp/campaignd-test-dir-XXXXXX";
+	static const char *const files[] = { "a.yaml", "b.yaml", "c.yaml", "d.yaml",
+		"templates/ok.yaml", "templates/bad.yaml" };
+	const struct conf_campaign *a, *b;
+	struct diag_list d;
+	struct conf *c = test_conf_new();
+	char *path;
+	size_t i;
+
+	(void)state;
+	diag_init(&d);
+	assert_non_null(mkdtemp(dir));
+	write_at(dir, "templates/ok.yaml", "subject: { en: Hi }\ntext: { en: \"At {{survey_url}}\" }\n");
+	write_at(dir, "templates/bad.yaml", "subject: { en: Hi }\ntext: { en: x }\nbody: { en: y }\n");
+	write_at(dir, "a.yaml", DIR_CAMPAIGN("a", "ok.yaml"));
+	write_at(dir, "b.yaml", DIR_CAMPAIGN("b", "ok.yaml"));
+	write_at(dir, "c.yaml", DIR_CAMPAIGN("c", "bad.yaml"));
+	write_at(dir, "d.yaml", DIR_CAMPAIGN("d", "bad.yaml"));
+	assert_int_equal(conf_add_campaign_dir(c, dir, &d), 2);
+	assert_int_equal(c->n_campaigns, 2);
+	a = conf_campaign_find(c, "a");
+	b = conf_campaign_find(c, "b");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(conf_campaign_find(c, "c"));
+	assert_null(conf_campaign_find(c, "nope"));
+	assert_non_null(a->steps[0].template);
+	assert_ptr_equal(a->steps[0].template, b->steps[0].template);
+	assert_string_equal(a->steps[0].template->subject.texts[0], "Hi");
+	assert_int_equal(count_diags(&d, "unknown-key", "/templates/bad.yaml"), 2);
+	assert_int_equal(count_diags(&d, "frequency", "/a.yaml"), 1);
+	assert_int_equal(count_diags(&d, "frequency", "/d.yaml"), 1);
+	assert_int_equal(d.n_errors, 2);
+	/* The same campaign again: the index knows it. */
+	path = xasprintf("%s/a.yaml", dir);
+	assert_int_equal(conf_add_campaign_file(c, path, &d), -1);
+	assert_true(has_diag(&d, "duplicate-key", 1));
+	assert_int_equal(c->n_campaigns, 2);
+	free(path);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		path = xasprintf("%s/%s", dir, files[i]);
+		unlink(path);
+		free(path);
+	}
+	path = xasprintf("%s/templates", dir);
+	rmdir(path);
+	free(path);
+	rmdir(dir);
+	conf_free(c);
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -492,6 +590,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_audience_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survey_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
+		cmocka_unit_test(test_dir_shares_templates),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_settings_errors),
 	};
