@@ -28,6 +28,7 @@ struct fx {
 	char dir[64];
 	struct act acts[4096];
 	size_t n;
+	int sms_room; /* test_gate: sends the sms channel can still take */
 };
 
 static int
@@ -38,6 +39,8 @@ sink(void *arg, const struct sched_action *a)
 
 	if (a->kind == SCHED_SEND)
 		assert_int_equal(sched_sent(f->e, a->delivery, a->at), 0);
+	if (a->kind == SCHED_SEND && strcmp(a->channel, "sms") == 0)
+		f->sms_room--;
 	assert_true(f->n < 4096);
 	x = &f->acts[f->n++];
 	x->send = a->kind == SCHED_SEND;
@@ -434,6 +437,84 @@ test_escalation_offsets_and_unreachable_steps(void **state)
 	assert_null(find(f, 1, "mail", "esc", 3));
 }
 
+/* gate: the daemon's channel capacity, here: sms takes f->sms_room more sends, e-mail any. */
+static int
+gate(void *arg, const char *channel)
+{
+	struct fx *f = arg;
+
+	return strcmp(channel, "sms") != 0 || f->sms_room > 0;
+}
+
+static long
+in_state(struct fx *f, const char *campaign, const char *state)
+{
+	char sql[256];
+	sqlite3_stmt *s;
+	long n = -1;
+
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM deliveries WHERE campaign = '%s' AND state = '%s'", campaign, state);
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
+/*
+ * A full channel leaves its due deliveries scheduled, untouched and unrecorded, and does not
+ * hold up another channel's; when it has room again they go out in due order.
+ */
+static void
+test_gate(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-02-02T09:00:00Z");
+	char id[8];
+	int i;
+
+	campaign(f, "by-sms", "campaign: by-sms\ntype: one-off\n"
+			      "schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY ONE_SMS);
+	campaign(f, "by-email", "campaign: by-email\ntype: one-off\n"
+				"schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY
+				"steps:\n  - channel: email\n    message: { en: \"Hi {{survey_url}}\" }\n");
+	f->c->policy.contact_max = 10;
+	for (i = 0; i < 300; i++) {
+		snprintf(id, sizeof(id), "c%03d", i);
+		customer(f, id, "Europe/Oslo", "se", NULL);
+	}
+	start(f, T("2027-02-01T00:00:00Z"));
+	sched_set_gate(f->e, gate, f);
+	f->sms_room = 2;
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 600);
+	/* More than one page of due rows (256) for the full channel before the e-mails. */
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 302);
+	assert_int_equal(count(f, 1, "by-sms"), 2);
+	assert_int_equal(count(f, 1, "by-email"), 300);
+	assert_int_equal(count(f, 0, NULL), 0);
+	assert_int_equal(in_state(f, "by-sms", "scheduled"), 298);
+	/* Nothing was written for the held-back deliveries: no transition, no attempt. */
+	{
+		sqlite3_stmt *s;
+
+		assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
+				     "SELECT count(*) FROM transitions t JOIN deliveries d "
+				     "ON d.id = t.delivery WHERE d.state = 'scheduled'",
+				     -1, &s, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(s, 0), 0);
+		sqlite3_finalize(s);
+	}
+	/* Room again, a minute later: the rest go, in due order. */
+	f->sms_room = 1000;
+	assert_int_equal(sched_run_due(f->e, at + 60, at + 60, sink, f), 298);
+	assert_int_equal(count(f, 1, "by-sms"), 300);
+	assert_int_equal(in_state(f, "by-sms", "sent"), 300);
+	assert_int_equal(count(f, 0, NULL), 0);
+}
+
 static void
 test_answer_ends_chain_and_optout(void **state)
 {
@@ -479,6 +560,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_escalation_offsets_and_unreachable_steps, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_ends_chain_and_optout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
