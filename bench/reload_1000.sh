@@ -10,7 +10,9 @@
 # nothing changed: best and median; a `status` round trip is timed too, as the floor of any
 # request.  Then every file is edited (its description) and one more reload is timed: 1,000
 # campaigns changed, each new version stored.  `campaignctl status --format json` must list
-# 1,000 campaigns before and after.  Every wait is bounded; the daemon is stopped on exit.
+# 1,000 campaigns before and after.  Sends are in flight throughout (a rate-limited probe
+# campaign, see below); at the end each probe delivery must have been sent exactly once.
+# Every wait is bounded; the daemon is stopped on exit.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@" # bash, also under make
 set -eu
 daemon=${1:?usage: reload_1000.sh CAMPAIGND CAMPAIGNCTL}
@@ -37,6 +39,42 @@ now_ns() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 
 "$here/bench/campaigns_1000.sh" "$tmp"
+# Sends in flight during the reloads: one of the 1,000 files is a transactional probe campaign
+# on an sms channel limited to 200 messages a second; 1,000 events for it are imported once
+# the daemon serves, so it sends for about 5 s, across the reloads.
+probes=1000
+rm "$tmp/campaigns.d/quarterly-nps-250.yaml"
+cat >"$tmp/campaigns.d/reload-probe.yaml" <<'YAML'
+campaign: reload-probe
+type: transactional
+description: Sends while the daemon reloads (bench/reload_1000.sh)
+trigger:
+  event: probe
+quiet_hours:
+  timezone: recipient
+  allow: ["mon-sun 00:00-24:00"]
+survey:
+  metric: csat
+  languages: [en]
+  questions:
+    - id: score
+      type: csat
+      text:
+        en: "How was it?"
+steps:
+  - channel: sms
+    message:
+      en: "How was it? {{survey_url}}"
+YAML
+awk '{ print } /^  sms:$/ { print "    rate: 200/s" }' "$tmp/campaignd.yaml" >"$tmp/campaignd.yaml.new"
+mv "$tmp/campaignd.yaml.new" "$tmp/campaignd.yaml"
+grep -q 'rate: 200/s' "$tmp/campaignd.yaml" || fail "no sms channel to rate-limit in campaignd.yaml"
+{
+	echo "id,phone,timezone,consent.sms"
+	for i in $(seq 1 $probes); do printf 'p%04d,+4791%06d,UTC,true\n' "$i" "$i"; done
+} >"$tmp/probes.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/probes.csv" >/dev/null ||
+	fail "importing the probe customers failed"
 count=$(ls "$tmp"/campaigns.d/*.yaml | wc -l)
 
 # loaded: the number of campaigns `status --format json` lists.
@@ -59,6 +97,19 @@ e=$(now_ns)
 n=$(loaded)
 [ "$n" = "$count" ] || fail "status lists $n campaigns at start, expected $count"
 echo "daemon start with $count campaigns: serving after $(ms "$s" "$e") ms; status lists $n campaigns"
+at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for i in $(seq 1 $probes); do
+	printf '{"id": "probe-%04d", "customer": "p%04d", "type": "probe", "at": "%s"}\n' "$i" "$i" "$at"
+done >"$tmp/probes.jsonl"
+sleep 1.1 # events must come after the campaign's first load, to the second
+"$ctl" -c "$tmp/campaignd.yaml" events import "$tmp/probes.jsonl" >/dev/null ||
+	fail "importing the probe events failed"
+# The probe sends are under way (the daemon notices the events within a second).
+for _ in $(seq 1 60); do
+	[ -n "$(ls "$tmp/outbox/sms" 2>/dev/null | head -1)" ] && break
+	sleep 0.05
+done
+sending_from=$(ls "$tmp/outbox/sms" 2>/dev/null | wc -l)
 
 # reload_once: one timed `campaignctl reload`; sets t (ms) and out (its output).
 reload_once() {
@@ -95,6 +146,34 @@ echo "all $count changed: $t ms: $out"
 n=$(loaded)
 [ "$n" = "$count" ] || fail "status lists $n campaigns after the changed reload, expected $count"
 
+sending_to=$(ls "$tmp/outbox/sms" | wc -l)
+echo "probe sends written while the reloads ran: from $sending_from to $sending_to of $probes"
+
+# No send lost or repeated: every probe delivery ends 'sent', with one move to 'sending' (no
+# resend, no retry), one file in the outbox and one log line.
+for _ in $(seq 1 300); do
+	[ "$(ls "$tmp/outbox/sms" | wc -l)" -ge "$probes" ] && break
+	sleep 0.1
+done
+check=$(python3 - "$tmp/state.db" "$probes" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+n = int(sys.argv[2])
+sent = c.execute("SELECT count(*) FROM deliveries WHERE campaign = 'reload-probe' "
+                 "AND state = 'sent'").fetchone()[0]
+moves = c.execute("SELECT count(*) FROM transitions t JOIN deliveries d ON d.id = t.delivery "
+                  "WHERE d.campaign = 'reload-probe' AND t.to_state = 'sending'").fetchone()[0]
+print("ok" if sent == n and moves == n else
+      "%d sent, %d moves to 'sending' for %d deliveries" % (sent, moves, n))
+PY
+)
+[ "$check" = ok ] || fail "probe sends: $check"
+files=$(ls "$tmp/outbox/sms" | wc -l)
+[ "$files" = "$probes" ] || fail "$files probe messages in the outbox, expected $probes"
+logged=$(grep -c 'event=send campaign=reload-probe .*outcome=sent' "$tmp/daemon.log" || true)
+[ "$logged" = "$probes" ] || fail "$logged probe sends logged as sent, expected $probes"
+echo "no send lost or repeated: $probes probe deliveries sent once each"
+
 verdict=$(awk -v a="$median" 'BEGIN { print (a <= 200) ? "met" : "MISSED" }')
-printf 'campaignctl reload with %d campaign files: best of 5 = %.1f ms, median %.1f ms (target <= 200 ms: %s); all %d changed: %.1f ms; status round trip %.1f ms; %d campaigns loaded\n' \
-	"$count" "$best" "$median" "$verdict" "$count" "$changed" "$floor" "$n"
+printf 'campaignctl reload with %d campaign files, sends in flight: best of 5 = %.1f ms, median %.1f ms (target <= 200 ms: %s); all %d changed: %.1f ms; status round trip %.1f ms; %d campaigns loaded; %d probe sends (%d to %d during the reloads), none lost or repeated\n' \
+	"$count" "$best" "$median" "$verdict" "$count" "$changed" "$floor" "$n" "$probes" "$sending_from" "$sending_to"
