@@ -1,0 +1,272 @@
+#!/bin/bash
+# due_latency.sh: time from a delivery's due time until campaignd hands it to the channel, with
+# 1,000,000 scheduled deliveries in the database (target: median <= 5 ms, p99 <= 50 ms; daemon
+# RSS <= 64 MB).
+# Usage: bench/due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]
+#        (run from anywhere; writes to a temp dir; ROWS scheduled deliveries, default 1000000)
+#
+#   1. A config with one outbox channel `email` and one transactional campaign (trigger
+#      `bench.order`, so nothing materialises by itself; quiet hours allowing the whole week;
+#      policy contact_limit 100 per day; one e-mail step from a template).  The daemon is
+#      started once and stopped, so that the campaign's campaign_versions row exists.
+#   2. The sqlite3 shell adds, in one transaction: ROWS customers with an e-mail address and
+#      e-mail consent, ROWS `bench.order` events, one batch, and ROWS deliveries in state
+#      `scheduled` at step 1, one per customer and event, as the engine makes them; the event
+#      cursor is set past the events.  MEASURED of them (default 4000, spread over the id
+#      space) come due during a WINDOW (default 60 s), each at a whole second drawn by a fixed
+#      hash (64-68 a second with the defaults); all the others are due 2 to 30 days ahead.
+#   3. The measured due times are set to start from LEAD seconds (default 15) after now, the
+#      daemon is started, and the outbox directory is watched (bench/due_latency.py, inotify):
+#      each message's arrival is the real time at which the watcher saw it renamed into place.
+#      The daemon's RSS is sampled every 0.5 s; after the window and MARGIN seconds (default
+#      10), and once every measured message has arrived (bounded by TIME_LIMIT, default 120 s
+#      more), VmHWM is read and the daemon is stopped with SIGTERM.
+#   4. Latency = arrival - due_at.  The script fails if a measured delivery did not arrive or
+#      arrived before its due time, if a message appeared for any other delivery, if the
+#      daemon logged a skip, or if the database does not show exactly the measured deliveries
+#      sent and every other one still scheduled.
+#
+# Exits 1 if a check fails; a missed target is only reported (MISSED in the last line).
+# KEEP_TMP=1 keeps the temp dir.  Every process started here is stopped on exit.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+set -eu
+usage="usage: due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]"
+daemon=${1:?$usage}
+ctl=${2:?$usage}
+rows=${3:-1000000}
+measured=${MEASURED:-4000}
+window=${WINDOW:-60}
+lead=${LEAD:-15}
+margin=${MARGIN:-10}
+limit=${TIME_LIMIT:-120}
+helper=$(cd "$(dirname "$0")" && pwd)/due_latency.py
+py=${PYTHON:-python3}
+sqlite=${SQLITE3:-sqlite3}
+
+fail() {
+	echo "due_latency: $*" >&2
+	exit 1
+}
+for x in "$daemon" "$ctl"; do [ -x "$x" ] || fail "not an executable: $x"; done
+[ -r "$helper" ] || fail "missing $helper"
+command -v "$sqlite" >/dev/null || fail "the sqlite3 shell is needed"
+command -v "$py" >/dev/null || fail "python3 is needed"
+[ "$measured" -ge 1 ] && [ "$window" -ge 1 ] && [ "$rows" -ge "$measured" ] ||
+	fail "need 1 <= MEASURED <= ROWS and WINDOW >= 1"
+daemon=$(cd "$(dirname "$daemon")" && pwd)/$(basename "$daemon")
+ctl=$(cd "$(dirname "$ctl")" && pwd)/$(basename "$ctl")
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/due_latency.XXXXXX")
+daemon_pid=
+watch_pid=
+cleanup() {
+	local p
+	for p in $daemon_pid $watch_pid; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $daemon_pid $watch_pid; do
+		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+now_ns() { date +%s%N; }
+t_begin=$(now_ns)
+
+# ---- 1. configuration, campaign, first start ----
+mkdir -p "$tmp/campaigns.d/templates" "$tmp/outbox/email"
+cat >"$tmp/campaignd.yaml" <<'EOF'
+version: 1
+database: state.db
+campaigns: campaigns.d
+public_url: http://127.0.0.1:8425
+log_level: info
+shutdown_timeout: 10s
+policy:
+  default_timezone: UTC
+  default_language: en
+  contact_limit: { max: 100, per: 1d }
+  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
+channels:
+  email:
+    driver: outbox
+    kind: email
+    path: outbox/email
+EOF
+cat >"$tmp/campaigns.d/bench-due.yaml" <<'EOF'
+campaign: bench-due
+type: transactional
+description: Due-to-channel latency benchmark
+trigger:
+  event: bench.order
+quiet_hours:
+  allow: ["mon-sun 00:00-24:00"]
+survey:
+  metric: csat
+  languages: [en]
+  questions:
+    - id: score
+      type: csat
+      text:
+        en: "How satisfied are you with your order?"
+steps:
+  - channel: email
+    template: templates/bench-email.yaml
+EOF
+cat >"$tmp/campaigns.d/templates/bench-email.yaml" <<'EOF'
+subject:
+  en: "How was your order?"
+text:
+  en: |
+    Hi {{customer.first_name}},
+
+    how satisfied are you with your order? One tap is enough:
+
+    {{survey_url}}
+
+    Don't want questions like this one? Opt out here: {{optout_url}}
+html:
+  en: |
+    <p>Hi {{customer.first_name}},</p>
+    <p>how satisfied are you with your order?
+    <a href="{{survey_url}}">One tap is enough</a>.</p>
+    <p><small><a href="{{optout_url}}">Opt out</a></small></p>
+EOF
+"$ctl" -c "$tmp/campaignd.yaml" check --strict >"$tmp/ctl.out" 2>&1 || { cat "$tmp/ctl.out"; fail "check failed"; }
+
+# start_daemon LOG: the daemon in the background, from the temp dir; waits (bounded) until it
+# has logged its start.
+start_daemon() {
+	(cd "$tmp" && exec "$daemon" -c "$tmp/campaignd.yaml" --foreground 2>"$1") &
+	daemon_pid=$!
+	for _ in $(seq 1 600); do
+		grep -q 'event=start ' "$1" && return 0
+		kill -0 "$daemon_pid" 2>/dev/null || break
+		sleep 0.02
+	done
+	cat "$1"
+	fail "the daemon did not start"
+}
+# stop_daemon: SIGTERM, wait (bounded), fail unless it exits 0.
+stop_daemon() {
+	local rc
+	kill -TERM "$daemon_pid"
+	for _ in $(seq 1 300); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
+	rc=0
+	wait "$daemon_pid" || rc=$?
+	daemon_pid=
+	[ "$rc" = 0 ] || fail "the daemon exited $rc"
+}
+start_daemon "$tmp/daemon.0.log"
+stop_daemon
+version=$("$sqlite" "$tmp/state.db" "SELECT id FROM campaign_versions WHERE campaign = 'bench-due'")
+[ -n "$version" ] || fail "the first start stored no version of the campaign"
+
+# ---- 2. the database ----
+# Measured rows get due_at = their offset in the window (0 .. WINDOW-1), a placeholder moved
+# to real times just before the measured start; the rest are due 2 to 30 days ahead.  Every
+# row is what materialise_events would have written for a `bench.order` event.
+stride=$((rows / measured))
+t_build=$(now_ns)
+now=$(date +%s)
+"$sqlite" "$tmp/state.db" >"$tmp/build.out" 2>&1 <<EOF || { cat "$tmp/build.out"; fail "building the database failed"; }
+PRAGMA cache_size = -262144;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
+INSERT INTO customers(cid, id, first_name, last_name, email, language, country, timezone,
+	segment, created_at, updated_at)
+SELECT i, printf('c%07d', i), 'Kim' || i, 'Bench', printf('c%07d@example.com', i), 'en', 'NO',
+	'UTC', 'private', $now - 86400, $now - 86400 FROM n;
+INSERT INTO consents(customer, kind, granted, at, source)
+SELECT cid, 'email', 1, $now - 86400, 'bench' FROM customers;
+INSERT INTO events(id, customer, type, occurred_at, data, received_at)
+SELECT printf('ev%07d', cid), cid, 'bench.order', $now - 3600, '{"total": 250}', $now - 3600
+FROM customers;
+INSERT INTO batches(campaign, version, occurrence, created_at, deliveries)
+VALUES ('bench-due', $version, 'events:v$version', $now - 3600, $rows);
+INSERT INTO deliveries(id, campaign, version, batch, customer, occurrence, event, state, step,
+	due_at, expires_at, priority, created_at, updated_at)
+SELECT cid, 'bench-due', $version,
+	(SELECT id FROM batches WHERE campaign = 'bench-due' AND occurrence = 'events:v$version'), cid, printf('event:ev%07d', cid),
+	printf('ev%07d', cid), 'scheduled', 1,
+	CASE WHEN cid % $stride = 0 AND cid / $stride <= $measured
+		THEN ((cid / $stride) * 2654435761 % 4294967291) % $window
+		ELSE $now + 2 * 86400 + (cid * 7919) % (28 * 86400) END,
+	NULL, 1, $now - 3600, $now - 3600
+FROM customers;
+INSERT INTO event_cursors(campaign, last_rowid, updated_at)
+VALUES ('bench-due', (SELECT max(rowid) FROM events), $now)
+ON CONFLICT(campaign) DO UPDATE SET last_rowid = excluded.last_rowid,
+	updated_at = excluded.updated_at;
+COMMIT;
+SELECT count(*) FROM deliveries WHERE state = 'scheduled';
+SELECT count(*) FROM deliveries WHERE state = 'scheduled' AND due_at < $window;
+EOF
+build_s=$(awk -v a="$t_build" -v b="$(now_ns)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+{ read -r n_sched; read -r n_meas; } <"$tmp/build.out"
+[ "$n_sched" = "$rows" ] && [ "$n_meas" = "$measured" ] ||
+	{ cat "$tmp/build.out"; fail "expected $rows scheduled and $measured measured deliveries"; }
+db_mb=$(du -m "$tmp/state.db" | cut -f1)
+echo "database: $rows customers, events and scheduled deliveries built in $build_s s ($db_mb MB)"
+
+# ---- 3. the measured run ----
+"$py" "$helper" watch "$tmp/outbox/email" "$tmp/arrivals" "$tmp/watch.ready" 2>"$tmp/watch.err" &
+watch_pid=$!
+for _ in $(seq 1 100); do [ -e "$tmp/watch.ready" ] && break; sleep 0.05; done
+[ -e "$tmp/watch.ready" ] || { cat "$tmp/watch.err"; fail "the outbox watcher did not start"; }
+
+first=$(($(date +%s) + lead))
+"$sqlite" "$tmp/state.db" "UPDATE deliveries SET due_at = due_at + $first
+	WHERE state = 'scheduled' AND due_at < $window;
+	SELECT id, due_at FROM deliveries WHERE state = 'scheduled' AND due_at < $((first + window))
+	ORDER BY id;" | tr '|' ' ' >"$tmp/measured"
+[ "$(wc -l <"$tmp/measured")" = "$measured" ] || fail "moving the measured due times failed"
+t_start=$(now_ns)
+start_daemon "$tmp/daemon.1.log"
+pid=$daemon_pid
+started_ms=$(awk -v a="$t_start" -v b="$(now_ns)" 'BEGIN { printf "%.0f", (b - a) / 1e6 }')
+[ "$(date +%s)" -lt "$first" ] || fail "the daemon took ${started_ms} ms to start: past the first due time"
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0; }
+rss_start=$(rss_kb)
+max_rss=$rss_start
+end=$((first + window + margin))
+hard_end=$((end + limit))
+while :; do
+	kill -0 "$pid" 2>/dev/null || { tail -5 "$tmp/daemon.1.log"; fail "the daemon died"; }
+	r=$(rss_kb)
+	[ "${r:-0}" -gt "$max_rss" ] && max_rss=$r
+	t=$(date +%s)
+	if [ "$t" -ge "$end" ]; then
+		got=$(find "$tmp/outbox/email" -maxdepth 1 -name 'd*.msg' | wc -l)
+		[ "$got" -ge "$measured" ] && break
+		[ "$t" -lt "$hard_end" ] || break # the report names what is missing
+	fi
+	sleep 0.5
+done
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+stop_daemon
+kill -TERM "$watch_pid"
+rc=0
+wait "$watch_pid" || rc=$?
+watch_pid=
+[ "$rc" = 0 ] || { cat "$tmp/watch.err"; fail "the outbox watcher failed"; }
+
+# ---- 4. checks and figures ----
+states=$("$sqlite" "$tmp/state.db" \
+	"SELECT state || '=' || count(*) FROM deliveries GROUP BY state ORDER BY state" | tr '\n' ' ')
+skips=$(grep -c 'event=skip ' "$tmp/daemon.1.log" || true)
+sent=$(grep -c 'event=send .*outcome=sent' "$tmp/daemon.1.log" || true)
+run_s=$(awk -v a="$t_begin" -v b="$(now_ns)" 'BEGIN { printf "%.0f", (b - a) / 1e9 }')
+phase_ms=$(( (t_start / 1000000) % 1000 ))
+echo "daemon: started $phase_ms ms past a second, serving $started_ms ms later (first due" \
+	"$lead s after); RSS at start $((rss_start / 1024)) MB; $sent sends logged; deliveries:" \
+	"$states; whole run $run_s s"
+bad=0
+[ "$skips" = 0 ] || { echo "due_latency: the daemon logged $skips skips" >&2; bad=1; }
+[ "$states" = "scheduled=$((rows - measured)) sent=$measured " ] ||
+	{ echo "due_latency: expected scheduled=$((rows - measured)) sent=$measured" >&2; bad=1; }
+rc=0
+"$py" "$helper" report "$tmp/measured" "$tmp/arrivals" "$tmp/outbox/email" "$hwm" "$max_rss" ||
+	rc=$?
+[ "$rc" = 0 ] && [ "$bad" = 0 ] || exit 1
