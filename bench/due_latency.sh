@@ -5,7 +5,8 @@
 # Usage: bench/due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]
 #        (run from anywhere; writes to a temp dir; ROWS scheduled deliveries, default 1000000)
 #
-#   1. A config with one outbox channel `email` and one transactional campaign (trigger
+#   1. A config with one outbox channel `email` (concurrency 16: sixteen messages written and
+#      synced at once) and one transactional campaign (trigger
 #      `bench.order`, so nothing materialises by itself; quiet hours allowing the whole week;
 #      policy contact_limit 100 per day; one e-mail step from a template).  The daemon is
 #      started once and stopped, so that the campaign's campaign_versions row exists.
@@ -91,6 +92,7 @@ policy:
 channels:
   email:
     driver: outbox
+    concurrency: 16
     kind: email
     path: outbox/email
 EOF

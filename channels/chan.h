@@ -82,9 +82,15 @@ void chan_message_free(struct chan_message *m);
  * *retry_after is seconds the provider asked to wait (0 = none).  finish() takes NULL for
  * retry_after or detail when the caller does not want them (e.g. when it aborts a transfer at
  * shutdown) and must be called exactly once per handle start returned.
+ *
+ * A blocking driver (blocking != 0) never returns an easy handle: its start() does blocking
+ * work such as writing and syncing files, so the caller runs it on a worker thread, as many at
+ * once as the channel's concurrency.  It must then touch nothing but its arguments (distinct
+ * messages may be started on several threads at once).
  */
 struct chan_driver {
 	const char *name;
+	int blocking;
 	/* open: 0 and *inst, or a negative errno with *err (malloc'd) when the channel cannot
 	 * work (files unreadable, directories not writable; the outbox creates its directory,
 	 * mode 0750).  The caller may try again later (a missing file can be restored). */

@@ -351,6 +351,7 @@ outbox_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *stat
 
 const struct chan_driver chan_outbox_driver = {
 	.name = "outbox",
+	.blocking = 1,
 	.open = outbox_open,
 	.close = outbox_close,
 	.start = outbox_start,

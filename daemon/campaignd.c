@@ -146,6 +146,8 @@ engine_sink(void *arg, const struct sched_action *a)
 }
 
 static void wake_cb(uv_timer_t *t);
+static void keep_busy(struct daemon *d);
+static void busy_cb(uv_idle_t *h);
 
 /*
  * rearm: the one timer, set for the earliest due delivery or occurrence, to the millisecond:
@@ -207,6 +209,7 @@ daemon_tick(struct daemon *d, int materialise)
 
 	if (d->stopping)
 		return;
+	dispatch_ungate(d);
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
@@ -231,6 +234,7 @@ daemon_tick(struct daemon *d, int materialise)
 		log_info("event=materialise deliveries=%ld", made);
 	dispatch_start(d);
 	rearm(d);
+	keep_busy(d);
 }
 
 static void
@@ -239,18 +243,45 @@ wake_cb(uv_timer_t *t)
 	daemon_tick(t->data, 1);
 }
 
-/* after_io: once per loop pass, after the I/O callbacks: commit, re-arm, refill. */
+/*
+ * pass: between loop iterations: commit the outcomes, give a channel that has room again more
+ * of what is due, re-arm the wake timer if an outcome asked for it.
+ */
+static void
+pass(struct daemon *d)
+{
+	daemon_flush(d);
+	if (d->stopping) {
+		uv_idle_stop(&d->busy);
+		return;
+	}
+	if (dispatch_room(d))
+		daemon_tick(d, 0);
+	if (d->rearm)
+		rearm(d);
+	keep_busy(d);
+}
+
+/* keep_busy: while there is more to do at once, the loop does not wait for I/O (the idle handle). */
+static void
+keep_busy(struct daemon *d)
+{
+	if (!d->stopping && (d->txn || dispatch_room(d)))
+		uv_idle_start(&d->busy, busy_cb);
+	else
+		uv_idle_stop(&d->busy);
+}
+
+static void
+busy_cb(uv_idle_t *h)
+{
+	pass(h->data);
+}
+
 static void
 after_io(uv_check_t *c)
 {
-	struct daemon *d = c->data;
-
-	daemon_flush(d);
-	if (d->stopping)
-		return;
-	dispatch_refill(d);
-	if (d->rearm)
-		rearm(d);
+	pass(c->data);
 }
 
 /* watch_cb: another connection changed the database (events, customers, answers): look again. */
@@ -285,6 +316,9 @@ close_walk(uv_handle_t *h, void *arg)
 static void
 finish(struct daemon *d)
 {
+	if (d->finished)
+		return; /* a blocking send that ended during the last pass */
+	d->finished = 1;
 	uv_timer_stop(&d->drain);
 	daemon_flush(d);
 	dispatch_abandon(d);
@@ -528,6 +562,33 @@ recover(struct daemon *d)
 	free(ids);
 }
 
+/*
+ * size_pool: libuv's thread pool runs the blocking drivers' sends (the outbox): make it as
+ * large as their channels' concurrency together (4 to 128), unless UV_THREADPOOL_SIZE is set.
+ * It is sized once, at the first use, so a reload that raises a concurrency gets no more
+ * threads until the next start.
+ */
+static void
+size_pool(const struct conf *c)
+{
+	char n[16];
+	int total = 0;
+	size_t i;
+
+	for (i = 0; i < c->n_channels; i++) {
+		const struct chan_driver *drv = chan_driver_for(&c->channels[i]);
+
+		if (drv != NULL && drv->blocking)
+			total += c->channels[i].concurrency;
+	}
+	if (total < 4)
+		total = 4;
+	if (total > 128)
+		total = 128;
+	snprintf(n, sizeof(n), "%d", total);
+	setenv("UV_THREADPOOL_SIZE", n, 0);
+}
+
 static void
 usage(FILE *out)
 {
@@ -594,6 +655,7 @@ main(int argc, char **argv)
 		return bad ? 1 : 0;
 	}
 	log_set_level(c->log_level);
+	size_pool(c);
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
 	d.cur = gen_new(c, NULL);
@@ -613,6 +675,8 @@ main(int argc, char **argv)
 	uv_check_init(d.loop, &d.after_io);
 	d.after_io.data = &d;
 	uv_check_start(&d.after_io, after_io);
+	uv_idle_init(d.loop, &d.busy);
+	d.busy.data = &d;
 	uv_signal_init(d.loop, &d.sighup);
 	d.sighup.data = &d;
 	uv_signal_init(d.loop, &d.sigterm);
@@ -633,9 +697,11 @@ main(int argc, char **argv)
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
 	uv_run(d.loop, UV_RUN_DEFAULT);
-	/* Close every handle, let their callbacks run, then release the rest. */
+	/* Close every handle, let their callbacks run (and blocking sends end), then commit what
+	 * they recorded and release the rest. */
 	uv_walk(d.loop, close_walk, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	daemon_flush(&d);
 	dispatch_close(&d);
 	gen_put(d.cur);
 	store_close(d.st);

@@ -49,6 +49,13 @@ struct job {
 	struct chan_message msg; /* rendered at start */
 	CURL *easy; /* while on the multi handle */
 	void *state; /* the driver's, between start and finish */
+	/* A blocking driver's start() on the thread pool: its inputs and result. */
+	uv_work_t work;
+	int working; /* on a worker thread: the job must not be freed */
+	const struct conf_channel *ch;
+	void *inst;
+	enum chan_outcome result;
+	char *detail;
 	uv_timer_t retry; /* backoff; closed with the job */
 };
 
@@ -62,7 +69,7 @@ struct job {
 struct chanq {
 	char name[72];
 	int inflight, held;
-	int gated; /* the gate refused a send since the last refill */
+	int gated; /* the gate refused a send since the last dispatch_ungate (each tick) */
 	struct job *head, *tail; /* waiting to start */
 	uint64_t next_ms; /* rate limit: earliest start of the next send (loop time) */
 };
@@ -78,7 +85,8 @@ struct daemon {
 	uv_timer_t watch; /* notices changes by other processes (PRAGMA data_version) */
 	uv_timer_t drain; /* shutdown bound */
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
-	uv_check_t after_io; /* once per loop pass: commit outcomes, re-arm, refill the queues */
+	uv_check_t after_io; /* after each pass's I/O: commit outcomes, refill, re-arm (pass()) */
+	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
@@ -89,9 +97,10 @@ struct daemon {
 	struct job *active; /* every live job (for shutdown) */
 	struct job *fresh, **fresh_tail; /* decided, not yet committed (dispatch_start queues them) */
 	int64_t data_version;
-	int txn; /* outcomes are being written in an open transaction (committed by after_io) */
+	int txn; /* outcomes are being written in an open transaction (committed by pass()) */
 	int rearm; /* the wake timer must be computed again */
 	int stopping;
+	int finished; /* the stop is done: only closing remains */
 	int64_t started;
 	char *outbox_hint; /* shown at start in demo mode */
 };
@@ -136,8 +145,12 @@ void dispatch_start(struct daemon *d);
 void dispatch_discard(struct daemon *d);
 /* dispatch_gate: the engine's gate (sched_gate): can channel `channel` hold one more job? */
 int dispatch_gate(void *arg, const char *channel);
-/* dispatch_refill: after this loop pass's outcomes, decide more if a full channel has room. */
-void dispatch_refill(struct daemon *d);
+/*
+ * dispatch_room: has a channel that the gate found full since dispatch_ungate room again (it is
+ * down to half of what it may hold)?  Then more of what is due should be decided now.
+ */
+int dispatch_room(struct daemon *d);
+void dispatch_ungate(struct daemon *d);
 /* dispatch_abandon: record every unfinished job as abandoned (shutdown); they stay 'sending'. */
 void dispatch_abandon(struct daemon *d);
 

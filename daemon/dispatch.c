@@ -84,25 +84,24 @@ dispatch_gate(void *arg, const char *channel)
 	return 0;
 }
 
-void
-dispatch_refill(struct daemon *d)
+int
+dispatch_room(struct daemon *d)
 {
 	size_t i;
-	int room = 0;
 
-	for (i = 0; i < d->n_queues; i++) {
-		struct chanq *q = &d->queues[i];
+	for (i = 0; i < d->n_queues; i++)
+		if (d->queues[i].gated && d->queues[i].held <= hold_max(d, d->queues[i].name) / 2)
+			return 1;
+	return 0;
+}
 
-		if (q->gated && q->held <= hold_max(d, q->name) / 2) {
-			room = 1;
-			break;
-		}
-	}
-	if (!room)
-		return;
+void
+dispatch_ungate(struct daemon *d)
+{
+	size_t i;
+
 	for (i = 0; i < d->n_queues; i++)
 		d->queues[i].gated = 0;
-	daemon_tick(d, 0);
 }
 
 static void
@@ -433,6 +432,36 @@ render(struct daemon *d, struct job *j, char **err)
 	return rc;
 }
 
+/* work_cb: a blocking driver's start(), on a worker thread: nothing else touches the job. */
+static void
+work_cb(uv_work_t *w)
+{
+	struct job *j = w->data;
+	CURL *easy = NULL;
+	void *state = NULL;
+
+	j->result = chan_driver_for(j->ch)->start(j->ch, j->inst, &j->msg, &easy, &state, &j->detail);
+}
+
+/* work_done_cb: back on the loop: the outcome, as for any other send. */
+static void
+work_done_cb(uv_work_t *w, int status)
+{
+	struct job *j = w->data;
+	struct daemon *d = j->d;
+	char *detail = j->detail;
+
+	j->working = 0;
+	j->detail = NULL;
+	if (status < 0) {
+		free(detail);
+		detail = xasprintf("could not run the driver: %s", uv_strerror(status));
+		j->result = CHAN_TRANSIENT;
+	}
+	outcome(d, j, j->result, 0, detail);
+	start_queued(d);
+}
+
 /* start_job: render the message (now, not when decided) and hand it to the driver. */
 static void
 start_job(struct daemon *d, struct job *j)
@@ -464,6 +493,16 @@ start_job(struct daemon *d, struct job *j)
 	}
 	log_debug("event=message delivery=%lld to=%s text=\"%s\"", (long long)j->delivery,
 	    j->msg.to ? j->msg.to : "-", j->msg.text ? j->msg.text : "");
+	if (drv->blocking) {
+		/* File I/O with fsync: off the loop, as many at once as the channel's concurrency. */
+		j->ch = ch;
+		j->inst = inst;
+		j->work.data = j;
+		j->working = 1;
+		if (uv_queue_work(d->loop, &j->work, work_cb, work_done_cb) == 0)
+			return;
+		j->working = 0;
+	}
 	o = drv->start(ch, inst, &j->msg, &easy, &j->state, &detail);
 	if (easy == NULL) {
 		outcome(d, j, o, 0, detail);
@@ -591,7 +630,7 @@ void
 dispatch_abandon(struct daemon *d)
 {
 	size_t i;
-	struct job *j;
+	struct job *j, **pp;
 
 	/* Queued (not started) jobs first: they join the live list so one loop records all. */
 	for (i = 0; i < d->n_queues; i++) {
@@ -602,10 +641,16 @@ dispatch_abandon(struct daemon *d)
 		}
 		d->queues[i].tail = NULL;
 	}
-	while ((j = d->active) != NULL) {
+	for (pp = &d->active; (j = *pp) != NULL;) {
 		const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
 		const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
 
+		if (j->working) {
+			/* A worker thread has it: its outcome is recorded when it ends (the loop
+			 * runs once more to close, and the daemon commits after that). */
+			pp = &j->next;
+			continue;
+		}
 		if (j->easy != NULL) {
 			char *detail = NULL;
 
