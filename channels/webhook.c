@@ -226,12 +226,11 @@ signature(struct util_hmac *h, int64_t t, const char *body)
 {
 	unsigned char md[32];
 	char hex[65], prefix[32];
-	int i, n = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
+	int n = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
 
 	if (util_hmac_sum(h, prefix, (size_t)n, body, strlen(body), md) < 0)
 		return NULL;
-	for (i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	util_hex(md, 32, hex);
 	OPENSSL_cleanse(md, sizeof(md));
 	return xasprintf("t=%lld,v1=%s", (long long)t, hex);
 }

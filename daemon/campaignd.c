@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
+#define SLOW_COMMIT_MS 100 /* a commit this slow is logged */
 
 static void
 notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -190,6 +191,8 @@ daemon_write(struct daemon *d)
 void
 daemon_flush(struct daemon *d)
 {
+	uint64_t t0 = uv_hrtime(), ms;
+
 	if (!d->txn)
 		return;
 	d->txn = 0;
@@ -199,6 +202,10 @@ daemon_flush(struct daemon *d)
 		    store_errmsg(d->st));
 		store_rollback(d->st);
 	}
+	/* Sends wait while a commit runs: say so when one is slow (a disk under load). */
+	ms = (uv_hrtime() - t0) / 1000000;
+	if (ms >= SLOW_COMMIT_MS)
+		log_warnx("event=slow-commit ms=%llu", (unsigned long long)ms);
 }
 
 void

@@ -188,7 +188,7 @@ ctl_event(const char *config, int argc, char **argv)
 	struct conf *c;
 	struct store *s;
 	int64_t now = (int64_t)time(NULL), at;
-	int ch, ex, rc, inserted = 0, i;
+	int ch, ex, rc, inserted = 0;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -241,8 +241,7 @@ ctl_event(const char *config, int argc, char **argv)
 			free(data);
 			return CTL_EXIT_FAIL;
 		}
-		for (i = 0; i < 16; i++)
-			snprintf(rid + 2 * i, 3, "%02x", rnd[i]);
+		util_hex(rnd, sizeof(rnd), rid);
 		id = rid;
 	}
 	ex = open_all(config, "event", 0, &c, &s);

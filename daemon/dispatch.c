@@ -26,7 +26,21 @@ struct sock {
 
 static void start_queued(struct daemon *d);
 
-static struct chanq *queue_for(struct daemon *d, const char *name);
+/* ---- queues ---- */
+
+static struct chanq *
+queue_for(struct daemon *d, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_queues; i++)
+		if (strcmp(d->queues[i].name, name) == 0)
+			return &d->queues[i];
+	d->queues = xreallocarray(d->queues, d->n_queues + 1, sizeof(*d->queues));
+	memset(&d->queues[d->n_queues], 0, sizeof(*d->queues));
+	snprintf(d->queues[d->n_queues].name, sizeof(d->queues[0].name), "%s", name);
+	return &d->queues[d->n_queues++];
+}
 
 void
 dispatch_start(struct daemon *d)
@@ -46,22 +60,6 @@ dispatch_start(struct daemon *d)
 	}
 	d->fresh_tail = &d->fresh;
 	start_queued(d);
-}
-
-/* ---- queues ---- */
-
-static struct chanq *
-queue_for(struct daemon *d, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < d->n_queues; i++)
-		if (strcmp(d->queues[i].name, name) == 0)
-			return &d->queues[i];
-	d->queues = xreallocarray(d->queues, d->n_queues + 1, sizeof(*d->queues));
-	memset(&d->queues[d->n_queues], 0, sizeof(*d->queues));
-	snprintf(d->queues[d->n_queues].name, sizeof(d->queues[0].name), "%s", name);
-	return &d->queues[d->n_queues++];
 }
 
 static int

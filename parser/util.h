@@ -18,6 +18,9 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 /* util_edit_distance: Levenshtein distance, capped at 100 (for "did you mean"). */
 int util_edit_distance(const char *a, const char *b);
 
+/* util_hex: n bytes as 2n lowercase hex digits and a NUL into out. */
+void util_hex(const unsigned char *in, size_t n, char *out);
+
 /* util_sha256_hex: hex SHA-256 of a buffer into out[65]. */
 void util_sha256_hex(const void *buf, size_t len, char out[65]);
 

@@ -17,15 +17,13 @@ mac(struct store *s, int64_t delivery, char hex[33])
 	struct util_hmac *h = store_token_mac(s);
 	unsigned char md[32];
 	char msg[32];
-	int i;
 
 	if (h == NULL)
 		return -EIO;
 	snprintf(msg, sizeof(msg), "delivery:%lld", (long long)delivery);
 	if (util_hmac_sum(h, msg, strlen(msg), NULL, 0, md) < 0)
 		return -EIO;
-	for (i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	util_hex(md, 16, hex);
 	return 0;
 }
 
