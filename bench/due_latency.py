@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # due_latency.py: the helper of due_latency.sh: watches the outbox directory (inotify) and
-# reports the due-to-channel latencies from what it saw.
+# reports the due-to-channel latencies from what it saw, or (webhook mode) from the times
+# bench/http_sink recorded.
 #
 #   due_latency.py watch DIR LOG READY   record "NAME NS" for every file renamed into DIR
 #                                        (NS: CLOCK_REALTIME when the watcher woke up) until
@@ -9,6 +10,11 @@
 #                                        MEASURED holds "ID DUE_AT" lines: the deliveries that
 #                                        came due during the run; prints the figures, exits 1 if
 #                                        a check fails
+#   due_latency.py report-times MEASURED TIMES HWM_KB MAXRSS_KB
+#                                        the same for the webhook channel: TIMES holds
+#                                        "KEY NS" lines from `http_sink --times` (KEY the
+#                                        request's Idempotency-Key, d<delivery>-s<step>; NS
+#                                        CLOCK_REALTIME when the request's head was complete)
 #
 # Why a watcher: file times come from the kernel's coarse clock (one timer tick, 4 ms here,
 # behind the real time), which is as large as the target's median itself.  The watcher takes
@@ -77,12 +83,17 @@ def rank(sorted_values, p):
     return sorted_values[k - 1]
 
 
-def report(measured_path, log, directory, hwm_kb, maxrss_kb):
+def read_measured(measured_path):
     due = {}
     with open(measured_path) as f:
         for line in f:
             i, d = line.split()
             due[int(i)] = int(d)
+    return due
+
+
+def report(measured_path, log, directory, hwm_kb, maxrss_kb):
+    due = read_measured(measured_path)
     errors = []
     seen = {}
     with open(log) as f:
@@ -136,14 +147,85 @@ def report(measured_path, log, directory, hwm_kb, maxrss_kb):
     if missing:
         errors.append("%d of %d due deliveries never reached the outbox (first: %s)"
                       % (len(missing), len(due), ", ".join(map(str, missing[:5]))))
+    if not print_errors(errors, watch_ms):
+        return 1
+    c, mt, lag = sorted(ctime_ms), sorted(mtime_ms), sorted(lag_ms)
+
+    def extra():
+        print("  file ctime (coarse clock) instead: median %.1f ms, p99 %.1f ms, max %.1f ms; "
+              "mtime: median %.1f ms, p99 %.1f ms"
+              % (rank(c, 50), rank(c, 99), c[-1], rank(mt, 50), rank(mt, 99)))
+        print("  watcher after ctime: median %.2f ms, p99 %.2f ms, max %.2f ms"
+              % (rank(lag, 50), rank(lag, 99), lag[-1]))
+    return figures("outbox", "watcher's clock", watch_ms, per_second, errors, hwm_kb,
+                   maxrss_kb, extra)
+
+
+def report_times(measured_path, times, hwm_kb, maxrss_kb):
+    """The webhook channel: latency = the sink's time for the request - due_at."""
+    due = read_measured(measured_path)
+    errors = []
+    seen = {}
+    with open(times) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                errors.append("a malformed line in the sink's times: %r" % line)
+                continue
+            key, ns = parts[0], int(parts[1])
+            m = re.fullmatch(r"d(\d+)-s(\d+)", key)
+            if m is None:
+                errors.append("a request with Idempotency-Key %s, not d<delivery>-s<step>" % key)
+                continue
+            i = int(m.group(1))
+            if m.group(2) != "1":
+                errors.append("%s: a step other than 1" % key)
+            if i not in due:
+                errors.append("%s: a request for a delivery that was not due during the run"
+                              % key)
+                continue
+            if i in seen:
+                errors.append("%s was received twice" % key)
+                continue
+            seen[i] = ns
+    sink_ms = []
+    per_second = {}
+    missing = []
+    for i, d in sorted(due.items()):
+        if i not in seen:
+            missing.append(i)
+            continue
+        due_ns = d * 1000000000
+        if seen[i] < due_ns:
+            errors.append("d%d-s1: received before its due time %d (%.3f ms)"
+                          % (i, d, (seen[i] - due_ns) / 1e6))
+        v = (seen[i] - due_ns) / 1e6
+        sink_ms.append(v)
+        per_second.setdefault(d, []).append(v)
+    if missing:
+        errors.append("%d of %d due deliveries never reached the sink (first: %s)"
+                      % (len(missing), len(due), ", ".join(map(str, missing[:5]))))
+    if not print_errors(errors, sink_ms):
+        return 1
+    return figures("webhook", "sink's clock", sink_ms, per_second, errors, hwm_kb, maxrss_kb,
+                   None)
+
+
+def print_errors(errors, values):
+    """Prints the errors (at most 20); False when there is nothing to measure."""
     for e in errors[:20]:
         print("due_latency: " + e, file=sys.stderr)
     if len(errors) > 20:
         print("due_latency: ... and %d more" % (len(errors) - 20), file=sys.stderr)
-    if not watch_ms:
+    if not values:
         print("due_latency: nothing to measure", file=sys.stderr)
-        return 1
-    w, c, mt, lag = sorted(watch_ms), sorted(ctime_ms), sorted(mtime_ms), sorted(lag_ms)
+        return False
+    return True
+
+
+def figures(channel, clock, values, per_second, errors, hwm_kb, maxrss_kb, extra):
+    """Prints the figures and the summary line; 1 if a check failed."""
+    w = sorted(values)
     n = len(w)
     med, p90, p99, mx = rank(w, 50), rank(w, 90), rank(w, 99), w[-1]
     hwm, maxrss = int(hwm_kb) / 1024.0, int(maxrss_kb) / 1024.0
@@ -151,26 +233,33 @@ def report(measured_path, log, directory, hwm_kb, maxrss_kb):
     for v in w:
         counts[bisect.bisect_left([5, 50, 250, 500, 1000], v)] += 1
     labels = ["<= 5 ms", "5-50 ms", "50-250 ms", "250-500 ms", "500-1000 ms", "> 1000 ms"]
-    print("latency from due to handed to the channel, %d deliveries (watcher's clock): "
+    print("latency from due to handed to the channel (%s), %d deliveries (%s): "
           "median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms, min %.1f ms, mean %.1f ms"
-          % (n, med, p90, p99, mx, w[0], sum(w) / n))
+          % (channel, n, clock, med, p90, p99, mx, w[0], sum(w) / n))
     print("  by band: " + ", ".join("%s %d" % (l, k) for l, k in zip(labels, counts)))
     firsts = sorted(min(v) for v in per_second.values())
     spans = sorted(max(v) - min(v) for v in per_second.values())
     print("  per due second (%d seconds): the first message after median %.0f ms (min %.0f, "
           "max %.0f); the last one after the first: median %.0f ms, max %.0f ms"
           % (len(firsts), rank(firsts, 50), firsts[0], firsts[-1], rank(spans, 50), spans[-1]))
-    print("  file ctime (coarse clock) instead: median %.1f ms, p99 %.1f ms, max %.1f ms; "
-          "mtime: median %.1f ms, p99 %.1f ms"
-          % (rank(c, 50), rank(c, 99), c[-1], rank(mt, 50), rank(mt, 99)))
-    print("  watcher after ctime: median %.2f ms, p99 %.2f ms, max %.2f ms"
-          % (rank(lag, 50), rank(lag, 99), lag[-1]))
+    # Seconds that started late (the first message more than 250 ms after due): a stall of
+    # the whole tick (a slow checkpoint, the machine), not the sends within it.
+    t0 = min(per_second)
+    late = sorted((d, min(v), max(v)) for d, v in per_second.items() if min(v) > 250)
+    if late:
+        print("  seconds whose first message came after 250 ms: %d of %d: %s%s"
+              % (len(late), len(per_second),
+                 ", ".join("+%d s: first %.0f ms, last %.0f ms" % (d - t0, a, b)
+                           for d, a, b in late[:8]),
+                 ", ..." if len(late) > 8 else ""))
+    if extra is not None:
+        extra()
     ok_lat = med <= 5 and p99 <= 50
     ok_rss = hwm <= 64
     verdict = "met" if ok_lat and ok_rss and not errors else "MISSED"
-    print("due latency, %d deliveries: median %.1f ms, p99 %.1f ms (target <= 5 / <= 50 ms: %s); "
-          "daemon peak RSS %.1f MB (largest sample %.1f MB; target <= 64 MB: %s)%s: %s"
-          % (n, med, p99, "met" if ok_lat else "MISSED", hwm, maxrss,
+    print("due latency (%s channel), %d deliveries: median %.1f ms, p99 %.1f ms "
+          "(target <= 5 / <= 50 ms: %s); daemon peak RSS %.1f MB (largest sample %.1f MB; target <= 64 MB: %s)%s: %s"
+          % (channel, n, med, p99, "met" if ok_lat else "MISSED", hwm, maxrss,
              "met" if ok_rss else "MISSED",
              "; %d check(s) FAILED" % len(errors) if errors else "", verdict))
     return 1 if errors else 0
@@ -182,7 +271,10 @@ def main(argv):
         return 0
     if len(argv) == 7 and argv[1] == "report":
         return report(*argv[2:])
-    print(__doc__ if __doc__ else "usage: due_latency.py watch|report ...", file=sys.stderr)
+    if len(argv) == 6 and argv[1] == "report-times":
+        return report_times(*argv[2:])
+    print(__doc__ if __doc__ else "usage: due_latency.py watch|report|report-times ...",
+          file=sys.stderr)
     return 2
 
 

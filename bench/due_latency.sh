@@ -2,13 +2,24 @@
 # due_latency.sh: time from a delivery's due time until campaignd hands it to the channel, with
 # 1,000,000 scheduled deliveries in the database (target: median <= 5 ms, p99 <= 50 ms; daemon
 # RSS <= 64 MB).
-# Usage: bench/due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]
+# Usage: [CHANNEL=outbox|webhook] [SINK=HTTP_SINK] bench/due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]
 #        (run from anywhere; writes to a temp dir; ROWS scheduled deliveries, default 1000000)
 #
-#   1. A config with one outbox channel `email` (concurrency 16: sixteen messages written and
-#      synced at once) and one transactional campaign (trigger
+# CHANNEL chooses what "handed to the channel" means (default outbox):
+#   outbox   the message file is renamed into the outbox directory (written, fsynced, renamed:
+#            the outbox's own write throughput is part of the figure);
+#   webhook  campaignd POSTs the message to bench/http_sink on 127.0.0.1 (SINK, default the
+#            http_sink next to this script), which records when each request's head was
+#            complete: the scheduler's hand-over to an asynchronous channel plus one loopback
+#            request.
+#
+#   1. A config with one channel and one transactional campaign.  The channel: outbox mode,
+#      an outbox channel `email` (concurrency 16: sixteen messages written and synced at
+#      once); webhook mode, a webhook channel `hook` (concurrency 50, timeout 10s, no secret,
+#      no consent needed) to the sink, which is started first.  The campaign: trigger
 #      `bench.order`, so nothing materialises by itself; quiet hours allowing the whole week;
-#      policy contact_limit 100 per day; one e-mail step from a template).  The daemon is
+#      policy contact_limit 100 per day; one step on that channel from a template with
+#      subject, text and HTML).  The daemon is
 #      started once and stopped, so that the campaign's campaign_versions row exists.
 #   2. The sqlite3 shell adds, in one transaction: ROWS customers with an e-mail address and
 #      e-mail consent, ROWS `bench.order` events, one batch, and ROWS deliveries in state
@@ -17,21 +28,24 @@
 #      space) come due during a WINDOW (default 60 s), each at a whole second drawn by a fixed
 #      hash (64-68 a second with the defaults); all the others are due 2 to 30 days ahead.
 #   3. The measured due times are set to start from LEAD seconds (default 15) after now, the
-#      daemon is started, and the outbox directory is watched (bench/due_latency.py, inotify):
-#      each message's arrival is the real time at which the watcher saw it renamed into place.
-#      The daemon's RSS is sampled every 0.5 s; after the window and MARGIN seconds (default
-#      10), and once every measured message has arrived (bounded by TIME_LIMIT, default 120 s
-#      more), VmHWM is read and the daemon is stopped with SIGTERM.
-#   4. Latency = arrival - due_at.  The script fails if a measured delivery did not arrive or
-#      arrived before its due time, if a message appeared for any other delivery, if the
-#      daemon logged a skip, or if the database does not show exactly the measured deliveries
-#      sent and every other one still scheduled.
+#      daemon is started, and the arrivals are timed.  Outbox: the outbox directory is watched
+#      (bench/due_latency.py, inotify); each message's arrival is the real time at which the
+#      watcher saw it renamed into place.  Webhook: the sink (`--times`) appends
+#      "IDEMPOTENCY-KEY NS" per request, NS the real time at which the request's head was
+#      complete; keys are d<delivery>-s1.  The daemon's RSS is sampled every 0.5 s; after the
+#      window and MARGIN seconds (default 10), and once every measured message has arrived
+#      (bounded by TIME_LIMIT, default 120 s more), VmHWM is read and the daemon is stopped
+#      with SIGTERM (then the sink is asked to flush, and stopped).
+#   4. Latency = arrival - due_at.  The script fails if a measured delivery did not arrive,
+#      arrived more than once or before its due time, if a message appeared for any other
+#      delivery, if the daemon logged a skip, or if the database does not show exactly the
+#      measured deliveries sent and every other one still scheduled.
 #
 # Exits 1 if a check fails; a missed target is only reported (MISSED in the last line).
 # KEEP_TMP=1 keeps the temp dir.  Every process started here is stopped on exit.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -eu
-usage="usage: due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]"
+usage="usage: [CHANNEL=outbox|webhook] [SINK=HTTP_SINK] due_latency.sh CAMPAIGND CAMPAIGNCTL [ROWS]"
 daemon=${1:?$usage}
 ctl=${2:?$usage}
 rows=${3:-1000000}
@@ -40,7 +54,9 @@ window=${WINDOW:-60}
 lead=${LEAD:-15}
 margin=${MARGIN:-10}
 limit=${TIME_LIMIT:-120}
+channel=${CHANNEL:-outbox}
 helper=$(cd "$(dirname "$0")" && pwd)/due_latency.py
+sink=${SINK:-$(cd "$(dirname "$0")" && pwd)/http_sink}
 py=${PYTHON:-python3}
 sqlite=${SQLITE3:-sqlite3}
 
@@ -48,6 +64,14 @@ fail() {
 	echo "due_latency: $*" >&2
 	exit 1
 }
+case $channel in
+outbox) ;;
+webhook)
+	[ -x "$sink" ] || fail "not an executable: $sink (set SINK=, or make bench/http_sink)"
+	sink=$(cd "$(dirname "$sink")" && pwd)/$(basename "$sink")
+	;;
+*) fail "CHANNEL must be outbox or webhook, not $channel" ;;
+esac
 for x in "$daemon" "$ctl"; do [ -x "$x" ] || fail "not an executable: $x"; done
 [ -r "$helper" ] || fail "missing $helper"
 command -v "$sqlite" >/dev/null || fail "the sqlite3 shell is needed"
@@ -60,10 +84,11 @@ ctl=$(cd "$(dirname "$ctl")" && pwd)/$(basename "$ctl")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/due_latency.XXXXXX")
 daemon_pid=
 watch_pid=
+sink_pid=
 cleanup() {
 	local p
-	for p in $daemon_pid $watch_pid; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in $daemon_pid $watch_pid; do
+	for p in $daemon_pid $watch_pid $sink_pid; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $daemon_pid $watch_pid $sink_pid; do
 		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
@@ -77,7 +102,38 @@ t_begin=$(now_ns)
 
 # ---- 1. configuration, campaign, first start ----
 mkdir -p "$tmp/campaigns.d/templates" "$tmp/outbox/email"
-cat >"$tmp/campaignd.yaml" <<'EOF'
+if [ "$channel" = webhook ]; then
+	# The sink first: the config names its port.
+	"$sink" 0 --times "$tmp/times" --count-file "$tmp/count" >"$tmp/sink.port" 2>"$tmp/sink.err" &
+	sink_pid=$!
+	for _ in $(seq 1 100); do [ -s "$tmp/sink.port" ] && break; sleep 0.05; done
+	port=$(head -1 "$tmp/sink.port")
+	[ -n "$port" ] || fail "the sink did not start: $(cat "$tmp/sink.err")"
+	chan_name=hook
+	chan_conf="  hook:
+    driver: webhook
+    url: http://127.0.0.1:$port/hook
+    concurrency: 50
+    timeout: 10s"
+else
+	chan_name=email
+	chan_conf="  email:
+    driver: outbox
+    concurrency: 16
+    kind: email
+    path: outbox/email"
+fi
+# sink_get PATH: a GET to the sink over bash's /dev/tcp; prints the first line of the body.
+sink_get() {
+	local line
+	exec 3<>"/dev/tcp/127.0.0.1/$port"
+	printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$1" >&3
+	while IFS= read -r line <&3; do [ "$line" = $'\r' ] && break; done # the head
+	IFS= read -r line <&3 || true
+	exec 3<&-
+	printf '%s\n' "$line"
+}
+cat >"$tmp/campaignd.yaml" <<EOF
 version: 1
 database: state.db
 campaigns: campaigns.d
@@ -90,13 +146,9 @@ policy:
   contact_limit: { max: 100, per: 1d }
   quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
 channels:
-  email:
-    driver: outbox
-    concurrency: 16
-    kind: email
-    path: outbox/email
+$chan_conf
 EOF
-cat >"$tmp/campaigns.d/bench-due.yaml" <<'EOF'
+cat >"$tmp/campaigns.d/bench-due.yaml" <<EOF
 campaign: bench-due
 type: transactional
 description: Due-to-channel latency benchmark
@@ -113,7 +165,7 @@ survey:
       text:
         en: "How satisfied are you with your order?"
 steps:
-  - channel: email
+  - channel: $chan_name
     template: templates/bench-email.yaml
 EOF
 cat >"$tmp/campaigns.d/templates/bench-email.yaml" <<'EOF'
@@ -213,10 +265,26 @@ db_mb=$(du -m "$tmp/state.db" | cut -f1)
 echo "database: $rows customers, events and scheduled deliveries built in $build_s s ($db_mb MB)"
 
 # ---- 3. the measured run ----
-"$py" "$helper" watch "$tmp/outbox/email" "$tmp/arrivals" "$tmp/watch.ready" 2>"$tmp/watch.err" &
-watch_pid=$!
-for _ in $(seq 1 100); do [ -e "$tmp/watch.ready" ] && break; sleep 0.05; done
-[ -e "$tmp/watch.ready" ] || { cat "$tmp/watch.err"; fail "the outbox watcher did not start"; }
+if [ "$channel" = outbox ]; then
+	"$py" "$helper" watch "$tmp/outbox/email" "$tmp/arrivals" "$tmp/watch.ready" \
+		2>"$tmp/watch.err" &
+	watch_pid=$!
+	for _ in $(seq 1 100); do [ -e "$tmp/watch.ready" ] && break; sleep 0.05; done
+	[ -e "$tmp/watch.ready" ] || { cat "$tmp/watch.err"; fail "the outbox watcher did not start"; }
+else
+	read -r got _ <<<"$(sink_get /count)"
+	[ "$got" = 0 ] || fail "the sink got $got requests before the measured run"
+fi
+# arrived: how many messages have reached the channel so far.
+arrived() {
+	local got=0
+	if [ "$channel" = outbox ]; then
+		find "$tmp/outbox/email" -maxdepth 1 -name 'd*.msg' | wc -l
+	else
+		read -r got _ <"$tmp/count" || true
+		echo "${got:-0}"
+	fi
+}
 
 first=$(($(date +%s) + lead))
 "$sqlite" "$tmp/state.db" "UPDATE deliveries SET due_at = due_at + $first
@@ -240,7 +308,7 @@ while :; do
 	[ "${r:-0}" -gt "$max_rss" ] && max_rss=$r
 	t=$(date +%s)
 	if [ "$t" -ge "$end" ]; then
-		got=$(find "$tmp/outbox/email" -maxdepth 1 -name 'd*.msg' | wc -l)
+		got=$(arrived)
 		[ "$got" -ge "$measured" ] && break
 		[ "$t" -lt "$hard_end" ] || break # the report names what is missing
 	fi
@@ -248,11 +316,25 @@ while :; do
 done
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
 stop_daemon
-kill -TERM "$watch_pid"
-rc=0
-wait "$watch_pid" || rc=$?
-watch_pid=
-[ "$rc" = 0 ] || { cat "$tmp/watch.err"; fail "the outbox watcher failed"; }
+if [ "$channel" = outbox ]; then
+	kill -TERM "$watch_pid"
+	rc=0
+	wait "$watch_pid" || rc=$?
+	watch_pid=
+	[ "$rc" = 0 ] || { cat "$tmp/watch.err"; fail "the outbox watcher failed"; }
+else
+	# /flush: every request counted so far is then in the times file.  Then stop the sink
+	# (it flushes again at exit) and check that its count and the file agree.
+	read -r sink_count _ <<<"$(sink_get /flush)"
+	kill -TERM "$sink_pid"
+	rc=0
+	wait "$sink_pid" || rc=$?
+	sink_pid=
+	[ "$rc" = 0 ] || { cat "$tmp/sink.err"; fail "the sink exited $rc"; }
+	lines=$(wc -l <"$tmp/times")
+	[ "$lines" = "$sink_count" ] ||
+		fail "the sink counted $sink_count requests but its times file has $lines lines"
+fi
 
 # ---- 4. checks and figures ----
 states=$("$sqlite" "$tmp/state.db" \
@@ -261,14 +343,25 @@ skips=$(grep -c 'event=skip ' "$tmp/daemon.1.log" || true)
 sent=$(grep -c 'event=send .*outcome=sent' "$tmp/daemon.1.log" || true)
 run_s=$(awk -v a="$t_begin" -v b="$(now_ns)" 'BEGIN { printf "%.0f", (b - a) / 1e9 }')
 phase_ms=$(( (t_start / 1000000) % 1000 ))
-echo "daemon: started $phase_ms ms past a second, serving $started_ms ms later (first due" \
+echo "channel: $channel; daemon: started $phase_ms ms past a second, serving $started_ms ms later (first due" \
 	"$lead s after); RSS at start $((rss_start / 1024)) MB; $sent sends logged; deliveries:" \
 	"$states; whole run $run_s s"
+# Warnings and errors the daemon logged during the measured run (syslog priorities 4 and 3,
+# or the tty form), shown so that a stall in the figures can be matched with them.
+warns=$(grep -cE '^<[34]>|^campaignd: (warning|error): ' "$tmp/daemon.1.log" || true)
+if [ "$warns" != 0 ]; then
+	echo "daemon: $warns warnings/errors logged, the first:"
+	grep -E '^<[34]>|^campaignd: (warning|error): ' "$tmp/daemon.1.log" | head -5 | sed 's/^/  /'
+fi
 bad=0
 [ "$skips" = 0 ] || { echo "due_latency: the daemon logged $skips skips" >&2; bad=1; }
 [ "$states" = "scheduled=$((rows - measured)) sent=$measured " ] ||
 	{ echo "due_latency: expected scheduled=$((rows - measured)) sent=$measured" >&2; bad=1; }
 rc=0
-"$py" "$helper" report "$tmp/measured" "$tmp/arrivals" "$tmp/outbox/email" "$hwm" "$max_rss" ||
-	rc=$?
+if [ "$channel" = outbox ]; then
+	"$py" "$helper" report "$tmp/measured" "$tmp/arrivals" "$tmp/outbox/email" "$hwm" \
+		"$max_rss" || rc=$?
+else
+	"$py" "$helper" report-times "$tmp/measured" "$tmp/times" "$hwm" "$max_rss" || rc=$?
+fi
 [ "$rc" = 0 ] && [ "$bad" = 0 ] || exit 1

@@ -1,7 +1,7 @@
 /*
  * http_sink.c: a small, fast HTTP/1.1 sink on libuv for the dispatch benchmarks.
  *
- * Usage: bench/http_sink PORT [--keys FILE] [--count-file FILE]
+ * Usage: bench/http_sink PORT [--keys FILE] [--times FILE] [--count-file FILE]
  *
  * Listens on 127.0.0.1:PORT (0: an ephemeral port) and prints the port on stdout, one line.
  * Every request is answered `200 OK` with `Content-Length: 0`, on a kept-alive connection
@@ -9,6 +9,9 @@
  *
  *   GET /count   answers the figures below as text; not counted.
  *   GET /reset   sets the figures to zero (the keys file is kept); not counted.
+ *   GET /flush   flushes the keys and times files and writes the count file, then answers
+ *                the figures like /count: every request counted before it is then on disk.
+ *                Not counted.
  *
  * The figures: "COUNT FIRST_NS LAST_NS": the requests counted since the start (or the last
  * reset) and the wall-clock times (CLOCK_REALTIME, ns since the epoch; 0 before the first)
@@ -18,6 +21,10 @@
  *
  * --keys FILE appends each counted request's Idempotency-Key header value (or "-" when it has
  * none) to FILE, one a line, buffered; flushed every 100 ms and at exit.
+ *
+ * --times FILE appends "KEY NS" for each counted request, one a line: the Idempotency-Key (or
+ * "-") and the wall-clock time (CLOCK_REALTIME, ns since the epoch) at which the request's
+ * head was complete (the same time as LAST_NS above); buffered like the keys file.
  *
  * Request bodies are read by Content-Length or chunked transfer coding and dropped;
  * `Expect: 100-continue` is answered.  SIGINT or SIGTERM: flush, print the count on stderr,
@@ -48,6 +55,7 @@ static uv_signal_t sig_int, sig_term;
 static uint64_t count;
 static uint64_t first_ns, last_ns;
 static FILE *keys;
+static FILE *times;
 static const char *count_file;
 static char *count_tmp;
 
@@ -290,6 +298,24 @@ count_request(const char *key, size_t klen)
 			fputc('-', keys);
 		fputc('\n', keys);
 	}
+	if (times != NULL) {
+		if (key != NULL && klen > 0)
+			fwrite(key, 1, klen, times);
+		else
+			fputc('-', times);
+		fprintf(times, " %llu\n", (unsigned long long)last_ns);
+	}
+}
+
+/* flush_all: the keys and times files to the kernel, and the count file. */
+static void
+flush_all(void)
+{
+	if (keys != NULL)
+		fflush(keys);
+	if (times != NULL)
+		fflush(times);
+	write_count_file();
 }
 
 /* process: answer every complete request in c->buf. */
@@ -366,12 +392,15 @@ process(struct conn *c)
 				break;
 			continue;
 		}
-		if ((size_t)(end - start) >= 11 && memcmp(start, "GET /count ", 11) == 0) {
+		if ((size_t)(end - start) >= 11 && (memcmp(start, "GET /count ", 11) == 0 ||
+		    memcmp(start, "GET /flush ", 11) == 0)) {
 			int m = snprintf(count_body, sizeof count_body, "%llu %llu %llu\n",
 			    (unsigned long long)count, (unsigned long long)first_ns,
 			    (unsigned long long)last_ns);
 			static char resp_count[256];
 
+			if (start[5] == 'f')
+				flush_all();
 			/* static: the write may outlive this call; figures are recomputed per request */
 			snprintf(resp_count, sizeof resp_count,
 			    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
@@ -509,9 +538,7 @@ static void
 on_flush(uv_timer_t *t)
 {
 	(void)t;
-	if (keys != NULL)
-		fflush(keys);
-	write_count_file();
+	flush_all();
 }
 
 static void
@@ -533,7 +560,7 @@ on_signal(uv_signal_t *s, int sig)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: http_sink PORT [--keys FILE] [--count-file FILE]\n");
+	fprintf(stderr, "usage: http_sink PORT [--keys FILE] [--times FILE] [--count-file FILE]\n");
 	exit(2);
 }
 
@@ -559,6 +586,13 @@ main(int argc, char **argv)
 				return 1;
 			}
 			setvbuf(keys, NULL, _IOFBF, 1 << 20);
+		} else if (strcmp(argv[i], "--times") == 0 && i + 1 < argc) {
+			times = fopen(argv[++i], "a");
+			if (times == NULL) {
+				perror(argv[i]);
+				return 1;
+			}
+			setvbuf(times, NULL, _IOFBF, 1 << 20);
 		} else if (strcmp(argv[i], "--count-file") == 0 && i + 1 < argc) {
 			count_file = argv[++i];
 			count_tmp = malloc(strlen(count_file) + 8);
@@ -593,6 +627,8 @@ main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 	if (keys != NULL)
 		fclose(keys);
+	if (times != NULL)
+		fclose(times);
 	write_count_file();
 	fprintf(stderr, "http_sink: %llu requests\n", (unsigned long long)count);
 	uv_loop_close(loop);
