@@ -21,6 +21,8 @@
 
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
 #define SLOW_COMMIT_MS 100 /* a commit this slow is logged */
+#define FIRST_CHUNK 8 /* sends of a tick committed and started before it decides the rest */
+#define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
 
 static void
 notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -138,6 +140,11 @@ engine_sink(void *arg, const struct sched_action *a)
 
 	if (a->kind == SCHED_SEND) {
 		dispatch_job(d, a);
+		/* The first few of a tick are committed and started before the rest is decided. */
+		if (d->chunk > 0 && --d->chunk == 0) {
+			d->more = 1;
+			return 1;
+		}
 		return 0;
 	}
 	log_info("event=skip campaign=%s customer=%s delivery=%lld step=%d channel=%s reason=\"%s\"",
@@ -162,7 +169,9 @@ rearm(struct daemon *d)
 	d->rearm = 0;
 	if (d->stopping)
 		return;
-	next = sched_next_wakeup(d->cur->e, ms / 1000);
+	/* Work due after the last decision's `now` is new, even if that instant has passed since
+	 * (the timer may fire a little early): then the timer runs at once, not a second later. */
+	next = sched_next_wakeup(d->cur->e, d->decided_until);
 	if (next < 0) {
 		uv_timer_stop(&d->wake);
 		return;
@@ -217,6 +226,8 @@ daemon_tick(struct daemon *d, int materialise)
 	if (d->stopping)
 		return;
 	dispatch_ungate(d);
+	d->more = 0;
+	d->chunk = materialise ? FIRST_CHUNK : 0;
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
@@ -237,6 +248,7 @@ daemon_tick(struct daemon *d, int materialise)
 	}
 	store_release(d->st, 1);
 	daemon_flush(d);
+	d->decided_until = now;
 	if (made > 0)
 		log_info("event=materialise deliveries=%ld", made);
 	dispatch_start(d);
@@ -250,19 +262,48 @@ wake_cb(uv_timer_t *t)
 	daemon_tick(t->data, 1);
 }
 
+static void
+checkpoint_work(uv_work_t *w)
+{
+	struct daemon *d = w->data;
+	char *err = NULL;
+
+	/* Only the database path is shared; the store's connection stays on the loop's thread. */
+	if (store_checkpoint(d->db_path, &err) < 0) {
+		log_warnx("event=checkpoint error=\"%s\"", err);
+		free(err);
+	}
+}
+
+static void
+checkpoint_done(uv_work_t *w, int status)
+{
+	struct daemon *d = w->data;
+
+	(void)status;
+	d->checkpointing = 0;
+}
+
 /*
- * pass: between loop iterations: commit the outcomes, give a channel that has room again more
- * of what is due, re-arm the wake timer if an outcome asked for it.
+ * pass: between loop iterations: commit the outcomes, decide the rest of a tick that stopped
+ * after its first sends or give a channel that has room again more of what is due, re-arm the
+ * wake timer if an outcome asked for it.
  */
 static void
 pass(struct daemon *d)
 {
 	daemon_flush(d);
+	/* Commits do not checkpoint (an fsync of the database each time): a worker does. */
+	if (!d->checkpointing && store_wal_pages(d->st) >= CHECKPOINT_PAGES) {
+		d->checkpoint.data = d;
+		if (uv_queue_work(d->loop, &d->checkpoint, checkpoint_work, checkpoint_done) == 0)
+			d->checkpointing = 1;
+	}
 	if (d->stopping) {
 		uv_idle_stop(&d->busy);
 		return;
 	}
-	if (dispatch_room(d))
+	if (d->more || dispatch_room(d))
 		daemon_tick(d, 0);
 	if (d->rearm)
 		rearm(d);
@@ -273,7 +314,7 @@ pass(struct daemon *d)
 static void
 keep_busy(struct daemon *d)
 {
-	if (!d->stopping && (d->txn || dispatch_room(d)))
+	if (!d->stopping && (d->txn || d->more || dispatch_room(d)))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -665,6 +706,8 @@ main(int argc, char **argv)
 	size_pool(c);
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
+	store_defer_checkpoints(d.st);
+	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c, NULL);
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
@@ -714,6 +757,7 @@ main(int argc, char **argv)
 	store_close(d.st);
 	uv_loop_close(d.loop);
 	free(d.outbox_hint);
+	free(d.db_path);
 	if (demo)
 		free(d.config_path);
 	return 0;

@@ -87,6 +87,9 @@ struct daemon {
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
 	uv_check_t after_io; /* after each pass's I/O: commit outcomes, refill, re-arm (pass()) */
 	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */
+	uv_work_t checkpoint; /* the WAL copied into the database on a worker thread */
+	int checkpointing;
+	char *db_path;
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
@@ -99,6 +102,9 @@ struct daemon {
 	int64_t data_version;
 	int txn; /* outcomes are being written in an open transaction (committed by pass()) */
 	int rearm; /* the wake timer must be computed again */
+	int64_t decided_until; /* the `now` of the last sched_run_due */
+	int chunk; /* sends the running tick may still report before it stops (0: no limit) */
+	int more; /* the last tick stopped early: decide the rest at once */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
 	int64_t started;

@@ -98,6 +98,7 @@ struct store {
 	sqlite3_stmt *fresh[2][8]; /* consents of a new customer: [log, state][kinds given] */
 	struct batch *batch; /* imports' queue of customers (store_int.h), NULL until used */
 	struct util_hmac *token_mac; /* keyed with meta's token_key on first use */
+	int wal_pages; /* the WAL's size after the last commit (store_defer_checkpoints) */
 	char err[512];
 };
 
@@ -349,6 +350,53 @@ store_close(struct store *s)
 		sqlite3_close(s->db);
 	}
 	free(s);
+}
+
+/* ---- checkpoints ---- */
+
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct store *s = arg;
+
+	(void)db;
+	(void)name;
+	s->wal_pages = pages;
+	return SQLITE_OK;
+}
+
+void
+store_defer_checkpoints(struct store *s)
+{
+	/* Replaces the automatic checkpoint's hook: commits only count the pages. */
+	sqlite3_wal_hook(s->db, wal_hook, s);
+}
+
+int
+store_wal_pages(const struct store *s)
+{
+	return s->wal_pages;
+}
+
+int
+store_checkpoint(const char *path, char **err)
+{
+	sqlite3 *db = NULL;
+	int rc = SQLITE_OK;
+
+	*err = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+		SQLITE_OK ||
+	    ((rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL)) !=
+		    SQLITE_OK &&
+		rc != SQLITE_BUSY)) { /* BUSY: another checkpoint runs; the next one catches up */
+		*err = xasprintf("checkpoint of %s: %s", path,
+		    db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_close(db);
+	return 0;
 }
 
 /* ---- transactions ---- */

@@ -31,6 +31,17 @@ enum { STORE_READONLY = 1 };
  */
 int store_open(const char *path, int flags, struct store **out, char **err);
 
+/*
+ * Checkpoints off the writer's path.  store_defer_checkpoints: the store stops checkpointing
+ * the WAL when its own commits grow it (SQLite's default); store_wal_pages then tells how many
+ * pages the WAL held after the last commit, and store_checkpoint copies them into the database
+ * on a connection of its own (PASSIVE: it never waits for a reader or the writer), so that a
+ * caller can run it on another thread.  store_checkpoint returns 0, or -EIO with *err.
+ */
+void store_defer_checkpoints(struct store *s);
+int store_wal_pages(const struct store *s);
+int store_checkpoint(const char *path, char **err);
+
 /* store_close: finalize every statement and close; accepts NULL. */
 void store_close(struct store *s);
 
