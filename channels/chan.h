@@ -70,9 +70,12 @@ void chan_message_free(struct chan_message *m);
  * A driver.  open() checks that a channel can work here and loads what all its sends share,
  * once per configuration load (the webhook's secret: a rotated secret takes effect at the next
  * reload); its instance (*inst, may be NULL) is passed to start() and released with close().
- * start() either finishes at once (*easy and *state stay NULL and the outcome is returned,
- * e.g. the outbox, or any driver that fails before the network) or returns a configured easy
- * handle in *easy for the caller to run (the returned outcome then means nothing); the caller
+ * start() either finishes at once (*easy and *state are NULL on return and the outcome is
+ * returned, e.g. the outbox, or any driver that fails before the network) or returns a
+ * configured easy handle in *easy for the caller to run (the returned outcome then means
+ * nothing).  On entry *easy is NULL or a handle the caller has reset (curl_easy_reset) for the
+ * driver to use instead of a new one, so that handles are reused; start() takes it over (and
+ * cleans it up when it finishes at once).  The caller
  * then calls finish() with the transfer's result, which classifies it (and frees the driver's
  * per-request state; the caller frees the easy handle after curl_multi_remove_handle).  The
  * caller owns curl_global_init and must not change the handle's options other than

@@ -305,7 +305,7 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	const struct wh_inst *w = inst;
 	struct wh_state *st = NULL;
 	char *body = NULL, *sig = NULL, *line;
-	CURL *e = NULL;
+	CURL *e = *easy; /* the caller's (reset), or NULL */
 	CURLcode cc = CURLE_OK;
 	int64_t timeout = ch->timeout > 0 ? ch->timeout : DEFAULT_TIMEOUT;
 	int rc;
@@ -317,27 +317,26 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	*detail = NULL;
 	if (ch->url == NULL) {
 		*detail = xstrdup("webhook: no url configured");
-		return CHAN_PERMANENT;
+		goto permanent;
 	}
 	if (m->idem_key == NULL || m->idem_key[0] == '\0' || has_ctl(m->idem_key)) {
 		*detail = xstrdup("webhook: the idempotency key is empty or holds control characters");
-		return CHAN_PERMANENT;
+		goto permanent;
 	}
 	if (w == NULL) {
 		*detail = xstrdup("webhook: the channel is not open");
-		return CHAN_TRANSIENT;
+		goto fail;
 	}
 	body = body_json(m);
 	if (body == NULL) {
 		*detail = xstrdup("webhook: cannot encode the body: out of memory");
-		return CHAN_TRANSIENT;
+		goto fail;
 	}
 	if (w->hmac != NULL) {
 		sig = signature(w->hmac, (int64_t)time(NULL), body);
 		if (sig == NULL) {
-			free(body);
 			*detail = xstrdup("webhook: HMAC-SHA256 failed");
-			return CHAN_TRANSIENT;
+			goto fail;
 		}
 	}
 
@@ -356,8 +355,9 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	/* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
 	if (rc == 0)
 		rc = add_header(st, "Expect:");
-	e = rc == 0 ? curl_easy_init() : NULL;
-	if (e == NULL) {
+	if (rc == 0 && e == NULL)
+		e = curl_easy_init();
+	if (rc != 0 || e == NULL) {
 		*detail = xstrdup("webhook: cannot set up the request: out of memory");
 		goto fail;
 	}
@@ -408,6 +408,10 @@ fail:
 	free(body);
 	free(sig);
 	return CHAN_TRANSIENT;
+permanent:
+	if (e != NULL)
+		curl_easy_cleanup(e);
+	return CHAN_PERMANENT;
 }
 
 /* retry_after: seconds to wait from a Retry-After value (seconds or an HTTP date); 0 = none. */

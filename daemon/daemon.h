@@ -94,6 +94,8 @@ struct daemon {
 	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
 	uv_timer_t curl_timer;
+	CURL **easy_pool; /* finished handles, reset, for the next requests (up to EASY_POOL) */
+	size_t n_easy;
 	size_t n_queues;
 	struct chanq *queues;
 	long inflight; /* jobs started and not finished */

@@ -15,6 +15,7 @@
  * more, so that memory and the rows in 'sending' do not grow with the backlog.
  */
 #define HOLD_SLACK 16
+#define EASY_POOL 256 /* finished curl handles kept for reuse */
 
 /* A socket curl asked us to watch. */
 struct sock {
@@ -233,6 +234,20 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 
 /* ---- curl-multi on libuv (the pattern of curl's docs/examples/multi-uv.c) ---- */
 
+/* easy_put: a finished handle back to the pool (reset: no option of its last request stays). */
+static void
+easy_put(struct daemon *d, CURL *easy)
+{
+	if (d->n_easy == EASY_POOL) {
+		curl_easy_cleanup(easy);
+		return;
+	}
+	if (d->easy_pool == NULL)
+		d->easy_pool = xcalloc(EASY_POOL, sizeof(*d->easy_pool));
+	curl_easy_reset(easy);
+	d->easy_pool[d->n_easy++] = easy;
+}
+
 static void
 check_multi(struct daemon *d)
 {
@@ -257,7 +272,7 @@ check_multi(struct daemon *d)
 			      &detail) :
 			  CHAN_PERMANENT;
 		j->state = NULL;
-		curl_easy_cleanup(m->easy_handle);
+		easy_put(d, m->easy_handle);
 		j->easy = NULL;
 		outcome(d, j, o, retry_after, detail);
 	}
@@ -370,6 +385,10 @@ dispatch_init(struct daemon *d)
 void
 dispatch_close(struct daemon *d)
 {
+	while (d->n_easy > 0)
+		curl_easy_cleanup(d->easy_pool[--d->n_easy]);
+	free(d->easy_pool);
+	d->easy_pool = NULL;
 	if (d->multi != NULL)
 		curl_multi_cleanup(d->multi);
 	d->multi = NULL;
@@ -501,6 +520,8 @@ start_job(struct daemon *d, struct job *j)
 			return;
 		j->working = 0;
 	}
+	if (d->n_easy > 0)
+		easy = d->easy_pool[--d->n_easy];
 	o = drv->start(ch, inst, &j->msg, &easy, &j->state, &detail);
 	if (easy == NULL) {
 		outcome(d, j, o, 0, detail);

@@ -712,6 +712,12 @@ srv_setup(void **state)
 	return 0;
 }
 
+/*
+ * The handle of the last request, reset, for the next one: as in the daemon, a request must
+ * carry nothing of the one before (headers, body, signature).
+ */
+static CURL *reused;
+
 static int
 srv_teardown(void **state)
 {
@@ -722,6 +728,8 @@ srv_teardown(void **state)
 	pthread_mutex_destroy(&srv.mu);
 	free(channel("crm")->secret_file);
 	channel("crm")->secret_file = NULL;
+	curl_easy_cleanup(reused);
+	reused = NULL;
 	return 0;
 }
 
@@ -746,7 +754,7 @@ send_with(const struct conf_channel *opened, const struct conf_channel *ch,
 {
 	const struct chan_driver *d = chan_driver_for(ch);
 	enum chan_outcome o;
-	CURL *easy = NULL;
+	CURL *easy = reused;
 	void *st = NULL, *inst = NULL;
 	CURLcode rc;
 
@@ -754,6 +762,7 @@ send_with(const struct conf_channel *opened, const struct conf_channel *ch,
 	/* As the daemon does: a channel that cannot open is a transient failure of the send. */
 	if (d->open(opened, &inst, detail) < 0)
 		return CHAN_TRANSIENT;
+	reused = NULL; /* start() takes it over */
 	o = d->start(ch, inst, m, &easy, &st, detail);
 	if (easy == NULL) {
 		d->close(inst);
@@ -762,7 +771,8 @@ send_with(const struct conf_channel *opened, const struct conf_channel *ch,
 	assert_null(*detail);
 	rc = curl_easy_perform(easy);
 	o = d->finish(ch, easy, rc, st, retry, detail);
-	curl_easy_cleanup(easy);
+	curl_easy_reset(easy);
+	reused = easy;
 	d->close(inst);
 	return o;
 }
