@@ -167,7 +167,7 @@ rearm(struct daemon *d)
 	int64_t ms = now_ms(d), next, wait;
 
 	d->rearm = 0;
-	if (d->stopping)
+	if (d->stopping || d->backoff)
 		return;
 	/* Work due after the last decision's `now` is new, even if that instant has passed since
 	 * (the timer may fire a little early): then the timer runs at once, not a second later. */
@@ -194,27 +194,52 @@ daemon_write(struct daemon *d)
 		return -1;
 	}
 	d->txn = 1;
+	/* Committed at the end of this loop pass, not after the loop's next wait. */
+	uv_idle_start(&d->busy, busy_cb);
 	return 0;
 }
 
-void
+int
 daemon_flush(struct daemon *d)
 {
 	uint64_t t0 = uv_hrtime(), ms;
+	int rc = 0;
 
 	if (!d->txn)
-		return;
+		return 0;
 	d->txn = 0;
 	if (store_commit(d->st) < 0) {
-		log_warnx("event=store-error error=\"%s\": these outcomes are resent with the same "
-			  "key at the next start",
+		log_warnx("event=store-error error=\"%s\": what it held is done again (sends in "
+			  "'sending' are resent with the same key at the next start)",
 		    store_errmsg(d->st));
 		store_rollback(d->st);
+		rc = -1;
 	}
 	/* Sends wait while a commit runs: say so when one is slow (a disk under load). */
 	ms = (uv_hrtime() - t0) / 1000000;
 	if (ms >= SLOW_COMMIT_MS)
 		log_warnx("event=slow-commit ms=%llu", (unsigned long long)ms);
+	return rc;
+}
+
+void
+daemon_undo(struct daemon *d)
+{
+	if (store_release(d->st, 0) < 0) {
+		/* The part cannot be undone alone: undo the whole transaction. */
+		store_rollback(d->st);
+		d->txn = 0;
+	}
+}
+
+/* back_off: the store failed: no deciding until the wake timer, a second from now. */
+static void
+back_off(struct daemon *d)
+{
+	dispatch_ungate(d);
+	d->more = 0;
+	d->backoff = 1;
+	uv_timer_start(&d->wake, wake_cb, 1000, 0);
 }
 
 void
@@ -231,7 +256,7 @@ daemon_tick(struct daemon *d, int materialise)
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
-		uv_timer_start(&d->wake, wake_cb, 1000, 0);
+		back_off(d);
 		return;
 	}
 	if (materialise)
@@ -240,14 +265,19 @@ daemon_tick(struct daemon *d, int materialise)
 	if (made < 0 || decided < 0) {
 		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
 		log_warnx("event=engine-error error=\"%s\"", store_errmsg(d->st));
-		store_release(d->st, 0);
+		daemon_undo(d);
 		daemon_flush(d);
 		dispatch_discard(d);
-		uv_timer_start(&d->wake, wake_cb, 1000, 0);
+		back_off(d);
 		return;
 	}
 	store_release(d->st, 1);
-	daemon_flush(d);
+	if (daemon_flush(d) < 0) {
+		/* Not committed: nothing may be sent. */
+		dispatch_discard(d);
+		back_off(d);
+		return;
+	}
 	d->decided_until = now;
 	if (made > 0)
 		log_info("event=materialise deliveries=%ld", made);
@@ -259,7 +289,10 @@ daemon_tick(struct daemon *d, int materialise)
 static void
 wake_cb(uv_timer_t *t)
 {
-	daemon_tick(t->data, 1);
+	struct daemon *d = t->data;
+
+	d->backoff = 0;
+	daemon_tick(d, 1);
 }
 
 static void
@@ -282,6 +315,7 @@ checkpoint_done(uv_work_t *w, int status)
 
 	(void)status;
 	d->checkpointing = 0;
+	store_wal_reset(d->st); /* the next commit tells the WAL's size again */
 }
 
 /*
@@ -299,7 +333,7 @@ pass(struct daemon *d)
 		if (uv_queue_work(d->loop, &d->checkpoint, checkpoint_work, checkpoint_done) == 0)
 			d->checkpointing = 1;
 	}
-	if (d->stopping) {
+	if (d->stopping || d->backoff) {
 		uv_idle_stop(&d->busy);
 		return;
 	}
@@ -314,7 +348,7 @@ pass(struct daemon *d)
 static void
 keep_busy(struct daemon *d)
 {
-	if (!d->stopping && (d->txn || d->more || dispatch_room(d)))
+	if (d->txn || (!d->stopping && !d->backoff && (d->more || dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -364,8 +398,9 @@ close_walk(uv_handle_t *h, void *arg)
 static void
 finish(struct daemon *d)
 {
-	if (d->finished)
-		return; /* a blocking send that ended during the last pass */
+	/* A send on a worker thread cannot be interrupted (a file write and sync): let it end. */
+	if (d->finished || dispatch_stop_workers(d) > 0)
+		return;
 	d->finished = 1;
 	uv_timer_stop(&d->drain);
 	daemon_flush(d);
@@ -378,7 +413,7 @@ void
 daemon_after_outcome(struct daemon *d)
 {
 	if (d->stopping) {
-		if (d->inflight == 0)
+		if (d->inflight == 0 || d->drain_expired)
 			finish(d);
 		return;
 	}
@@ -393,6 +428,7 @@ drain_cb(uv_timer_t *t)
 	log_warnx("event=stop-timeout inflight=%ld: abandoning them; they are resent with the "
 		  "same key at the next start",
 	    d->inflight);
+	d->drain_expired = 1;
 	finish(d);
 }
 
@@ -606,6 +642,7 @@ recover(struct daemon *d)
 		free(ids);
 		return;
 	}
+	dispatch_start(d);
 	log_info("event=recover resent=%zu", n);
 	free(ids);
 }

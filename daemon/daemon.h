@@ -88,13 +88,13 @@ struct daemon {
 	uv_check_t after_io; /* after each pass's I/O: commit outcomes, refill, re-arm (pass()) */
 	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */
 	uv_work_t checkpoint; /* the WAL copied into the database on a worker thread */
-	int checkpointing;
-	char *db_path;
+	int checkpointing; /* while it runs */
+	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
 	uv_timer_t curl_timer;
-	CURL **easy_pool; /* finished handles, reset, for the next requests (up to EASY_POOL) */
+	CURL **easy_pool; /* owned (dispatch_close frees): finished handles, reset, for reuse */
 	size_t n_easy;
 	size_t n_queues;
 	struct chanq *queues;
@@ -107,6 +107,8 @@ struct daemon {
 	int64_t decided_until; /* the `now` of the last sched_run_due */
 	int chunk; /* sends the running tick may still report before it stops (0: no limit) */
 	int more; /* the last tick stopped early: decide the rest at once */
+	int backoff; /* the store failed: nothing is decided until the wake timer fires */
+	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
 	int64_t started;
@@ -129,7 +131,9 @@ void daemon_tick(struct daemon *d, int materialise);
  * deliveries in 'sending': they are resent with the same key at the next start.
  */
 int daemon_write(struct daemon *d);
-void daemon_flush(struct daemon *d);
+int daemon_flush(struct daemon *d);
+/* daemon_undo: undo the current part (store_savepoint) of that transaction, or all of it. */
+void daemon_undo(struct daemon *d);
 
 /* daemon_reload: SIGHUP and `campaignctl reload` (all or nothing; see campaignd.c). */
 int daemon_reload(struct daemon *d, char **summary);
@@ -151,6 +155,11 @@ void dispatch_close(struct daemon *d);
 void dispatch_job(struct daemon *d, const struct sched_action *a);
 void dispatch_start(struct daemon *d);
 void dispatch_discard(struct daemon *d);
+/*
+ * dispatch_stop_workers: at shutdown, cancel the worker-thread sends (blocking drivers) that
+ * have not begun (they end as abandoned); returns how many have not reported back yet.
+ */
+int dispatch_stop_workers(struct daemon *d);
 /* dispatch_gate: the engine's gate (sched_gate): can channel `channel` hold one more job? */
 int dispatch_gate(void *arg, const char *channel);
 /*

@@ -16,6 +16,7 @@
  */
 #define HOLD_SLACK 16
 #define EASY_POOL 256 /* finished curl handles kept for reuse */
+#define ABANDONED "abandoned at shutdown; resent with the same key at the next start"
 
 /* A socket curl asked us to watch. */
 struct sock {
@@ -148,10 +149,10 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
 
 /*
  * record: write an outcome through the engine into the loop pass's transaction, as one part
- * of it (a failing part is undone alone).  A failure is logged; the row stays 'sending' and
- * is resent with the same key at the next start.
+ * of it (a failing part is undone alone).  0, or -1 logged: the row stays 'sending' and is
+ * resent with the same key at the next start.
  */
-static void
+static int
 record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 {
 	int64_t now = daemon_now(d);
@@ -160,7 +161,7 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
 		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
 		    store_errmsg(d->st));
-		return;
+		return -1;
 	}
 	if (o == CHAN_SENT)
 		rc = sched_sent(j->gen->e, j->delivery, now);
@@ -171,10 +172,10 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 	if (rc < 0) {
 		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
 		    store_errmsg(d->st));
-		store_release(d->st, 0);
-		return;
+		daemon_undo(d);
+		return -1;
 	}
-	store_release(d->st, 1);
+	return store_release(d->st, 1) < 0 ? -1 : 0;
 }
 
 static void retry_fired(uv_timer_t *t);
@@ -221,6 +222,7 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 	}
 	if (o == CHAN_TRANSIENT) {
 		/* Shutting down: leave it 'sending'; the next start resends it with the same key. */
+		record(d, j, CHAN_TRANSIENT, ABANDONED);
 		log_outcome(j, "abandoned", detail);
 	} else {
 		log_outcome(j, o == CHAN_SENT ? "sent" : "failed", detail);
@@ -359,7 +361,10 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	if (timeout_ms < 0)
 		uv_timer_stop(&d->curl_timer);
 	else
-		uv_timer_start(&d->curl_timer, curl_timeout_cb, (uint64_t)timeout_ms, 0);
+		/* Not 0: a zero timer started in a timer callback runs in the same pass of libuv's
+		 * timers, and curl asking for 0 again would keep the loop from polling. */
+		uv_timer_start(&d->curl_timer, curl_timeout_cb, timeout_ms ? (uint64_t)timeout_ms : 1,
+		    0);
 	return 0;
 }
 
@@ -472,7 +477,8 @@ work_done_cb(uv_work_t *w, int status)
 	j->detail = NULL;
 	if (status < 0) {
 		free(detail);
-		detail = xasprintf("could not run the driver: %s", uv_strerror(status));
+		detail = xstrdup(status == UV_ECANCELED ? "not begun before the shutdown" :
+							  uv_strerror(status));
 		j->result = CHAN_TRANSIENT;
 	}
 	outcome(d, j, j->result, 0, detail);
@@ -516,9 +522,11 @@ start_job(struct daemon *d, struct job *j)
 		j->inst = inst;
 		j->work.data = j;
 		j->working = 1;
-		if (uv_queue_work(d->loop, &j->work, work_cb, work_done_cb) == 0)
-			return;
-		j->working = 0;
+		if (uv_queue_work(d->loop, &j->work, work_cb, work_done_cb) < 0) {
+			j->working = 0;
+			outcome(d, j, CHAN_TRANSIENT, 0, xstrdup("cannot queue the send for a worker"));
+		}
+		return;
 	}
 	if (d->n_easy > 0)
 		easy = d->easy_pool[--d->n_easy];
@@ -613,6 +621,14 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 
 	j->d = d;
 	j->gen = d->cur;
+	/* A removed campaign that drains is sent as its generation had it (channels too). */
+	if (conf_campaign_find(d->cur->conf, a->campaign) == NULL) {
+		size_t i;
+
+		for (i = 0; i < d->cur->n_drains; i++)
+			if (strcmp(d->cur->drains[i].cp->name, a->campaign) == 0)
+				j->gen = d->cur->drains[i].owner;
+	}
 	j->gen->refs++;
 	j->delivery = a->delivery;
 	j->step = a->step;
@@ -643,6 +659,21 @@ dispatch_discard(struct daemon *d)
 		uv_close((uv_handle_t *)&j->retry, job_closed);
 	}
 	d->fresh_tail = &d->fresh;
+}
+
+int
+dispatch_stop_workers(struct daemon *d)
+{
+	struct job *j;
+	int n = 0;
+
+	/* A cancelled one still counts until its callback (UV_ECANCELED) has run. */
+	for (j = d->active; j != NULL; j = j->next)
+		if (j->working) {
+			uv_cancel((uv_req_t *)&j->work);
+			n++;
+		}
+	return n;
 }
 
 void
@@ -680,8 +711,7 @@ dispatch_abandon(struct daemon *d)
 			curl_easy_cleanup(j->easy);
 			j->easy = NULL;
 		}
-		record(d, j, CHAN_TRANSIENT,
-		    "abandoned at shutdown; resent with the same key at the next start");
+		record(d, j, CHAN_TRANSIENT, ABANDONED);
 		log_outcome(j, "abandoned", "shutdown");
 		uv_timer_stop(&j->retry);
 		job_free(j);

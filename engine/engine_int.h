@@ -6,6 +6,7 @@
 #include "tz.h"
 
 #define DUE_BATCH 256 /* deliveries decided per query */
+#define IDLE_PAGES 4 /* pages of deliveries for full channels only before sched_run_due stops */
 #define EVENT_BATCH 512 /* events read per query */
 #define LATEST_ZONE (12 * 3600) /* the latest zone is UTC-12 ... */
 #define EARLIEST_ZONE (14 * 3600) /* ... the earliest UTC+14 */

@@ -23,11 +23,25 @@
 	"LEFT JOIN optouts o ON o.customer = d.customer "
 
 static const char *const sql_text[S_COUNT] = {
-	/* Due order, read in pages after (?3 due_at, ?4 priority, ?5 id): the index's order. */
-	[S_DUE] = DUE_ROW " " DUE_JOIN "WHERE d.state = 'scheduled' AND d.due_at <= ?1 AND "
-				       "d.due_at >= ?3 AND (d.due_at > ?3 OR d.priority < ?4 OR "
-				       "(d.priority = ?4 AND d.id > ?5)) "
-				       "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
+	/*
+	 * Due order (the index's: due_at, priority DESC, id), read in pages after the row (?3
+	 * due_at, ?4 priority, ?5 id) up to ?1: three seeks into the index, one for the rest of
+	 * that due time and priority, one for its lower priorities, one for the later due times,
+	 * so that a page costs the same however many rows share a due time before it.
+	 */
+	[S_DUE] = "WITH k(id) AS ("
+		  "SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
+		  "WHERE state = 'scheduled' AND due_at = ?3 AND priority = ?4 AND id > ?5 "
+		  "AND ?3 <= ?1 ORDER BY id LIMIT 256) "
+		  "UNION ALL SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
+		  "WHERE state = 'scheduled' AND due_at = ?3 AND priority < ?4 AND ?3 <= ?1 "
+		  "ORDER BY priority DESC, id LIMIT 256) "
+		  "UNION ALL SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
+		  "WHERE state = 'scheduled' AND due_at > ?3 AND due_at <= ?1 "
+		  "ORDER BY due_at, priority DESC, id LIMIT 256)) " DUE_ROW
+		  " FROM k JOIN deliveries d ON d.id = k.id JOIN customers c ON c.cid = d.customer "
+		  "LEFT JOIN optouts o ON o.customer = d.customer "
+		  "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
@@ -1060,9 +1074,10 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 }
 
 /*
- * decide: one due delivery.  Order of checks: campaign still loaded and enabled, opt-out,
- * expiry, a reachable step (unreachable steps are skipped at once to the next), contact limit
- * (first send only), then the send itself.
+ * decide: one due delivery.  Order of checks: campaign still loaded (or draining), not
+ * disabled with on_remove: cancel, opt-out, expiry, a reachable step (unreachable steps are
+ * skipped at once to the next), contact limit (first send only), the channel's room (the
+ * gate), then the send itself.
  */
 static int
 decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
@@ -1117,9 +1132,13 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	if (!d->sent_before && contact_blocked(e, d, now, why, sizeof(why)))
 		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
 	if (e->gate && !e->gate(e->gate_arg, st->channel->name)) {
-		/* The channel is full: the delivery stays due; the steps walked past stay walked. */
+		/* The channel is full: the delivery stays due; the steps walked past stay walked
+		 * (its due time is unchanged, so nothing has to be read again for it). */
+		int64_t resched = e->resched_min;
+
 		if (step != d->step && set_state(e, d->id, "scheduled", step, d->due_at, 0, now) < 0)
 			return -1;
+		e->resched_min = resched;
 		return stop;
 	}
 	if (store_token(e->st, d->id, token) < 0)
@@ -1200,8 +1219,8 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	struct due *batch;
 	long total = 0;
 	int64_t after_due = -1, after_id = 0; /* the page starts after this row */
-	int after_prio = 0, more;
-	size_t n, i;
+	int after_prio = 0, more, idle = 0;
+	size_t n, i, admitted_n;
 
 	if (functions_bind(e) < 0)
 		return -1;
@@ -1227,6 +1246,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			after_id = batch[n - 1].id;
 		}
 		e->resched_min = INT64_MAX;
+		admitted_n = 0;
 		for (i = 0; i < n; i++) {
 			int64_t t = batch[i].due_at > now ? batch[i].due_at : now;
 			int rc;
@@ -1234,6 +1254,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			/* Its channel is full: it stays due, for a later call. */
 			if (!admitted(e, &batch[i]))
 				continue;
+			admitted_n++;
 			rc = decide(e, &batch[i], t, sink, arg);
 			if (rc < 0) {
 				free(batch);
@@ -1253,6 +1274,13 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			after_due = -1;
 			more = 1;
 		}
+		/*
+		 * Pages of nothing but full channels: the rest waits for the next call rather than
+		 * this one reading a whole backlog (what an open channel has further on waits too).
+		 */
+		idle = admitted_n > 0 ? 0 : idle + 1;
+		if (idle >= IDLE_PAGES)
+			break;
 	} while (more);
 	free(batch);
 	return total;

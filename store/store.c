@@ -378,6 +378,12 @@ store_wal_pages(const struct store *s)
 	return s->wal_pages;
 }
 
+void
+store_wal_reset(struct store *s)
+{
+	s->wal_pages = 0;
+}
+
 int
 store_checkpoint(const char *path, char **err)
 {

@@ -40,6 +40,8 @@ int store_open(const char *path, int flags, struct store **out, char **err);
  */
 void store_defer_checkpoints(struct store *s);
 int store_wal_pages(const struct store *s);
+/* store_wal_reset: forget the count after a checkpoint (the next commit reports it again). */
+void store_wal_reset(struct store *s);
 int store_checkpoint(const char *path, char **err);
 
 /* store_close: finalize every statement and close; accepts NULL. */

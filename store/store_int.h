@@ -1,4 +1,4 @@
-/* store_int.h: the store's internal interface between store.c and import.c; no other layer uses it. */
+/* store_int.h: what the store's files share among themselves (statements, batches); no other layer uses it. */
 #ifndef CAMPAIGND_STORE_INT_H
 #define CAMPAIGND_STORE_INT_H
 
@@ -7,8 +7,8 @@
 /* The statements run once per record are prepared once and reused (reset after each use). */
 enum store_stmt_id {
 	ST_CID, ST_CUST_UPSERT, ST_CONSENT_LOG, ST_CONSENT_PUT, ST_EVENT_INSERT, ST_CONTEXT,
-	ST_TOKEN_KEY, ST_VERSION_ADD, ST_VERSION_GET, ST_BEGIN, ST_COMMIT, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
-	ST_COUNT
+	ST_TOKEN_KEY, ST_VERSION_ADD, ST_VERSION_GET, ST_BEGIN, ST_COMMIT, ST_SAVEPOINT,
+	ST_RELEASE, ST_ROLLBACK_TO, ST_COUNT
 };
 
 /*
