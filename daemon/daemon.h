@@ -94,6 +94,7 @@ struct daemon {
 	uv_pipe_t admin; /* the admin socket */
 	CURLM *multi;
 	uv_timer_t curl_timer;
+	int in_curl_timer; /* inside curl's timeout callback (see timer_cb) */
 	CURL **easy_pool; /* owned (dispatch_close frees): finished handles, reset, for reuse */
 	size_t n_easy;
 	size_t n_queues;

@@ -348,7 +348,9 @@ curl_timeout_cb(uv_timer_t *t)
 	struct daemon *d = t->data;
 	int running;
 
+	d->in_curl_timer = 1;
 	curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	d->in_curl_timer = 0;
 	check_multi(d);
 }
 
@@ -358,13 +360,18 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	struct daemon *d = userp;
 
 	(void)multi;
-	if (timeout_ms < 0)
+	if (timeout_ms < 0) {
 		uv_timer_stop(&d->curl_timer);
-	else
-		/* Not 0: a zero timer started in a timer callback runs in the same pass of libuv's
-		 * timers, and curl asking for 0 again would keep the loop from polling. */
-		uv_timer_start(&d->curl_timer, curl_timeout_cb, timeout_ms ? (uint64_t)timeout_ms : 1,
-		    0);
+		return 0;
+	}
+	/*
+	 * 0 means now: a new request starts in this pass of libuv's timers.  But not from inside
+	 * curl's own timeout: a zero timer started there runs in the same pass again, and curl
+	 * asking for 0 each time would keep the loop from polling; 1 ms then.
+	 */
+	if (timeout_ms == 0 && d->in_curl_timer)
+		timeout_ms = 1;
+	uv_timer_start(&d->curl_timer, curl_timeout_cb, (uint64_t)timeout_ms, 0);
 	return 0;
 }
 
