@@ -600,7 +600,9 @@ daemon_reload(struct daemon *d, char **summary)
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	diag_free(&dl);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
-	daemon_tick(d, 1);
+	/* The new campaigns are in force; their first tick runs once the caller has its answer. */
+	d->backoff = 0;
+	uv_timer_start(&d->wake, wake_cb, 0, 0);
 	return 0;
 }
 
