@@ -154,6 +154,7 @@ engine_sink(void *arg, const struct sched_action *a)
 }
 
 static void wake_cb(uv_timer_t *t);
+static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
 static void busy_cb(uv_idle_t *h);
 
@@ -209,10 +210,11 @@ daemon_flush(struct daemon *d)
 		return 0;
 	d->txn = 0;
 	if (store_commit(d->st) < 0) {
-		log_warnx("event=store-error error=\"%s\": what it held is done again (sends in "
-			  "'sending' are resent with the same key at the next start)",
+		log_warnx("event=store-error error=\"%s\": what it held is done again (sends left "
+			  "in 'sending' are resent with the same key)",
 		    store_errmsg(d->st));
 		store_rollback(d->st);
+		d->orphans = 1;
 		rc = -1;
 	}
 	/* Sends wait while a commit runs: say so when one is slow (a disk under load). */
@@ -337,6 +339,9 @@ pass(struct daemon *d)
 		uv_idle_stop(&d->busy);
 		return;
 	}
+	if (d->orphans)
+		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
+				  "idempotency key");
 	if (d->more || dispatch_room(d))
 		daemon_tick(d, 0);
 	if (d->rearm)
@@ -348,7 +353,7 @@ pass(struct daemon *d)
 static void
 keep_busy(struct daemon *d)
 {
-	if (d->txn || (!d->stopping && !d->backoff && (d->more || dispatch_room(d))))
+	if (d->txn || (!d->stopping && !d->backoff && (d->more || d->orphans || dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -620,33 +625,41 @@ hup_cb(uv_signal_t *s, int signum)
 
 /* ---- start ---- */
 
-/* recover: sends interrupted by a crash or a stop go out again, with the same key. */
+/*
+ * resend_orphans: deliveries in 'sending' with no job here go out again with the same key:
+ * at start (after a crash or a stop), and after a failed commit lost their outcomes.
+ */
 static void
-recover(struct daemon *d)
+resend_orphans(struct daemon *d, const char *why)
 {
 	int64_t *ids = NULL;
-	size_t n = 0, i;
+	size_t n = 0, i, resent = 0;
 
-	if (store_sending(d->st, &ids, &n) < 0 || n == 0) {
+	d->orphans = 0;
+	if (daemon_flush(d) < 0 || store_sending(d->st, &ids, &n) < 0 || n == 0) {
 		free(ids);
 		return;
 	}
 	if (store_begin(d->st) < 0) {
 		free(ids);
+		d->orphans = 1;
 		return;
 	}
+	d->chunk = 0;
 	for (i = 0; i < n; i++)
-		sched_resend(d->cur->e, ids[i], daemon_now(d),
-		    "found in 'sending' at start: resent with the same idempotency key", engine_sink, d);
+		if (!dispatch_has_job(d, ids[i]) &&
+		    sched_resend(d->cur->e, ids[i], daemon_now(d), why, engine_sink, d) == 0)
+			resent++;
+	free(ids);
 	if (store_commit(d->st) < 0) {
 		store_rollback(d->st);
-		dispatch_discard(d); /* still 'sending': the next start tries again */
-		free(ids);
+		dispatch_discard(d); /* still 'sending': tried again later */
+		d->orphans = 1;
 		return;
 	}
 	dispatch_start(d);
-	log_info("event=recover resent=%zu", n);
-	free(ids);
+	if (resent > 0)
+		log_info("event=recover resent=%zu", resent);
 }
 
 /*
@@ -781,7 +794,7 @@ main(int argc, char **argv)
 	admin_listen(&d, &d.admin);
 	if (demo)
 		demo_seed(d.st, daemon_now(&d));
-	recover(&d);
+	resend_orphans(&d, "found in 'sending' at start: resent with the same idempotency key");
 	daemon_tick(&d, 1);
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);

@@ -109,6 +109,7 @@ struct daemon {
 	int chunk; /* sends the running tick may still report before it stops (0: no limit) */
 	int more; /* the last tick stopped early: decide the rest at once */
 	int backoff; /* the store failed: nothing is decided until the wake timer fires */
+	int orphans; /* a commit failed: rows may be left in 'sending' with no job (resend them) */
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
@@ -156,6 +157,8 @@ void dispatch_close(struct daemon *d);
 void dispatch_job(struct daemon *d, const struct sched_action *a);
 void dispatch_start(struct daemon *d);
 void dispatch_discard(struct daemon *d);
+/* dispatch_has_job: is delivery `delivery` held by a job here (fresh, queued, live)? */
+int dispatch_has_job(struct daemon *d, int64_t delivery);
 /*
  * dispatch_stop_workers: at shutdown, cancel the worker-thread sends (blocking drivers) that
  * have not begun (they end as abandoned); returns how many have not reported back yet.

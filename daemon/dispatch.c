@@ -161,6 +161,9 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
 		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
 		    store_errmsg(d->st));
+		/* The database is busy or failing, not the engine: its row stays 'sending' with no
+		 * job; resend it (same key) once writing works again. */
+		d->orphans = 1;
 		return -1;
 	}
 	if (o == CHAN_SENT)
@@ -666,6 +669,25 @@ dispatch_discard(struct daemon *d)
 		uv_close((uv_handle_t *)&j->retry, job_closed);
 	}
 	d->fresh_tail = &d->fresh;
+}
+
+int
+dispatch_has_job(struct daemon *d, int64_t delivery)
+{
+	const struct job *j;
+	size_t i;
+
+	for (j = d->fresh; j != NULL; j = j->next)
+		if (j->delivery == delivery)
+			return 1;
+	for (j = d->active; j != NULL; j = j->next)
+		if (j->delivery == delivery)
+			return 1;
+	for (i = 0; i < d->n_queues; i++)
+		for (j = d->queues[i].head; j != NULL; j = j->next)
+			if (j->delivery == delivery)
+				return 1;
+	return 0;
 }
 
 int

@@ -1,0 +1,167 @@
+#!/bin/sh
+# lock.sh: the daemon when its database refuses writes for a while (another process holds the
+# write lock longer than the 5 s busy timeout), on the real binaries with a loopback webhook
+# sink (sink.py beside this script):
+#   - a send whose answer comes while the database is locked cannot record its outcome; the
+#     daemon logs it, keeps the row in 'sending', and once writing works again resends it with
+#     the same idempotency key (recorded as such) and records it sent: nothing lost, and the
+#     repeat carries the same key;
+#   - afterwards the daemon serves as before: a new event is noticed and sent once;
+#   - the daemon keeps running and stops cleanly.
+#
+# Environment (set by `make check`): CAMPAIGND, CAMPAIGNCTL, SRCDIR, PYTHON3 (default
+# /usr/bin/python3).  KEEP_TMP=1 keeps the temporary directory.  Every wait is bounded; every
+# process started here is killed on exit.
+
+set -u
+
+d_bin=${CAMPAIGND:-}
+ctl=${CAMPAIGNCTL:-}
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+py=${PYTHON3:-/usr/bin/python3}
+sink_py=$srcdir/tests/daemon/sink.py
+
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup lock
+
+echo "1..5"
+
+: >"$tmp/sink.script"
+"$py" "$sink_py" --port-file "$tmp/sink.port" --log "$tmp/sink.log" \
+	--script "$tmp/sink.script" 2>"$tmp/sink.err" &
+sink_pid=$!
+if ! wait_for 15 test -s "$tmp/sink.port"; then
+	echo "Bail out! the sink did not start: $(cat "$tmp/sink.err")"
+	exit 1
+fi
+port=$(cat "$tmp/sink.port")
+
+mkdir -p "$tmp/campaigns.d"
+cat >"$tmp/campaignd.yaml" <<EOF
+version: 1
+database: state.db
+campaigns: campaigns.d
+public_url: http://127.0.0.1:8425
+shutdown_timeout: 1s
+policy:
+  default_timezone: UTC
+  default_language: en
+  contact_limit: { max: 100, per: 1d }
+  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
+channels:
+  hook:
+    driver: webhook
+    url: http://127.0.0.1:$port/hook
+    timeout: 10s
+EOF
+cat >"$tmp/campaigns.d/locked.yaml" <<'EOF'
+campaign: locked
+type: transactional
+description: Sends while the database is locked (campaignd daemon test)
+trigger:
+  event: go
+quiet_hours:
+  timezone: recipient
+  allow: ["mon-sun 00:00-24:00"]
+survey:
+  metric: csat
+  languages: [en]
+  questions:
+    - id: score
+      type: csat
+      text:
+        en: "How was it?"
+steps:
+  - channel: hook
+    message:
+      en: "Hello {{customer.first_name}}"
+EOF
+cat >"$tmp/customers.csv" <<'EOF'
+id,first_name,timezone
+k1,Kari,UTC
+k2,Knut,UTC
+EOF
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+if start_daemon; then :; else
+	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
+	exit 1
+fi
+
+# hold_lock SECONDS: another process holds the write lock for that long (in the background);
+# returns once it has it.
+hold_lock() {
+	"$py" - "$tmp/state.db" "$1" "$tmp/locked" <<'EOF' &
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[3], "w").close()
+time.sleep(float(sys.argv[2]))
+c.execute("ROLLBACK")
+EOF
+	lock_pid=$!
+	wait_for 10 test -f "$tmp/locked"
+}
+requests() {
+	local n
+	n=$(grep -c "\"customer\": \"$1\"" "$tmp/sink.log" 2>/dev/null)
+	echo "${n:-0}"
+}
+
+# k1: the sink answers after 2 s; meanwhile the database is locked for 8 s, so the outcome
+# cannot be written when the answer comes (the busy timeout is 5 s).
+echo "k1 200@2.0" >>"$tmp/sink.script"
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer k1 >/dev/null 2>&1
+wait_for 10 eval '[ "$(requests k1)" -ge 1 ]'
+hold_lock 8
+wait "$lock_pid"
+K1=$(delivery locked k1)
+
+# 1
+if grep -q "event=store-error delivery=$K1 " "$dlog"; then
+	ok "the outcome that came while the database was locked is logged as not recorded"
+else
+	not_ok "the outcome that came while the database was locked is logged as not recorded" \
+		"$(tail -10 "$dlog")"
+fi
+# 2
+if wait_for 30 eval '[ "$(state_of "$K1")" = "sent 1" ]' && [ "$(requests k1)" = 2 ] &&
+	[ "$(grep "\"customer\": \"k1\"" "$tmp/sink.log" | grep -c "\"key\": \"d$K1-s1\"")" = 2 ]; then
+	ok "once the lock is gone it is resent with the same key and recorded sent"
+else
+	not_ok "once the lock is gone it is resent with the same key and recorded sent" \
+		"state: $(state_of "$K1"); requests: $(requests k1)"
+fi
+got=$(q "SELECT count(*) FROM transitions WHERE delivery = ${K1:-0} AND from_state = 'sending'
+	AND to_state = 'sending' AND idem_key = 'd$K1-s1'
+	AND reason LIKE 'left in ''sending'' by a failed commit%'")
+# 3
+if [ "$got" = 1 ]; then ok "the resend is recorded with its reason"; else
+	not_ok "the resend is recorded with its reason" \
+		"$(q "SELECT from_state, to_state, idem_key, reason FROM transitions WHERE delivery = ${K1:-0}")"
+fi
+# 4: the daemon serves as before once the database is free.
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer k2 >/dev/null 2>&1
+wait_for 5 has_delivery locked k2
+K2=$(delivery locked k2)
+if wait_for 15 eval '[ "$(state_of "$K2")" = "sent 1" ]' && [ "$(requests k2)" = 1 ]; then
+	ok "an event written after the lock is noticed and sent once"
+else
+	not_ok "an event written after the lock is noticed and sent once" \
+		"state: $(state_of "$K2"); requests: $(requests k2)"
+fi
+
+stop_daemon 10
+# 5
+bad=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|fatal|panic' "$dlog")
+if [ "$stop_rc" = 0 ] && [ -z "$bad" ]; then
+	ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log"
+else
+	not_ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log" \
+		"exit: $stop_rc; $bad"
+fi
+
+if [ "$failed" -gt 0 ]; then
+	echo "# $failed of $n failed; daemon log:"
+	sed 's/^/#   /' "$dlog" | tail -40
+fi
+exit 0
