@@ -97,7 +97,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-now_ns() { date +%s%N; }
+. "$(dirname "$0")/lib.sh"
 t_begin=$(now_ns)
 
 # ---- 1. configuration, campaign, first start ----
@@ -123,51 +123,9 @@ else
     kind: email
     path: outbox/email"
 fi
-# sink_get PATH: a GET to the sink over bash's /dev/tcp; prints the first line of the body.
-sink_get() {
-	local line
-	exec 3<>"/dev/tcp/127.0.0.1/$port"
-	printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$1" >&3
-	while IFS= read -r line <&3; do [ "$line" = $'\r' ] && break; done # the head
-	IFS= read -r line <&3 || true
-	exec 3<&-
-	printf '%s\n' "$line"
-}
-cat >"$tmp/campaignd.yaml" <<EOF
-version: 1
-database: state.db
-campaigns: campaigns.d
-public_url: http://127.0.0.1:8425
-log_level: info
-shutdown_timeout: 10s
-policy:
-  default_timezone: UTC
-  default_language: en
-  contact_limit: { max: 100, per: 1d }
-  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
-channels:
-$chan_conf
-EOF
-cat >"$tmp/campaigns.d/bench-due.yaml" <<EOF
-campaign: bench-due
-type: transactional
-description: Due-to-channel latency benchmark
-trigger:
-  event: bench.order
-quiet_hours:
-  allow: ["mon-sun 00:00-24:00"]
-survey:
-  metric: csat
-  languages: [en]
-  questions:
-    - id: score
-      type: csat
-      text:
-        en: "How satisfied are you with your order?"
-steps:
-  - channel: $chan_name
-    template: templates/bench-email.yaml
-EOF
+settings_yaml 10s "{ max: 100, per: 1d }" "$chan_conf" >"$tmp/campaignd.yaml"
+campaign_yaml bench-due "{ event: bench.order }" "  - channel: $chan_name
+    template: templates/bench-email.yaml" >"$tmp/campaigns.d/bench-due.yaml"
 cat >"$tmp/campaigns.d/templates/bench-email.yaml" <<'EOF'
 subject:
   en: "How was your order?"
@@ -189,30 +147,8 @@ html:
 EOF
 "$ctl" -c "$tmp/campaignd.yaml" check --strict >"$tmp/ctl.out" 2>&1 || { cat "$tmp/ctl.out"; fail "check failed"; }
 
-# start_daemon LOG: the daemon in the background, from the temp dir; waits (bounded) until it
-# has logged its start.
-start_daemon() {
-	(cd "$tmp" && exec "$daemon" -c "$tmp/campaignd.yaml" --foreground 2>"$1") &
-	daemon_pid=$!
-	for _ in $(seq 1 600); do
-		grep -q 'event=start ' "$1" && return 0
-		kill -0 "$daemon_pid" 2>/dev/null || break
-		sleep 0.02
-	done
-	cat "$1"
-	fail "the daemon did not start"
-}
-# stop_daemon: SIGTERM, wait (bounded), fail unless it exits 0.
-stop_daemon() {
-	local rc
-	kill -TERM "$daemon_pid"
-	for _ in $(seq 1 300); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
-	rc=0
-	wait "$daemon_pid" || rc=$?
-	daemon_pid=
-	[ "$rc" = 0 ] || fail "the daemon exited $rc"
-}
 start_daemon "$tmp/daemon.0.log"
+wait_started "$tmp/daemon.0.log"
 stop_daemon
 version=$("$sqlite" "$tmp/state.db" "SELECT id FROM campaign_versions WHERE campaign = 'bench-due'")
 [ -n "$version" ] || fail "the first start stored no version of the campaign"
@@ -294,6 +230,7 @@ first=$(($(date +%s) + lead))
 [ "$(wc -l <"$tmp/measured")" = "$measured" ] || fail "moving the measured due times failed"
 t_start=$(now_ns)
 start_daemon "$tmp/daemon.1.log"
+wait_started "$tmp/daemon.1.log"
 pid=$daemon_pid
 started_ms=$(awk -v a="$t_start" -v b="$(now_ns)" 'BEGIN { printf "%.0f", (b - a) / 1e6 }')
 [ "$(date +%s)" -lt "$first" ] || fail "the daemon took ${started_ms} ms to start: past the first due time"

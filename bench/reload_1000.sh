@@ -35,7 +35,7 @@ fail() {
 	echo "reload_1000: $*" >&2
 	exit 1
 }
-now_ns() { date +%s%N; }
+. "$here/bench/lib.sh"
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 
 "$here/bench/campaigns_1000.sh" "$tmp"
@@ -44,28 +44,9 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 # the daemon serves, so it sends for about 5 s, across the reloads.
 probes=1000
 rm "$tmp/campaigns.d/quarterly-nps-250.yaml"
-cat >"$tmp/campaigns.d/reload-probe.yaml" <<'YAML'
-campaign: reload-probe
-type: transactional
-description: Sends while the daemon reloads (bench/reload_1000.sh)
-trigger:
-  event: probe
-quiet_hours:
-  timezone: recipient
-  allow: ["mon-sun 00:00-24:00"]
-survey:
-  metric: csat
-  languages: [en]
-  questions:
-    - id: score
-      type: csat
-      text:
-        en: "How was it?"
-steps:
-  - channel: sms
+campaign_yaml reload-probe "{ event: probe }" "  - channel: sms
     message:
-      en: "How was it? {{survey_url}}"
-YAML
+      en: \"How was it? {{survey_url}}\"" >"$tmp/campaigns.d/reload-probe.yaml"
 awk '{ print } /^  sms:$/ { print "    rate: 200/s" }' "$tmp/campaignd.yaml" >"$tmp/campaignd.yaml.new"
 mv "$tmp/campaignd.yaml.new" "$tmp/campaignd.yaml"
 grep -q 'rate: 200/s' "$tmp/campaignd.yaml" || fail "no sms channel to rate-limit in campaignd.yaml"
@@ -85,8 +66,7 @@ loaded() {
 }
 
 s=$(now_ns)
-(cd "$tmp" && exec "$daemon" -c "$tmp/campaignd.yaml" --foreground 2>"$tmp/daemon.log") &
-daemon_pid=$!
+start_daemon "$tmp/daemon.log"
 # Serving when the admin socket answers.
 for _ in $(seq 1 600); do
 	kill -0 "$daemon_pid" 2>/dev/null || { tail -5 "$tmp/daemon.log"; fail "the daemon exited"; }

@@ -48,7 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-now_ns() { date +%s%N; }
+. "$(dirname "$0")/lib.sh"
 fail() {
 	echo "webhook_dispatch: $*" >&2
 	exit 1
@@ -60,13 +60,6 @@ sink_pid=$!
 for _ in $(seq 1 100); do [ -s "$tmp/sink.port" ] && break; sleep 0.05; done
 port=$(head -1 "$tmp/sink.port")
 [ -n "$port" ] || fail "the sink did not start: $(cat "$tmp/sink.err")"
-# sink_get PATH: a GET to the sink over bash's /dev/tcp (no other client needed).
-sink_get() {
-	exec 3<>"/dev/tcp/127.0.0.1/$port"
-	printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$1" >&3
-	cat <&3 >/dev/null
-	exec 3<&-
-}
 
 # ---- 1. the baseline ----
 "$client" "http://127.0.0.1:$port/hook" "$n" "$conc" "$body" >"$tmp/client.out" || {
@@ -81,48 +74,17 @@ base_time=$(sed -n 's/.*: \([0-9.]*\) s, .*/\1/p' "$tmp/client.out")
 printf 'bench-secret-%s\n' "$$" >"$tmp/hook.secret"
 chmod 600 "$tmp/hook.secret"
 mkdir -p "$tmp/campaigns.d"
-cat >"$tmp/campaignd.yaml" <<EOF
-version: 1
-database: state.db
-campaigns: campaigns.d
-public_url: http://127.0.0.1:8425
-log_level: info
-shutdown_timeout: 10s
-policy:
-  default_timezone: UTC
-  default_language: en
-  contact_limit: { max: 100, per: 1s }
-  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
-channels:
-  hook:
+settings_yaml 10s "{ max: 100, per: 1s }" "  hook:
     driver: webhook
     url: http://127.0.0.1:$port/hook
     secret_file: hook.secret
     concurrency: $conc
     timeout: 20s
-    max_retries: 5
-EOF
-cat >"$tmp/campaigns.d/bench-feedback.yaml" <<'EOF'
-campaign: bench-feedback
-type: transactional
-description: Webhook dispatch benchmark
-trigger:
-  event: go
-quiet_hours:
-  allow: ["mon-sun 00:00-24:00"]
-survey:
-  metric: csat
-  languages: [en]
-  questions:
-    - id: score
-      type: csat
-      text:
-        en: "How satisfied are you with your visit?"
-steps:
-  - channel: hook
+    max_retries: 5" >"$tmp/campaignd.yaml"
+campaign_yaml bench-feedback "{ event: go }" "  - channel: hook
     message:
-      en: "Hi {{customer.first_name}}, how was your visit? Tell us in one tap: {{survey_url}}"
-EOF
+      en: \"Hi {{customer.first_name}}, how was your visit? Tell us in one tap: {{survey_url}}\"" \
+	>"$tmp/campaigns.d/bench-feedback.yaml"
 awk -v n="$n" 'BEGIN {
 	print "id,first_name,language,timezone"
 	for (i = 0; i < n; i++) printf "b%06d,Kim%d,en,UTC\n", i, i
@@ -132,26 +94,9 @@ awk -v n="$n" 'BEGIN {
 	{ cat "$tmp/ctl.out"; fail "customers import failed"; }
 cat "$tmp/ctl.out"
 
-# start_daemon LOG: the daemon in the background, from the temp dir.
-start_daemon() {
-	(cd "$tmp" && exec "$daemon" -c "$tmp/campaignd.yaml" --foreground 2>"$1") &
-	daemon_pid=$!
-}
-# stop_daemon: SIGTERM, wait (bounded), fail unless it exits 0.
-stop_daemon() {
-	local rc
-	kill -TERM "$daemon_pid"
-	for _ in $(seq 1 300); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
-	rc=0
-	wait "$daemon_pid" || rc=$?
-	daemon_pid=
-	[ "$rc" = 0 ] || fail "the daemon exited $rc"
-}
-
 # The first start registers the campaign (and warms the database); nothing is due yet.
 start_daemon "$tmp/daemon.0.log"
-for _ in $(seq 1 200); do grep -q 'event=start ' "$tmp/daemon.0.log" && break; sleep 0.05; done
-grep -q 'event=start ' "$tmp/daemon.0.log" || { cat "$tmp/daemon.0.log"; fail "the daemon did not start"; }
+wait_started "$tmp/daemon.0.log"
 stop_daemon
 sleep 1.1 # the events come after the campaign's first load, to the second
 at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -163,7 +108,7 @@ awk -v n="$n" -v at="$at" 'BEGIN {
 	{ cat "$tmp/ctl.out"; fail "events import failed"; }
 cat "$tmp/ctl.out"
 
-sink_get /reset
+sink_get /reset >/dev/null
 t0=$(now_ns)
 start_daemon "$tmp/daemon.1.log"
 deadline=$((t0 + limit * 1000000000))

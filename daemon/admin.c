@@ -23,6 +23,13 @@ struct client {
 };
 
 static json_t *
+campaign_json(const struct conf_campaign *cp, int draining)
+{
+	return json_pack("{s:s,s:s,s:b,s:b}", "name", cp->name, "sha256", cp->sha256, "enabled",
+	    cp->enabled && !draining, "draining", draining);
+}
+
+static json_t *
 status_json(struct daemon *d)
 {
 	const struct conf *c = d->cur->conf;
@@ -34,16 +41,10 @@ status_json(struct daemon *d)
 	json_object_set_new(o, "uptime", json_integer((json_int_t)(time(NULL) - d->started)));
 	json_object_set_new(o, "config", json_string(d->config_path));
 	for (i = 0; i < c->n_campaigns; i++)
-		json_array_append_new(camps, json_pack("{s:s,s:s,s:b,s:b}", "name",
-						 c->campaigns[i]->name, "sha256",
-						 c->campaigns[i]->sha256, "enabled",
-						 c->campaigns[i]->enabled, "draining", 0));
+		json_array_append_new(camps, campaign_json(c->campaigns[i], 0));
 	/* Removed with on_remove: drain, and still sending what was planned. */
 	for (i = 0; i < d->cur->n_drains; i++)
-		json_array_append_new(camps, json_pack("{s:s,s:s,s:b,s:b}", "name",
-						 d->cur->drains[i].cp->name, "sha256",
-						 d->cur->drains[i].cp->sha256, "enabled", 0,
-						 "draining", 1));
+		json_array_append_new(camps, campaign_json(d->cur->drains[i].cp, 1));
 	json_object_set_new(o, "campaigns", camps);
 	last = json_null();
 	if (sqlite3_prepare_v2(store_db(d->st),

@@ -342,8 +342,10 @@ pass(struct daemon *d)
 	if (d->orphans)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
-	if (d->more || dispatch_room(d))
-		daemon_tick(d, 0);
+	if (d->more || dispatch_room(d)) {
+		daemon_tick(d, 0); /* re-arms and keeps busy itself */
+		return;
+	}
 	if (d->rearm)
 		rearm(d);
 	keep_busy(d);

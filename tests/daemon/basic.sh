@@ -26,18 +26,12 @@
 #     bound, and the next start resends it with the same idempotency key;
 #   - SIGTERM when idle: exit 0 at once.
 #
-# Environment (set by `make check`): CAMPAIGND, CAMPAIGNCTL, SRCDIR, PYTHON3 (default
-# /usr/bin/python3).  KEEP_TMP=1 keeps the temporary directory.  Loopback only; every wait is
-# bounded; every process started here is killed on exit.
+# Environment: as in common.sh, plus SRCDIR.  Loopback only; every wait is bounded; every
+# process started here is killed on exit.
 
 set -u
 
-d_bin=${CAMPAIGND:-}
-ctl=${CAMPAIGNCTL:-}
 srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
-py=${PYTHON3:-/usr/bin/python3}
-sink_py=$srcdir/tests/daemon/sink.py
-
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup basic
 
@@ -58,36 +52,16 @@ mkdir -p "$tmp/campaigns.d/templates"
 printf 'topsecret-%s\n' "$$" >"$tmp/hook.secret"
 chmod 600 "$tmp/hook.secret"
 : >"$tmp/sink.script"
-"$py" "$sink_py" --port-file "$tmp/sink.port" --log "$tmp/sink.log" \
-	--script "$tmp/sink.script" 2>"$tmp/sink.err" &
-sink_pid=$!
-if ! wait_for 15 test -s "$tmp/sink.port"; then
-	echo "Bail out! the sink did not start: $(cat "$tmp/sink.err")"
-	exit 1
-fi
-port=$(cat "$tmp/sink.port")
+start_sink --script "$tmp/sink.script"
 
-cat >"$tmp/campaignd.yaml" <<EOF
-version: 1
-database: state.db
-campaigns: campaigns.d
-public_url: http://127.0.0.1:8425
-shutdown_timeout: 1s
-policy:
-  default_timezone: UTC
-  default_language: en
-  contact_limit: { max: 100, per: 1d }
-  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
-channels:
-  sms: { driver: outbox, path: outbox/sms }
+settings_yaml 1s "{ max: 100, per: 1d }" "  sms: { driver: outbox, path: outbox/sms }
   email: { driver: outbox, path: outbox/email }
   hook:
     driver: webhook
     url: http://127.0.0.1:$port/hook
     secret_file: hook.secret
     timeout: 2s
-    max_retries: 3
-EOF
+    max_retries: 3" >"$tmp/campaignd.yaml"
 
 # order_campaign TEXT_PREFIX DELAY: the order-feedback campaign file (DELAY may be made bad).
 order_campaign() {
@@ -643,13 +617,8 @@ else
 $(tail -5 "$dlog")"
 fi
 # 38
-bad=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|fatal|panic' "$dlog")
+bad=$(log_problems "$dlog")
 if [ -z "$bad" ]; then ok "no sanitizer reports or fatal errors in the daemon's log"; else
 	not_ok "no sanitizer reports or fatal errors in the daemon's log" "$bad"; fi
 
-if [ "$failed" -gt 0 ]; then
-	echo "# $failed of $n failed; daemon log:"
-	sed 's/^/#   /' "$dlog" | tail -60
-	exit 1
-fi
-exit 0
+tap_end 60

@@ -1,8 +1,17 @@
 # common.sh: sourced by the daemon tests: checks the programs, makes the temp dir, kills what a
 # test started when it ends, and the helpers they share (TAP lines, bounded waits, queries on
-# the daemon's database, starting and stopping the daemon).  Sets tmp and dlog; the test sets
-# daemon_pid and sink_pid.
-# Usage: daemon_test_setup NAME   (after d_bin, ctl and py are set)
+# the daemon's database, starting and stopping the daemon and the sink, the settings and
+# campaign files of fixtures.sh).  Sets d_bin, ctl, py, tmp and dlog; the test sets
+# daemon_pid, and start_sink sets sink_pid.
+# Usage: srcdir=...; . "$srcdir/tests/daemon/common.sh"; daemon_test_setup NAME
+# Environment (set by `make check`): CAMPAIGND, CAMPAIGNCTL, PYTHON3 (default /usr/bin/python3).
+# KEEP_TMP=1 keeps the temporary directory.
+
+d_bin=${CAMPAIGND:-}
+ctl=${CAMPAIGNCTL:-}
+py=${PYTHON3:-/usr/bin/python3}
+sink_py=$srcdir/tests/daemon/sink.py
+. "$srcdir/tests/daemon/fixtures.sh"
 
 # TAP: ok DESC; not_ok DESC [DETAIL] (the detail is shown as comments).
 n=0
@@ -127,3 +136,44 @@ stop_daemon() {
 	daemon_pid=
 }
 
+
+# start_sink OPTION...: sink.py (beside this file) on a loopback port with these options, its
+# requests logged to $tmp/sink.log; sets sink_pid and port, or bails out.
+start_sink() {
+	"$py" "$sink_py" --port-file "$tmp/sink.port" --log "$tmp/sink.log" "$@" \
+		2>"$tmp/sink.err" &
+	sink_pid=$!
+	if ! wait_for 15 test -s "$tmp/sink.port"; then
+		echo "Bail out! the sink did not start: $(cat "$tmp/sink.err")"
+		exit 1
+	fi
+	port=$(cat "$tmp/sink.port")
+}
+
+# log_problems LOG...: the lines of sanitizer reports and fatal errors in daemon logs.
+log_problems() {
+	grep -hE 'AddressSanitizer|LeakSanitizer|runtime error:|fatal|panic' "$@"
+}
+
+# check_stopped: a TAP point: the daemon stopped by stop_daemon exited 0, with a clean log.
+check_stopped() {
+	local bad
+	bad=$(log_problems "$dlog")
+	if [ "$stop_rc" = 0 ] && [ -z "$bad" ]; then
+		ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log"
+	else
+		not_ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log" \
+			"exit: $stop_rc; $bad"
+	fi
+}
+
+# tap_end [LINES]: after the last point: on a failure show the end of the daemon's log (LINES,
+# default 40) and exit 1; else exit 0.
+tap_end() {
+	if [ "$failed" -gt 0 ]; then
+		echo "# $failed of $n failed; daemon log:"
+		sed 's/^/#   /' "$dlog" | tail -"${1:-40}"
+		exit 1
+	fi
+	exit 0
+}

@@ -25,7 +25,7 @@
 #
 # The figures (requests, duplicates, resends and retries recorded) are printed as comments.
 #
-# Environment: CAMPAIGND, CAMPAIGNCTL, SRCDIR, PYTHON3 (as set by `make check`);
+# Environment: as in common.sh, plus SRCDIR;
 # KILLS (default 3; `make check-long` uses 20), DELIVERIES (default 2000), SEED (default: the
 # time), KEEP_TMP=1 keeps the temporary directory.  Loopback only; every wait is bounded
 # (TIME_LIMIT seconds in all, default 300, for slow sanitizer builds; a normal build takes
@@ -34,11 +34,7 @@
 
 set -u
 
-d_bin=${CAMPAIGND:-}
-ctl=${CAMPAIGNCTL:-}
 srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
-py=${PYTHON3:-/usr/bin/python3}
-sink_py=$srcdir/tests/daemon/sink.py
 KILLS=${KILLS:-3}
 N=${DELIVERIES:-2000}
 SEED=${SEED:-$(date +%s)}
@@ -66,60 +62,20 @@ requests() { if [ -f "$tmp/sink.log" ]; then wc -l <"$tmp/sink.log"; else echo 0
 
 printf 'crash-secret-%s\n' "$$" >"$tmp/hook.secret"
 chmod 600 "$tmp/hook.secret"
-"$py" "$sink_py" --fast --port-file "$tmp/sink.port" --log "$tmp/sink.log" \
-	--kill-file "$tmp/kill" 2>"$tmp/sink.err" &
-sink_pid=$!
-i=0
-while [ ! -s "$tmp/sink.port" ]; do
-	i=$((i + 1))
-	[ $i -gt 300 ] && bail "the sink did not start: $(cat "$tmp/sink.err")"
-	sleep 0.05
-done
-port=$(cat "$tmp/sink.port")
+start_sink --fast --kill-file "$tmp/kill"
 
 mkdir -p "$tmp/campaigns.d"
-cat >"$tmp/campaignd.yaml" <<EOF
-version: 1
-database: state.db
-campaigns: campaigns.d
-public_url: http://127.0.0.1:8425
-shutdown_timeout: 5s
-policy:
-  default_timezone: UTC
-  default_language: en
-  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
-channels:
-  hook:
+settings_yaml 5s "" "  hook:
     driver: webhook
     url: http://127.0.0.1:$port/hook
     secret_file: hook.secret
     concurrency: 16
     timeout: 20s
-    max_retries: 10
-EOF
-cat >"$tmp/campaigns.d/crash-feedback.yaml" <<'EOF'
-campaign: crash-feedback
-type: transactional
-description: SIGKILL recovery test
-trigger:
-  event: crash.go
-quiet_hours:
-  timezone: recipient
-  allow: ["mon-sun 00:00-24:00"]
-survey:
-  metric: csat
-  languages: [en]
-  questions:
-    - id: score
-      type: csat
-      text:
-        en: "How was it?"
-steps:
-  - channel: hook
+    max_retries: 10" >"$tmp/campaignd.yaml"
+campaign_yaml crash-feedback "{ event: crash.go }" "  - channel: hook
     message:
-      en: "Delivery for {{customer.id}} ({{event.seq}})"
-EOF
-
+      en: \"Delivery for {{customer.id}} ({{event.seq}})\"" \
+	>"$tmp/campaigns.d/crash-feedback.yaml"
 
 # start RUN: start the daemon, its log in daemon.RUN.log.
 start() {

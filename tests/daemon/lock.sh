@@ -9,73 +9,28 @@
 #   - afterwards the daemon serves as before: a new event is noticed and sent once;
 #   - the daemon keeps running and stops cleanly.
 #
-# Environment (set by `make check`): CAMPAIGND, CAMPAIGNCTL, SRCDIR, PYTHON3 (default
-# /usr/bin/python3).  KEEP_TMP=1 keeps the temporary directory.  Every wait is bounded; every
-# process started here is killed on exit.
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
 
 set -u
 
-d_bin=${CAMPAIGND:-}
-ctl=${CAMPAIGNCTL:-}
 srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
-py=${PYTHON3:-/usr/bin/python3}
-sink_py=$srcdir/tests/daemon/sink.py
-
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup lock
 
 echo "1..5"
 
 : >"$tmp/sink.script"
-"$py" "$sink_py" --port-file "$tmp/sink.port" --log "$tmp/sink.log" \
-	--script "$tmp/sink.script" 2>"$tmp/sink.err" &
-sink_pid=$!
-if ! wait_for 15 test -s "$tmp/sink.port"; then
-	echo "Bail out! the sink did not start: $(cat "$tmp/sink.err")"
-	exit 1
-fi
-port=$(cat "$tmp/sink.port")
+start_sink --script "$tmp/sink.script"
 
 mkdir -p "$tmp/campaigns.d"
-cat >"$tmp/campaignd.yaml" <<EOF
-version: 1
-database: state.db
-campaigns: campaigns.d
-public_url: http://127.0.0.1:8425
-shutdown_timeout: 1s
-policy:
-  default_timezone: UTC
-  default_language: en
-  contact_limit: { max: 100, per: 1d }
-  quiet_hours: { allow: ["mon-sun 00:00-24:00"] }
-channels:
-  hook:
+settings_yaml 1s "{ max: 100, per: 1d }" "  hook:
     driver: webhook
     url: http://127.0.0.1:$port/hook
-    timeout: 10s
-EOF
-cat >"$tmp/campaigns.d/locked.yaml" <<'EOF'
-campaign: locked
-type: transactional
-description: Sends while the database is locked (campaignd daemon test)
-trigger:
-  event: go
-quiet_hours:
-  timezone: recipient
-  allow: ["mon-sun 00:00-24:00"]
-survey:
-  metric: csat
-  languages: [en]
-  questions:
-    - id: score
-      type: csat
-      text:
-        en: "How was it?"
-steps:
-  - channel: hook
+    timeout: 10s" >"$tmp/campaignd.yaml"
+campaign_yaml locked "{ event: go }" "  - channel: hook
     message:
-      en: "Hello {{customer.first_name}}"
-EOF
+      en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/locked.yaml"
 cat >"$tmp/customers.csv" <<'EOF'
 id,first_name,timezone
 k1,Kari,UTC
@@ -152,16 +107,5 @@ fi
 
 stop_daemon 10
 # 5
-bad=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|fatal|panic' "$dlog")
-if [ "$stop_rc" = 0 ] && [ -z "$bad" ]; then
-	ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log"
-else
-	not_ok "SIGTERM: exit 0; no sanitizer reports or fatal errors in the daemon's log" \
-		"exit: $stop_rc; $bad"
-fi
-
-if [ "$failed" -gt 0 ]; then
-	echo "# $failed of $n failed; daemon log:"
-	sed 's/^/#   /' "$dlog" | tail -40
-fi
-exit 0
+check_stopped
+tap_end
