@@ -11,8 +11,10 @@
 /*
  * The channel layer knows the model (conf.h) and libcurl easy handles.  It never touches the
  * store, the engine or the event loop: the daemon hands it a rendered message, runs the easy
- * handle a driver returns on its curl-multi (driven from libuv), and gives the result back to
- * the driver to classify.  Ownership is stated per function.
+ * handle a driver returns on its curl-multi (driven from libuv on the daemon's HTTP thread),
+ * and gives the result back to the driver to classify.  start() and finish() run on the
+ * daemon's loop; the curl callbacks start() sets (write, header) run on the HTTP thread in
+ * between, so they touch nothing but that request's state.  Ownership is stated per function.
  */
 
 enum chan_outcome {

@@ -1,6 +1,7 @@
 /* campaignd.c: the daemon: libuv loop, one wake timer, reloads, clean stops, crash recovery. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,12 @@
 
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
 #define SLOW_COMMIT_MS 100 /* a commit this slow is logged */
-#define FIRST_CHUNK 8 /* sends of a tick committed and started before it decides the rest */
+#define CHUNK 8 /* sends a tick decides, commits and starts before the next pass decides more */
 #define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
+#define WARM_LEAD_MS 200 /* what comes due is read into the page cache this much before */
+#define WARM_ROWS 1024 /* at most this many deliveries of it */
+#define MALLOC_KEEP (16 << 20) /* heap kept, not returned to the OS, and the mmap threshold */
+#define DAEMON_CACHE_KIB "16384" /* SQLite page cache of the loop's connection, KiB */
 
 static void
 notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -140,7 +145,8 @@ engine_sink(void *arg, const struct sched_action *a)
 
 	if (a->kind == SCHED_SEND) {
 		dispatch_job(d, a);
-		/* The first few of a tick are committed and started before the rest is decided. */
+		/* A tick commits and starts its sends CHUNK at a time: the first go out while the
+		 * next are decided. */
 		if (d->chunk > 0 && --d->chunk == 0) {
 			d->more = 1;
 			return 1;
@@ -154,6 +160,7 @@ engine_sink(void *arg, const struct sched_action *a)
 }
 
 static void wake_cb(uv_timer_t *t);
+static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
 static void busy_cb(uv_idle_t *h);
@@ -182,7 +189,30 @@ rearm(struct daemon *d)
 		wait = 0;
 	if (d->speed > 1.0)
 		wait = (int64_t)((double)wait / d->speed);
+	/* libuv counts from the loop's time, read when this iteration began: after a long pass
+	 * that is stale, and the timer would fire that much late. */
+	uv_update_time(d->loop);
 	uv_timer_start(&d->wake, wake_cb, (uint64_t)wait, 0);
+	/* A little before, read what that second's decisions will read (see warm_cb). */
+	if (wait > WARM_LEAD_MS && d->warmed != next) {
+		d->warm_until = next;
+		uv_timer_start(&d->warm, warm_cb, (uint64_t)(wait - WARM_LEAD_MS), 0);
+	}
+}
+
+/*
+ * warm_cb: what comes due next is often spread over a large database: rows, customers and
+ * events whose pages SQLite would otherwise read from the OS one at a time while the sends
+ * wait.  Read them into the page cache just before (nothing is decided or written).
+ */
+static void
+warm_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	d->warmed = d->warm_until;
+	if (!d->stopping && store_warm(d->st, d->warm_until, WARM_ROWS) < 0)
+		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
 }
 
 int
@@ -254,7 +284,7 @@ daemon_tick(struct daemon *d, int materialise)
 		return;
 	dispatch_ungate(d);
 	d->more = 0;
-	d->chunk = materialise ? FIRST_CHUNK : 0;
+	d->chunk = CHUNK;
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
@@ -367,10 +397,22 @@ busy_cb(uv_idle_t *h)
 	pass(h->data);
 }
 
+/*
+ * before_io: libuv sets how long to wait for I/O from the time it read when the iteration
+ * began; a callback that ran long since (a tick, a warm-up read) would make the next timer
+ * fire that much late.  Read the time again just before the wait.
+ */
+static void
+before_io(uv_prepare_t *p)
+{
+	uv_update_time(p->loop);
+}
+
 static void
 after_io(uv_check_t *c)
 {
 	pass(c->data);
+	log_flush(); /* every iteration of the loop comes here, after its callbacks */
 }
 
 /* watch_cb: another connection changed the database (events, customers, answers): look again. */
@@ -453,6 +495,7 @@ stop_cb(uv_signal_t *s, int signum)
 	    d->inflight, (long long)c->shutdown_timeout);
 	uv_timer_stop(&d->wake);
 	uv_timer_stop(&d->watch);
+	uv_timer_stop(&d->warm);
 	if (d->inflight == 0) {
 		finish(d);
 		return;
@@ -543,6 +586,7 @@ daemon_reload(struct daemon *d, char **summary)
 		return -1;
 	}
 	sched_set_gate(g->e, dispatch_gate, d);
+	sched_set_page(g->e, CHUNK);
 	for (i = 0; i < c->n_campaigns; i++) {
 		const struct conf_campaign *cp = c->campaigns[i];
 		const struct conf_campaign *old = sched_campaign(d->cur->e, cp->name);
@@ -726,6 +770,13 @@ main(int argc, char **argv)
 		}
 	}
 	log_init(CONF_LOG_INFO);
+	/*
+	 * Each due query and commit allocates and frees SQLite's temporary tables and buffers; by
+	 * default glibc hands freed memory at the top of the heap back to the OS and faults it in
+	 * again at the next query, tens of microseconds a send.  Keep what the daemon has used.
+	 */
+	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP);
+	mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP);
 	signal(SIGPIPE, SIG_IGN);
 	d.speed = 1.0;
 	d.started = (int64_t)time(NULL);
@@ -761,21 +812,29 @@ main(int argc, char **argv)
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
 	store_defer_checkpoints(d.st);
+	/* The B-tree pages every decision walks (interior pages of deliveries, customers, events
+	 * and their indexes) stay cached; SQLite's default of 2 MB re-reads them from the OS. */
+	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
 	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c, NULL);
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
 	sched_set_gate(d.cur->e, dispatch_gate, &d);
+	sched_set_page(d.cur->e, CHUNK);
 	d.loop = uv_default_loop();
 	if (dispatch_init(&d) < 0)
 		fatalx("event=start error=\"cannot initialise libcurl\"");
 	uv_timer_init(d.loop, &d.wake);
 	d.wake.data = &d;
+	uv_timer_init(d.loop, &d.warm);
+	d.warm.data = &d;
 	uv_timer_init(d.loop, &d.watch);
 	d.watch.data = &d;
 	uv_timer_init(d.loop, &d.drain);
 	d.drain.data = &d;
+	uv_prepare_init(d.loop, &d.before_io);
+	uv_prepare_start(&d.before_io, before_io);
 	uv_check_init(d.loop, &d.after_io);
 	d.after_io.data = &d;
 	uv_check_start(&d.after_io, after_io);
@@ -800,6 +859,7 @@ main(int argc, char **argv)
 	daemon_tick(&d, 1);
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
+	log_buffer();
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	/* Close every handle, let their callbacks run (and blocking sends end), then commit what
 	 * they recorded and release the rest. */

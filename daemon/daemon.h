@@ -47,7 +47,7 @@ struct job {
 	char channel[72], campaign[72], customer[128], key[32];
 	char token[STORE_TOKEN_SIZE];
 	struct chan_message msg; /* rendered at start */
-	CURL *easy; /* while on the multi handle */
+	CURL *easy; /* while its transfer is on the HTTP thread (net.c) */
 	void *state; /* the driver's, between start and finish */
 	/* A blocking driver's start() on the thread pool: its inputs and result. */
 	uv_work_t work;
@@ -82,9 +82,12 @@ struct daemon {
 	double speed; /* the engine's clock runs this much faster than real time (demo) */
 	int64_t clock_base; /* real and engine time agree at this instant */
 	uv_timer_t wake; /* the next due delivery or occurrence */
+	uv_timer_t warm; /* a little before it: its pages read into the cache (warm_cb) */
+	int64_t warm_until, warmed; /* the due time warm_cb reads for; the last it did */
 	uv_timer_t watch; /* notices changes by other processes (PRAGMA data_version) */
 	uv_timer_t drain; /* shutdown bound */
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
+	uv_prepare_t before_io; /* just before the loop waits: its clock read again (before_io()) */
 	uv_check_t after_io; /* after each pass's I/O: commit outcomes, refill, re-arm (pass()) */
 	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */
 	uv_work_t checkpoint; /* the WAL copied into the database on a worker thread */
@@ -92,9 +95,7 @@ struct daemon {
 	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
-	CURLM *multi;
-	uv_timer_t curl_timer;
-	int in_curl_timer; /* inside curl's timeout callback (see timer_cb) */
+	struct net *net; /* the HTTP thread (net.c): runs the easy handles the drivers configure */
 	CURL **easy_pool; /* owned (dispatch_close frees): finished handles, reset, for reuse */
 	size_t n_easy;
 	size_t n_queues;
@@ -146,7 +147,7 @@ int daemon_reload(struct daemon *d, char **summary);
  */
 void daemon_after_outcome(struct daemon *d);
 
-/* dispatch.c: jobs, channels, curl-multi on libuv. */
+/* dispatch.c: jobs, channels; their HTTP transfers run on the thread of net.c. */
 int dispatch_init(struct daemon *d);
 void dispatch_close(struct daemon *d);
 /*

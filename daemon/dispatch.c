@@ -1,10 +1,11 @@
-/* dispatch.c: send jobs: render, per-channel concurrency and rate, curl-multi on libuv, outcomes. */
+/* dispatch.c: send jobs: render, per-channel concurrency and rate, transfers via net.c, outcomes. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
 #define DEFAULT_RETRIES 5
@@ -17,14 +18,6 @@
 #define HOLD_SLACK 16
 #define EASY_POOL 256 /* finished curl handles kept for reuse */
 #define ABANDONED "abandoned at shutdown; resent with the same key at the next start"
-
-/* A socket curl asked us to watch. */
-struct sock {
-	uv_poll_t poll;
-	curl_socket_t fd;
-	int events; /* being watched (UV_READABLE | UV_WRITABLE) */
-	struct daemon *d;
-};
 
 static void start_queued(struct daemon *d);
 
@@ -237,7 +230,7 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 	daemon_after_outcome(d);
 }
 
-/* ---- curl-multi on libuv (the pattern of curl's docs/examples/multi-uv.c) ---- */
+/* ---- transfers on the HTTP thread (net.c) ---- */
 
 /* easy_put: a finished handle back to the pool (reset: no option of its last request stays). */
 static void
@@ -253,129 +246,45 @@ easy_put(struct daemon *d, CURL *easy)
 	d->easy_pool[d->n_easy++] = easy;
 }
 
-static void
-check_multi(struct daemon *d)
+/*
+ * transfer_done: a transfer back from the HTTP thread: the driver classifies it, the handle
+ * goes back to the pool; the job's outcome is returned with its Retry-After and detail.
+ */
+static struct job *
+transfer_done(struct daemon *d, CURL *easy, CURLcode rc, enum chan_outcome *o,
+    int64_t *retry_after, char **detail)
 {
-	CURLMsg *m;
-	int pending;
+	struct job *j = NULL;
+	const struct conf_channel *ch;
+	const struct chan_driver *drv;
 
-	while ((m = curl_multi_info_read(d->multi, &pending)) != NULL) {
-		struct job *j = NULL;
-		const struct conf_channel *ch;
-		const struct chan_driver *drv;
-		enum chan_outcome o;
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
+	ch = conf_channel_find(j->gen->conf, j->channel);
+	drv = ch ? chan_driver_for(ch) : NULL;
+	*o = drv ? drv->finish(ch, easy, rc, j->state, retry_after, detail) : CHAN_PERMANENT;
+	j->state = NULL;
+	easy_put(d, easy);
+	j->easy = NULL;
+	return j;
+}
+
+/* net_ready: finished transfers wait (net.c calls this on the daemon's loop). */
+static void
+net_ready(void *arg)
+{
+	struct daemon *d = arg;
+	CURL *easy;
+	CURLcode rc;
+
+	while (net_next(d->net, &easy, &rc)) {
 		int64_t retry_after = 0;
 		char *detail = NULL;
+		enum chan_outcome o;
+		struct job *j = transfer_done(d, easy, rc, &o, &retry_after, &detail);
 
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-		curl_multi_remove_handle(d->multi, m->easy_handle);
-		ch = conf_channel_find(j->gen->conf, j->channel);
-		drv = ch ? chan_driver_for(ch) : NULL;
-		o = drv ? drv->finish(ch, m->easy_handle, m->data.result, j->state, &retry_after,
-			      &detail) :
-			  CHAN_PERMANENT;
-		j->state = NULL;
-		easy_put(d, m->easy_handle);
-		j->easy = NULL;
 		outcome(d, j, o, retry_after, detail);
 	}
 	start_queued(d);
-}
-
-static void
-poll_cb(uv_poll_t *p, int status, int events)
-{
-	struct sock *s = p->data;
-	int flags = 0, running;
-
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(s->d->multi, s->fd, flags, &running);
-	check_multi(s->d);
-}
-
-static void
-sock_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static int
-socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	struct daemon *d = userp;
-	struct sock *s = socketp;
-	int events = 0;
-
-	(void)easy;
-	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL) {
-			uv_poll_stop(&s->poll);
-			uv_close((uv_handle_t *)&s->poll, sock_closed);
-			curl_multi_assign(d->multi, fd, NULL);
-		}
-		return 0;
-	}
-	if (s == NULL) {
-		s = xcalloc(1, sizeof(*s));
-		s->fd = fd;
-		s->d = d;
-		if (uv_poll_init_socket(d->loop, &s->poll, fd) < 0) {
-			free(s);
-			return -1;
-		}
-		s->poll.data = s;
-		curl_multi_assign(d->multi, fd, s);
-	}
-	if (what != CURL_POLL_OUT)
-		events |= UV_READABLE;
-	if (what != CURL_POLL_IN)
-		events |= UV_WRITABLE;
-	/* uv_poll_start re-registers the descriptor even when nothing changed: skip that. */
-	if (events != s->events) {
-		s->events = events;
-		uv_poll_start(&s->poll, events, poll_cb);
-	}
-	return 0;
-}
-
-static void
-curl_timeout_cb(uv_timer_t *t)
-{
-	struct daemon *d = t->data;
-	int running;
-
-	d->in_curl_timer = 1;
-	curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	d->in_curl_timer = 0;
-	check_multi(d);
-}
-
-static int
-timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct daemon *d = userp;
-
-	(void)multi;
-	if (timeout_ms < 0) {
-		uv_timer_stop(&d->curl_timer);
-		return 0;
-	}
-	/*
-	 * 0 means now: a new request starts in this pass of libuv's timers.  But not from inside
-	 * curl's own timeout: a zero timer started there runs in the same pass again, and curl
-	 * asking for 0 each time would keep the loop from polling; 1 ms then.
-	 */
-	if (timeout_ms == 0 && d->in_curl_timer)
-		timeout_ms = 1;
-	uv_timer_start(&d->curl_timer, curl_timeout_cb, (uint64_t)timeout_ms, 0);
-	return 0;
 }
 
 int
@@ -383,15 +292,9 @@ dispatch_init(struct daemon *d)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
-	d->multi = curl_multi_init();
-	if (d->multi == NULL)
+	d->net = net_start(d->loop, net_ready, d);
+	if (d->net == NULL)
 		return -1;
-	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
-	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
-	uv_timer_init(d->loop, &d->curl_timer);
-	d->curl_timer.data = d;
 	uv_timer_init(d->loop, &d->kick);
 	d->kick.data = d;
 	return 0;
@@ -400,13 +303,12 @@ dispatch_init(struct daemon *d)
 void
 dispatch_close(struct daemon *d)
 {
+	net_stop(d->net);
+	d->net = NULL;
 	while (d->n_easy > 0)
 		curl_easy_cleanup(d->easy_pool[--d->n_easy]);
 	free(d->easy_pool);
 	d->easy_pool = NULL;
-	if (d->multi != NULL)
-		curl_multi_cleanup(d->multi);
-	d->multi = NULL;
 	free(d->queues);
 	d->queues = NULL;
 	d->n_queues = 0;
@@ -548,13 +450,7 @@ start_job(struct daemon *d, struct job *j)
 	free(detail);
 	j->easy = easy;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, j);
-	if (curl_multi_add_handle(d->multi, easy) != CURLM_OK) {
-		j->easy = NULL;
-		o = drv->finish(ch, easy, CURLE_FAILED_INIT, j->state, NULL, &detail);
-		j->state = NULL;
-		curl_easy_cleanup(easy);
-		outcome(d, j, CHAN_TRANSIENT, 0, detail);
-	}
+	net_submit(d->net, easy);
 }
 
 static void
@@ -710,6 +606,8 @@ dispatch_abandon(struct daemon *d)
 {
 	size_t i;
 	struct job *j, **pp;
+	CURL *easy;
+	CURLcode rc;
 
 	/* Queued (not started) jobs first: they join the live list so one loop records all. */
 	for (i = 0; i < d->n_queues; i++) {
@@ -720,25 +618,29 @@ dispatch_abandon(struct daemon *d)
 		}
 		d->queues[i].tail = NULL;
 	}
-	for (pp = &d->active; (j = *pp) != NULL;) {
-		const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
-		const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
+	/* Transfers that ended before the cancel are recorded as they ended; the rest abandoned. */
+	net_cancel(d->net);
+	while (net_next(d->net, &easy, &rc)) {
+		int64_t retry_after = 0;
+		char *detail = NULL;
+		enum chan_outcome o;
 
+		j = transfer_done(d, easy, rc, &o, &retry_after, &detail);
+		if (rc != CURLE_ABORTED_BY_CALLBACK) {
+			outcome(d, j, o, retry_after, detail);
+			continue;
+		}
+		free(detail);
+		record(d, j, CHAN_TRANSIENT, ABANDONED);
+		log_outcome(j, "abandoned", "shutdown");
+		job_free(j);
+	}
+	for (pp = &d->active; (j = *pp) != NULL;) {
 		if (j->working) {
 			/* A worker thread has it: its outcome is recorded when it ends (the loop
 			 * runs once more to close, and the daemon commits after that). */
 			pp = &j->next;
 			continue;
-		}
-		if (j->easy != NULL) {
-			char *detail = NULL;
-
-			curl_multi_remove_handle(d->multi, j->easy);
-			if (drv)
-				drv->finish(ch, j->easy, CURLE_ABORTED_BY_CALLBACK, j->state, NULL, &detail);
-			free(detail);
-			curl_easy_cleanup(j->easy);
-			j->easy = NULL;
 		}
 		record(d, j, CHAN_TRANSIENT, ABANDONED);
 		log_outcome(j, "abandoned", "shutdown");

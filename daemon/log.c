@@ -8,6 +8,8 @@
 
 #include "log.h"
 
+#define LOG_BUFFER 65536
+
 static enum conf_log_level min_level = CONF_LOG_INFO;
 static int journal;
 
@@ -24,6 +26,19 @@ log_init(enum conf_log_level level)
 	    (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino)
 		journal = 1;
 	setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+void
+log_buffer(void)
+{
+	/* A write() per line cost a few microseconds per send. */
+	setvbuf(stderr, NULL, _IOFBF, LOG_BUFFER);
+}
+
+void
+log_flush(void)
+{
+	fflush(stderr);
 }
 
 void
@@ -52,7 +67,8 @@ vlog(enum conf_log_level level, const char *fmt, va_list ap, const char *suffix)
 		    suffix ? suffix : "");
 	else
 		fprintf(stderr, "campaignd: %s: %s%s%s\n", name[level], buf, suffix ? ": " : "",
-		    suffix ? suffix : "");
+		    suffix ? suffix : "");	if (level >= CONF_LOG_WARNING)
+		fflush(stderr);
 }
 
 void

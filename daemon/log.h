@@ -12,6 +12,13 @@
  */
 void log_init(enum conf_log_level level);
 void log_set_level(enum conf_log_level level);
+/*
+ * log_buffer: from now on, lines are written together at each log_flush (the loop calls it
+ * once per pass), except warnings and errors, which are written at once.  Before, each line is
+ * written as it is logged.
+ */
+void log_buffer(void);
+void log_flush(void);
 
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

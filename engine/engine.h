@@ -69,6 +69,11 @@ long sched_pending(struct sched *e, const char *campaign);
 
 /* sched_set_gate: consult `gate` before each send (NULL, the default, admits every send). */
 void sched_set_gate(struct sched *e, sched_gate gate, void *arg);
+/*
+ * sched_set_page: read due deliveries `rows` at a time (1 to 256, the default).  A caller whose
+ * sink stops the engine after a few sends reads no more rows than it will decide.
+ */
+void sched_set_page(struct sched *e, int rows);
 
 /*
  * sched_materialize: create the deliveries whose time has come: occurrences of recurring and

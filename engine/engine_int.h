@@ -6,7 +6,7 @@
 #include "tz.h"
 
 #define DUE_BATCH 256 /* deliveries decided per query */
-#define IDLE_PAGES 4 /* pages of deliveries for full channels only before sched_run_due stops */
+#define IDLE_ROWS 1024 /* due deliveries for full channels only before sched_run_due stops */
 #define EVENT_BATCH 512 /* events read per query */
 #define LATEST_ZONE (12 * 3600) /* the latest zone is UTC-12 ... */
 #define EARLIEST_ZONE (14 * 3600) /* ... the earliest UTC+14 */
@@ -66,6 +66,7 @@ struct sched {
 	size_t n_drains;
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
 	void *gate_arg;
+	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
 };
 
 /* A due delivery as read, copied out so the query can be reset before decisions write. */

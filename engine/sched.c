@@ -32,16 +32,16 @@ static const char *const sql_text[S_COUNT] = {
 	[S_DUE] = "WITH k(id) AS ("
 		  "SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
 		  "WHERE state = 'scheduled' AND due_at = ?3 AND priority = ?4 AND id > ?5 "
-		  "AND ?3 <= ?1 ORDER BY id LIMIT 256) "
+		  "AND ?3 <= ?1 ORDER BY id LIMIT ?6) "
 		  "UNION ALL SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
 		  "WHERE state = 'scheduled' AND due_at = ?3 AND priority < ?4 AND ?3 <= ?1 "
-		  "ORDER BY priority DESC, id LIMIT 256) "
+		  "ORDER BY priority DESC, id LIMIT ?6) "
 		  "UNION ALL SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
 		  "WHERE state = 'scheduled' AND due_at > ?3 AND due_at <= ?1 "
-		  "ORDER BY due_at, priority DESC, id LIMIT 256)) " DUE_ROW
+		  "ORDER BY due_at, priority DESC, id LIMIT ?6)) " DUE_ROW
 		  " FROM k JOIN deliveries d ON d.id = k.id JOIN customers c ON c.cid = d.customer "
 		  "LEFT JOIN optouts o ON o.customer = d.customer "
-		  "ORDER BY d.due_at, d.priority DESC, d.id LIMIT 256",
+		  "ORDER BY d.due_at, d.priority DESC, d.id LIMIT ?6",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
@@ -426,6 +426,12 @@ sched_set_gate(struct sched *e, sched_gate gate, void *arg)
 	e->gate_arg = arg;
 }
 
+void
+sched_set_page(struct sched *e, int rows)
+{
+	e->page = rows < 1 ? 1 : rows > DUE_BATCH ? DUE_BATCH : rows;
+}
+
 /* ---- construction ---- */
 
 int
@@ -435,6 +441,7 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 	size_t i;
 	int rc;
 
+	e->page = DUE_BATCH;
 	*out = NULL;
 	e->st = st;
 	e->db = store_db(st);
@@ -1219,12 +1226,13 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	struct due *batch;
 	long total = 0;
 	int64_t after_due = -1, after_id = 0; /* the page starts after this row */
-	int after_prio = 0, more, idle = 0;
+	int after_prio = 0, more;
+	size_t idle = 0;
 	size_t n, i, admitted_n;
 
 	if (functions_bind(e) < 0)
 		return -1;
-	batch = xcalloc(DUE_BATCH, sizeof(*batch));
+	batch = xcalloc((size_t)e->page, sizeof(*batch));
 	do {
 		sqlite3_stmt *s = sched_stmt(e, S_DUE);
 
@@ -1235,11 +1243,12 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 		sqlite3_bind_int64(s, 3, after_due);
 		sqlite3_bind_int(s, 4, after_prio);
 		sqlite3_bind_int64(s, 5, after_id);
+		sqlite3_bind_int(s, 6, e->page);
 		n = 0;
-		while (n < DUE_BATCH && sqlite3_step(s) == SQLITE_ROW)
+		while (n < (size_t)e->page && sqlite3_step(s) == SQLITE_ROW)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
-		more = n == DUE_BATCH;
+		more = n == (size_t)e->page;
 		if (n > 0) {
 			after_due = batch[n - 1].due_at;
 			after_prio = batch[n - 1].priority;
@@ -1275,11 +1284,12 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			more = 1;
 		}
 		/*
-		 * Pages of nothing but full channels: the rest waits for the next call rather than
-		 * this one reading a whole backlog (what an open channel has further on waits too).
+		 * IDLE_ROWS in a row for nothing but full channels: the rest waits for the next call
+		 * rather than this one reading a whole backlog (what an open channel has further on
+		 * waits too).
 		 */
-		idle = admitted_n > 0 ? 0 : idle + 1;
-		if (idle >= IDLE_PAGES)
+		idle = admitted_n > 0 ? 0 : idle + n;
+		if (idle >= IDLE_ROWS)
 			break;
 	} while (more);
 	free(batch);

@@ -50,6 +50,23 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 	return rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
+long
+store_warm(struct store *s, int64_t until, int limit)
+{
+	sqlite3_stmt *st;
+	long n = 0;
+	int rc;
+
+	if ((st = store_stmt(s, ST_WARM)) == NULL)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, until);
+	sqlite3_bind_int(st, 2, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		n++;
+	store_stmt_done(st);
+	return rc == SQLITE_DONE ? n : -EIO;
+}
+
 void
 store_context_free(struct store_context *c)
 {

@@ -81,6 +81,19 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       "c.email, c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, "
 		       "c.attrs, e.data FROM deliveries d JOIN customers c ON c.cid = d.customer "
 		       "LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
+	/* Every page a decision and its message read (store_warm): the rows, then by customer
+	 * what the engine looks up (contacts, consents, other deliveries, opt-out), and where
+	 * the delivery's transitions are indexed. */
+	[ST_WARM] = "SELECT length(c.attrs), length(e.data), "
+		    "(SELECT count(*) FROM contacts WHERE customer = d.customer), "
+		    "(SELECT count(*) FROM consents WHERE customer = d.customer), "
+		    "(SELECT count(*) FROM deliveries x WHERE x.customer = d.customer AND "
+		    "+x.state = 'scheduled'), "
+		    "(SELECT count(*) FROM optouts WHERE customer = d.customer), "
+		    "(SELECT count(*) FROM transitions WHERE delivery = d.id) "
+		    "FROM deliveries d INDEXED BY deliveries_due JOIN customers c ON c.cid = d.customer "
+		    "LEFT JOIN events e ON e.id = d.event WHERE d.state = 'scheduled' AND "
+		    "d.due_at <= ?1 ORDER BY d.due_at LIMIT ?2",
 	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",

@@ -925,6 +925,8 @@ test_webhook_bad_utf8_and_nulls(void **state)
 	m.delivery = 9;
 	m.step = 1;
 	m.text = xstrdup("bad \xff\xc3 bytes \xed\xa0\x80 end");
+	/* Everything JSON escapes, and UTF-8 (2, 3 and 4 bytes) kept as it is. */
+	m.subject = xstrdup("q\"b\\s/\b\f\n\r\t\x01\x1f\x7f \xc3\xa6\xe2\x82\xac\xf0\x9f\x99\x82");
 	script(202, "", 0);
 	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_SENT);
 	assert_string_equal(detail, "HTTP 202");
@@ -936,6 +938,8 @@ test_webhook_bad_utf8_and_nulls(void **state)
 	assert_non_null(j);
 	assert_string_equal(json_string_value(json_object_get(j, "text")),
 	    "bad \xef\xbf\xbd\xef\xbf\xbd bytes \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd end");
+	assert_string_equal(json_string_value(json_object_get(j, "subject")), m.subject);
+	assert_non_null(strstr(body, "\\u0001\\u001f"));
 	assert_true(json_is_null(json_object_get(j, "campaign")));
 	assert_true(json_is_null(json_object_get(j, "customer")));
 	json_decref(j);

@@ -1,0 +1,390 @@
+/* net.c: the HTTP thread: curl-multi on its own libuv loop (curl's docs/examples/multi-uv.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+#include "util.h"
+
+#define NET_MAXCONNECTS 1024 /* idle connections kept open for reuse, all hosts */
+
+/* A transfer handed over, either way. */
+struct xfer {
+	CURL *easy;
+	CURLcode rc;
+};
+
+/* A growable list of transfers. */
+struct xlist {
+	struct xfer *v;
+	size_t n, cap;
+};
+
+/* A socket curl asked the thread to watch. */
+struct sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	int events; /* being watched (UV_READABLE | UV_WRITABLE) */
+	struct net *n;
+};
+
+struct net {
+	/* The caller's side. */
+	uv_async_t ready_async; /* on the caller's loop: finished transfers wait */
+	void (*ready)(void *arg);
+	void *arg;
+	struct xlist taken; /* swapped out of `done`, handed out by net_next */
+	size_t next; /* in `taken` */
+
+	/* Shared, under `lock`. */
+	uv_mutex_t lock;
+	uv_cond_t cond; /* `cancel` went back to 0 */
+	struct xlist inbox; /* submitted, not yet on the multi handle */
+	struct xlist done; /* finished, not yet taken */
+	int cancel, quit;
+
+	/* The HTTP thread's own. */
+	uv_thread_t thread;
+	uv_loop_t loop;
+	uv_async_t wake; /* something is in the inbox, or cancel/quit is set */
+	uv_timer_t timer; /* curl's timeout */
+	int in_timer; /* inside curl's timeout callback (see timer_cb) */
+	CURLM *multi;
+	struct xlist running; /* on the multi handle */
+	struct xlist batch; /* the inbox, swapped out */
+};
+
+static void
+xlist_push(struct xlist *l, CURL *easy, CURLcode rc)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	l->v[l->n].easy = easy;
+	l->v[l->n].rc = rc;
+	l->n++;
+}
+
+static void
+xlist_swap(struct xlist *a, struct xlist *b)
+{
+	struct xlist t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* ---- the HTTP thread ---- */
+
+/* post: hand a finished transfer back to the caller's loop. */
+static void
+post(struct net *n, CURL *easy, CURLcode rc)
+{
+	uv_mutex_lock(&n->lock);
+	xlist_push(&n->done, easy, rc);
+	uv_mutex_unlock(&n->lock);
+	uv_async_send(&n->ready_async);
+}
+
+static void
+forget(struct net *n, CURL *easy)
+{
+	size_t i;
+
+	for (i = 0; i < n->running.n; i++)
+		if (n->running.v[i].easy == easy) {
+			n->running.v[i] = n->running.v[--n->running.n];
+			return;
+		}
+}
+
+static void
+check_multi(struct net *n)
+{
+	CURLMsg *m;
+	int pending;
+
+	while ((m = curl_multi_info_read(n->multi, &pending)) != NULL) {
+		CURL *easy = m->easy_handle;
+		CURLcode rc = m->data.result;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_multi_remove_handle(n->multi, easy);
+		forget(n, easy);
+		post(n, easy, rc);
+	}
+}
+
+static void
+poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct sock *s = p->data;
+	int flags = 0, running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(s->n->multi, s->fd, flags, &running);
+	check_multi(s->n);
+}
+
+static void
+sock_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct net *n = userp;
+	struct sock *s = socketp;
+	int events = 0;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL) {
+			uv_poll_stop(&s->poll);
+			uv_close((uv_handle_t *)&s->poll, sock_closed);
+			curl_multi_assign(n->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->fd = fd;
+		s->n = n;
+		if (uv_poll_init_socket(&n->loop, &s->poll, fd) < 0) {
+			free(s);
+			return -1;
+		}
+		s->poll.data = s;
+		curl_multi_assign(n->multi, fd, s);
+	}
+	if (what != CURL_POLL_OUT)
+		events |= UV_READABLE;
+	if (what != CURL_POLL_IN)
+		events |= UV_WRITABLE;
+	/* uv_poll_start re-registers the descriptor even when nothing changed: skip that. */
+	if (events != s->events) {
+		s->events = events;
+		uv_poll_start(&s->poll, events, poll_cb);
+	}
+	return 0;
+}
+
+static void
+curl_timeout_cb(uv_timer_t *t)
+{
+	struct net *n = t->data;
+	int running;
+
+	n->in_timer = 1;
+	curl_multi_socket_action(n->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	n->in_timer = 0;
+	check_multi(n);
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct net *n = userp;
+
+	(void)multi;
+	if (timeout_ms < 0) {
+		uv_timer_stop(&n->timer);
+		return 0;
+	}
+	/*
+	 * 0 means now: a new request starts in this pass of libuv's timers.  But not from inside
+	 * curl's own timeout: a zero timer started there runs in the same pass again, and curl
+	 * asking for 0 each time would keep the loop from polling; 1 ms then.
+	 */
+	if (timeout_ms == 0 && n->in_timer)
+		timeout_ms = 1;
+	uv_timer_start(&n->timer, curl_timeout_cb, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+static void
+close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* wake_cb: take the inbox; cancel or quit when asked. */
+static void
+wake_cb(uv_async_t *a)
+{
+	struct net *n = a->data;
+	int cancel, quit;
+	size_t i;
+
+	uv_mutex_lock(&n->lock);
+	xlist_swap(&n->inbox, &n->batch);
+	cancel = n->cancel;
+	quit = n->quit;
+	uv_mutex_unlock(&n->lock);
+	for (i = 0; i < n->batch.n; i++) {
+		CURL *easy = n->batch.v[i].easy;
+
+		if (cancel)
+			post(n, easy, CURLE_ABORTED_BY_CALLBACK);
+		else if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
+			post(n, easy, CURLE_FAILED_INIT);
+		else
+			xlist_push(&n->running, easy, CURLE_OK);
+	}
+	n->batch.n = 0;
+	if (cancel) {
+		/* What has finished first goes back as it ended; the rest as aborted. */
+		check_multi(n);
+		for (i = 0; i < n->running.n; i++) {
+			curl_multi_remove_handle(n->multi, n->running.v[i].easy);
+			post(n, n->running.v[i].easy, CURLE_ABORTED_BY_CALLBACK);
+		}
+		n->running.n = 0;
+		uv_mutex_lock(&n->lock);
+		n->cancel = 0;
+		uv_cond_broadcast(&n->cond);
+		uv_mutex_unlock(&n->lock);
+	}
+	if (quit) {
+		/* Closing the connections calls socket_cb (CURL_POLL_REMOVE) on this loop. */
+		curl_multi_cleanup(n->multi);
+		n->multi = NULL;
+		uv_walk(&n->loop, close_walk, NULL);
+	}
+}
+
+static void
+thread_main(void *arg)
+{
+	struct net *n = arg;
+
+	uv_run(&n->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- the caller's side ---- */
+
+static void
+ready_cb(uv_async_t *a)
+{
+	struct net *n = a->data;
+
+	n->ready(n->arg);
+}
+
+struct net *
+net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg)
+{
+	struct net *n = xcalloc(1, sizeof(*n));
+
+	n->ready = ready;
+	n->arg = arg;
+	if (uv_loop_init(&n->loop) < 0) {
+		free(n);
+		return NULL;
+	}
+	n->multi = curl_multi_init();
+	if (n->multi == NULL) {
+		uv_loop_close(&n->loop);
+		free(n);
+		return NULL;
+	}
+	curl_multi_setopt(n->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n);
+	curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n);
+	/* curl's default keeps 4 idle connections per handle on the multi; between sends that is
+	 * few, and each send would open a new connection.  Keep the channels' connections. */
+	curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, (long)NET_MAXCONNECTS);
+	uv_mutex_init(&n->lock);
+	uv_cond_init(&n->cond);
+	uv_timer_init(&n->loop, &n->timer);
+	n->timer.data = n;
+	uv_async_init(&n->loop, &n->wake, wake_cb);
+	n->wake.data = n;
+	if (uv_thread_create(&n->thread, thread_main, n) < 0) {
+		/* Nothing ran on the thread's loop: close its handles and free it here. */
+		curl_multi_cleanup(n->multi);
+		uv_walk(&n->loop, close_walk, NULL);
+		uv_run(&n->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&n->loop);
+		uv_cond_destroy(&n->cond);
+		uv_mutex_destroy(&n->lock);
+		free(n);
+		return NULL;
+	}
+	/* The thread uses it only for a finished transfer, so after a first net_submit. */
+	uv_async_init(loop, &n->ready_async, ready_cb);
+	n->ready_async.data = n;
+	return n;
+}
+
+void
+net_submit(struct net *n, CURL *easy)
+{
+	uv_mutex_lock(&n->lock);
+	xlist_push(&n->inbox, easy, CURLE_OK);
+	uv_mutex_unlock(&n->lock);
+	uv_async_send(&n->wake);
+}
+
+int
+net_next(struct net *n, CURL **easy, CURLcode *rc)
+{
+	if (n->next == n->taken.n) {
+		n->taken.n = 0;
+		n->next = 0;
+		uv_mutex_lock(&n->lock);
+		xlist_swap(&n->done, &n->taken);
+		uv_mutex_unlock(&n->lock);
+		if (n->taken.n == 0)
+			return 0;
+	}
+	*easy = n->taken.v[n->next].easy;
+	*rc = n->taken.v[n->next].rc;
+	n->next++;
+	return 1;
+}
+
+void
+net_cancel(struct net *n)
+{
+	uv_mutex_lock(&n->lock);
+	n->cancel = 1;
+	uv_mutex_unlock(&n->lock);
+	uv_async_send(&n->wake);
+	uv_mutex_lock(&n->lock);
+	while (n->cancel)
+		uv_cond_wait(&n->cond, &n->lock);
+	uv_mutex_unlock(&n->lock);
+}
+
+void
+net_stop(struct net *n)
+{
+	if (n == NULL)
+		return;
+	uv_mutex_lock(&n->lock);
+	n->quit = 1;
+	uv_mutex_unlock(&n->lock);
+	uv_async_send(&n->wake);
+	uv_thread_join(&n->thread);
+	uv_loop_close(&n->loop);
+	uv_cond_destroy(&n->cond);
+	uv_mutex_destroy(&n->lock);
+	free(n->inbox.v);
+	free(n->done.v);
+	free(n->taken.v);
+	free(n->running.v);
+	free(n->batch.v);
+	free(n);
+}

@@ -1,0 +1,38 @@
+/* net.h: the HTTP thread: curl-multi on a libuv loop of its own, fed configured easy handles. */
+#ifndef CAMPAIGND_NET_H
+#define CAMPAIGND_NET_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+/*
+ * The daemon's loop owns everything but the transfers: it configures an easy handle (driver
+ * start), submits it, and takes it back finished (driver finish, outcome).  Between those two
+ * the handle belongs to the HTTP thread alone, which runs it on its curl-multi handle (and
+ * owns that handle, its connection cache and its sockets).  Handing over goes through two
+ * mutex-guarded lists and a uv_async on each side; the HTTP thread never touches the store,
+ * the engine or a job.
+ */
+struct net;
+
+/*
+ * net_start: start the thread.  `ready(arg)` runs on `loop` (the caller's) whenever finished
+ * transfers wait to be taken with net_next.  NULL when curl or the thread cannot start.
+ */
+struct net *net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg);
+/* net_submit: run `easy` (its CURLOPT_PRIVATE is the caller's); it comes back by net_next. */
+void net_submit(struct net *n, CURL *easy);
+/* net_next: a finished transfer: 1 with its handle (off the multi) and result; 0 when none. */
+int net_next(struct net *n, CURL **easy, CURLcode *rc);
+/*
+ * net_cancel: end every transfer not finished yet with CURLE_ABORTED_BY_CALLBACK (shutdown);
+ * returns once the thread has, so that the next net_next calls return them all.
+ */
+void net_cancel(struct net *n);
+/*
+ * net_stop: stop and join the thread and free it all (after net_cancel, and after the
+ * caller's loop has closed its handles).  NULL is allowed.
+ */
+void net_stop(struct net *n);
+
+#endif
