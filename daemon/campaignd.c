@@ -374,8 +374,11 @@ pass(struct daemon *d)
 				  "idempotency key");
 	if (d->more || dispatch_room(d)) {
 		daemon_tick(d, 0); /* re-arms and keeps busy itself */
-		return;
+		if (d->more)
+			return;
 	}
+	/* What finished while ticks decided (its outcomes keep the loop busy until committed). */
+	dispatch_reap(d);
 	if (d->rearm)
 		rearm(d);
 	keep_busy(d);
@@ -496,6 +499,7 @@ stop_cb(uv_signal_t *s, int signum)
 	uv_timer_stop(&d->wake);
 	uv_timer_stop(&d->watch);
 	uv_timer_stop(&d->warm);
+	dispatch_reap(d); /* sends that finished while a tick was deciding */
 	if (d->inflight == 0) {
 		finish(d);
 		return;

@@ -158,6 +158,12 @@ void dispatch_close(struct daemon *d);
 void dispatch_job(struct daemon *d, const struct sched_action *a);
 void dispatch_start(struct daemon *d);
 void dispatch_discard(struct daemon *d);
+/*
+ * dispatch_reap: record the transfers the HTTP thread has finished and start what waits.  They
+ * are taken as they finish, except while a tick has more due sends to decide (d->more): then
+ * the loop's pass calls this once that is done.
+ */
+void dispatch_reap(struct daemon *d);
 /* dispatch_has_job: is delivery `delivery` held by a job here (fresh, queued, live)? */
 int dispatch_has_job(struct daemon *d, int64_t delivery);
 /*

@@ -268,11 +268,24 @@ transfer_done(struct daemon *d, CURL *easy, CURLcode rc, enum chan_outcome *o,
 	return j;
 }
 
-/* net_ready: finished transfers wait (net.c calls this on the daemon's loop). */
+/*
+ * net_ready: finished transfers wait (net.c calls this on the daemon's loop).  While a tick
+ * has more due sends to decide they wait a little longer: deciding those comes first, and the
+ * loop's pass takes the finished ones (dispatch_reap) once it is done.
+ */
 static void
 net_ready(void *arg)
 {
 	struct daemon *d = arg;
+
+	if (d->more && !d->stopping)
+		return;
+	dispatch_reap(d);
+}
+
+void
+dispatch_reap(struct daemon *d)
+{
 	CURL *easy;
 	CURLcode rc;
 
