@@ -13,8 +13,9 @@
  * store, the engine or the event loop: the daemon hands it a rendered message, runs the easy
  * handle a driver returns on its curl-multi (driven from libuv on the daemon's HTTP thread),
  * and gives the result back to the driver to classify.  start() and finish() run on the
- * daemon's loop; the curl callbacks start() sets (write, header) run on the HTTP thread in
- * between, so they touch nothing but that request's state.  Ownership is stated per function.
+ * daemon's loop (a blocking driver's start() on a worker thread); the curl callbacks start()
+ * sets (write, header) run on the HTTP thread in between, so they touch nothing but that
+ * request's state.  Ownership is stated per function.
  */
 
 enum chan_outcome {

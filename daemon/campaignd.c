@@ -182,6 +182,7 @@ rearm(struct daemon *d)
 	next = sched_next_wakeup(d->cur->e, d->decided_until);
 	if (next < 0) {
 		uv_timer_stop(&d->wake);
+		uv_timer_stop(&d->warm);
 		return;
 	}
 	wait = next * 1000 - ms;
@@ -194,6 +195,7 @@ rearm(struct daemon *d)
 	uv_update_time(d->loop);
 	uv_timer_start(&d->wake, wake_cb, (uint64_t)wait, 0);
 	/* A little before, read what that second's decisions will read (see warm_cb). */
+	uv_timer_stop(&d->warm);
 	if (wait > WARM_LEAD_MS && d->warmed != next) {
 		d->warm_until = next;
 		uv_timer_start(&d->warm, warm_cb, (uint64_t)(wait - WARM_LEAD_MS), 0);
@@ -211,7 +213,8 @@ warm_cb(uv_timer_t *t)
 	struct daemon *d = t->data;
 
 	d->warmed = d->warm_until;
-	if (!d->stopping && store_warm(d->st, d->warm_until, WARM_ROWS) < 0)
+	/* Only what comes due after the last decision: an older backlog waits for room. */
+	if (!d->stopping && store_warm(d->st, d->decided_until, d->warm_until, WARM_ROWS) < 0)
 		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
 }
 
@@ -271,6 +274,7 @@ back_off(struct daemon *d)
 	dispatch_ungate(d);
 	d->more = 0;
 	d->backoff = 1;
+	uv_timer_stop(&d->warm);
 	uv_timer_start(&d->wake, wake_cb, 1000, 0);
 }
 
@@ -358,6 +362,8 @@ checkpoint_done(uv_work_t *w, int status)
 static void
 pass(struct daemon *d)
 {
+	int room;
+
 	daemon_flush(d);
 	/* Commits do not checkpoint (an fsync of the database each time): a worker does. */
 	if (!d->checkpointing && store_wal_pages(d->st) >= CHECKPOINT_PAGES) {
@@ -366,13 +372,21 @@ pass(struct daemon *d)
 			d->checkpointing = 1;
 	}
 	if (d->stopping || d->backoff) {
-		uv_idle_stop(&d->busy);
+		if (!d->more)
+			dispatch_reap(d);
+		if (!d->txn)
+			uv_idle_stop(&d->busy);
 		return;
 	}
 	if (d->orphans)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
-	if (d->more || dispatch_room(d)) {
+	room = dispatch_room(d);
+	if (d->more || room) {
+		/* The rest of a tick continues where it stopped; a channel with room again is
+		 * looked at from the earliest due. */
+		if (!room)
+			sched_resume(d->cur->e);
 		daemon_tick(d, 0); /* re-arms and keeps busy itself */
 		if (d->more)
 			return;
@@ -398,6 +412,7 @@ static void
 busy_cb(uv_idle_t *h)
 {
 	pass(h->data);
+	log_flush(); /* the loop may wait for I/O next */
 }
 
 /*
@@ -431,7 +446,8 @@ watch_cb(uv_timer_t *t)
 			v = sqlite3_column_int64(s, 0);
 		sqlite3_finalize(s);
 	}
-	if (v != d->data_version) {
+	/* While the store backs off, the wake timer's tick (a second at most) looks instead. */
+	if (v != d->data_version && !d->backoff) {
 		d->data_version = v;
 		daemon_tick(d, 1);
 	}
@@ -458,6 +474,7 @@ finish(struct daemon *d)
 	daemon_flush(d);
 	dispatch_abandon(d);
 	log_info("event=stop uptime=%llds", (long long)((int64_t)time(NULL) - d->started));
+	log_flush();
 	uv_stop(d->loop);
 }
 
@@ -870,6 +887,7 @@ main(int argc, char **argv)
 	uv_walk(d.loop, close_walk, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	daemon_flush(&d);
+	log_flush();
 	dispatch_close(&d);
 	gen_put(d.cur);
 	store_close(d.st);

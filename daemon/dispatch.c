@@ -288,8 +288,9 @@ dispatch_reap(struct daemon *d)
 {
 	CURL *easy;
 	CURLcode rc;
+	int cancelled;
 
-	while (net_next(d->net, &easy, &rc)) {
+	while (net_next(d->net, &easy, &rc, &cancelled)) {
 		int64_t retry_after = 0;
 		char *detail = NULL;
 		enum chan_outcome o;
@@ -621,6 +622,7 @@ dispatch_abandon(struct daemon *d)
 	struct job *j, **pp;
 	CURL *easy;
 	CURLcode rc;
+	int cancelled;
 
 	/* Queued (not started) jobs first: they join the live list so one loop records all. */
 	for (i = 0; i < d->n_queues; i++) {
@@ -633,13 +635,13 @@ dispatch_abandon(struct daemon *d)
 	}
 	/* Transfers that ended before the cancel are recorded as they ended; the rest abandoned. */
 	net_cancel(d->net);
-	while (net_next(d->net, &easy, &rc)) {
+	while (net_next(d->net, &easy, &rc, &cancelled)) {
 		int64_t retry_after = 0;
 		char *detail = NULL;
 		enum chan_outcome o;
 
 		j = transfer_done(d, easy, rc, &o, &retry_after, &detail);
-		if (rc != CURLE_ABORTED_BY_CALLBACK) {
+		if (!cancelled) {
 			outcome(d, j, o, retry_after, detail);
 			continue;
 		}

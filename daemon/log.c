@@ -1,17 +1,29 @@
 /* log.c: journald-friendly logging: <N> prefixes under the journal, plain lines otherwise. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
-#define LOG_BUFFER 65536
+#define LOG_BUFFER 65536 /* lines held between flushes once buffered */
+#define LOG_LINE 2304 /* the longest line written (a message is cut at 2047 bytes) */
 
 static enum conf_log_level min_level = CONF_LOG_INFO;
 static int journal;
+/*
+ * Lines go to descriptor 2 with write(), not through stdio, so that buffering them does not
+ * change how anything else written to standard error comes out.  The lock makes a line whole
+ * when a worker thread logs (a checkpoint's warning) while the loop does.
+ */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char pending[LOG_BUFFER];
+static size_t n_pending;
+static int buffered;
 
 void
 log_init(enum conf_log_level level)
@@ -25,20 +37,44 @@ log_init(enum conf_log_level level)
 	if (js != NULL && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
 	    (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino)
 		journal = 1;
-	setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+static void
+write_all(const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(2, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nowhere to report it */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void
+flush_locked(void)
+{
+	write_all(pending, n_pending);
+	n_pending = 0;
 }
 
 void
 log_buffer(void)
 {
-	/* A write() per line cost a few microseconds per send. */
-	setvbuf(stderr, NULL, _IOFBF, LOG_BUFFER);
+	pthread_mutex_lock(&lock);
+	buffered = 1;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 log_flush(void)
 {
-	fflush(stderr);
+	pthread_mutex_lock(&lock);
+	flush_locked();
+	pthread_mutex_unlock(&lock);
 }
 
 void
@@ -53,7 +89,8 @@ vlog(enum conf_log_level level, const char *fmt, va_list ap, const char *suffix)
 	/* syslog priorities: debug 7, info 6, warning 4, error 3. */
 	static const int prio[] = { 7, 6, 4, 3 };
 	static const char *const name[] = { "debug", "info", "warning", "error" };
-	char buf[2048];
+	char buf[2048], line[LOG_LINE];
+	int n;
 
 	if (level < min_level)
 		return;
@@ -63,12 +100,29 @@ vlog(enum conf_log_level level, const char *fmt, va_list ap, const char *suffix)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	if (journal)
-		fprintf(stderr, "<%d>%s%s%s\n", prio[level], buf, suffix ? ": " : "",
-		    suffix ? suffix : "");
+		n = snprintf(line, sizeof(line), "<%d>%s%s%.200s\n", prio[level], buf,
+		    suffix ? ": " : "", suffix ? suffix : "");
 	else
-		fprintf(stderr, "campaignd: %s: %s%s%s\n", name[level], buf, suffix ? ": " : "",
-		    suffix ? suffix : "");	if (level >= CONF_LOG_WARNING)
-		fflush(stderr);
+		n = snprintf(line, sizeof(line), "campaignd: %s: %s%s%.200s\n", name[level], buf,
+		    suffix ? ": " : "", suffix ? suffix : "");
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	pthread_mutex_lock(&lock);
+	if (buffered && level < CONF_LOG_WARNING) {
+		if (n_pending + (size_t)n > sizeof(pending))
+			flush_locked();
+		memcpy(pending + n_pending, line, (size_t)n);
+		n_pending += (size_t)n;
+	} else {
+		/* Warnings and errors at once, after what came before them. */
+		flush_locked();
+		write_all(line, (size_t)n);
+	}
+	pthread_mutex_unlock(&lock);
 }
 
 void

@@ -14,8 +14,9 @@ void log_init(enum conf_log_level level);
 void log_set_level(enum conf_log_level level);
 /*
  * log_buffer: from now on, lines are written together at each log_flush (the loop calls it
- * once per pass), except warnings and errors, which are written at once.  Before, each line is
- * written as it is logged.
+ * after each iteration's callbacks, and at the stop), except warnings and errors, which are
+ * written at once with what was held before them.  Until then each line is written as it is
+ * logged.  log_flush: write what is held.
  */
 void log_buffer(void);
 void log_flush(void);

@@ -5,12 +5,13 @@
 #include "net.h"
 #include "util.h"
 
-#define NET_MAXCONNECTS 1024 /* idle connections kept open for reuse, all hosts */
+#define NET_MAXCONNECTS 256 /* idle connections kept open for reuse, all hosts */
 
 /* A transfer handed over, either way. */
 struct xfer {
 	CURL *easy;
 	CURLcode rc;
+	int cancelled; /* ended by net_cancel, not by curl */
 };
 
 /* A growable list of transfers. */
@@ -54,7 +55,7 @@ struct net {
 };
 
 static void
-xlist_push(struct xlist *l, CURL *easy, CURLcode rc)
+xlist_push(struct xlist *l, CURL *easy, CURLcode rc, int cancelled)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 64;
@@ -62,6 +63,7 @@ xlist_push(struct xlist *l, CURL *easy, CURLcode rc)
 	}
 	l->v[l->n].easy = easy;
 	l->v[l->n].rc = rc;
+	l->v[l->n].cancelled = cancelled;
 	l->n++;
 }
 
@@ -78,10 +80,10 @@ xlist_swap(struct xlist *a, struct xlist *b)
 
 /* post: hand a finished transfer back to the caller's loop. */
 static void
-post(struct net *n, CURL *easy, CURLcode rc)
+post(struct net *n, CURL *easy, CURLcode rc, int cancelled)
 {
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->done, easy, rc);
+	xlist_push(&n->done, easy, rc, cancelled);
 	uv_mutex_unlock(&n->lock);
 	uv_async_send(&n->ready_async);
 }
@@ -112,7 +114,7 @@ check_multi(struct net *n)
 			continue;
 		curl_multi_remove_handle(n->multi, easy);
 		forget(n, easy);
-		post(n, easy, rc);
+		post(n, easy, rc, 0);
 	}
 }
 
@@ -235,11 +237,11 @@ wake_cb(uv_async_t *a)
 		CURL *easy = n->batch.v[i].easy;
 
 		if (cancel)
-			post(n, easy, CURLE_ABORTED_BY_CALLBACK);
+			post(n, easy, CURLE_ABORTED_BY_CALLBACK, 1);
 		else if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
-			post(n, easy, CURLE_FAILED_INIT);
+			post(n, easy, CURLE_FAILED_INIT, 0);
 		else
-			xlist_push(&n->running, easy, CURLE_OK);
+			xlist_push(&n->running, easy, CURLE_OK, 0);
 	}
 	n->batch.n = 0;
 	if (cancel) {
@@ -247,7 +249,7 @@ wake_cb(uv_async_t *a)
 		check_multi(n);
 		for (i = 0; i < n->running.n; i++) {
 			curl_multi_remove_handle(n->multi, n->running.v[i].easy);
-			post(n, n->running.v[i].easy, CURLE_ABORTED_BY_CALLBACK);
+			post(n, n->running.v[i].easy, CURLE_ABORTED_BY_CALLBACK, 1);
 		}
 		n->running.n = 0;
 		uv_mutex_lock(&n->lock);
@@ -332,13 +334,13 @@ void
 net_submit(struct net *n, CURL *easy)
 {
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->inbox, easy, CURLE_OK);
+	xlist_push(&n->inbox, easy, CURLE_OK, 0);
 	uv_mutex_unlock(&n->lock);
 	uv_async_send(&n->wake);
 }
 
 int
-net_next(struct net *n, CURL **easy, CURLcode *rc)
+net_next(struct net *n, CURL **easy, CURLcode *rc, int *cancelled)
 {
 	if (n->next == n->taken.n) {
 		n->taken.n = 0;
@@ -351,6 +353,7 @@ net_next(struct net *n, CURL **easy, CURLcode *rc)
 	}
 	*easy = n->taken.v[n->next].easy;
 	*rc = n->taken.v[n->next].rc;
+	*cancelled = n->taken.v[n->next].cancelled;
 	n->next++;
 	return 1;
 }
@@ -373,6 +376,9 @@ net_stop(struct net *n)
 {
 	if (n == NULL)
 		return;
+	/* Nothing may be on the multi handle when it is cleaned up (what was not taken back by
+	 * then is the caller's to have lost). */
+	net_cancel(n);
 	uv_mutex_lock(&n->lock);
 	n->quit = 1;
 	uv_mutex_unlock(&n->lock);

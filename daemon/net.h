@@ -22,16 +22,21 @@ struct net;
 struct net *net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg);
 /* net_submit: run `easy` (its CURLOPT_PRIVATE is the caller's); it comes back by net_next. */
 void net_submit(struct net *n, CURL *easy);
-/* net_next: a finished transfer: 1 with its handle (off the multi) and result; 0 when none. */
-int net_next(struct net *n, CURL **easy, CURLcode *rc);
 /*
- * net_cancel: end every transfer not finished yet with CURLE_ABORTED_BY_CALLBACK (shutdown);
- * returns once the thread has, so that the next net_next calls return them all.
+ * net_next: a finished transfer: 1 with its handle (off the multi), curl's result and whether
+ * net_cancel ended it (*cancelled); 0 when none is left.
+ */
+int net_next(struct net *n, CURL **easy, CURLcode *rc, int *cancelled);
+/*
+ * net_cancel: end every transfer not finished yet (shutdown): it comes back cancelled, with
+ * CURLE_ABORTED_BY_CALLBACK; returns once the thread has done so, so that the next net_next
+ * calls return them all.
  */
 void net_cancel(struct net *n);
 /*
- * net_stop: stop and join the thread and free it all (after net_cancel, and after the
- * caller's loop has closed its handles).  NULL is allowed.
+ * net_stop: cancel what still runs, stop and join the thread and free it all (after the
+ * caller has taken back its transfers with net_cancel and net_next, and its loop has closed
+ * its handles).  NULL is allowed.
  */
 void net_stop(struct net *n);
 

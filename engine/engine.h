@@ -74,6 +74,13 @@ void sched_set_gate(struct sched *e, sched_gate gate, void *arg);
  * sink stops the engine after a few sends reads no more rows than it will decide.
  */
 void sched_set_page(struct sched *e, int rows);
+/*
+ * sched_resume: the next sched_run_due continues after the last delivery it reported to a sink
+ * that stopped it (instead of from the earliest due), for a caller that decides a backlog a
+ * few sends at a time: what it passed over before (a full channel's deliveries) is not read
+ * again for each few.  Once; a call that did not stop that way leaves nothing to continue.
+ */
+void sched_resume(struct sched *e);
 
 /*
  * sched_materialize: create the deliveries whose time has come: occurrences of recurring and

@@ -5,7 +5,7 @@
 #include "engine.h"
 #include "tz.h"
 
-#define DUE_BATCH 256 /* deliveries decided per query */
+#define DUE_BATCH 256 /* due deliveries read per query: the default and the most (sched_set_page) */
 #define IDLE_ROWS 1024 /* due deliveries for full channels only before sched_run_due stops */
 #define EVENT_BATCH 512 /* events read per query */
 #define LATEST_ZONE (12 * 3600) /* the latest zone is UTC-12 ... */
@@ -67,6 +67,13 @@ struct sched {
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
 	void *gate_arg;
 	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
+	/* Where the last sched_run_due stopped because its sink asked (valid), and whether the
+	 * next one continues there (sched_resume). */
+	struct {
+		int64_t due_at, id;
+		int priority, valid;
+	} stopped;
+	int resume;
 };
 
 /* A due delivery as read, copied out so the query can be reset before decisions write. */

@@ -427,6 +427,12 @@ sched_set_gate(struct sched *e, sched_gate gate, void *arg)
 }
 
 void
+sched_resume(struct sched *e)
+{
+	e->resume = 1;
+}
+
+void
 sched_set_page(struct sched *e, int rows)
 {
 	e->page = rows < 1 ? 1 : rows > DUE_BATCH ? DUE_BATCH : rows;
@@ -1230,6 +1236,14 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	size_t idle = 0;
 	size_t n, i, admitted_n;
 
+	/* Continue after the last delivery a stopping sink was given (sched_resume), once. */
+	if (e->resume && e->stopped.valid) {
+		after_due = e->stopped.due_at;
+		after_prio = e->stopped.priority;
+		after_id = e->stopped.id;
+	}
+	e->resume = 0;
+	e->stopped.valid = 0;
 	if (functions_bind(e) < 0)
 		return -1;
 	batch = xcalloc((size_t)e->page, sizeof(*batch));
@@ -1271,6 +1285,10 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			}
 			total++;
 			if (rc > 0) {
+				e->stopped.due_at = batch[i].due_at;
+				e->stopped.priority = batch[i].priority;
+				e->stopped.id = batch[i].id;
+				e->stopped.valid = 1;
 				free(batch);
 				return total;
 			}

@@ -51,7 +51,7 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 }
 
 long
-store_warm(struct store *s, int64_t until, int limit)
+store_warm(struct store *s, int64_t after, int64_t until, int limit)
 {
 	sqlite3_stmt *st;
 	long n = 0;
@@ -61,6 +61,7 @@ store_warm(struct store *s, int64_t until, int limit)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, until);
 	sqlite3_bind_int(st, 2, limit);
+	sqlite3_bind_int64(st, 3, after);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		n++;
 	store_stmt_done(st);

@@ -93,7 +93,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 		    "(SELECT count(*) FROM transitions WHERE delivery = d.id) "
 		    "FROM deliveries d INDEXED BY deliveries_due JOIN customers c ON c.cid = d.customer "
 		    "LEFT JOIN events e ON e.id = d.event WHERE d.state = 'scheduled' AND "
-		    "d.due_at <= ?1 ORDER BY d.due_at LIMIT ?2",
+		    "d.due_at > ?3 AND d.due_at <= ?1 ORDER BY d.due_at LIMIT ?2",
 	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",

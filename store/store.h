@@ -181,12 +181,12 @@ struct store_context {
 int store_context(struct store *s, int64_t delivery, struct store_context *out);
 void store_context_free(struct store_context *c);
 /*
- * store_warm: read what deciding and rendering the first `limit` deliveries due by `until`
- * will read (their rows, customers, events, contacts, consents, opt-outs), so that those
+ * store_warm: read what deciding and rendering the first `limit` deliveries due after `after`
+ * and by `until` will read (their rows, customers, events, contacts, consents, opt-outs), so that those
  * pages are in the page cache when they come due rather than read from the OS one by one
  * then.  Changes nothing.  The number of deliveries read, or -EIO.
  */
-long store_warm(struct store *s, int64_t until, int limit);
+long store_warm(struct store *s, int64_t after, int64_t until, int limit);
 
 /* store_sending: the deliveries left in 'sending' (a crash or a shutdown), in id order; the
  * caller frees *ids. */

@@ -939,7 +939,7 @@ test_webhook_bad_utf8_and_nulls(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "text")),
 	    "bad \xef\xbf\xbd\xef\xbf\xbd bytes \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd end");
 	assert_string_equal(json_string_value(json_object_get(j, "subject")), m.subject);
-	assert_non_null(strstr(body, "\\u0001\\u001f"));
+	assert_non_null(strstr(body, "\\u0001\\u001F"));
 	assert_true(json_is_null(json_object_get(j, "campaign")));
 	assert_true(json_is_null(json_object_get(j, "customer")));
 	json_decref(j);

@@ -29,6 +29,8 @@ struct fx {
 	struct act acts[4096];
 	size_t n;
 	int sms_room; /* test_gate: sends the sms channel can still take */
+	int stop_every; /* the sink stops the engine after this many sends (0: never) */
+	int sends;
 };
 
 static int
@@ -51,7 +53,7 @@ sink(void *arg, const struct sched_action *a)
 	snprintf(x->campaign, sizeof(x->campaign), "%s", a->campaign);
 	snprintf(x->channel, sizeof(x->channel), "%s", a->channel ? a->channel : "");
 	snprintf(x->reason, sizeof(x->reason), "%s", a->reason ? a->reason : "");
-	return 0;
+	return a->kind == SCHED_SEND && f->stop_every > 0 && ++f->sends % f->stop_every == 0;
 }
 
 static int64_t
@@ -493,9 +495,10 @@ gate_case(struct fx *f, int page)
 	{
 		int changes = sqlite3_total_changes(store_db(f->st));
 
-		assert_int_equal(store_warm(f->st, at, 1024), 600);
-		assert_int_equal(store_warm(f->st, at, 5), 5);
-		assert_int_equal(store_warm(f->st, at - 1, 1024), 0);
+		assert_int_equal(store_warm(f->st, 0, at, 1024), 600);
+		assert_int_equal(store_warm(f->st, 0, at, 5), 5);
+		assert_int_equal(store_warm(f->st, 0, at - 1, 1024), 0);
+		assert_int_equal(store_warm(f->st, at, at + 3600, 1024), 0);
 		assert_int_equal(sqlite3_total_changes(store_db(f->st)), changes);
 	}
 	/* More than one page of due rows (256) for the full channel before the e-mails. */
@@ -529,6 +532,62 @@ static void
 test_gate(void **state)
 {
 	gate_case(*state, 0);
+}
+
+/*
+ * A caller deciding 8 sends at a time (as the daemon does): sched_resume continues after the
+ * last one, past what it passed over; without it the next call starts from the earliest due.
+ */
+static void
+test_resume(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-02-02T09:00:00Z");
+	char id[8];
+	long got, total;
+	int i;
+
+	campaign(f, "by-sms", "campaign: by-sms\ntype: one-off\n"
+			      "schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY ONE_SMS);
+	campaign(f, "by-email", "campaign: by-email\ntype: one-off\n"
+				"schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY
+				"steps:\n  - channel: email\n    message: { en: \"Hi {{survey_url}}\" }\n");
+	f->c->policy.contact_max = 10;
+	for (i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "c%03d", i);
+		customer(f, id, "Europe/Oslo", "se", NULL);
+	}
+	start(f, T("2027-02-01T00:00:00Z"));
+	sched_set_gate(f->e, gate, f);
+	sched_set_page(f->e, 8);
+	f->sms_room = 2;
+	f->stop_every = 8;
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 80);
+	/* 2 sms (then the channel is full: 38 passed over) and 6 e-mails. */
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 8);
+	assert_int_equal(count(f, 1, "by-sms"), 2);
+	assert_int_equal(count(f, 1, "by-email"), 6);
+	/* Room again, but the continuation goes on with the e-mails. */
+	f->sms_room = 1000;
+	sched_resume(f->e);
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 8);
+	assert_int_equal(count(f, 1, "by-sms"), 2);
+	assert_int_equal(count(f, 1, "by-email"), 14);
+	/* A fresh call starts from the earliest due: the sms passed over. */
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 8);
+	assert_int_equal(count(f, 1, "by-sms"), 10);
+	/* To the end, 8 at a time, each delivery once. */
+	total = 24;
+	do {
+		sched_resume(f->e);
+		got = sched_run_due(f->e, at, at, sink, f);
+		total += got;
+	} while (got == 8);
+	assert_int_equal(total, 80);
+	assert_int_equal(count(f, 1, "by-sms"), 40);
+	assert_int_equal(count(f, 1, "by-email"), 40);
+	assert_int_equal(in_state(f, "by-sms", "sent"), 40);
+	assert_int_equal(in_state(f, "by-email", "sent"), 40);
 }
 
 /* Read 8 rows at a time (as the daemon does): the engine still reads past the 298 rows of the
@@ -586,6 +645,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_answer_ends_chain_and_optout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate_small_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
