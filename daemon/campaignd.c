@@ -833,8 +833,8 @@ main(int argc, char **argv)
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
 	store_defer_checkpoints(d.st);
-	/* The B-tree pages every decision walks (interior pages of deliveries, customers, events
-	 * and their indexes) stay cached; SQLite's default of 2 MB re-reads them from the OS. */
+	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
+	 * pages every decision walks; SQLite's default of 2 MB would read them again. */
 	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
 	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c, NULL);
