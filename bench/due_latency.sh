@@ -85,18 +85,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/due_latency.XXXXXX")
 daemon_pid=
 watch_pid=
 sink_pid=
-cleanup() {
-	local p
-	for p in $daemon_pid $watch_pid $sink_pid; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in $daemon_pid $watch_pid $sink_pid; do
-		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 . "$(dirname "$0")/lib.sh"
 t_begin=$(now_ns)
 

@@ -1,11 +1,27 @@
 # lib.sh: what the daemon benchmarks share: the clock, starting and stopping the daemon, a GET
 # to bench/http_sink, and the settings and campaign files of tests/daemon/fixtures.sh.
-# Sourced (by bash) once the script has set `daemon` (the binary), `tmp` (its directory, where
-# campaignd.yaml is) and a function fail MESSAGE; the functions set daemon_pid.
+# Sourced (by bash) once the script has set `daemon` (the binary) and `tmp` (its directory, where
+# campaignd.yaml is), before it starts anything; it must define a function fail MESSAGE.  The
+# functions set daemon_pid; lib.sh stops what was started and removes $tmp on exit.
 
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/daemon/fixtures.sh"
 
 now_ns() { date +%s%N; }
+
+# cleanup, on exit: stop what the script started (daemon_pid, and sink_pid and watch_pid where
+# it has them; SIGTERM, then SIGKILL after 10 s) and remove $tmp (KEEP_TMP=1 keeps it).
+cleanup() {
+	local p pids="${daemon_pid:-} ${sink_pid:-} ${watch_pid:-}"
+	for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $pids; do
+		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
 # start_daemon LOG: the daemon in the background, from the temp dir, logging to LOG.
 start_daemon() {

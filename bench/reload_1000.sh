@@ -20,22 +20,11 @@ ctl=${2:?usage: reload_1000.sh CAMPAIGND CAMPAIGNCTL}
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 daemon_pid=
-cleanup() {
-	if [ -n "$daemon_pid" ]; then
-		kill -TERM "$daemon_pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$daemon_pid" 2>/dev/null || true
-		wait "$daemon_pid" 2>/dev/null || true
-	fi
-	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+. "$here/bench/lib.sh"
 fail() {
 	echo "reload_1000: $*" >&2
 	exit 1
 }
-. "$here/bench/lib.sh"
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 
 "$here/bench/campaigns_1000.sh" "$tmp"

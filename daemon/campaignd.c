@@ -18,6 +18,7 @@
 #include "daemon.h"
 #include "demo.h"
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
@@ -456,14 +457,6 @@ watch_cb(uv_timer_t *t)
 /* ---- shutdown ---- */
 
 static void
-close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
-static void
 finish(struct daemon *d)
 {
 	/* A send on a worker thread cannot be interrupted (a file write and sync): let it end. */
@@ -884,7 +877,7 @@ main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	/* Close every handle, let their callbacks run (and blocking sends end), then commit what
 	 * they recorded and release the rest. */
-	uv_walk(d.loop, close_walk, NULL);
+	net_close_all(d.loop);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	daemon_flush(&d);
 	log_flush();

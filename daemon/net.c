@@ -220,6 +220,12 @@ close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+void
+net_close_all(uv_loop_t *loop)
+{
+	uv_walk(loop, close_walk, NULL);
+}
+
 /* wake_cb: take the inbox; cancel or quit when asked. */
 static void
 wake_cb(uv_async_t *a)
@@ -261,7 +267,7 @@ wake_cb(uv_async_t *a)
 		/* Closing the connections calls socket_cb (CURL_POLL_REMOVE) on this loop. */
 		curl_multi_cleanup(n->multi);
 		n->multi = NULL;
-		uv_walk(&n->loop, close_walk, NULL);
+		net_close_all(&n->loop);
 	}
 }
 
@@ -316,7 +322,7 @@ net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg)
 	if (uv_thread_create(&n->thread, thread_main, n) < 0) {
 		/* Nothing ran on the thread's loop: close its handles and free it here. */
 		curl_multi_cleanup(n->multi);
-		uv_walk(&n->loop, close_walk, NULL);
+		net_close_all(&n->loop);
 		uv_run(&n->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n->loop);
 		uv_cond_destroy(&n->cond);

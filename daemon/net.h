@@ -40,4 +40,10 @@ void net_cancel(struct net *n);
  */
 void net_stop(struct net *n);
 
+/*
+ * net_close_all: close every handle of `loop` not closing yet (with no close callback); the
+ * loop's next run finishes them.  For the end of a loop: the HTTP thread's, and the daemon's.
+ */
+void net_close_all(uv_loop_t *loop);
+
 #endif

@@ -13,22 +13,8 @@ py=${PYTHON3:-/usr/bin/python3}
 sink_py=$srcdir/tests/daemon/sink.py
 . "$srcdir/tests/daemon/fixtures.sh"
 
-# TAP: ok DESC; not_ok DESC [DETAIL] (the detail is shown as comments).
-n=0
-failed=0
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	if [ $# -gt 1 ] && [ -n "$2" ]; then
-		printf '%s\n' "$2" | head -40 | sed 's/^/#   /'
-	fi
-	return 0
-}
+# TAP: ok DESC; not_ok DESC [DETAIL].
+. "$srcdir/tests/tap.sh"
 daemon_test_setup() {
 	local x
 	for x in "$d_bin" "$ctl"; do

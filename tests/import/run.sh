@@ -55,28 +55,19 @@ channels:
   crm: { driver: outbox, kind: webhook, path: outbox/crm }
 EOF
 
-n=0
-failed=0
+. "$srcdir/tests/tap.sh"
 
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	# The last command's output, as TAP diagnostics.
-	sed -e 's/^/# stdout: /' "$tmp/out" 2>/dev/null | head -20
-	sed -e 's/^/# stderr: /' "$tmp/err" 2>/dev/null | head -20
+# last_output: the last command's output, the detail of a failed point.
+last_output() {
+	sed -e 's/^/stdout: /' "$tmp/out" 2>/dev/null | head -20
+	sed -e 's/^/stderr: /' "$tmp/err" 2>/dev/null | head -20
 }
 
 # check DESCRIPTION COMMAND...: a test point passing when COMMAND succeeds.
 check() {
 	local desc=$1
 	shift
-	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+	if "$@"; then ok "$desc"; else not_ok "$desc" "$(last_output)"; fi
 }
 
 # run ARGS...: campaignctl with our config; sets $rc, output in $tmp/out and $tmp/err.

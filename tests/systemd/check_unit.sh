@@ -29,14 +29,7 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/campaignd-unit.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	[ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/#   /'
-	return 0
-}
+. "$SRCDIR/tests/tap.sh"
 # Last value assigned to KEY= in the instantiated unit (systemd: the last one wins for
 # these single-valued settings).
 setting() { sed -n "s/^$1=//p" "$UNIT" | tail -n 1; }

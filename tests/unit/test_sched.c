@@ -468,10 +468,13 @@ in_state(struct fx *f, const char *campaign, const char *state)
  * A full channel leaves its due deliveries scheduled, untouched and unrecorded, and does not
  * hold up another channel's; when it has room again they go out in due order.
  */
+/*
+ * two_channels: one-off campaigns by-sms and by-email, both at 2027-02-02 10:00 Oslo, for n
+ * customers (contact limit 10), the engine started on 2027-02-01 with the sms gate.
+ */
 static void
-gate_case(struct fx *f, int page)
+two_channels(struct fx *f, int n)
 {
-	int64_t at = T("2027-02-02T09:00:00Z");
 	char id[8];
 	int i;
 
@@ -481,12 +484,20 @@ gate_case(struct fx *f, int page)
 				"schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY
 				"steps:\n  - channel: email\n    message: { en: \"Hi {{survey_url}}\" }\n");
 	f->c->policy.contact_max = 10;
-	for (i = 0; i < 300; i++) {
+	for (i = 0; i < n; i++) {
 		snprintf(id, sizeof(id), "c%03d", i);
 		customer(f, id, "Europe/Oslo", "se", NULL);
 	}
 	start(f, T("2027-02-01T00:00:00Z"));
 	sched_set_gate(f->e, gate, f);
+}
+
+static void
+gate_case(struct fx *f, int page)
+{
+	int64_t at = T("2027-02-02T09:00:00Z");
+
+	two_channels(f, 300);
 	if (page > 0)
 		sched_set_page(f->e, page);
 	f->sms_room = 2;
@@ -543,22 +554,9 @@ test_resume(void **state)
 {
 	struct fx *f = *state;
 	int64_t at = T("2027-02-02T09:00:00Z");
-	char id[8];
 	long got, total;
-	int i;
 
-	campaign(f, "by-sms", "campaign: by-sms\ntype: one-off\n"
-			      "schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY ONE_SMS);
-	campaign(f, "by-email", "campaign: by-email\ntype: one-off\n"
-				"schedule: { at: 2027-02-02T10:00, timezone: Europe/Oslo }\n" SURVEY
-				"steps:\n  - channel: email\n    message: { en: \"Hi {{survey_url}}\" }\n");
-	f->c->policy.contact_max = 10;
-	for (i = 0; i < 40; i++) {
-		snprintf(id, sizeof(id), "c%03d", i);
-		customer(f, id, "Europe/Oslo", "se", NULL);
-	}
-	start(f, T("2027-02-01T00:00:00Z"));
-	sched_set_gate(f->e, gate, f);
+	two_channels(f, 40);
 	sched_set_page(f->e, 8);
 	f->sms_room = 2;
 	f->stop_every = 8;
