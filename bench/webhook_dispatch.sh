@@ -111,6 +111,18 @@ hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$daemon_pid/status" 2>
 # The daemon's CPU time (user + system) so far: fields 14 and 15 of stat, after the ")".
 cpu=$(sed 's/.*) //' "/proc/$daemon_pid/stat" 2>/dev/null |
 	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' || echo "?")
+# The same for each of its two busy threads: the loop (the main thread) and the HTTP thread.
+thread_cpu() {
+	for t in /proc/"$daemon_pid"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = "$1" ] || continue
+		sed 's/.*) //' "$t/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
+		return
+	done
+	echo "?"
+}
+loop_cpu=$(sed 's/.*) //' "/proc/$daemon_pid/task/$daemon_pid/stat" 2>/dev/null |
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' || echo "?")
+http_cpu=$(thread_cpu campaignd-http)
 stop_daemon
 
 # ---- checks ----
@@ -130,7 +142,8 @@ s_rate=$(awk -v t="$steady" -v n="$n" 'BEGIN { printf "%.0f", (n - 1) / t }')
 ratio=$(awk -v d="$d_rate" -v b="$base_rate" 'BEGIN { printf "%.2f", d / b }')
 s_ratio=$(awk -v d="$s_rate" -v b="$base_rate" 'BEGIN { printf "%.2f", d / b }')
 verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.5) ? "met" : "MISSED" }')
-cpu_us=$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.0f", c * 1e6 / n }')
-echo "campaignd: $n webhook sends, concurrency $conc: $total s from start ($d_rate requests/s), first request after $first_ms ms; first to last request $steady s ($s_rate requests/s); $keys keys, all distinct; peak RSS $hwm MB; CPU $cpu s ($cpu_us us per send)"
+per_send() { awk -v c="$1" -v n="$n" 'BEGIN { printf "%.0f", c * 1e6 / n }'; }
+cpu_us=$(per_send "$cpu")
+echo "campaignd: $n webhook sends, concurrency $conc: $total s from start ($d_rate requests/s), first request after $first_ms ms; first to last request $steady s ($s_rate requests/s); $keys keys, all distinct; peak RSS $hwm MB; CPU $cpu s ($cpu_us us per send: loop thread $(per_send "$loop_cpu"), HTTP thread $(per_send "$http_cpu"))"
 printf 'webhook dispatch, %d requests, concurrency %d: bare curl-multi client %s requests/s (%s s); campaignd %s requests/s from start (%s s), ratio %sx (target >= 0.5x: %s); steady %s requests/s, %sx\n' \
 	"$n" "$conc" "$base_rate" "$base_time" "$d_rate" "$total" "$ratio" "$verdict" "$s_rate" "$s_ratio"

@@ -23,7 +23,15 @@
 
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
 #define SLOW_COMMIT_MS 100 /* a commit this slow is logged */
-#define CHUNK 8 /* sends a tick decides, commits and starts before the next pass decides more */
+/*
+ * Sends a tick decides, commits and starts before the next pass decides more: few while they
+ * are on time, so that the first go out while the next are decided; more for a backlog (the
+ * last send was due BACKLOG_S or more ago), whose rate counts more than each send's wait: a
+ * commit and a due query then serve BACKLOG_CHUNK sends.
+ */
+#define CHUNK 8
+#define BACKLOG_CHUNK 64
+#define BACKLOG_S 1
 #define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
 #define WARM_LEAD_MS 200 /* what comes due is read into the page cache this much before */
 #define WARM_ROWS 1024 /* at most this many deliveries of it */
@@ -146,8 +154,8 @@ engine_sink(void *arg, const struct sched_action *a)
 
 	if (a->kind == SCHED_SEND) {
 		dispatch_job(d, a);
-		/* A tick commits and starts its sends CHUNK at a time: the first go out while the
-		 * next are decided. */
+		d->backlog = a->at - a->due >= BACKLOG_S;
+		/* A tick commits and starts its sends a chunk at a time. */
 		if (d->chunk > 0 && --d->chunk == 0) {
 			d->more = 1;
 			return 1;
@@ -219,11 +227,39 @@ warm_cb(uv_timer_t *t)
 		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
 }
 
+static void
+checkpoint_work(uv_work_t *w)
+{
+	struct daemon *d = w->data;
+	char *err = NULL;
+
+	/* Only the database path is shared; the store's connection stays on the loop's thread. */
+	if (store_checkpoint(d->db_path, &err) < 0) {
+		log_warnx("event=checkpoint error=\"%s\"", err);
+		free(err);
+	}
+}
+
+static void
+checkpoint_done(uv_work_t *w, int status)
+{
+	struct daemon *d = w->data;
+
+	(void)status;
+	d->checkpointing = 0;
+	store_wal_reset(d->st); /* the next commit tells the WAL's size again */
+}
+
 int
 daemon_write(struct daemon *d)
 {
 	if (d->txn)
 		return 0;
+	/* A write within start_queued's reads (a send that failed at once) ends them first. */
+	if (d->reading) {
+		store_commit(d->st);
+		d->reading = 0;
+	}
 	if (store_begin(d->st) < 0) {
 		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
 		return -1;
@@ -255,6 +291,12 @@ daemon_flush(struct daemon *d)
 	ms = (uv_hrtime() - t0) / 1000000;
 	if (ms >= SLOW_COMMIT_MS)
 		log_warnx("event=slow-commit ms=%llu", (unsigned long long)ms);
+	/* Commits do not checkpoint (an fsync of the database each time): a worker does. */
+	if (!d->checkpointing && !d->stopping && store_wal_pages(d->st) >= CHECKPOINT_PAGES) {
+		d->checkpoint.data = d;
+		if (uv_queue_work(d->loop, &d->checkpoint, checkpoint_work, checkpoint_done) == 0)
+			d->checkpointing = 1;
+	}
 	return rc;
 }
 
@@ -289,7 +331,8 @@ daemon_tick(struct daemon *d, int materialise)
 		return;
 	dispatch_ungate(d);
 	d->more = 0;
-	d->chunk = CHUNK;
+	d->chunk = d->backlog ? BACKLOG_CHUNK : CHUNK;
+	sched_set_page(d->cur->e, d->chunk);
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
 	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
@@ -332,29 +375,6 @@ wake_cb(uv_timer_t *t)
 	daemon_tick(d, 1);
 }
 
-static void
-checkpoint_work(uv_work_t *w)
-{
-	struct daemon *d = w->data;
-	char *err = NULL;
-
-	/* Only the database path is shared; the store's connection stays on the loop's thread. */
-	if (store_checkpoint(d->db_path, &err) < 0) {
-		log_warnx("event=checkpoint error=\"%s\"", err);
-		free(err);
-	}
-}
-
-static void
-checkpoint_done(uv_work_t *w, int status)
-{
-	struct daemon *d = w->data;
-
-	(void)status;
-	d->checkpointing = 0;
-	store_wal_reset(d->st); /* the next commit tells the WAL's size again */
-}
-
 /*
  * pass: between loop iterations: commit the outcomes, decide the rest of a tick that stopped
  * after its first sends or give a channel that has room again more of what is due, re-arm the
@@ -365,14 +385,8 @@ pass(struct daemon *d)
 {
 	int room;
 
-	daemon_flush(d);
-	/* Commits do not checkpoint (an fsync of the database each time): a worker does. */
-	if (!d->checkpointing && store_wal_pages(d->st) >= CHECKPOINT_PAGES) {
-		d->checkpoint.data = d;
-		if (uv_queue_work(d->loop, &d->checkpoint, checkpoint_work, checkpoint_done) == 0)
-			d->checkpointing = 1;
-	}
 	if (d->stopping || d->backoff) {
+		daemon_flush(d);
 		if (!d->more)
 			dispatch_reap(d);
 		if (!d->txn)
@@ -388,10 +402,12 @@ pass(struct daemon *d)
 		 * looked at from the earliest due. */
 		if (!room)
 			sched_resume(d->cur->e);
-		daemon_tick(d, 0); /* re-arms and keeps busy itself */
+		/* Re-arms and keeps busy itself; its commit takes the outcomes so far too. */
+		daemon_tick(d, 0);
 		if (d->more)
 			return;
 	}
+	daemon_flush(d);
 	/* What finished while ticks decided (its outcomes keep the loop busy until committed). */
 	dispatch_reap(d);
 	if (d->rearm)
@@ -600,7 +616,6 @@ daemon_reload(struct daemon *d, char **summary)
 		return -1;
 	}
 	sched_set_gate(g->e, dispatch_gate, d);
-	sched_set_page(g->e, CHUNK);
 	for (i = 0; i < c->n_campaigns; i++) {
 		const struct conf_campaign *cp = c->campaigns[i];
 		const struct conf_campaign *old = sched_campaign(d->cur->e, cp->name);
@@ -829,13 +844,14 @@ main(int argc, char **argv)
 	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
 	 * pages every decision walks; SQLite's default of 2 MB would read them again. */
 	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
+	/* The due query's sorter and union are small: in memory, not a temp file each time. */
+	store_exec(d.st, "PRAGMA temp_store = MEMORY");
 	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c, NULL);
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
 	sched_set_gate(d.cur->e, dispatch_gate, &d);
-	sched_set_page(d.cur->e, CHUNK);
 	d.loop = uv_default_loop();
 	if (dispatch_init(&d) < 0)
 		fatalx("event=start error=\"cannot initialise libcurl\"");

@@ -105,10 +105,12 @@ struct daemon {
 	struct job *fresh, **fresh_tail; /* decided, not yet committed (dispatch_start queues them) */
 	int64_t data_version;
 	int txn; /* outcomes are being written in an open transaction (committed by pass()) */
+	int reading; /* jobs are being started in a read transaction (start_queued) */
 	int rearm; /* the wake timer must be computed again */
 	int64_t decided_until; /* the `now` of the last sched_run_due */
 	int chunk; /* sends the running tick may still report before it stops (0: no limit) */
 	int more; /* the last tick stopped early: decide the rest at once */
+	int backlog; /* the last send was late by BACKLOG_S or more: ticks take bigger chunks */
 	int backoff; /* the store failed: nothing is decided until the wake timer fires */
 	int orphans; /* a commit failed: rows may be left in 'sending' with no job (resend them) */
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */

@@ -501,6 +501,10 @@ start_queued(struct daemon *d)
 				q->next_ms = (q->next_ms > now ? q->next_ms : now) +
 				    3600000ULL / (uint64_t)ch->rate_per_hour;
 			}
+			/* The jobs' reads (render) share one read transaction: one lock, not one
+			 * for each. */
+			if (!d->txn && !d->reading)
+				d->reading = store_begin_read(d->st) == 0;
 			j = q->head;
 			q->head = j->next;
 			if (q->head == NULL)
@@ -509,6 +513,10 @@ start_queued(struct daemon *d)
 			d->active = j;
 			start_job(d, j);
 		}
+	}
+	if (d->reading) {
+		store_commit(d->st);
+		d->reading = 0;
 	}
 	if (wait > 0)
 		uv_timer_start(&d->kick, kick_cb, wait, 0);

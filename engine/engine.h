@@ -27,6 +27,7 @@ struct sched_action {
 	enum sched_kind kind;
 	int64_t delivery;
 	int64_t at; /* the instant of the send or skip (UTC) */
+	int64_t due; /* when it was due: at, or earlier when it waited (a backlog) */
 	const char *customer; /* the customer's id */
 	const char *campaign;
 	int step; /* 1-based */

@@ -248,12 +248,12 @@ set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due,
 }
 
 static int
-emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at,
+emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at, int64_t due,
     const char *customer, const char *campaign, int step, const char *channel, const char *tz,
     const char *reason, const char *key, const char *token)
 {
-	struct sched_action a = { kind, id, at, customer, campaign, step, channel, tz, reason, key,
-		token };
+	struct sched_action a = { kind, id, at, due, customer, campaign, step, channel, tz, reason,
+		key, token };
 
 	return sink ? sink(arg, &a) : 0;
 }
@@ -963,8 +963,8 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 
 				transition(e, id, now, "new", "skipped", 1, NULL, NULL, reason);
 				emit(sink, arg, SCHED_SKIP, id, v->at + cp->delay > now ? v->at + cp->delay : now,
-				    v->customer, cp->name, 1, cp->steps[0].channel->name, v->tz, reason,
-				    NULL, NULL);
+				    v->at + cp->delay, v->customer, cp->name, 1, cp->steps[0].channel->name,
+				    v->tz, reason, NULL, NULL);
 			}
 		}
 		if (!more && last > k->event_rowid)
@@ -1082,8 +1082,8 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 	if (set_state(e, d->id, "skipped", step, -1, 0, now) < 0 ||
 	    transition(e, d->id, now, "scheduled", "skipped", step, channel, NULL, reason) < 0)
 		return -1;
-	return emit(sink, arg, SCHED_SKIP, d->id, now, d->customer, d->campaign, step, channel, d->tz,
-	    reason, NULL, NULL);
+	return emit(sink, arg, SCHED_SKIP, d->id, now, d->due_at, d->customer, d->campaign, step,
+	    channel, d->tz, reason, NULL, NULL);
 }
 
 /*
@@ -1138,8 +1138,8 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		if (transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
 			why) < 0)
 			return -1;
-		stop |= emit(sink, arg, SCHED_SKIP, d->id, now, d->customer, d->campaign, step,
-		    st->channel->name, d->tz, why, NULL, NULL);
+		stop |= emit(sink, arg, SCHED_SKIP, d->id, now, d->due_at, d->customer, d->campaign,
+		    step, st->channel->name, d->tz, why, NULL, NULL);
 		step++;
 	}
 	if (!d->sent_before && contact_blocked(e, d, now, why, sizeof(why)))
@@ -1171,8 +1171,8 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		if (step_done(e, s) < 0)
 			return -1;
 	}
-	return stop | emit(sink, arg, SCHED_SEND, d->id, now, d->customer, d->campaign, step,
-	    st->channel->name, d->tz, NULL, key, token);
+	return stop | emit(sink, arg, SCHED_SEND, d->id, now, d->due_at, d->customer, d->campaign,
+	    step, st->channel->name, d->tz, NULL, key, token);
 }
 
 static void
@@ -1400,8 +1400,8 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||
 		    transition(e, delivery, now, "sending", "failed", d.step, NULL, NULL, reason) < 0)
 			return -EIO;
-		return emit(sink, arg, SCHED_SKIP, delivery, now, d.customer, d.campaign, d.step, NULL,
-		    d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
+		return emit(sink, arg, SCHED_SKIP, delivery, now, now, d.customer, d.campaign, d.step,
+		    NULL, d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
 	}
 	/* A permanent failure moves to the next step at once. */
 	return next_step(e, delivery, cp, d.step, "sending", now, now, reason);
@@ -1447,7 +1447,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	    transition(e, delivery, now, "sending", "sending", d.step, cp->steps[d.step - 1].channel->name,
 		key, why) < 0)
 		return -EIO;
-	return emit(sink, arg, SCHED_SEND, delivery, now, d.customer, d.campaign, d.step,
+	return emit(sink, arg, SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
 	    cp->steps[d.step - 1].channel->name, d.tz, NULL, key, token) < 0 ? -EIO : 0;
 }
 

@@ -96,6 +96,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 		    "d.due_at > ?3 AND d.due_at <= ?1 ORDER BY d.due_at LIMIT ?2",
 	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_SAVEPOINT] = "SAVEPOINT part",
 	[ST_RELEASE] = "RELEASE part",
@@ -297,6 +298,23 @@ migrate(struct store *s, int readonly)
 	return rc;
 }
 
+/*
+ * library_init: before SQLite's first use, switch off its memory statistics: with them on,
+ * every allocation takes one process-wide mutex, which the daemon's loop and the checkpoint
+ * worker then fight over (futex calls on most statements).  Nothing here reads them.
+ */
+static void
+library_init(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	done = 1;
+	/* SQLITE_MISUSE when SQLite is already initialised: then it stays as it is. */
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int
 store_open(const char *path, int flags, struct store **out, char **err)
 {
@@ -310,6 +328,7 @@ store_open(const char *path, int flags, struct store **out, char **err)
 	*out = NULL;
 	if (err != NULL)
 		*err = NULL;
+	library_init();
 	if (sqlite3_open_v2(path, &s->db, oflags, NULL) != SQLITE_OK) {
 		set_err(s, -EIO, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		rc = -EIO;
@@ -446,6 +465,12 @@ int
 store_begin(struct store *s)
 {
 	return run(s, ST_BEGIN, "begin");
+}
+
+int
+store_begin_read(struct store *s)
+{
+	return run(s, ST_BEGIN_READ, "begin");
 }
 
 int

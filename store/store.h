@@ -53,8 +53,12 @@ sqlite3 *store_db(struct store *s);
 /* store_errmsg: the last error's text (borrowed; valid until the next call into the store). */
 const char *store_errmsg(const struct store *s);
 
-/* Transactions: BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
+/*
+ * Transactions: BEGIN IMMEDIATE / COMMIT / ROLLBACK.  store_begin_read: a plain BEGIN, for
+ * many reads under one lock and one snapshot (ended by store_commit).
+ */
 int store_begin(struct store *s);
+int store_begin_read(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 
