@@ -32,6 +32,7 @@
 #define CHUNK 8
 #define BACKLOG_CHUNK 64
 #define BACKLOG_S 1
+#define EVENT_SLICE 1024 /* new events made into deliveries per tick, sends in between */
 #define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
 #define WARM_LEAD_MS 200 /* what comes due is read into the page cache this much before */
 #define WARM_ROWS 1024 /* at most this many deliveries of it */
@@ -359,6 +360,8 @@ daemon_tick(struct daemon *d, int materialise)
 		return;
 	}
 	d->decided_until = now;
+	if (materialise)
+		d->events_left = sched_events_left(d->cur->e);
 	if (made > 0)
 		log_info("event=materialise deliveries=%ld", made);
 	dispatch_start(d);
@@ -377,8 +380,8 @@ wake_cb(uv_timer_t *t)
 
 /*
  * pass: between loop iterations: commit the outcomes, decide the rest of a tick that stopped
- * after its first sends or give a channel that has room again more of what is due, re-arm the
- * wake timer if an outcome asked for it.
+ * after its first sends or give a channel that has room again more of what is due, make the
+ * next slice of new events into deliveries, re-arm the wake timer if an outcome asked for it.
  */
 static void
 pass(struct daemon *d)
@@ -397,13 +400,13 @@ pass(struct daemon *d)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
 	room = dispatch_room(d);
-	if (d->more || room) {
+	if (d->more || room || d->events_left) {
 		/* The rest of a tick continues where it stopped; a channel with room again is
 		 * looked at from the earliest due. */
 		if (!room)
 			sched_resume(d->cur->e);
 		/* Re-arms and keeps busy itself; its commit takes the outcomes so far too. */
-		daemon_tick(d, 0);
+		daemon_tick(d, d->events_left);
 		if (d->more)
 			return;
 	}
@@ -419,7 +422,8 @@ pass(struct daemon *d)
 static void
 keep_busy(struct daemon *d)
 {
-	if (d->txn || (!d->stopping && !d->backoff && (d->more || d->orphans || dispatch_room(d))))
+	if (d->txn || (!d->stopping && !d->backoff &&
+		(d->more || d->events_left || d->orphans || dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -616,6 +620,7 @@ daemon_reload(struct daemon *d, char **summary)
 		return -1;
 	}
 	sched_set_gate(g->e, dispatch_gate, d);
+	sched_set_event_slice(g->e, EVENT_SLICE);
 	for (i = 0; i < c->n_campaigns; i++) {
 		const struct conf_campaign *cp = c->campaigns[i];
 		const struct conf_campaign *old = sched_campaign(d->cur->e, cp->name);
@@ -803,6 +808,7 @@ main(int argc, char **argv)
 	 * Each due query and commit allocates and frees SQLite's temporary tables and buffers; by
 	 * default glibc hands freed memory at the top of the heap back to the OS and faults it in
 	 * again at the next query, tens of microseconds a send.  Keep what the daemon has used.
+	 * (tcmalloc, when configure linked it, keeps freed memory in its caches and ignores this.)
 	 */
 	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP);
 	mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP);
@@ -852,6 +858,7 @@ main(int argc, char **argv)
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
 	sched_set_gate(d.cur->e, dispatch_gate, &d);
+	sched_set_event_slice(d.cur->e, EVENT_SLICE);
 	d.loop = uv_default_loop();
 	if (dispatch_init(&d) < 0)
 		fatalx("event=start error=\"cannot initialise libcurl\"");

@@ -76,6 +76,13 @@ void sched_set_gate(struct sched *e, sched_gate gate, void *arg);
  */
 void sched_set_page(struct sched *e, int rows);
 /*
+ * sched_set_event_slice: sched_materialize reads at most about `events` new events per campaign
+ * (0, the default: all), so that a caller can send between slices of a large import;
+ * sched_events_left says whether the last call stopped at a slice (call it again soon).
+ */
+void sched_set_event_slice(struct sched *e, int events);
+int sched_events_left(const struct sched *e);
+/*
  * sched_resume: the next sched_run_due continues after the last delivery it reported to a sink
  * that stopped it (instead of from the earliest due), for a caller that decides a backlog a
  * few sends at a time: what it passed over before (a full channel's deliveries) is not read

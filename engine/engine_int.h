@@ -67,6 +67,8 @@ struct sched {
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
 	void *gate_arg;
 	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
+	int event_slice; /* events read per campaign per sched_materialize (0: all) */
+	int events_left; /* the last sched_materialize stopped at a slice */
 	/* Where the last sched_run_due stopped because its sink asked (valid), and whether the
 	 * next one continues there (sched_resume). */
 	struct {

@@ -433,6 +433,18 @@ sched_resume(struct sched *e)
 }
 
 void
+sched_set_event_slice(struct sched *e, int events)
+{
+	e->event_slice = events < 0 ? 0 : events;
+}
+
+int
+sched_events_left(const struct sched *e)
+{
+	return e->events_left;
+}
+
+void
 sched_set_page(struct sched *e, int rows)
 {
 	e->page = rows < 1 ? 1 : rows > DUE_BATCH ? DUE_BATCH : rows;
@@ -851,7 +863,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 	char occ[160], batch_occ[32], reason[160];
 	int64_t batch = -1;
 	long total = 0;
-	size_t n, i;
+	size_t n, i, read = 0;
 	int more = 1;
 	int64_t last;
 
@@ -971,6 +983,12 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 			k->event_rowid = last;
 		if (ecursor_save(e, k, now) < 0)
 			goto fail;
+		read += n;
+		/* A slice at a time: the rest after the caller's sends (sched_set_event_slice). */
+		if (more && e->event_slice > 0 && read >= (size_t)e->event_slice) {
+			e->events_left = 1;
+			break;
+		}
 	}
 	if (batch >= 0)
 		batch_count(e, batch, total);
@@ -989,6 +1007,7 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 	long total = 0, n;
 	size_t i;
 
+	e->events_left = 0;
 	if (functions_bind(e) < 0)
 		return -1;
 	for (i = 0; i < e->n_camps; i++) {

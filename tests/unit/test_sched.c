@@ -18,6 +18,7 @@ struct act {
 	int send;
 	int64_t at, delivery;
 	int step;
+	int64_t due;
 	char customer[32], campaign[48], channel[16], reason[256];
 };
 
@@ -47,6 +48,7 @@ sink(void *arg, const struct sched_action *a)
 	x = &f->acts[f->n++];
 	x->send = a->kind == SCHED_SEND;
 	x->at = a->at;
+	x->due = a->due;
 	x->delivery = a->delivery;
 	x->step = a->step;
 	snprintf(x->customer, sizeof(x->customer), "%s", a->customer);
@@ -262,6 +264,51 @@ test_transactional_delay_quiet_and_once_per_event(void **state)
 	assert_int_equal(count(f, 1, "tx"), 2);
 	assert_int_equal(f->acts[0].at, T("2027-01-04T11:00:00Z"));
 	assert_int_equal(f->acts[1].at, T("2027-03-11T07:00:00Z"));
+}
+
+/*
+ * A large import is made into deliveries a slice at a time (sched_set_event_slice), each event
+ * once, other types' events passed over; a send decided late says when it was due.
+ */
+static long in_state(struct fx *f, const char *campaign, const char *state);
+
+static void
+test_event_slice(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T09:00:00Z"), t0 = at - 3600;
+	char id[16];
+	int i, ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_begin(f->st), 0);
+	for (i = 0; i < 1300; i++) { /* 1,287 of the campaign's type, 13 others */
+		snprintf(id, sizeof(id), "e%04d", i);
+		assert_int_equal(store_event_add(f->st, id, "c1",
+				     i % 100 == 0 ? "ticket.closed" : "purchase.completed", t0, NULL, t0,
+				     &ins),
+		    0);
+	}
+	assert_int_equal(store_commit(f->st), 0);
+	sched_set_event_slice(f->e, 512);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 512);
+	assert_int_equal(sched_events_left(f->e), 1);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 512);
+	assert_int_equal(sched_events_left(f->e), 1);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 263);
+	assert_int_equal(sched_events_left(f->e), 0);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 1287);
+	/* Due an hour ago, decided now: the first is sent, and says when it was due. */
+	sched_set_page(f->e, 1);
+	f->stop_every = 1;
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 1);
+	assert_int_equal(f->n, 1);
+	assert_true(f->acts[0].send);
+	assert_int_equal(f->acts[0].at, at);
+	assert_int_equal(f->acts[0].due, t0);
 }
 
 static void
@@ -641,6 +688,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_escalation_offsets_and_unreachable_steps, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_ends_chain_and_optout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_slice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate_small_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
