@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net.h"
 #include "util.h"
@@ -22,11 +23,17 @@ struct xlist {
 	size_t n, cap;
 };
 
-/* A socket curl asked the thread to watch. */
+/*
+ * A socket curl asked the thread to watch.  It is kept, with its poll handle, from the first
+ * request on its connection until curl closes the socket (close_cb): a kept-alive connection
+ * carries request after request, and making and registering a handle for each cost a third of
+ * the thread's system calls.
+ */
 struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
 	int events; /* being watched (UV_READABLE | UV_WRITABLE) */
+	int idle; /* curl no longer watches it (an idle connection in its cache) */
 	struct net *n;
 };
 
@@ -54,6 +61,9 @@ struct net {
 	CURLM *multi;
 	struct xlist running; /* on the multi handle */
 	struct xlist batch; /* the inbox, swapped out */
+	struct xlist finished; /* to post, once per check_multi */
+	struct sock **socks; /* by descriptor */
+	size_t n_socks;
 };
 
 static void
@@ -80,13 +90,26 @@ xlist_swap(struct xlist *a, struct xlist *b)
 
 /* ---- the HTTP thread ---- */
 
-/* post: hand a finished transfer back to the caller's loop. */
+/* post: hand a finished transfer back to the caller's loop (post_all sends them). */
 static void
 post(struct net *n, CURL *easy, CURLcode rc, int cancelled)
 {
+	xlist_push(&n->finished, easy, rc, cancelled);
+}
+
+static void
+post_all(struct net *n)
+{
+	size_t i;
+
+	if (n->finished.n == 0)
+		return;
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->done, easy, rc, cancelled);
+	for (i = 0; i < n->finished.n; i++)
+		xlist_push(&n->done, n->finished.v[i].easy, n->finished.v[i].rc,
+		    n->finished.v[i].cancelled);
 	uv_mutex_unlock(&n->lock);
+	n->finished.n = 0;
 	uv_async_send(&n->ready_async);
 }
 
@@ -118,6 +141,7 @@ check_multi(struct net *n)
 		forget(n, easy);
 		post(n, easy, rc, 0);
 	}
+	post_all(n);
 }
 
 static void
@@ -126,6 +150,13 @@ poll_cb(uv_poll_t *p, int status, int events)
 	struct sock *s = p->data;
 	int flags = 0, running;
 
+	/* An idle connection's socket became readable: the server closed it, most likely.
+	 * curl finds that out when it next uses it; until then, stop watching. */
+	if (s->idle) {
+		uv_poll_stop(&s->poll);
+		s->events = 0;
+		return;
+	}
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
 	if (events & UV_READABLE)
@@ -142,33 +173,68 @@ sock_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+/* close_cb: curl closes a socket (CURLOPT_CLOSESOCKETFUNCTION): its handle goes first. */
+static int
+close_cb(void *clientp, curl_socket_t fd)
+{
+	struct net *n = clientp;
+
+	if (fd >= 0 && (size_t)fd < n->n_socks && n->socks[fd] != NULL) {
+		/* Closing the handle takes the descriptor off epoll while it is still open. */
+		uv_close((uv_handle_t *)&n->socks[fd]->poll, sock_closed);
+		n->socks[fd] = NULL;
+	}
+	return close(fd);
+}
+
+/* sock_for: the kept socket of descriptor fd, made on first use; NULL when libuv refuses it. */
+static struct sock *
+sock_for(struct net *n, curl_socket_t fd)
+{
+	struct sock *s;
+
+	if ((size_t)fd >= n->n_socks) {
+		size_t want = (size_t)fd + 64;
+
+		n->socks = xreallocarray(n->socks, want, sizeof(*n->socks));
+		memset(n->socks + n->n_socks, 0, (want - n->n_socks) * sizeof(*n->socks));
+		n->n_socks = want;
+	}
+	if (n->socks[fd] != NULL)
+		return n->socks[fd];
+	s = xcalloc(1, sizeof(*s));
+	s->fd = fd;
+	s->n = n;
+	if (uv_poll_init_socket(&n->loop, &s->poll, fd) < 0) {
+		free(s);
+		return NULL;
+	}
+	s->poll.data = s;
+	n->socks[fd] = s;
+	return s;
+}
+
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct net *n = userp;
-	struct sock *s = socketp;
+	struct sock *s;
 	int events = 0;
 
 	(void)easy;
+	(void)socketp;
+	if (fd < 0)
+		return -1;
+	s = (size_t)fd < n->n_socks ? n->socks[fd] : NULL;
 	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL) {
-			uv_poll_stop(&s->poll);
-			uv_close((uv_handle_t *)&s->poll, sock_closed);
-			curl_multi_assign(n->multi, fd, NULL);
-		}
+		/* Kept, still watched for reading: see poll_cb. */
+		if (s != NULL)
+			s->idle = 1;
 		return 0;
 	}
-	if (s == NULL) {
-		s = xcalloc(1, sizeof(*s));
-		s->fd = fd;
-		s->n = n;
-		if (uv_poll_init_socket(&n->loop, &s->poll, fd) < 0) {
-			free(s);
-			return -1;
-		}
-		s->poll.data = s;
-		curl_multi_assign(n->multi, fd, s);
-	}
+	if (s == NULL && (s = sock_for(n, fd)) == NULL)
+		return -1;
+	s->idle = 0;
 	if (what != CURL_POLL_OUT)
 		events |= UV_READABLE;
 	if (what != CURL_POLL_IN)
@@ -244,6 +310,9 @@ wake_cb(uv_async_t *a)
 	for (i = 0; i < n->batch.n; i++) {
 		CURL *easy = n->batch.v[i].easy;
 
+		/* The sockets of the connections it makes are closed through close_cb. */
+		curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+		curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, n);
 		if (cancel)
 			post(n, easy, CURLE_ABORTED_BY_CALLBACK, 1);
 		else if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
@@ -252,6 +321,7 @@ wake_cb(uv_async_t *a)
 			xlist_push(&n->running, easy, CURLE_OK, 0);
 	}
 	n->batch.n = 0;
+	post_all(n);
 	if (cancel) {
 		/* What has finished first goes back as it ended; the rest as aborted. */
 		check_multi(n);
@@ -260,13 +330,14 @@ wake_cb(uv_async_t *a)
 			post(n, n->running.v[i].easy, CURLE_ABORTED_BY_CALLBACK, 1);
 		}
 		n->running.n = 0;
+		post_all(n);
 		uv_mutex_lock(&n->lock);
 		n->cancel = 0;
 		uv_cond_broadcast(&n->cond);
 		uv_mutex_unlock(&n->lock);
 	}
 	if (quit) {
-		/* Closing the connections calls socket_cb (CURL_POLL_REMOVE) on this loop. */
+		/* Closing the connections closes their handles (close_cb) on this loop. */
 		curl_multi_cleanup(n->multi);
 		n->multi = NULL;
 		net_close_all(&n->loop);
@@ -402,5 +473,7 @@ net_stop(struct net *n)
 	free(n->taken.v);
 	free(n->running.v);
 	free(n->batch.v);
+	free(n->finished.v);
+	free(n->socks);
 	free(n);
 }

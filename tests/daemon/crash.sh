@@ -4,7 +4,9 @@
 #
 # A temporary directory gets a campaignd.yaml with one webhook channel (concurrency 16) posting
 # to the loopback sink (sink.py --fast: answers 200 at once and records each request's
-# Idempotency-Key before answering), and one transactional campaign with a single step on it.
+# Idempotency-Key before answering; every 50th answer closes its connection, so that kept-alive
+# connections are also closed under the daemon), and one transactional campaign with a single
+# step on it.
 # DELIVERIES customers and as many events are imported at once (campaignctl customers import,
 # events import) after a first short run has loaded the campaign (events from before a
 # campaign was first loaded are history, not triggers).  Then the daemon is started and
@@ -62,7 +64,7 @@ requests() { if [ -f "$tmp/sink.log" ]; then wc -l <"$tmp/sink.log"; else echo 0
 
 printf 'crash-secret-%s\n' "$$" >"$tmp/hook.secret"
 chmod 600 "$tmp/hook.secret"
-start_sink --fast --kill-file "$tmp/kill"
+start_sink --fast --kill-file "$tmp/kill" --close-every 50
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 5s "" "  hook:

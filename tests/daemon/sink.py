@@ -2,6 +2,7 @@
 """sink.py: a loopback HTTP receiver for campaignd's webhook driver, for the daemon tests.
 
     sink.py --port-file FILE --log FILE [--script FILE] [--fast] [--kill-file FILE]
+            [--close-every N]
 
 Listens on 127.0.0.1 on an ephemeral port (never another interface) and writes the port to
 --port-file once it accepts connections (written under a temporary name and renamed, so a
@@ -15,6 +16,8 @@ a request the daemon saw answered is always in the log:
 
 With --fast (the crash test: thousands of requests) each line is only
 {"key": "<Idempotency-Key>", "t": ...} and every request is answered 200 at once.
+--close-every N answers every N-th request with "Connection: close" and closes the
+connection, so that the daemon's kept-alive connections are closed under it now and then.
 
 --kill-file FILE (the crash test) holds "PID COUNT DELAY_MS": once the log holds COUNT
 requests, the sink sends SIGKILL to PID (a daemon the test started) DELAY_MS milliseconds
@@ -148,10 +151,17 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n > 0 else b""
 
     def _reply(self, status, retry_after=None):
+        st = self.server.state
         self.send_response(status)
         if retry_after is not None:
             self.send_header("Retry-After", retry_after)
         self.send_header("Content-Length", "0")
+        with st.lock:
+            st.replies += 1
+            close = st.close_every > 0 and st.replies % st.close_every == 0
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
 
     def do_POST(self):
@@ -204,11 +214,14 @@ def main():
     p.add_argument("--script", default=os.environ.get("SINK_SCRIPT", ""))
     p.add_argument("--fast", action="store_true")
     p.add_argument("--kill-file", default="")
+    p.add_argument("--close-every", type=int, default=0)
     a = p.parse_args()
 
     srv = Server(("127.0.0.1", 0), Handler)
     srv.state = State(a.log, a.script, a.fast)
     srv.state.kill_file = a.kill_file
+    srv.state.close_every = a.close_every
+    srv.state.replies = 0
 
     def stop(signum, frame):
         threading.Thread(target=srv.shutdown, daemon=True).start()
