@@ -82,7 +82,9 @@ void chan_message_free(struct chan_message *m);
  * then calls finish() with the transfer's result, which classifies it (and frees the driver's
  * per-request state; the caller frees the easy handle after curl_multi_remove_handle).  The
  * caller owns curl_global_init and must not change the handle's options other than
- * CURLOPT_PRIVATE (and what the multi interface sets).  `state` is the driver's opaque
+ * CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi interface sets).
+ * The daemon calls a non-blocking driver's start() on its HTTP thread, one send at a time
+ * (so an instance's signing context is used by that thread alone), and finish() on its loop.  `state` is the driver's opaque
  * per-request memory, owned by the driver between start and finish.  *detail (malloc'd, may
  * be NULL) explains the outcome for logs and transitions; it never contains a secret.
  * *retry_after is seconds the provider asked to wait (0 = none).  finish() takes NULL for

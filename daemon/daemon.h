@@ -46,16 +46,20 @@ struct job {
 	int attempt; /* transient failures so far */
 	char channel[72], campaign[72], customer[128], key[32];
 	char token[STORE_TOKEN_SIZE];
-	struct chan_message msg; /* rendered at start */
-	CURL *easy; /* while its transfer is on the HTTP thread (net.c) */
+	/* What the message is made of, read on the loop (owned; freed once rendered). */
+	struct store_context ctx;
+	const struct conf_campaign *cp;
+	int64_t now;
+	struct chan_message msg; /* rendered at start, off the loop */
 	void *state; /* the driver's, between start and finish */
-	/* A blocking driver's start() on the thread pool: its inputs and result. */
+	/* Started off the loop (the HTTP thread, or the thread pool for a blocking driver): its
+	 * inputs, and its result when it ends there. */
 	uv_work_t work;
 	int working; /* on a worker thread: the job must not be freed */
 	const struct conf_channel *ch;
 	void *inst;
 	enum chan_outcome result;
-	char *detail;
+	char *detail; /* owned */
 	uv_timer_t retry; /* backoff; closed with the job */
 };
 
@@ -96,8 +100,6 @@ struct daemon {
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
 	struct net *net; /* the HTTP thread (net.c): runs the easy handles the drivers configure */
-	CURL **easy_pool; /* owned (dispatch_close frees): finished handles, reset, for reuse */
-	size_t n_easy;
 	size_t n_queues;
 	struct chanq *queues;
 	long inflight; /* jobs started and not finished */

@@ -16,10 +16,10 @@
  * more, so that memory and the rows in 'sending' do not grow with the backlog.
  */
 #define HOLD_SLACK 16
-#define EASY_POOL 256 /* finished curl handles kept for reuse */
 #define ABANDONED "abandoned at shutdown; resent with the same key at the next start"
 
 static void start_queued(struct daemon *d);
+static CURL *prepare(void *job, CURL *spare);
 
 /* ---- queues ---- */
 
@@ -103,6 +103,8 @@ job_closed(uv_handle_t *h)
 	struct job *j = h->data;
 
 	chan_message_free(&j->msg);
+	store_context_free(&j->ctx);
+	free(j->detail);
 	gen_put(j->gen);
 	free(j);
 }
@@ -232,40 +234,29 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 
 /* ---- transfers on the HTTP thread (net.c) ---- */
 
-/* easy_put: a finished handle back to the pool (reset: no option of its last request stays). */
-static void
-easy_put(struct daemon *d, CURL *easy)
-{
-	if (d->n_easy == EASY_POOL) {
-		curl_easy_cleanup(easy);
-		return;
-	}
-	if (d->easy_pool == NULL)
-		d->easy_pool = xcalloc(EASY_POOL, sizeof(*d->easy_pool));
-	curl_easy_reset(easy);
-	d->easy_pool[d->n_easy++] = easy;
-}
-
 /*
- * transfer_done: a transfer back from the HTTP thread: the driver classifies it, the handle
- * goes back to the pool; the job's outcome is returned with its Retry-After and detail.
+ * finished: a job back from the HTTP thread: the driver classifies its transfer and the
+ * handle goes back for reuse; a job that ended before its transfer (render or set-up failed)
+ * has its outcome already.  Returns the outcome, with its Retry-After and detail.
  */
-static struct job *
-transfer_done(struct daemon *d, CURL *easy, CURLcode rc, enum chan_outcome *o,
-    int64_t *retry_after, char **detail)
+static enum chan_outcome
+finished(struct daemon *d, struct job *j, CURL *easy, CURLcode rc, int64_t *retry_after,
+    char **detail)
 {
-	struct job *j = NULL;
-	const struct conf_channel *ch;
-	const struct chan_driver *drv;
+	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
+	const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
+	enum chan_outcome o;
 
-	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
-	ch = conf_channel_find(j->gen->conf, j->channel);
-	drv = ch ? chan_driver_for(ch) : NULL;
-	*o = drv ? drv->finish(ch, easy, rc, j->state, retry_after, detail) : CHAN_PERMANENT;
+	*retry_after = 0;
+	if (easy == NULL) {
+		*detail = j->detail;
+		j->detail = NULL;
+		return j->result;
+	}
+	o = drv ? drv->finish(ch, easy, rc, j->state, retry_after, detail) : CHAN_PERMANENT;
 	j->state = NULL;
-	easy_put(d, easy);
-	j->easy = NULL;
-	return j;
+	net_release(d->net, easy);
+	return o;
 }
 
 /*
@@ -286,17 +277,17 @@ net_ready(void *arg)
 void
 dispatch_reap(struct daemon *d)
 {
+	void *job;
 	CURL *easy;
 	CURLcode rc;
 	int cancelled;
 
-	while (net_next(d->net, &easy, &rc, &cancelled)) {
-		int64_t retry_after = 0;
+	while (net_next(d->net, &job, &easy, &rc, &cancelled)) {
+		int64_t retry_after;
 		char *detail = NULL;
-		enum chan_outcome o;
-		struct job *j = transfer_done(d, easy, rc, &o, &retry_after, &detail);
+		enum chan_outcome o = finished(d, job, easy, rc, &retry_after, &detail);
 
-		outcome(d, j, o, retry_after, detail);
+		outcome(d, job, o, retry_after, detail);
 	}
 	start_queued(d);
 }
@@ -306,7 +297,7 @@ dispatch_init(struct daemon *d)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
-	d->net = net_start(d->loop, net_ready, d);
+	d->net = net_start(d->loop, prepare, net_ready, d);
 	if (d->net == NULL)
 		return -1;
 	uv_timer_init(d->loop, &d->kick);
@@ -319,10 +310,6 @@ dispatch_close(struct daemon *d)
 {
 	net_stop(d->net);
 	d->net = NULL;
-	while (d->n_easy > 0)
-		curl_easy_cleanup(d->easy_pool[--d->n_easy]);
-	free(d->easy_pool);
-	d->easy_pool = NULL;
 	free(d->queues);
 	d->queues = NULL;
 	d->n_queues = 0;
@@ -331,29 +318,42 @@ dispatch_close(struct daemon *d)
 
 /* ---- starting jobs ---- */
 
-/* render: the message for a job, from the delivery's customer and event. */
+/*
+ * load: on the loop, what the job's message is made of: its delivery's customer and event, and
+ * its campaign as this generation has it.
+ */
 static int
-render(struct daemon *d, struct job *j, char **err)
+load(struct daemon *d, struct job *j, char **err)
+{
+	store_context_free(&j->ctx);
+	if (store_context(d->st, j->delivery, &j->ctx) < 0) {
+		*err = xstrdup("delivery not found");
+		return -1;
+	}
+	j->cp = sched_campaign(j->gen->e, j->ctx.campaign);
+	if (j->cp == NULL) {
+		*err = xstrdup("campaign no longer loaded");
+		return -1;
+	}
+	j->now = daemon_now(d);
+	return 0;
+}
+
+/*
+ * render: the message from what load() read, on whichever thread starts the send (the conf is
+ * not changed once loaded, and the job is that thread's until it comes back).
+ */
+static int
+render(struct job *j, char **err)
 {
 	const struct conf *c = j->gen->conf;
-	const struct conf_campaign *cp;
-	struct store_context x;
+	const struct store_context *x = &j->ctx;
 	struct chan_recipient r;
 	char *survey, *optout;
 	const char *base = c->public_url;
 	char fallback[300];
 	int rc;
 
-	if (store_context(d->st, j->delivery, &x) < 0) {
-		*err = xstrdup("delivery not found");
-		return -1;
-	}
-	cp = sched_campaign(j->gen->e, x.campaign);
-	if (cp == NULL) {
-		store_context_free(&x);
-		*err = xstrdup("campaign no longer loaded");
-		return -1;
-	}
 	if (base == NULL) {
 		snprintf(fallback, sizeof(fallback), "http://%s", c->listen);
 		base = fallback;
@@ -361,34 +361,67 @@ render(struct daemon *d, struct job *j, char **err)
 	survey = xasprintf("%s/s/%s", base, j->token);
 	optout = xasprintf("%s/o/%s", base, j->token);
 	memset(&r, 0, sizeof(r));
-	r.id = x.id;
-	r.first_name = x.first_name;
-	r.last_name = x.last_name;
-	r.email = x.email;
-	r.phone = x.phone;
-	r.whatsapp = x.whatsapp;
-	r.language = x.language;
-	r.country = x.country;
-	r.timezone = x.timezone;
-	r.segment = x.segment;
-	r.attrs_json = x.attrs_json;
-	r.event_json = x.event_json;
-	rc = chan_render(cp, j->step, &r, j->delivery, survey, optout, daemon_now(d), &j->msg, err);
+	r.id = x->id;
+	r.first_name = x->first_name;
+	r.last_name = x->last_name;
+	r.email = x->email;
+	r.phone = x->phone;
+	r.whatsapp = x->whatsapp;
+	r.language = x->language;
+	r.country = x->country;
+	r.timezone = x->timezone;
+	r.segment = x->segment;
+	r.attrs_json = x->attrs_json;
+	r.event_json = x->event_json;
+	rc = chan_render(j->cp, j->step, &r, j->delivery, survey, optout, j->now, &j->msg, err);
 	free(survey);
 	free(optout);
-	store_context_free(&x);
+	store_context_free(&j->ctx);
+	if (rc == 0)
+		log_debug("event=message delivery=%lld to=%s text=\"%s\"", (long long)j->delivery,
+		    j->msg.to ? j->msg.to : "-", j->msg.text ? j->msg.text : "");
 	return rc;
 }
 
-/* work_cb: a blocking driver's start(), on a worker thread: nothing else touches the job. */
+/*
+ * begin: render (unless a retry has the message already) and hand the message to the driver;
+ * on a worker thread or the HTTP thread, which have the job alone meanwhile.  `easy` is the
+ * HTTP thread's spare handle, or NULL.  The driver's handle, or NULL with j->result and
+ * j->detail set.
+ */
+static CURL *
+begin(struct job *j, CURL *easy)
+{
+	if (j->msg.idem_key == NULL && render(j, &j->detail) < 0) {
+		/* Cannot be rendered: a permanent failure of this step, with the reason. */
+		if (easy != NULL)
+			curl_easy_cleanup(easy);
+		j->result = CHAN_PERMANENT;
+		return NULL;
+	}
+	j->result = chan_driver_for(j->ch)->start(j->ch, j->inst, &j->msg, &easy, &j->state,
+	    &j->detail);
+	if (easy != NULL) {
+		free(j->detail); /* start's detail means nothing while there is a transfer */
+		j->detail = NULL;
+	}
+	return easy;
+}
+
+/* prepare: net.c's, on the HTTP thread. */
+static CURL *
+prepare(void *job, CURL *spare)
+{
+	return begin(job, spare);
+}
+
+/* work_cb: a blocking driver's start, on a worker thread: nothing else touches the job. */
 static void
 work_cb(uv_work_t *w)
 {
 	struct job *j = w->data;
-	CURL *easy = NULL;
-	void *state = NULL;
 
-	j->result = chan_driver_for(j->ch)->start(j->ch, j->inst, &j->msg, &easy, &state, &j->detail);
+	begin(j, NULL);
 }
 
 /* work_done_cb: back on the loop: the outcome, as for any other send. */
@@ -411,16 +444,17 @@ work_done_cb(uv_work_t *w, int status)
 	start_queued(d);
 }
 
-/* start_job: render the message (now, not when decided) and hand it to the driver. */
+/*
+ * start_job: read what the message needs here, then render and send it off the loop: on the
+ * thread pool for a blocking driver, on the HTTP thread for the others.
+ */
 static void
 start_job(struct daemon *d, struct job *j)
 {
 	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
 	const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
 	struct chanq *q = queue_for(d, j->channel);
-	enum chan_outcome o;
 	char *detail = NULL;
-	CURL *easy = NULL;
 	void *inst;
 
 	q->inflight++;
@@ -435,17 +469,15 @@ start_job(struct daemon *d, struct job *j)
 		outcome(d, j, CHAN_TRANSIENT, 0, detail);
 		return;
 	}
-	if (j->msg.idem_key == NULL && render(d, j, &detail) < 0) {
-		/* Cannot be rendered: a permanent failure of this step, with the reason. */
+	if (j->msg.idem_key == NULL && load(d, j, &detail) < 0) {
 		outcome(d, j, CHAN_PERMANENT, 0, detail);
 		return;
 	}
-	log_debug("event=message delivery=%lld to=%s text=\"%s\"", (long long)j->delivery,
-	    j->msg.to ? j->msg.to : "-", j->msg.text ? j->msg.text : "");
+	j->ch = ch;
+	j->inst = inst;
+	j->result = CHAN_TRANSIENT; /* until it has started */
 	if (drv->blocking) {
 		/* File I/O with fsync: off the loop, as many at once as the channel's concurrency. */
-		j->ch = ch;
-		j->inst = inst;
 		j->work.data = j;
 		j->working = 1;
 		if (uv_queue_work(d->loop, &j->work, work_cb, work_done_cb) < 0) {
@@ -454,17 +486,7 @@ start_job(struct daemon *d, struct job *j)
 		}
 		return;
 	}
-	if (d->n_easy > 0)
-		easy = d->easy_pool[--d->n_easy];
-	o = drv->start(ch, inst, &j->msg, &easy, &j->state, &detail);
-	if (easy == NULL) {
-		outcome(d, j, o, 0, detail);
-		return;
-	}
-	free(detail);
-	j->easy = easy;
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, j);
-	net_submit(d->net, easy);
+	net_submit(d->net, j);
 }
 
 static void
@@ -628,6 +650,7 @@ dispatch_abandon(struct daemon *d)
 {
 	size_t i;
 	struct job *j, **pp;
+	void *job;
 	CURL *easy;
 	CURLcode rc;
 	int cancelled;
@@ -643,12 +666,12 @@ dispatch_abandon(struct daemon *d)
 	}
 	/* Transfers that ended before the cancel are recorded as they ended; the rest abandoned. */
 	net_cancel(d->net);
-	while (net_next(d->net, &easy, &rc, &cancelled)) {
-		int64_t retry_after = 0;
+	while (net_next(d->net, &job, &easy, &rc, &cancelled)) {
+		int64_t retry_after;
 		char *detail = NULL;
-		enum chan_outcome o;
+		enum chan_outcome o = finished(d, job, easy, rc, &retry_after, &detail);
 
-		j = transfer_done(d, easy, rc, &o, &retry_after, &detail);
+		j = job;
 		if (!cancelled) {
 			outcome(d, j, o, retry_after, detail);
 			continue;

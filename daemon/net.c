@@ -9,9 +9,11 @@
 #include "util.h"
 
 #define NET_MAXCONNECTS 256 /* idle connections kept open for reuse, all hosts */
+#define NET_SPARE 256 /* finished easy handles kept, reset, for the next jobs */
 
-/* A transfer handed over, either way. */
+/* A job handed over, either way, with its transfer once it has one. */
 struct xfer {
+	void *job;
 	CURL *easy;
 	CURLcode rc;
 	int cancelled; /* ended by net_cancel, not by curl */
@@ -40,6 +42,7 @@ struct sock {
 struct net {
 	/* The caller's side. */
 	uv_async_t ready_async; /* on the caller's loop: finished transfers wait */
+	net_prepare_fn prepare;
 	void (*ready)(void *arg);
 	void *arg;
 	struct xlist taken; /* swapped out of `done`, handed out by net_next */
@@ -50,6 +53,7 @@ struct net {
 	uv_cond_t cond; /* `cancel` went back to 0 */
 	struct xlist inbox; /* submitted, not yet on the multi handle */
 	struct xlist done; /* finished, not yet taken */
+	struct xlist released; /* finished handles given back (net_release) */
 	int cancel, quit;
 
 	/* The HTTP thread's own. */
@@ -62,17 +66,20 @@ struct net {
 	struct xlist running; /* on the multi handle */
 	struct xlist batch; /* the inbox, swapped out */
 	struct xlist finished; /* to post, once per check_multi */
+	struct xlist reclaim; /* `released`, swapped out */
+	struct xlist spare; /* released handles, reset, for prepare */
 	struct sock **socks; /* by descriptor */
 	size_t n_socks;
 };
 
 static void
-xlist_push(struct xlist *l, CURL *easy, CURLcode rc, int cancelled)
+xlist_push(struct xlist *l, void *job, CURL *easy, CURLcode rc, int cancelled)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 64;
 		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 	}
+	l->v[l->n].job = job;
 	l->v[l->n].easy = easy;
 	l->v[l->n].rc = rc;
 	l->v[l->n].cancelled = cancelled;
@@ -90,11 +97,11 @@ xlist_swap(struct xlist *a, struct xlist *b)
 
 /* ---- the HTTP thread ---- */
 
-/* post: hand a finished transfer back to the caller's loop (post_all sends them). */
+/* post: hand a finished job back to the caller's loop (post_all sends them). */
 static void
-post(struct net *n, CURL *easy, CURLcode rc, int cancelled)
+post(struct net *n, void *job, CURL *easy, CURLcode rc, int cancelled)
 {
-	xlist_push(&n->finished, easy, rc, cancelled);
+	xlist_push(&n->finished, job, easy, rc, cancelled);
 }
 
 static void
@@ -106,8 +113,8 @@ post_all(struct net *n)
 		return;
 	uv_mutex_lock(&n->lock);
 	for (i = 0; i < n->finished.n; i++)
-		xlist_push(&n->done, n->finished.v[i].easy, n->finished.v[i].rc,
-		    n->finished.v[i].cancelled);
+		xlist_push(&n->done, n->finished.v[i].job, n->finished.v[i].easy,
+		    n->finished.v[i].rc, n->finished.v[i].cancelled);
 	uv_mutex_unlock(&n->lock);
 	n->finished.n = 0;
 	uv_async_send(&n->ready_async);
@@ -134,12 +141,14 @@ check_multi(struct net *n)
 	while ((m = curl_multi_info_read(n->multi, &pending)) != NULL) {
 		CURL *easy = m->easy_handle;
 		CURLcode rc = m->data.result;
+		void *job = NULL;
 
 		if (m->msg != CURLMSG_DONE)
 			continue;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&job);
 		curl_multi_remove_handle(n->multi, easy);
 		forget(n, easy);
-		post(n, easy, rc, 0);
+		post(n, job, easy, rc, 0);
 	}
 	post_all(n);
 }
@@ -294,7 +303,35 @@ net_close_all(uv_loop_t *loop)
 	uv_walk(loop, close_walk, NULL);
 }
 
-/* wake_cb: take the inbox; cancel or quit when asked. */
+/*
+ * start: a submitted job: its easy handle from the caller's prepare (a spare one offered), on
+ * the multi handle; a job that ends in prepare, or that a cancel finds here, goes back at once.
+ */
+static void
+start(struct net *n, void *job, int cancel)
+{
+	CURL *easy;
+
+	if (cancel) {
+		post(n, job, NULL, CURLE_ABORTED_BY_CALLBACK, 1);
+		return;
+	}
+	easy = n->prepare(job, n->spare.n > 0 ? n->spare.v[--n->spare.n].easy : NULL);
+	if (easy == NULL) {
+		post(n, job, NULL, CURLE_OK, 0);
+		return;
+	}
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
+	/* The sockets of the connections it makes are closed through close_cb. */
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, n);
+	if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
+		post(n, job, easy, CURLE_FAILED_INIT, 0);
+	else
+		xlist_push(&n->running, job, easy, CURLE_OK, 0);
+}
+
+/* wake_cb: take the inbox and the released handles; cancel or quit when asked. */
 static void
 wake_cb(uv_async_t *a)
 {
@@ -304,22 +341,22 @@ wake_cb(uv_async_t *a)
 
 	uv_mutex_lock(&n->lock);
 	xlist_swap(&n->inbox, &n->batch);
+	xlist_swap(&n->released, &n->reclaim);
 	cancel = n->cancel;
 	quit = n->quit;
 	uv_mutex_unlock(&n->lock);
-	for (i = 0; i < n->batch.n; i++) {
-		CURL *easy = n->batch.v[i].easy;
-
-		/* The sockets of the connections it makes are closed through close_cb. */
-		curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
-		curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, n);
-		if (cancel)
-			post(n, easy, CURLE_ABORTED_BY_CALLBACK, 1);
-		else if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
-			post(n, easy, CURLE_FAILED_INIT, 0);
-		else
-			xlist_push(&n->running, easy, CURLE_OK, 0);
+	for (i = 0; i < n->reclaim.n; i++) {
+		/* Reset here, off the caller's loop: no option of its last request stays. */
+		if (n->spare.n < NET_SPARE) {
+			curl_easy_reset(n->reclaim.v[i].easy);
+			xlist_push(&n->spare, NULL, n->reclaim.v[i].easy, CURLE_OK, 0);
+		} else {
+			curl_easy_cleanup(n->reclaim.v[i].easy);
+		}
 	}
+	n->reclaim.n = 0;
+	for (i = 0; i < n->batch.n; i++)
+		start(n, n->batch.v[i].job, cancel);
 	n->batch.n = 0;
 	post_all(n);
 	if (cancel) {
@@ -327,7 +364,7 @@ wake_cb(uv_async_t *a)
 		check_multi(n);
 		for (i = 0; i < n->running.n; i++) {
 			curl_multi_remove_handle(n->multi, n->running.v[i].easy);
-			post(n, n->running.v[i].easy, CURLE_ABORTED_BY_CALLBACK, 1);
+			post(n, n->running.v[i].job, n->running.v[i].easy, CURLE_ABORTED_BY_CALLBACK, 1);
 		}
 		n->running.n = 0;
 		post_all(n);
@@ -340,6 +377,8 @@ wake_cb(uv_async_t *a)
 		/* Closing the connections closes their handles (close_cb) on this loop. */
 		curl_multi_cleanup(n->multi);
 		n->multi = NULL;
+		while (n->spare.n > 0)
+			curl_easy_cleanup(n->spare.v[--n->spare.n].easy);
 		net_close_all(&n->loop);
 	}
 }
@@ -365,10 +404,11 @@ ready_cb(uv_async_t *a)
 }
 
 struct net *
-net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg)
+net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg), void *arg)
 {
 	struct net *n = xcalloc(1, sizeof(*n));
 
+	n->prepare = prepare;
 	n->ready = ready;
 	n->arg = arg;
 	if (uv_loop_init(&n->loop) < 0) {
@@ -412,16 +452,25 @@ net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg)
 }
 
 void
-net_submit(struct net *n, CURL *easy)
+net_submit(struct net *n, void *job)
 {
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->inbox, easy, CURLE_OK, 0);
+	xlist_push(&n->inbox, job, NULL, CURLE_OK, 0);
 	uv_mutex_unlock(&n->lock);
 	uv_async_send(&n->wake);
 }
 
+void
+net_release(struct net *n, CURL *easy)
+{
+	/* Taken, and reset, at the thread's next wake-up. */
+	uv_mutex_lock(&n->lock);
+	xlist_push(&n->released, NULL, easy, CURLE_OK, 0);
+	uv_mutex_unlock(&n->lock);
+}
+
 int
-net_next(struct net *n, CURL **easy, CURLcode *rc, int *cancelled)
+net_next(struct net *n, void **job, CURL **easy, CURLcode *rc, int *cancelled)
 {
 	if (n->next == n->taken.n) {
 		n->taken.n = 0;
@@ -432,6 +481,7 @@ net_next(struct net *n, CURL **easy, CURLcode *rc, int *cancelled)
 		if (n->taken.n == 0)
 			return 0;
 	}
+	*job = n->taken.v[n->next].job;
 	*easy = n->taken.v[n->next].easy;
 	*rc = n->taken.v[n->next].rc;
 	*cancelled = n->taken.v[n->next].cancelled;
@@ -473,6 +523,11 @@ net_stop(struct net *n)
 	free(n->taken.v);
 	free(n->running.v);
 	free(n->batch.v);
+	while (n->released.n > 0)
+		curl_easy_cleanup(n->released.v[--n->released.n].easy);
+	free(n->released.v);
+	free(n->reclaim.v);
+	free(n->spare.v);
 	free(n->finished.v);
 	free(n->socks);
 	free(n);

@@ -1,4 +1,4 @@
-/* net.h: the HTTP thread: curl-multi on a libuv loop of its own, fed configured easy handles. */
+/* net.h: the HTTP thread: curl-multi on a libuv loop of its own; jobs prepared and run there. */
 #ifndef CAMPAIGND_NET_H
 #define CAMPAIGND_NET_H
 
@@ -6,29 +6,40 @@
 #include <uv.h>
 
 /*
- * The daemon's loop owns everything but the transfers: it configures an easy handle (driver
- * start), submits it, and takes it back finished (driver finish, outcome).  Between those two
- * the handle belongs to the HTTP thread alone, which runs it on its curl-multi handle (and
- * owns that handle, its connection cache and its sockets).  Handing over goes through two
- * mutex-guarded lists and a uv_async on each side; the HTTP thread never touches the store,
- * the engine or a job.
+ * The daemon's loop owns everything but the transfers: it submits a job (opaque here), the
+ * HTTP thread has the caller's `prepare` make the job's easy handle (render, sign, configure:
+ * no store, no engine) and runs it on its curl-multi handle (it owns that handle, its
+ * connection cache and its sockets), and the loop takes the job back with its finished
+ * transfer (driver finish, outcome) and gives the handle back for reuse (net_release).
+ * Handing over goes through mutex-guarded lists and a uv_async on each side.
  */
 struct net;
 
 /*
+ * net_prepare_fn: on the HTTP thread, the easy handle for `job`: `spare` (a reset handle, or
+ * NULL; the function's to use or free) configured, or a new one; NULL when the job ends there
+ * (it keeps why).
+ */
+typedef CURL *(*net_prepare_fn)(void *job, CURL *spare);
+
+/*
  * net_start: start the thread.  `ready(arg)` runs on `loop` (the caller's) whenever finished
- * transfers wait to be taken with net_next.  NULL when curl or the thread cannot start.
+ * jobs wait to be taken with net_next.  NULL when curl or the thread cannot start.
  */
-struct net *net_start(uv_loop_t *loop, void (*ready)(void *arg), void *arg);
-/* net_submit: run `easy` (its CURLOPT_PRIVATE is the caller's); it comes back by net_next. */
-void net_submit(struct net *n, CURL *easy);
+struct net *net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg),
+    void *arg);
+/* net_submit: prepare and run `job` on the HTTP thread; it comes back by net_next. */
+void net_submit(struct net *n, void *job);
 /*
- * net_next: a finished transfer: 1 with its handle (off the multi), curl's result and whether
- * net_cancel ended it (*cancelled); 0 when none is left.
+ * net_next: a finished job: 1 with it, its handle (off the multi; NULL when prepare ended it
+ * or a cancel came first), curl's result and whether net_cancel ended it (*cancelled); 0 when
+ * none is left.
  */
-int net_next(struct net *n, CURL **easy, CURLcode *rc, int *cancelled);
+int net_next(struct net *n, void **job, CURL **easy, CURLcode *rc, int *cancelled);
+/* net_release: a handle net_next gave, done with: kept for reuse by the HTTP thread. */
+void net_release(struct net *n, CURL *easy);
 /*
- * net_cancel: end every transfer not finished yet (shutdown): it comes back cancelled, with
+ * net_cancel: end every job not finished yet (shutdown): it comes back cancelled, with
  * CURLE_ABORTED_BY_CALLBACK; returns once the thread has done so, so that the next net_next
  * calls return them all.
  */
