@@ -12,15 +12,12 @@
 
 /*
  * A delivery with its customer and opt-out, as read_due() reads it (columns 0 to 14; ?2 is the
- * policy's default zone).  S_DUE reads due ones in order, S_GET one by id with its state.
+ * policy's default zone), read by S_DUE in due order.
  */
 #define DUE_ROW                                                                                   \
 	"SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.attempts, c.id, "           \
 	"COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority, "    \
 	"d.due_at"
-#define DUE_JOIN                                                                                  \
-	"FROM deliveries d JOIN customers c ON c.cid = d.customer "                               \
-	"LEFT JOIN optouts o ON o.customer = d.customer "
 
 static const char *const sql_text[S_COUNT] = {
 	/*
@@ -55,7 +52,8 @@ static const char *const sql_text[S_COUNT] = {
 		    "idem_key, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_CONTACT_ADD] = "INSERT OR IGNORE INTO contacts(customer, at, campaign, delivery) "
 			  "VALUES (?1, ?2, ?3, ?4)",
-	[S_GET] = DUE_ROW ", d.state " DUE_JOIN "WHERE d.id = ?1",
+	[S_GET] = "SELECT d.campaign, d.step, d.state, c.id, COALESCE(c.timezone, ?2) "
+		  "FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ?1",
 	[S_MIN_DUE] = "SELECT due_at FROM deliveries WHERE state = 'scheduled' ORDER BY due_at LIMIT 1",
 	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
 		     "COALESCE(c.timezone, ?3), o.at FROM events e "
@@ -1334,8 +1332,8 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 }
 
 /*
- * load_sending: a delivery being sent, by id, with its customer, into d: the subject of every
- * outcome below.  -ENOENT when there is no such delivery, -EINVAL when it is not "sending".
+ * load_sending: a delivery being sent, by id, into d (its campaign, step, customer and zone
+ * only, all an outcome needs): the subject of every outcome below.  -ENOENT when there is no such delivery, -EINVAL when it is not "sending".
  */
 static int
 load_sending(struct sched *e, int64_t id, struct due *d)
@@ -1349,8 +1347,12 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		found = 1;
-		read_due(s, d);
-		copy_col(state, sizeof(state), s, 15);
+		d->id = id;
+		copy_col(d->campaign, sizeof(d->campaign), s, 0);
+		d->step = sqlite3_column_int(s, 1);
+		copy_col(state, sizeof(state), s, 2);
+		copy_col(d->customer, sizeof(d->customer), s, 3);
+		copy_col(d->tz, sizeof(d->tz), s, 4);
 	}
 	sqlite3_reset(s);
 	if (!found)
