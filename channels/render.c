@@ -309,7 +309,8 @@ parse_obj(const char *text, const char *what, json_t **out, char **err)
 	json_error_t je;
 
 	*out = NULL;
-	if (text == NULL || *text == '\0')
+	/* No attributes (the store's default "{}") is the common case: nothing to parse. */
+	if (text == NULL || *text == '\0' || strcmp(text, "{}") == 0)
 		return 0;
 	*out = json_loads(text, JSON_REJECT_DUPLICATES, &je);
 	if (*out == NULL) {
