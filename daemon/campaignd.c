@@ -33,6 +33,12 @@
 #define BACKLOG_CHUNK 64
 #define BACKLOG_S 1
 #define EVENT_SLICE 1024 /* new events made into deliveries per tick, sends in between */
+/*
+ * Ticks decide this far ahead of the clock: what is due at the next second is decided and
+ * committed just before it, and each send waits for its due instant (dispatch), so that it
+ * leaves then rather than after the deciding.
+ */
+#define LEAD_MS 50
 #define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
 #define WARM_LEAD_MS 200 /* what comes due is read into the page cache this much before */
 #define WARM_ROWS 1024 /* at most this many deliveries of it */
@@ -59,9 +65,8 @@ notify(const char *fmt, ...)
 #endif
 }
 
-/* now_ms: the engine's time in milliseconds (real time, or accelerated in demo mode). */
-static int64_t
-now_ms(const struct daemon *d)
+int64_t
+daemon_now_ms(const struct daemon *d)
 {
 	struct timespec ts;
 	int64_t real;
@@ -76,7 +81,7 @@ now_ms(const struct daemon *d)
 int64_t
 daemon_now(const struct daemon *d)
 {
-	return now_ms(d) / 1000;
+	return daemon_now_ms(d) / 1000;
 }
 
 int
@@ -182,7 +187,7 @@ static void busy_cb(uv_idle_t *h);
 static void
 rearm(struct daemon *d)
 {
-	int64_t ms = now_ms(d), next, wait;
+	int64_t ms = daemon_now_ms(d), next, wait;
 
 	d->rearm = 0;
 	if (d->stopping || d->backoff)
@@ -195,7 +200,7 @@ rearm(struct daemon *d)
 		uv_timer_stop(&d->warm);
 		return;
 	}
-	wait = next * 1000 - ms;
+	wait = next * 1000 - LEAD_MS - ms;
 	if (wait < 0)
 		wait = 0;
 	if (d->speed > 1.0)
@@ -325,7 +330,7 @@ back_off(struct daemon *d)
 void
 daemon_tick(struct daemon *d, int materialise)
 {
-	int64_t now = daemon_now(d);
+	int64_t now = (daemon_now_ms(d) + LEAD_MS) / 1000; /* the engine's clock, ahead */
 	long made = 0, decided;
 
 	if (d->stopping)

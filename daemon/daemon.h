@@ -42,6 +42,7 @@ struct job {
 	struct daemon *d;
 	struct gen *gen; /* holds a reference */
 	int64_t delivery;
+	int64_t not_before_ms; /* its due instant: decided ahead (LEAD_MS), it waits for that */
 	int step;
 	int attempt; /* transient failures so far */
 	char channel[72], campaign[72], customer[128], key[32];
@@ -123,8 +124,9 @@ struct daemon {
 	char *outbox_hint; /* shown at start in demo mode */
 };
 
-/* daemon_now: the engine's time (real time, or accelerated in demo mode). */
+/* daemon_now, daemon_now_ms: the time (real, or accelerated in demo mode), s and ms. */
 int64_t daemon_now(const struct daemon *d);
+int64_t daemon_now_ms(const struct daemon *d);
 
 /*
  * daemon_tick: materialise (when `materialise`), decide what is due as far as the channels can

@@ -500,6 +500,7 @@ static void
 start_queued(struct daemon *d)
 {
 	uint64_t now = uv_now(d->loop), wait = 0;
+	int64_t clock = daemon_now_ms(d);
 	size_t i;
 
 	if (d->stopping)
@@ -514,6 +515,17 @@ start_queued(struct daemon *d)
 
 			if (q->inflight >= conc)
 				break;
+			/* Decided ahead of its due instant: it waits for that (due order, so the
+			 * rest of the queue waits too). */
+			if (q->head->not_before_ms > clock) {
+				uint64_t w = (uint64_t)(q->head->not_before_ms - clock);
+
+				if (d->speed > 1.0)
+					w = (uint64_t)((double)w / d->speed) + 1;
+				if (wait == 0 || w < wait)
+					wait = w;
+				break;
+			}
 			if (ch && ch->rate_per_hour > 0) {
 				if (q->next_ms > now) {
 					if (wait == 0 || q->next_ms - now < wait)
@@ -581,6 +593,7 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	}
 	j->gen->refs++;
 	j->delivery = a->delivery;
+	j->not_before_ms = a->due * 1000;
 	j->step = a->step;
 	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
 	snprintf(j->campaign, sizeof(j->campaign), "%s", a->campaign);
