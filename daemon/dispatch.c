@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -444,6 +445,23 @@ work_done_cb(uv_work_t *w, int status)
 	start_queued(d);
 }
 
+/* ahead_ns: real time from now to a job's due instant, in nanoseconds (0 once it is due). */
+static uint64_t
+ahead_ns(const struct daemon *d, const struct job *j)
+{
+	struct timespec ts;
+	int64_t ns;
+
+	if (d->speed > 1.0) {
+		/* Demo mode's clock runs faster: in whole milliseconds, rounded up. */
+		ns = (j->not_before_ms - daemon_now_ms(d)) * 1000000;
+		return ns > 0 ? (uint64_t)((double)ns / d->speed) + 1000000 : 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ns = j->not_before_ms * 1000000 - ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+	return ns > 0 ? (uint64_t)ns : 0;
+}
+
 /*
  * start_job: read what the message needs here, then render and send it off the loop: on the
  * thread pool for a blocking driver, on the HTTP thread for the others.
@@ -486,7 +504,7 @@ start_job(struct daemon *d, struct job *j)
 		}
 		return;
 	}
-	net_submit(d->net, j);
+	net_submit(d->net, j, ahead_ns(d, j));
 }
 
 static void
@@ -510,14 +528,16 @@ start_queued(struct daemon *d)
 
 		while (q->head != NULL) {
 			const struct conf_channel *ch = conf_channel_find(d->cur->conf, q->name);
+			const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
 			int conc = ch ? ch->concurrency : 1;
 			struct job *j;
 
 			if (q->inflight >= conc)
 				break;
-			/* Decided ahead of its due instant: it waits for that (due order, so the
-			 * rest of the queue waits too). */
-			if (q->head->not_before_ms > clock) {
+			/* Decided ahead of its due instant, a send waits for that: in this queue for
+			 * a blocking driver (due order: the rest waits too), on the HTTP thread,
+			 * already prepared, for the others. */
+			if (q->head->not_before_ms > clock && (drv == NULL || drv->blocking)) {
 				uint64_t w = (uint64_t)(q->head->not_before_ms - clock);
 
 				if (d->speed > 1.0)

@@ -17,6 +17,7 @@ struct xfer {
 	CURL *easy;
 	CURLcode rc;
 	int cancelled; /* ended by net_cancel, not by curl */
+	uint64_t at; /* uv_hrtime() before which it must not start (0: at once) */
 };
 
 /* A growable list of transfers. */
@@ -66,6 +67,8 @@ struct net {
 	struct xlist running; /* on the multi handle */
 	struct xlist batch; /* the inbox, swapped out */
 	struct xlist finished; /* to post, once per check_multi */
+	struct xlist timed; /* prepared, waiting for their instant (`at`) */
+	uv_timer_t at_timer; /* the earliest of them */
 	struct xlist reclaim; /* `released`, swapped out */
 	struct xlist spare; /* released handles, reset, for prepare */
 	struct sock **socks; /* by descriptor */
@@ -83,6 +86,7 @@ xlist_push(struct xlist *l, void *job, CURL *easy, CURLcode rc, int cancelled)
 	l->v[l->n].easy = easy;
 	l->v[l->n].rc = rc;
 	l->v[l->n].cancelled = cancelled;
+	l->v[l->n].at = 0;
 	l->n++;
 }
 
@@ -308,19 +312,8 @@ net_close_all(uv_loop_t *loop)
  * the multi handle; a job that ends in prepare, or that a cancel finds here, goes back at once.
  */
 static void
-start(struct net *n, void *job, int cancel)
+run(struct net *n, void *job, CURL *easy)
 {
-	CURL *easy;
-
-	if (cancel) {
-		post(n, job, NULL, CURLE_ABORTED_BY_CALLBACK, 1);
-		return;
-	}
-	easy = n->prepare(job, n->spare.n > 0 ? n->spare.v[--n->spare.n].easy : NULL);
-	if (easy == NULL) {
-		post(n, job, NULL, CURLE_OK, 0);
-		return;
-	}
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
 	/* The sockets of the connections it makes are closed through close_cb. */
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
@@ -329,6 +322,65 @@ start(struct net *n, void *job, int cancel)
 		post(n, job, easy, CURLE_FAILED_INIT, 0);
 	else
 		xlist_push(&n->running, job, easy, CURLE_OK, 0);
+}
+
+/* at_cb: run the timed jobs whose instant has come; wait for the earliest of the rest. */
+static void
+at_cb(uv_timer_t *t)
+{
+	struct net *n = t->data;
+	uint64_t now = uv_hrtime(), next = 0;
+	size_t i = 0;
+
+	while (i < n->timed.n) {
+		struct xfer x = n->timed.v[i];
+
+		if (x.at <= now) {
+			n->timed.v[i] = n->timed.v[--n->timed.n];
+			run(n, x.job, x.easy);
+			continue;
+		}
+		if (next == 0 || x.at < next)
+			next = x.at;
+		i++;
+	}
+	/* libuv's timers count whole milliseconds: round up, never early (checked again). */
+	if (next != 0)
+		uv_timer_start(&n->at_timer, at_cb, (next - now + 999999) / 1000000, 0);
+	post_all(n);
+}
+
+/*
+ * start: a submitted job: its easy handle from the caller's prepare (a spare one offered), run
+ * at once or at its instant; a job that ends in prepare, or that a cancel finds here, goes
+ * back at once.
+ */
+static void
+start(struct net *n, struct xfer x, int cancel)
+{
+	CURL *easy;
+
+	if (cancel) {
+		post(n, x.job, NULL, CURLE_ABORTED_BY_CALLBACK, 1);
+		return;
+	}
+	easy = n->prepare(x.job, n->spare.n > 0 ? n->spare.v[--n->spare.n].easy : NULL);
+	if (easy == NULL) {
+		post(n, x.job, NULL, CURLE_OK, 0);
+		return;
+	}
+	if (x.at > uv_hrtime()) {
+		/* Prepared now, so that only the transfer is left at its instant. */
+		x.easy = easy;
+		if (n->timed.n == n->timed.cap) {
+			n->timed.cap = n->timed.cap ? 2 * n->timed.cap : 64;
+			n->timed.v = xreallocarray(n->timed.v, n->timed.cap, sizeof(*n->timed.v));
+		}
+		n->timed.v[n->timed.n++] = x;
+		at_cb(&n->at_timer);
+		return;
+	}
+	run(n, x.job, easy);
 }
 
 /* wake_cb: take the inbox and the released handles; cancel or quit when asked. */
@@ -356,10 +408,15 @@ wake_cb(uv_async_t *a)
 	}
 	n->reclaim.n = 0;
 	for (i = 0; i < n->batch.n; i++)
-		start(n, n->batch.v[i].job, cancel);
+		start(n, n->batch.v[i], cancel);
 	n->batch.n = 0;
 	post_all(n);
 	if (cancel) {
+		/* Prepared, not started: back as cancelled, with their handles. */
+		uv_timer_stop(&n->at_timer);
+		for (i = 0; i < n->timed.n; i++)
+			post(n, n->timed.v[i].job, n->timed.v[i].easy, CURLE_ABORTED_BY_CALLBACK, 1);
+		n->timed.n = 0;
 		/* What has finished first goes back as it ended; the rest as aborted. */
 		check_multi(n);
 		for (i = 0; i < n->running.n; i++) {
@@ -432,6 +489,8 @@ net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg), voi
 	uv_cond_init(&n->cond);
 	uv_timer_init(&n->loop, &n->timer);
 	n->timer.data = n;
+	uv_timer_init(&n->loop, &n->at_timer);
+	n->at_timer.data = n;
 	uv_async_init(&n->loop, &n->wake, wake_cb);
 	n->wake.data = n;
 	if (uv_thread_create(&n->thread, thread_main, n) < 0) {
@@ -452,10 +511,12 @@ net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg), voi
 }
 
 void
-net_submit(struct net *n, void *job)
+net_submit(struct net *n, void *job, uint64_t delay_ns)
 {
 	uv_mutex_lock(&n->lock);
 	xlist_push(&n->inbox, job, NULL, CURLE_OK, 0);
+	if (delay_ns > 0)
+		n->inbox.v[n->inbox.n - 1].at = uv_hrtime() + delay_ns;
 	uv_mutex_unlock(&n->lock);
 	uv_async_send(&n->wake);
 }
@@ -529,6 +590,7 @@ net_stop(struct net *n)
 	free(n->reclaim.v);
 	free(n->spare.v);
 	free(n->finished.v);
+	free(n->timed.v);
 	free(n->socks);
 	free(n);
 }

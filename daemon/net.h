@@ -28,8 +28,11 @@ typedef CURL *(*net_prepare_fn)(void *job, CURL *spare);
  */
 struct net *net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg),
     void *arg);
-/* net_submit: prepare and run `job` on the HTTP thread; it comes back by net_next. */
-void net_submit(struct net *n, void *job);
+/*
+ * net_submit: prepare `job` on the HTTP thread at once and run it `delay_ns` from now (0: at
+ * once, never earlier); it comes back by net_next.
+ */
+void net_submit(struct net *n, void *job, uint64_t delay_ns);
 /*
  * net_next: a finished job: 1 with it, its handle (off the multi; NULL when prepare ended it
  * or a cancel came first), curl's result and whether net_cancel ended it (*cancelled); 0 when
@@ -40,7 +43,7 @@ int net_next(struct net *n, void **job, CURL **easy, CURLcode *rc, int *cancelle
 void net_release(struct net *n, CURL *easy);
 /*
  * net_cancel: end every job not finished yet (shutdown): it comes back cancelled, with
- * CURLE_ABORTED_BY_CALLBACK; returns once the thread has done so, so that the next net_next
+ * CURLE_ABORTED_BY_CALLBACK (and its handle, when prepared); returns once the thread has done so, so that the next net_next
  * calls return them all.
  */
 void net_cancel(struct net *n);
