@@ -29,14 +29,15 @@ struct xlist {
 /*
  * A socket curl asked the thread to watch.  It is kept, with its poll handle, from the first
  * request on its connection until curl closes the socket (close_cb): a kept-alive connection
- * carries request after request, and making and registering a handle for each cost a third of
- * the thread's system calls.
+ * carries request after request, and making a handle for each (an ioctl, an allocation, a
+ * close) was a sizeable part of the thread's work.  Between requests it is not watched: curl
+ * closes some sockets itself (its resolver's), and a descriptor must not stay registered
+ * after its close.
  */
 struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
-	int events; /* being watched (UV_READABLE | UV_WRITABLE) */
-	int idle; /* curl no longer watches it (an idle connection in its cache) */
+	int events; /* being watched (UV_READABLE | UV_WRITABLE; 0: stopped) */
 	struct net *n;
 };
 
@@ -163,13 +164,6 @@ poll_cb(uv_poll_t *p, int status, int events)
 	struct sock *s = p->data;
 	int flags = 0, running;
 
-	/* An idle connection's socket became readable: the server closed it, most likely.
-	 * curl finds that out when it next uses it; until then, stop watching. */
-	if (s->idle) {
-		uv_poll_stop(&s->poll);
-		s->events = 0;
-		return;
-	}
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
 	if (events & UV_READABLE)
@@ -240,14 +234,15 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		return -1;
 	s = (size_t)fd < n->n_socks ? n->socks[fd] : NULL;
 	if (what == CURL_POLL_REMOVE) {
-		/* Kept, still watched for reading: see poll_cb. */
-		if (s != NULL)
-			s->idle = 1;
+		/* Kept, but no longer watched (see struct sock). */
+		if (s != NULL && s->events != 0) {
+			uv_poll_stop(&s->poll);
+			s->events = 0;
+		}
 		return 0;
 	}
 	if (s == NULL && (s = sock_for(n, fd)) == NULL)
 		return -1;
-	s->idle = 0;
 	if (what != CURL_POLL_OUT)
 		events |= UV_READABLE;
 	if (what != CURL_POLL_IN)
@@ -434,6 +429,12 @@ wake_cb(uv_async_t *a)
 		/* Closing the connections closes their handles (close_cb) on this loop. */
 		curl_multi_cleanup(n->multi);
 		n->multi = NULL;
+		/* What curl closed without close_cb (its resolver's sockets) is still here. */
+		for (i = 0; i < n->n_socks; i++)
+			if (n->socks[i] != NULL) {
+				uv_close((uv_handle_t *)&n->socks[i]->poll, sock_closed);
+				n->socks[i] = NULL;
+			}
 		while (n->spare.n > 0)
 			curl_easy_cleanup(n->spare.v[--n->spare.n].easy);
 		net_close_all(&n->loop);

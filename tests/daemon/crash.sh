@@ -5,8 +5,9 @@
 # A temporary directory gets a campaignd.yaml with one webhook channel (concurrency 16) posting
 # to the loopback sink (sink.py --fast: answers 200 at once and records each request's
 # Idempotency-Key before answering; every 50th answer closes its connection, so that kept-alive
-# connections are also closed under the daemon), and one transactional campaign with a single
-# step on it.
+# connections are also closed under the daemon; the URL names this machine when its name
+# resolves to a loopback address, so that curl's resolver runs too), and one transactional
+# campaign with a single step on it.
 # DELIVERIES customers and as many events are imported at once (campaignctl customers import,
 # events import) after a first short run has loaded the campaign (events from before a
 # campaign was first loaded are history, not triggers).  Then the daemon is started and
@@ -64,12 +65,19 @@ requests() { if [ -f "$tmp/sink.log" ]; then wc -l <"$tmp/sink.log"; else echo 0
 
 printf 'crash-secret-%s\n' "$$" >"$tmp/hook.secret"
 chmod 600 "$tmp/hook.secret"
-start_sink --fast --kill-file "$tmp/kill" --close-every 50
+# The URL names the host when this machine's name resolves to a loopback address (as
+# Debian's /etc/hosts has it), so that curl's resolver runs at each start; else 127.0.0.1.
+host=127.0.0.1
+name=$(hostname 2>/dev/null || true)
+addr=$(getent ahostsv4 "$name" 2>/dev/null | awk 'NR == 1 { print $1 }')
+case "$addr" in 127.*) host=$name ;; *) addr=127.0.0.1 ;; esac
+start_sink --fast --kill-file "$tmp/kill" --close-every 50 --host "$addr"
+echo "# webhook host: $host ($addr)"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 5s "" "  hook:
     driver: webhook
-    url: http://127.0.0.1:$port/hook
+    url: http://$host:$port/hook
     secret_file: hook.secret
     concurrency: 16
     timeout: 20s

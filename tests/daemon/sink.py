@@ -2,9 +2,10 @@
 """sink.py: a loopback HTTP receiver for campaignd's webhook driver, for the daemon tests.
 
     sink.py --port-file FILE --log FILE [--script FILE] [--fast] [--kill-file FILE]
-            [--close-every N]
+            [--close-every N] [--host ADDR]
 
-Listens on 127.0.0.1 on an ephemeral port (never another interface) and writes the port to
+Listens on 127.0.0.1 (or --host, another loopback address) on an ephemeral port (never
+another interface) and writes the port to
 --port-file once it accepts connections (written under a temporary name and renamed, so a
 reader sees the whole number or nothing).  Every request is appended to --log as one JSON
 line and flushed when it arrives, before any scripted wait and before the response is sent, so
@@ -40,6 +41,7 @@ Stops on SIGTERM or SIGINT.  Needs only the standard library.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -215,9 +217,12 @@ def main():
     p.add_argument("--fast", action="store_true")
     p.add_argument("--kill-file", default="")
     p.add_argument("--close-every", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1")
     a = p.parse_args()
+    if not ipaddress.ip_address(a.host).is_loopback:
+        p.error("--host must be a loopback address, not %s" % a.host)
 
-    srv = Server(("127.0.0.1", 0), Handler)
+    srv = Server((a.host, 0), Handler)
     srv.state = State(a.log, a.script, a.fast)
     srv.state.kill_file = a.kill_file
     srv.state.close_every = a.close_every
