@@ -70,31 +70,30 @@ int chan_render(const struct conf_campaign *cp, int step, const struct chan_reci
 void chan_message_free(struct chan_message *m);
 
 /*
- * A driver.  open() checks that a channel can work here and loads what all its sends share,
- * once per configuration load (the webhook's secret: a rotated secret takes effect at the next
+ * A driver.  open() checks that a channel can work here and loads what all its sends share, once
+ * per configuration load (the webhook's secret: a rotated secret takes effect at the next
  * reload); its instance (*inst, may be NULL) is passed to start() and released with close().
  * start() either finishes at once (*easy and *state are NULL on return and the outcome is
- * returned, e.g. the outbox, or any driver that fails before the network) or returns a
- * configured easy handle in *easy for the caller to run (the returned outcome then means
- * nothing).  On entry *easy is NULL or a handle the caller has reset (curl_easy_reset) for the
- * driver to use instead of a new one, so that handles are reused; start() takes it over (and
- * cleans it up when it finishes at once).  The caller
- * then calls finish() with the transfer's result, which classifies it (and frees the driver's
- * per-request state; the caller frees the easy handle after curl_multi_remove_handle).  The
- * caller owns curl_global_init and must not change the handle's options other than
- * CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi interface sets).
- * The daemon calls a non-blocking driver's start() on its HTTP thread, one send at a time
- * (so an instance's signing context is used by that thread alone), and finish() on its loop.  `state` is the driver's opaque
- * per-request memory, owned by the driver between start and finish.  *detail (malloc'd, may
- * be NULL) explains the outcome for logs and transitions; it never contains a secret.
- * *retry_after is seconds the provider asked to wait (0 = none).  finish() takes NULL for
- * retry_after or detail when the caller does not want them (e.g. when it aborts a transfer at
- * shutdown) and must be called exactly once per handle start returned.
+ * returned, e.g. the outbox, or any driver that fails before the network) or returns a configured
+ * easy handle in *easy for the caller to run (the returned outcome then means nothing).  On entry
+ * *easy is NULL or a handle the caller has reset (curl_easy_reset) for the driver to use instead
+ * of a new one, so that handles are reused; start() takes it over (and cleans it up when it
+ * finishes at once).  The caller then calls finish() with the transfer's result, which classifies
+ * it (and frees the driver's per-request state; the caller frees the easy handle after
+ * curl_multi_remove_handle).  The caller owns curl_global_init and must not change the handle's
+ * options other than CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi
+ * interface sets). The daemon calls a non-blocking driver's start() on its HTTP thread, one send
+ * at a time (so an instance's signing context is used by that thread alone), and finish() on its
+ * loop.  `state` is the driver's opaque per-request memory, owned by the driver between start and
+ * finish.  *detail (malloc'd, may be NULL) explains the outcome for logs and transitions; it
+ * never contains a secret. *retry_after is seconds the provider asked to wait (0 = none).
+ * finish() takes NULL for retry_after or detail when the caller does not want them (e.g. when it
+ * aborts a transfer at shutdown) and must be called exactly once per handle start returned.
  *
- * A blocking driver (blocking != 0) never returns an easy handle: its start() does blocking
- * work such as writing and syncing files, so the caller runs it on a worker thread, as many at
- * once as the channel's concurrency.  It must then touch nothing but its arguments (distinct
- * messages may be started on several threads at once).
+ * A blocking driver (blocking != 0) never returns an easy handle: its start() does blocking work
+ * such as writing and syncing files, so the caller runs it on a worker thread, as many at once as
+ * the channel's concurrency.  It must then touch nothing but its arguments (distinct messages may
+ * be started on several threads at once).
  */
 struct chan_driver {
 	const char *name;

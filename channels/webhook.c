@@ -30,10 +30,12 @@
  *
  * The signature is sent only when the channel has a secret_file; the secret is the file's
  * bytes without trailing line breaks and spaces, read when the channel is opened (at start and
- * at each reload), and kept only as OpenSSL's keyed HMAC state.  `t` is the time of this attempt (not of the
- * rendering), so that a receiver rejecting old timestamps still accepts a retry.  Absent
- * values are JSON null; "created" is when the message was rendered (RFC 3339, UTC).  Text
- * that is not valid UTF-8 is sent with U+FFFD in place of the bad bytes.
+ * at each reload), and kept only as OpenSSL's keyed HMAC state.  `t` is when this attempt was
+ * set up (the daemon does that up to 50 ms before a send decided ahead leaves), not when the
+ * message was made, so that a receiver rejecting old timestamps still accepts a retry.
+ * Absent values are JSON null; "created" is when the message was made: its customer and event
+ * read (RFC 3339, UTC).  Text that is not valid UTF-8 is sent with U+FFFD in place of the bad
+ * bytes.
  *
  * Redirects are not followed: a POST redirected is a misconfigured URL, and following it
  * would hand the signed body to another host.

@@ -310,9 +310,11 @@ void
 daemon_undo(struct daemon *d)
 {
 	if (store_release(d->st, 0) < 0) {
-		/* The part cannot be undone alone: undo the whole transaction. */
+		/* The part cannot be undone alone: undo the whole transaction.  Outcomes it held
+		 * are lost with it: their rows stay 'sending', to be resent with the same key. */
 		store_rollback(d->st);
 		d->txn = 0;
+		d->orphans = 1;
 	}
 }
 
@@ -330,7 +332,8 @@ back_off(struct daemon *d)
 void
 daemon_tick(struct daemon *d, int materialise)
 {
-	int64_t now = (daemon_now_ms(d) + LEAD_MS) / 1000; /* the engine's clock, ahead */
+	int64_t now = daemon_now(d);
+	int64_t until = (daemon_now_ms(d) + LEAD_MS) / 1000; /* decided ahead: see LEAD_MS */
 	long made = 0, decided;
 
 	if (d->stopping)
@@ -345,9 +348,11 @@ daemon_tick(struct daemon *d, int materialise)
 		back_off(d);
 		return;
 	}
+	/* Deliveries that come due by `until` are made (and decided) now; each decision is
+	 * stamped with its due time, or now when it is late. */
 	if (materialise)
-		made = sched_materialize(d->cur->e, now, engine_sink, d);
-	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, now, engine_sink, d);
+		made = sched_materialize(d->cur->e, until, engine_sink, d);
+	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, until, engine_sink, d);
 	if (made < 0 || decided < 0) {
 		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
 		log_warnx("event=engine-error error=\"%s\"", store_errmsg(d->st));
@@ -364,7 +369,7 @@ daemon_tick(struct daemon *d, int materialise)
 		back_off(d);
 		return;
 	}
-	d->decided_until = now;
+	d->decided_until = until;
 	if (materialise)
 		d->events_left = sched_events_left(d->cur->e);
 	if (made > 0)
@@ -380,6 +385,7 @@ wake_cb(uv_timer_t *t)
 	struct daemon *d = t->data;
 
 	d->backoff = 0;
+	d->backlog = 0; /* a new due second: its first sends go out 8 at a time again */
 	daemon_tick(d, 1);
 }
 
@@ -855,8 +861,6 @@ main(int argc, char **argv)
 	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
 	 * pages every decision walks; SQLite's default of 2 MB would read them again. */
 	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
-	/* The due query's sorter and union are small: in memory, not a temp file each time. */
-	store_exec(d.st, "PRAGMA temp_store = MEMORY");
 	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c, NULL);
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||

@@ -100,7 +100,7 @@ struct daemon {
 	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
-	struct net *net; /* the HTTP thread (net.c): runs the easy handles the drivers configure */
+	struct net *net; /* the HTTP thread (net.c): renders, signs and runs webhook sends */
 	size_t n_queues;
 	struct chanq *queues;
 	long inflight; /* jobs started and not finished */

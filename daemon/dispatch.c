@@ -1,4 +1,4 @@
-/* dispatch.c: send jobs: render, per-channel concurrency and rate, transfers via net.c, outcomes. */
+/* dispatch.c: send jobs: per-channel concurrency and rate, rendering and transfers off the loop. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,6 +513,17 @@ kick_cb(uv_timer_t *t)
 	start_queued(t->data);
 }
 
+/* held_here: whether a job decided ahead waits in its queue (a blocking driver's, as its own
+ * generation has the channel) rather than on the HTTP thread. */
+static int
+held_here(const struct job *j)
+{
+	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
+	const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
+
+	return drv == NULL || drv->blocking;
+}
+
 /* start_queued: start waiting jobs as far as each channel's concurrency and rate allow. */
 static void
 start_queued(struct daemon *d)
@@ -528,7 +539,6 @@ start_queued(struct daemon *d)
 
 		while (q->head != NULL) {
 			const struct conf_channel *ch = conf_channel_find(d->cur->conf, q->name);
-			const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
 			int conc = ch ? ch->concurrency : 1;
 			struct job *j;
 
@@ -537,7 +547,7 @@ start_queued(struct daemon *d)
 			/* Decided ahead of its due instant, a send waits for that: in this queue for
 			 * a blocking driver (due order: the rest waits too), on the HTTP thread,
 			 * already prepared, for the others. */
-			if (q->head->not_before_ms > clock && (drv == NULL || drv->blocking)) {
+			if (q->head->not_before_ms > clock && held_here(q->head)) {
 				uint64_t w = (uint64_t)(q->head->not_before_ms - clock);
 
 				if (d->speed > 1.0)
@@ -613,7 +623,7 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	}
 	j->gen->refs++;
 	j->delivery = a->delivery;
-	j->not_before_ms = a->due * 1000;
+	j->not_before_ms = a->at * 1000;
 	j->step = a->step;
 	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
 	snprintf(j->campaign, sizeof(j->campaign), "%s", a->campaign);

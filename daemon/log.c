@@ -80,7 +80,7 @@ log_flush(void)
 void
 log_set_level(enum conf_log_level level)
 {
-	min_level = level;
+	__atomic_store_n(&min_level, level, __ATOMIC_RELAXED);
 }
 
 static void
@@ -92,7 +92,8 @@ vlog(enum conf_log_level level, const char *fmt, va_list ap, const char *suffix)
 	char buf[2048], line[LOG_LINE];
 	int n;
 
-	if (level < min_level)
+	/* Atomic: the HTTP thread logs too (a message at debug level), and a reload sets it. */
+	if (level < __atomic_load_n(&min_level, __ATOMIC_RELAXED))
 		return;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	/* One event, one line: never let a value break the line. */

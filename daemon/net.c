@@ -302,10 +302,7 @@ net_close_all(uv_loop_t *loop)
 	uv_walk(loop, close_walk, NULL);
 }
 
-/*
- * start: a submitted job: its easy handle from the caller's prepare (a spare one offered), on
- * the multi handle; a job that ends in prepare, or that a cancel finds here, goes back at once.
- */
+/* run: a prepared job's transfer on the multi handle (back at once when curl refuses it). */
 static void
 run(struct net *n, void *job, CURL *easy)
 {

@@ -43,8 +43,8 @@ int net_next(struct net *n, void **job, CURL **easy, CURLcode *rc, int *cancelle
 void net_release(struct net *n, CURL *easy);
 /*
  * net_cancel: end every job not finished yet (shutdown): it comes back cancelled, with
- * CURLE_ABORTED_BY_CALLBACK (and its handle, when prepared); returns once the thread has done so, so that the next net_next
- * calls return them all.
+ * CURLE_ABORTED_BY_CALLBACK (and its handle, when prepared); returns once the thread has done so,
+ * so that the next net_next calls return them all.
  */
 void net_cancel(struct net *n);
 /*

@@ -1332,8 +1332,9 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 }
 
 /*
- * load_sending: a delivery being sent, by id, into d (its campaign, step, customer and zone
- * only, all an outcome needs): the subject of every outcome below.  -ENOENT when there is no such delivery, -EINVAL when it is not "sending".
+ * load_sending: a delivery being sent, by id, into d (its campaign, step, customer and zone only,
+ * all an outcome needs): the subject of every outcome below.  -ENOENT when there is no such
+ * delivery, -EINVAL when it is not "sending".
  */
 static int
 load_sending(struct sched *e, int64_t id, struct due *d)
