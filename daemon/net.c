@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -30,14 +31,18 @@ struct xlist {
  * A socket curl asked the thread to watch.  It is kept, with its poll handle, from the first
  * request on its connection until curl closes the socket (close_cb): a kept-alive connection
  * carries request after request, and making a handle for each (an ioctl, an allocation, a
- * close) was a sizeable part of the thread's work.  Between requests it is not watched: curl
- * closes some sockets itself (its resolver's), and a descriptor must not stay registered
- * after its close.
+ * close) was a sizeable part of the thread's work.  A connection's socket (opened through
+ * open_cb) stays watched between requests too, so that the next one needs no epoll_ctl; a
+ * read then means the server closed it, and the watch stops.  Any other socket (curl's
+ * resolver's, which curl closes itself, without close_cb) is not watched between requests: a
+ * descriptor must not stay registered after its close.
  */
 struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
 	int events; /* being watched (UV_READABLE | UV_WRITABLE; 0: stopped) */
+	int conn; /* opened by open_cb: closed through close_cb */
+	int idle; /* curl no longer watches it (a connection kept in its cache) */
 	struct net *n;
 };
 
@@ -164,6 +169,11 @@ poll_cb(uv_poll_t *p, int status, int events)
 	struct sock *s = p->data;
 	int flags = 0, running;
 
+	if (s->idle) {
+		uv_poll_stop(&s->poll);
+		s->events = 0;
+		return;
+	}
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
 	if (events & UV_READABLE)
@@ -178,6 +188,29 @@ static void
 sock_closed(uv_handle_t *h)
 {
 	free(h->data);
+}
+
+static struct sock *sock_for(struct net *n, curl_socket_t fd);
+
+/* open_cb: curl opens a connection's socket (CURLOPT_OPENSOCKETFUNCTION): marked as such. */
+static curl_socket_t
+open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct net *n = clientp;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	struct sock *s;
+
+	(void)purpose;
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	s = sock_for(n, fd);
+	if (s == NULL) {
+		close(fd);
+		return CURL_SOCKET_BAD;
+	}
+	s->conn = 1;
+	s->idle = 0;
+	return fd;
 }
 
 /* close_cb: curl closes a socket (CURLOPT_CLOSESOCKETFUNCTION): its handle goes first. */
@@ -234,8 +267,10 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		return -1;
 	s = (size_t)fd < n->n_socks ? n->socks[fd] : NULL;
 	if (what == CURL_POLL_REMOVE) {
-		/* Kept, but no longer watched (see struct sock). */
-		if (s != NULL && s->events != 0) {
+		/* Kept; watched still only when it is a connection's (see struct sock). */
+		if (s != NULL && s->conn)
+			s->idle = 1;
+		else if (s != NULL && s->events != 0) {
 			uv_poll_stop(&s->poll);
 			s->events = 0;
 		}
@@ -243,6 +278,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	}
 	if (s == NULL && (s = sock_for(n, fd)) == NULL)
 		return -1;
+	s->idle = 0;
 	if (what != CURL_POLL_OUT)
 		events |= UV_READABLE;
 	if (what != CURL_POLL_IN)
@@ -307,7 +343,9 @@ static void
 run(struct net *n, void *job, CURL *easy)
 {
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
-	/* The sockets of the connections it makes are closed through close_cb. */
+	/* The sockets of the connections it makes are opened and closed through these. */
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, n);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, n);
 	if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
