@@ -113,21 +113,18 @@ while :; do
 	sleep 0.05
 done
 hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$daemon_pid/status" 2>/dev/null || echo "?")
-# The daemon's CPU time (user + system) so far: fields 14 and 15 of stat, after the ")".
-cpu=$(sed 's/.*) //' "/proc/$daemon_pid/stat" 2>/dev/null |
-	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' || echo "?")
-# The same for each of its two busy threads: the loop (the main thread) and the HTTP thread.
-thread_cpu() {
-	for t in /proc/"$daemon_pid"/task/*; do
-		[ "$(cat "$t/comm" 2>/dev/null)" = "$1" ] || continue
-		sed 's/.*) //' "$t/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
-		return
-	done
-	echo "?"
+# CPU time (user + system) so far of a process or thread, from its stat file: fields 14 and 15,
+# after the ")".  The daemon's, and its two busy threads': the loop (the main thread) and the
+# HTTP thread (named campaignd-http).
+stat_cpu() {
+	sed 's/.*) //' "$1" 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
 }
-loop_cpu=$(sed 's/.*) //' "/proc/$daemon_pid/task/$daemon_pid/stat" 2>/dev/null |
-	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' || echo "?")
-http_cpu=$(thread_cpu campaignd-http)
+cpu=$(stat_cpu "/proc/$daemon_pid/stat")
+loop_cpu=$(stat_cpu "/proc/$daemon_pid/task/$daemon_pid/stat")
+http_cpu="?"
+for t in /proc/"$daemon_pid"/task/*; do
+	if [ "$(cat "$t/comm" 2>/dev/null)" = campaignd-http ]; then http_cpu=$(stat_cpu "$t/stat"); fi
+done
 stop_daemon
 run_client
 # The baseline is the median of the three runs around the daemon's.

@@ -152,6 +152,15 @@ gen_put(struct gen *g)
 
 /* ---- the tick ---- */
 
+/* engine_setup: a new engine (at start, at each reload) asks the channels' gate and reads new
+ * events a slice at a time. */
+static void
+engine_setup(struct daemon *d, struct sched *e)
+{
+	sched_set_gate(e, dispatch_gate, d);
+	sched_set_event_slice(e, EVENT_SLICE);
+}
+
 /* engine_sink: sends become jobs; skips are logged (the engine recorded them). */
 static int
 engine_sink(void *arg, const struct sched_action *a)
@@ -206,7 +215,7 @@ rearm(struct daemon *d)
 	if (d->speed > 1.0)
 		wait = (int64_t)((double)wait / d->speed);
 	/* libuv counts from the loop's time, read when this iteration began: after a long pass
-	 * that is stale, and the timer would fire that much late. */
+	 * that is stale, and the timer would fire that much early. */
 	uv_update_time(d->loop);
 	uv_timer_start(&d->wake, wake_cb, (uint64_t)wait, 0);
 	/* A little before, read what that second's decisions will read (see warm_cb). */
@@ -332,8 +341,8 @@ back_off(struct daemon *d)
 void
 daemon_tick(struct daemon *d, int materialise)
 {
-	int64_t now = daemon_now(d);
-	int64_t until = (daemon_now_ms(d) + LEAD_MS) / 1000; /* decided ahead: see LEAD_MS */
+	int64_t ms = daemon_now_ms(d), now = ms / 1000;
+	int64_t until = (ms + LEAD_MS) / 1000; /* decided ahead: see LEAD_MS */
 	long made = 0, decided;
 
 	if (d->stopping)
@@ -370,8 +379,6 @@ daemon_tick(struct daemon *d, int materialise)
 		return;
 	}
 	d->decided_until = until;
-	if (materialise)
-		d->events_left = sched_events_left(d->cur->e);
 	if (made > 0)
 		log_info("event=materialise deliveries=%ld", made);
 	dispatch_start(d);
@@ -397,7 +404,7 @@ wake_cb(uv_timer_t *t)
 static void
 pass(struct daemon *d)
 {
-	int room;
+	int room, events;
 
 	if (d->stopping || d->backoff) {
 		daemon_flush(d);
@@ -411,13 +418,14 @@ pass(struct daemon *d)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
 	room = dispatch_room(d);
-	if (d->more || room || d->events_left) {
+	events = sched_events_left(d->cur->e);
+	if (d->more || room || events) {
 		/* The rest of a tick continues where it stopped; a channel with room again is
 		 * looked at from the earliest due. */
 		if (!room)
 			sched_resume(d->cur->e);
 		/* Re-arms and keeps busy itself; its commit takes the outcomes so far too. */
-		daemon_tick(d, d->events_left);
+		daemon_tick(d, events);
 		if (d->more)
 			return;
 	}
@@ -434,7 +442,7 @@ static void
 keep_busy(struct daemon *d)
 {
 	if (d->txn || (!d->stopping && !d->backoff &&
-		(d->more || d->events_left || d->orphans || dispatch_room(d))))
+		(d->more || sched_events_left(d->cur->e) || d->orphans || dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -630,8 +638,7 @@ daemon_reload(struct daemon *d, char **summary)
 		notify("READY=1");
 		return -1;
 	}
-	sched_set_gate(g->e, dispatch_gate, d);
-	sched_set_event_slice(g->e, EVENT_SLICE);
+	engine_setup(d, g->e);
 	for (i = 0; i < c->n_campaigns; i++) {
 		const struct conf_campaign *cp = c->campaigns[i];
 		const struct conf_campaign *old = sched_campaign(d->cur->e, cp->name);
@@ -866,8 +873,7 @@ main(int argc, char **argv)
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
-	sched_set_gate(d.cur->e, dispatch_gate, &d);
-	sched_set_event_slice(d.cur->e, EVENT_SLICE);
+	engine_setup(&d, d.cur->e);
 	d.loop = uv_default_loop();
 	if (dispatch_init(&d) < 0)
 		fatalx("event=start error=\"cannot initialise libcurl\"");

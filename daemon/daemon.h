@@ -110,10 +110,9 @@ struct daemon {
 	int txn; /* outcomes are being written in an open transaction (committed by pass()) */
 	int reading; /* jobs are being started in a read transaction (start_queued) */
 	int rearm; /* the wake timer must be computed again */
-	int64_t decided_until; /* the `now` of the last sched_run_due */
+	int64_t decided_until; /* the last sched_run_due decided what was due by then (`until`) */
 	int chunk; /* sends the running tick may still report before it stops (0: no limit) */
 	int more; /* the last tick stopped early: decide the rest at once */
-	int events_left; /* the last tick made deliveries of a slice of new events: more wait */
 	int backlog; /* the last send was late by BACKLOG_S or more: ticks take bigger chunks */
 	int backoff; /* the store failed: nothing is decided until the wake timer fires */
 	int orphans; /* a commit failed: rows may be left in 'sending' with no job (resend them) */

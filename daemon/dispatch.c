@@ -20,7 +20,7 @@
 #define ABANDONED "abandoned at shutdown; resent with the same key at the next start"
 
 static void start_queued(struct daemon *d);
-static CURL *prepare(void *job, CURL *spare);
+static CURL *begin(void *job, CURL *easy);
 
 /* ---- queues ---- */
 
@@ -298,7 +298,7 @@ dispatch_init(struct daemon *d)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
-	d->net = net_start(d->loop, prepare, net_ready, d);
+	d->net = net_start(d->loop, begin, net_ready, d);
 	if (d->net == NULL)
 		return -1;
 	uv_timer_init(d->loop, &d->kick);
@@ -386,13 +386,15 @@ render(struct job *j, char **err)
 
 /*
  * begin: render (unless a retry has the message already) and hand the message to the driver;
- * on a worker thread or the HTTP thread, which have the job alone meanwhile.  `easy` is the
- * HTTP thread's spare handle, or NULL.  The driver's handle, or NULL with j->result and
- * j->detail set.
+ * on a worker thread or the HTTP thread (net.c's prepare), which have the job alone meanwhile.
+ * `easy` is the HTTP thread's spare handle, or NULL.  The driver's handle, or NULL with
+ * j->result and j->detail set.
  */
 static CURL *
-begin(struct job *j, CURL *easy)
+begin(void *job, CURL *easy)
 {
+	struct job *j = job;
+
 	if (j->msg.idem_key == NULL && render(j, &j->detail) < 0) {
 		/* Cannot be rendered: a permanent failure of this step, with the reason. */
 		if (easy != NULL)
@@ -409,20 +411,11 @@ begin(struct job *j, CURL *easy)
 	return easy;
 }
 
-/* prepare: net.c's, on the HTTP thread. */
-static CURL *
-prepare(void *job, CURL *spare)
-{
-	return begin(job, spare);
-}
-
 /* work_cb: a blocking driver's start, on a worker thread: nothing else touches the job. */
 static void
 work_cb(uv_work_t *w)
 {
-	struct job *j = w->data;
-
-	begin(j, NULL);
+	begin(w->data, NULL);
 }
 
 /* work_done_cb: back on the loop: the outcome, as for any other send. */
@@ -528,8 +521,7 @@ held_here(const struct job *j)
 static void
 start_queued(struct daemon *d)
 {
-	uint64_t now = uv_now(d->loop), wait = 0;
-	int64_t clock = daemon_now_ms(d);
+	uint64_t now = uv_now(d->loop), wait = 0, ahead;
 	size_t i;
 
 	if (d->stopping)
@@ -547,11 +539,9 @@ start_queued(struct daemon *d)
 			/* Decided ahead of its due instant, a send waits for that: in this queue for
 			 * a blocking driver (due order: the rest waits too), on the HTTP thread,
 			 * already prepared, for the others. */
-			if (q->head->not_before_ms > clock && held_here(q->head)) {
-				uint64_t w = (uint64_t)(q->head->not_before_ms - clock);
+			if ((ahead = ahead_ns(d, q->head)) > 0 && held_here(q->head)) {
+				uint64_t w = (ahead + 999999) / 1000000; /* ms, rounded up */
 
-				if (d->speed > 1.0)
-					w = (uint64_t)((double)w / d->speed) + 1;
 				if (wait == 0 || w < wait)
 					wait = w;
 				break;

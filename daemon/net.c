@@ -82,18 +82,13 @@ struct net {
 };
 
 static void
-xlist_push(struct xlist *l, void *job, CURL *easy, CURLcode rc, int cancelled)
+xlist_push(struct xlist *l, struct xfer x)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 64;
 		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 	}
-	l->v[l->n].job = job;
-	l->v[l->n].easy = easy;
-	l->v[l->n].rc = rc;
-	l->v[l->n].cancelled = cancelled;
-	l->v[l->n].at = 0;
-	l->n++;
+	l->v[l->n++] = x;
 }
 
 static void
@@ -111,7 +106,7 @@ xlist_swap(struct xlist *a, struct xlist *b)
 static void
 post(struct net *n, void *job, CURL *easy, CURLcode rc, int cancelled)
 {
-	xlist_push(&n->finished, job, easy, rc, cancelled);
+	xlist_push(&n->finished, (struct xfer){ job, easy, rc, cancelled, 0 });
 }
 
 static void
@@ -123,8 +118,7 @@ post_all(struct net *n)
 		return;
 	uv_mutex_lock(&n->lock);
 	for (i = 0; i < n->finished.n; i++)
-		xlist_push(&n->done, n->finished.v[i].job, n->finished.v[i].easy,
-		    n->finished.v[i].rc, n->finished.v[i].cancelled);
+		xlist_push(&n->done, n->finished.v[i]);
 	uv_mutex_unlock(&n->lock);
 	n->finished.n = 0;
 	uv_async_send(&n->ready_async);
@@ -351,7 +345,7 @@ run(struct net *n, void *job, CURL *easy)
 	if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
 		post(n, job, easy, CURLE_FAILED_INIT, 0);
 	else
-		xlist_push(&n->running, job, easy, CURLE_OK, 0);
+		xlist_push(&n->running, (struct xfer){ job, easy, CURLE_OK, 0, 0 });
 }
 
 /* at_cb: run the timed jobs whose instant has come; wait for the earliest of the rest. */
@@ -402,11 +396,7 @@ start(struct net *n, struct xfer x, int cancel)
 	if (x.at > uv_hrtime()) {
 		/* Prepared now, so that only the transfer is left at its instant. */
 		x.easy = easy;
-		if (n->timed.n == n->timed.cap) {
-			n->timed.cap = n->timed.cap ? 2 * n->timed.cap : 64;
-			n->timed.v = xreallocarray(n->timed.v, n->timed.cap, sizeof(*n->timed.v));
-		}
-		n->timed.v[n->timed.n++] = x;
+		xlist_push(&n->timed, x);
 		at_cb(&n->at_timer);
 		return;
 	}
@@ -431,7 +421,7 @@ wake_cb(uv_async_t *a)
 		/* Reset here, off the caller's loop: no option of its last request stays. */
 		if (n->spare.n < NET_SPARE) {
 			curl_easy_reset(n->reclaim.v[i].easy);
-			xlist_push(&n->spare, NULL, n->reclaim.v[i].easy, CURLE_OK, 0);
+			xlist_push(&n->spare, n->reclaim.v[i]);
 		} else {
 			curl_easy_cleanup(n->reclaim.v[i].easy);
 		}
@@ -549,10 +539,10 @@ net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg), voi
 void
 net_submit(struct net *n, void *job, uint64_t delay_ns)
 {
+	struct xfer x = { job, NULL, CURLE_OK, 0, delay_ns > 0 ? uv_hrtime() + delay_ns : 0 };
+
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->inbox, job, NULL, CURLE_OK, 0);
-	if (delay_ns > 0)
-		n->inbox.v[n->inbox.n - 1].at = uv_hrtime() + delay_ns;
+	xlist_push(&n->inbox, x);
 	uv_mutex_unlock(&n->lock);
 	uv_async_send(&n->wake);
 }
@@ -562,7 +552,7 @@ net_release(struct net *n, CURL *easy)
 {
 	/* Taken, and reset, at the thread's next wake-up. */
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->released, NULL, easy, CURLE_OK, 0);
+	xlist_push(&n->released, (struct xfer){ NULL, easy, CURLE_OK, 0, 0 });
 	uv_mutex_unlock(&n->lock);
 }
 

@@ -186,9 +186,9 @@ int store_context(struct store *s, int64_t delivery, struct store_context *out);
 void store_context_free(struct store_context *c);
 /*
  * store_warm: read what deciding and rendering the first `limit` deliveries due after `after`
- * and by `until` will read (their rows, customers, events, contacts, consents, opt-outs), so that those
- * pages are in the page cache when they come due rather than read from the OS one by one
- * then.  Changes nothing.  The number of deliveries read, or -EIO.
+ * and by `until` will read (their rows, customers, events, contacts, consents, opt-outs), so
+ * that those pages are in the page cache when they come due rather than read from the OS one
+ * by one then.  Changes nothing.  The number of deliveries read, or -EIO.
  */
 long store_warm(struct store *s, int64_t after, int64_t until, int limit);
 
