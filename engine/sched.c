@@ -24,21 +24,23 @@ static const char *const sql_text[S_COUNT] = {
 	 * Due order (the index's: due_at, priority DESC, id), read in pages after the row (?3
 	 * due_at, ?4 priority, ?5 id) up to ?1: three seeks into the index, one for the rest of
 	 * that due time and priority, one for its lower priorities, one for the later due times,
-	 * so that a page costs the same however many rows share a due time before it.
+	 * so that a page costs the same however many rows share a due time before it.  The page is
+	 * cut from the index's own columns first; only its rows are then joined.
 	 */
-	[S_DUE] = "WITH k(id) AS ("
-		  "SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
-		  "WHERE state = 'scheduled' AND due_at = ?3 AND priority = ?4 AND id > ?5 "
-		  "AND ?3 <= ?1 ORDER BY id LIMIT ?6) "
-		  "UNION ALL SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
-		  "WHERE state = 'scheduled' AND due_at = ?3 AND priority < ?4 AND ?3 <= ?1 "
-		  "ORDER BY priority DESC, id LIMIT ?6) "
-		  "UNION ALL SELECT id FROM (SELECT id FROM deliveries INDEXED BY deliveries_due "
-		  "WHERE state = 'scheduled' AND due_at > ?3 AND due_at <= ?1 "
-		  "ORDER BY due_at, priority DESC, id LIMIT ?6)) " DUE_ROW
-		  " FROM k JOIN deliveries d ON d.id = k.id JOIN customers c ON c.cid = d.customer "
+	[S_DUE] = "WITH k(id, due_at, priority) AS ("
+		  "SELECT id, due_at, priority FROM (SELECT id, due_at, priority FROM deliveries "
+		  "INDEXED BY deliveries_due WHERE state = 'scheduled' AND due_at = ?3 AND "
+		  "priority = ?4 AND id > ?5 AND ?3 <= ?1 ORDER BY id LIMIT ?6) "
+		  "UNION ALL SELECT id, due_at, priority FROM (SELECT id, due_at, priority FROM "
+		  "deliveries INDEXED BY deliveries_due WHERE state = 'scheduled' AND due_at = ?3 "
+		  "AND priority < ?4 AND ?3 <= ?1 ORDER BY priority DESC, id LIMIT ?6) "
+		  "UNION ALL SELECT id, due_at, priority FROM (SELECT id, due_at, priority FROM "
+		  "deliveries INDEXED BY deliveries_due WHERE state = 'scheduled' AND due_at > ?3 "
+		  "AND due_at <= ?1 ORDER BY due_at, priority DESC, id LIMIT ?6)), "
+		  "p(id) AS (SELECT id FROM k ORDER BY due_at, priority DESC, id LIMIT ?6) " DUE_ROW
+		  " FROM p JOIN deliveries d ON d.id = p.id JOIN customers c ON c.cid = d.customer "
 		  "LEFT JOIN optouts o ON o.customer = d.customer "
-		  "ORDER BY d.due_at, d.priority DESC, d.id LIMIT ?6",
+		  "ORDER BY d.due_at, d.priority DESC, d.id",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
