@@ -2,6 +2,7 @@
 #ifndef CAMPAIGND_CHAN_H
 #define CAMPAIGND_CHAN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
@@ -12,10 +13,10 @@
  * The channel layer knows the model (conf.h) and libcurl easy handles.  It never touches the
  * store, the engine or the event loop: the daemon hands it a rendered message, runs the easy
  * handle a driver returns on its curl-multi (driven from libuv on the daemon's HTTP thread),
- * and gives the result back to the driver to classify.  start() and finish() run on the
- * daemon's loop (a blocking driver's start() on a worker thread); the curl callbacks start()
- * sets (write, header) run on the HTTP thread in between, so they touch nothing but that
- * request's state.  Ownership is stated per function.
+ * and gives the result back to the driver to classify.  A driver's start() runs on the HTTP
+ * thread (a blocking driver's start() and deliver() on worker threads), finish() on the daemon's
+ * loop; the curl callbacks start() sets (write, header) run on the HTTP thread in between, so
+ * they touch nothing but that request's state.  Ownership is stated per function.
  */
 
 enum chan_outcome {
@@ -90,10 +91,14 @@ void chan_message_free(struct chan_message *m);
  * finish() takes NULL for retry_after or detail when the caller does not want them (e.g. when it
  * aborts a transfer at shutdown) and must be called exactly once per handle start returned.
  *
- * A blocking driver (blocking != 0) never returns an easy handle: its start() does blocking work
- * such as writing and syncing files, so the caller runs it on a worker thread, as many at once as
- * the channel's concurrency.  It must then touch nothing but its arguments (distinct messages may
- * be started on several threads at once).
+ * A blocking driver (blocking != 0) never returns an easy handle and sends in two parts, both
+ * blocking work such as writing and syncing files that the caller runs on worker threads, where
+ * they touch nothing but their arguments.  start() (as many at once as the channel's
+ * concurrency, as soon as the send is decided, which may be ahead of its due instant) writes the
+ * message where no reader sees it yet and returns CHAN_SENT with *state, or fails with *state
+ * NULL.  deliver() (at the due instant) then shows every message of one channel whose instant
+ * has come, in the order given, and frees their states.  finish() with a state from start()
+ * discards a message that will not be delivered (at shutdown).
  */
 struct chan_driver {
 	const char *name;
@@ -107,6 +112,9 @@ struct chan_driver {
 	    const struct chan_message *m, CURL **easy, void **state, char **detail);
 	enum chan_outcome (*finish)(const struct conf_channel *ch, CURL *easy, CURLcode rc,
 	    void *state, int64_t *retry_after, char **detail);
+	/* deliver (blocking drivers): out[i] and detail[i] (malloc'd or NULL) for states[i]. */
+	void (*deliver)(const struct conf_channel *ch, void *inst, void **states, size_t n,
+	    enum chan_outcome *out, char **detail);
 };
 
 /* chan_driver_for: the driver of a channel, or NULL when none is built in yet. */

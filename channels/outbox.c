@@ -14,10 +14,11 @@
 
 /*
  * One file per message, named <idempotency key>.msg, so a resend after a crash replaces the
- * file of the first attempt instead of adding a second one.  The file is written under a
- * hidden temporary name in the same directory, flushed, renamed into place and the directory
- * flushed: a reader sees either no file or the whole file, and a file that was seen survives
- * a power cut.
+ * file of the first attempt instead of adding a second one.  The file is written ahead of its
+ * due instant under a hidden name in the same directory (.<key>.msg.tmp) and flushed (start);
+ * at the instant it is renamed into place and the directory flushed, once for all the messages
+ * renamed together (deliver): a reader sees either no file or the whole file, it appears on
+ * time however slow the disk's flushes are, and a file that was seen survives a power cut.
  *
  * The format, for people and for scripts (tests, demos, a relay to a real provider):
  *
@@ -246,28 +247,29 @@ fsync_dir(const char *dir)
 	return rc;
 }
 
-/* put: write buf atomically as dir/name; 0 or -errno with *what naming the failed step. */
+/* A message written ahead by start(): its hidden file and its place, renamed by deliver(). */
+struct staged {
+	char *tmp, *final;
+};
+
+/*
+ * stage: write buf as dir/.name.tmp and flush it; 0 or -errno with *what naming the failed
+ * step.  The name is fixed per key, so a resend (after a crash) overwrites what an interrupted
+ * attempt left rather than adding to it.
+ */
 static int
-put(const char *dir, const char *name, const char *buf, size_t len, const char **what)
+stage(const char *dir, const char *tmp, const char *buf, size_t len, const char **what)
 {
-	char *tmp = xasprintf("%s/.%s.XXXXXX", dir, name);
-	char *final = xasprintf("%s/%s", dir, name);
-	int fd, rc;
+	int flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, fd, rc;
 
 	*what = "create";
-	fd = mkstemp(tmp);
-	if (fd < 0 && errno == ENOENT && mkdir_p(dir, OUTBOX_DIR_MODE) == 0) {
-		/* The directory went away since open(): make it again rather than fail. */
-		free(tmp);
-		tmp = xasprintf("%s/.%s.XXXXXX", dir, name);
-		fd = mkstemp(tmp);
-	}
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
+	fd = open(tmp, flags, OUTBOX_FILE_MODE);
+	if (fd < 0 && errno == ENOENT && mkdir_p(dir, OUTBOX_DIR_MODE) == 0)
+		fd = open(tmp, flags, OUTBOX_FILE_MODE); /* the directory went away since open() */
+	if (fd < 0)
+		return -errno;
 	*what = "write";
-	rc = fchmod(fd, OUTBOX_FILE_MODE) < 0 ? -errno : 0;
+	rc = fchmod(fd, OUTBOX_FILE_MODE) < 0 ? -errno : 0; /* whatever the umask */
 	if (rc == 0)
 		rc = write_all(fd, buf, len);
 	if (rc == 0 && fsync(fd) < 0) {
@@ -278,19 +280,8 @@ put(const char *dir, const char *name, const char *buf, size_t len, const char *
 		*what = "close";
 		rc = -errno;
 	}
-	if (rc == 0 && rename(tmp, final) < 0) {
-		*what = "rename";
-		rc = -errno;
-	}
-	if (rc < 0) {
+	if (rc < 0)
 		unlink(tmp);
-		goto out;
-	}
-	*what = "fsync directory";
-	rc = fsync_dir(dir);
-out:
-	free(tmp);
-	free(final);
 	return rc;
 }
 
@@ -301,15 +292,26 @@ outbox_close(void *inst)
 	(void)inst;
 }
 
+static void
+staged_free(struct staged *sm)
+{
+	free(sm->tmp);
+	free(sm->final);
+	free(sm);
+}
+
+/* start: the message written and flushed under its hidden name; deliver() shows it. */
 static enum chan_outcome
 outbox_start(const struct conf_channel *ch, void *inst, const struct chan_message *m,
     CURL **easy, void **state, char **detail)
 {
 	const char *what = "format";
-	char *buf, *name;
+	struct staged *sm;
 	size_t len = 0;
+	char *buf;
 	int rc;
 
+	(void)inst;
 	*easy = NULL;
 	*state = NULL;
 	*detail = NULL;
@@ -326,27 +328,82 @@ outbox_start(const struct conf_channel *ch, void *inst, const struct chan_messag
 		*detail = xasprintf("outbox: %s: %s", what, strerror(ENOMEM));
 		return CHAN_TRANSIENT;
 	}
-	name = xasprintf("%s.msg", m->idem_key);
-	rc = put(ch->path, name, buf, len, &what);
-	if (rc < 0)
-		*detail = xasprintf("outbox: %s %s/%s: %s", what, ch->path, name, strerror(-rc));
-	else
-		*detail = xasprintf("outbox: %s/%s", ch->path, name);
-	free(name);
+	sm = xcalloc(1, sizeof(*sm));
+	sm->tmp = xasprintf("%s/.%s.msg.tmp", ch->path, m->idem_key);
+	sm->final = xasprintf("%s/%s.msg", ch->path, m->idem_key);
+	rc = stage(ch->path, sm->tmp, buf, len, &what);
 	free(buf);
-	return rc < 0 ? CHAN_TRANSIENT : CHAN_SENT;
+	if (rc < 0) {
+		*detail = xasprintf("outbox: %s %s: %s", what, sm->tmp, strerror(-rc));
+		staged_free(sm);
+		return CHAN_TRANSIENT;
+	}
+	*state = sm;
+	return CHAN_SENT;
 }
 
-/* Never called (start always finishes at once); present so every driver has all three. */
+/*
+ * deliver: rename each written message into place, in the order given, then flush the
+ * directory once for them all: a reader sees no file or the whole file, and a file that was
+ * seen survives a power cut once its send is recorded.
+ */
+static void
+outbox_deliver(const struct conf_channel *ch, void *inst, void **states, size_t n,
+    enum chan_outcome *out, char **detail)
+{
+	size_t i, shown = 0;
+	int rc = 0;
+
+	(void)inst;
+	for (i = 0; i < n; i++) {
+		struct staged *sm = states[i];
+
+		if (rename(sm->tmp, sm->final) < 0) {
+			out[i] = CHAN_TRANSIENT;
+			detail[i] = xasprintf("outbox: rename %s: %s", sm->tmp, strerror(errno));
+			unlink(sm->tmp);
+			continue;
+		}
+		out[i] = CHAN_SENT;
+		detail[i] = NULL;
+		shown++;
+	}
+	if (shown > 0)
+		rc = fsync_dir(ch->path);
+	for (i = 0; i < n; i++) {
+		struct staged *sm = states[i];
+
+		if (out[i] == CHAN_SENT && rc < 0) {
+			/* Seen but perhaps not durable: sent again (the same file) to be sure. */
+			out[i] = CHAN_TRANSIENT;
+			detail[i] = xasprintf("outbox: fsync directory %s: %s", ch->path,
+			    strerror(-rc));
+		} else if (out[i] == CHAN_SENT) {
+			detail[i] = xasprintf("outbox: %s", sm->final);
+		}
+		staged_free(sm);
+	}
+}
+
+/* finish: a written message that will not be delivered (shutdown): removed. */
 static enum chan_outcome
 outbox_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *state,
     int64_t *retry_after, char **detail)
 {
+	struct staged *sm = state;
+
+	(void)ch;
+	(void)easy;
+	(void)rc;
 	if (retry_after != NULL)
 		*retry_after = 0;
 	if (detail != NULL)
-		*detail = xstrdup("outbox: nothing to finish");
-	return CHAN_PERMANENT;
+		*detail = xstrdup("outbox: written ahead, not delivered");
+	if (sm != NULL) {
+		unlink(sm->tmp);
+		staged_free(sm);
+	}
+	return CHAN_TRANSIENT;
 }
 
 const struct chan_driver chan_outbox_driver = {
@@ -356,4 +413,5 @@ const struct chan_driver chan_outbox_driver = {
 	.close = outbox_close,
 	.start = outbox_start,
 	.finish = outbox_finish,
+	.deliver = outbox_deliver,
 };

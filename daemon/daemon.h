@@ -57,6 +57,8 @@ struct job {
 	 * inputs, and its result when it ends there. */
 	uv_work_t work;
 	int working; /* on a worker thread: the job must not be freed */
+	int staged; /* a blocking driver wrote it ahead (state): delivered at its due instant */
+	int delivering; /* in a delivery on a worker thread: must not be freed either */
 	const struct conf_channel *ch;
 	void *inst;
 	enum chan_outcome result;
@@ -92,6 +94,7 @@ struct daemon {
 	uv_timer_t watch; /* notices changes by other processes (PRAGMA data_version) */
 	uv_timer_t drain; /* shutdown bound */
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
+	uv_timer_t show; /* delivers what blocking drivers wrote ahead, at its due instant */
 	uv_prepare_t before_io; /* just before the loop waits: its clock read again (before_io()) */
 	uv_check_t after_io; /* after each pass's I/O: commit outcomes, refill, re-arm (pass()) */
 	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */

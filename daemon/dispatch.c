@@ -21,6 +21,7 @@
 
 static void start_queued(struct daemon *d);
 static CURL *begin(void *job, CURL *easy);
+static void show(struct daemon *d);
 
 /* ---- queues ---- */
 
@@ -190,8 +191,10 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
 	int max = ch && ch->driver == CONF_DRIVER_WEBHOOK ? ch->max_retries : DEFAULT_RETRIES;
 
-	q->inflight--;
+	if (!j->staged) /* a written-ahead send gave its place up when it was written */
+		q->inflight--;
 	d->inflight--;
+	j->staged = 0;
 	if (o == CHAN_TRANSIENT && !d->stopping && j->attempt < max) {
 		uint64_t delay = 1000ULL << (j->attempt < 8 ? j->attempt : 8);
 		char why[512];
@@ -303,6 +306,8 @@ dispatch_init(struct daemon *d)
 		return -1;
 	uv_timer_init(d->loop, &d->kick);
 	d->kick.data = d;
+	uv_timer_init(d->loop, &d->show);
+	d->show.data = d;
 	return 0;
 }
 
@@ -433,6 +438,14 @@ work_done_cb(uv_work_t *w, int status)
 		detail = xstrdup(status == UV_ECANCELED ? "not begun before the shutdown" :
 							  uv_strerror(status));
 		j->result = CHAN_TRANSIENT;
+	} else if (j->state != NULL) {
+		/* Written ahead: its place in the channel's concurrency goes to the next send. */
+		free(detail);
+		queue_for(d, j->channel)->inflight--;
+		j->staged = 1;
+		show(d);
+		start_queued(d);
+		return;
 	}
 	outcome(d, j, j->result, 0, detail);
 	start_queued(d);
@@ -453,6 +466,124 @@ ahead_ns(const struct daemon *d, const struct job *j)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ns = j->not_before_ms * 1000000 - ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
 	return ns > 0 ? (uint64_t)ns : 0;
+}
+
+/*
+ * A delivery: the written-ahead sends of one channel (one generation's) whose instant has come,
+ * shown together on a worker thread (the driver's deliver()).
+ */
+struct showing {
+	uv_work_t work;
+	struct daemon *d;
+	const struct conf_channel *ch;
+	void *inst;
+	size_t n;
+	struct job **jobs;
+	void **states;
+	enum chan_outcome *out;
+	char **detail;
+};
+
+static void
+show_work(uv_work_t *w)
+{
+	struct showing *s = w->data;
+
+	chan_driver_for(s->ch)->deliver(s->ch, s->inst, s->states, s->n, s->out, s->detail);
+}
+
+static void
+show_done(uv_work_t *w, int status)
+{
+	struct showing *s = w->data;
+	struct daemon *d = s->d;
+	size_t i;
+
+	(void)status; /* never cancelled (dispatch_stop_workers): it always runs */
+	for (i = 0; i < s->n; i++) {
+		struct job *j = s->jobs[i];
+
+		j->delivering = 0;
+		j->state = NULL;
+		outcome(d, j, s->out[i], 0, s->detail[i]);
+	}
+	free(s->jobs);
+	free(s->states);
+	free(s->out);
+	free(s->detail);
+	free(s);
+	start_queued(d);
+}
+
+static int
+by_instant(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+
+	if (x->not_before_ms != y->not_before_ms)
+		return x->not_before_ms < y->not_before_ms ? -1 : 1;
+	return (x->delivery > y->delivery) - (x->delivery < y->delivery);
+}
+
+static void
+show_cb(uv_timer_t *t)
+{
+	show(t->data);
+}
+
+/*
+ * show: deliver the written-ahead sends whose instant has come, one batch per channel and
+ * generation, in due order; wait for the earliest of the rest.
+ */
+static void
+show(struct daemon *d)
+{
+	uint64_t wait = 0;
+	struct job *j;
+
+	for (;;) {
+		struct showing *s = NULL;
+		size_t cap = 0, i;
+
+		for (j = d->active; j != NULL; j = j->next) {
+			uint64_t ahead;
+
+			if (!j->staged || j->delivering || (s != NULL && j->ch != s->ch))
+				continue;
+			if ((ahead = ahead_ns(d, j)) > 0) {
+				uint64_t ms = (ahead + 999999) / 1000000; /* rounded up: never early */
+
+				if (wait == 0 || ms < wait)
+					wait = ms;
+				continue;
+			}
+			if (s == NULL) {
+				s = xcalloc(1, sizeof(*s));
+				s->d = d;
+				s->ch = j->ch;
+				s->inst = j->inst;
+			}
+			if (s->n == cap) {
+				cap = cap ? 2 * cap : 16;
+				s->jobs = xreallocarray(s->jobs, cap, sizeof(*s->jobs));
+			}
+			s->jobs[s->n++] = j;
+			j->delivering = 1;
+		}
+		if (s == NULL)
+			break;
+		qsort(s->jobs, s->n, sizeof(*s->jobs), by_instant);
+		s->states = xcalloc(s->n, sizeof(*s->states));
+		s->out = xcalloc(s->n, sizeof(*s->out));
+		s->detail = xcalloc(s->n, sizeof(*s->detail));
+		for (i = 0; i < s->n; i++)
+			s->states[i] = s->jobs[i]->state;
+		s->work.data = s;
+		/* The thread pool runs it; it cannot be refused for an initialised loop. */
+		uv_queue_work(d->loop, &s->work, show_work, show_done);
+	}
+	if (wait > 0)
+		uv_timer_start(&d->show, show_cb, wait, 0);
 }
 
 /*
@@ -506,22 +637,11 @@ kick_cb(uv_timer_t *t)
 	start_queued(t->data);
 }
 
-/* held_here: whether a job decided ahead waits in its queue (a blocking driver's, as its own
- * generation has the channel) rather than on the HTTP thread. */
-static int
-held_here(const struct job *j)
-{
-	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
-	const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
-
-	return drv == NULL || drv->blocking;
-}
-
 /* start_queued: start waiting jobs as far as each channel's concurrency and rate allow. */
 static void
 start_queued(struct daemon *d)
 {
-	uint64_t now = uv_now(d->loop), wait = 0, ahead;
+	uint64_t now = uv_now(d->loop), wait = 0;
 	size_t i;
 
 	if (d->stopping)
@@ -534,18 +654,10 @@ start_queued(struct daemon *d)
 			int conc = ch ? ch->concurrency : 1;
 			struct job *j;
 
+			/* A send decided ahead of its due instant starts now all the same: it waits
+			 * for that instant prepared, on the HTTP thread, or written ahead (show()). */
 			if (q->inflight >= conc)
 				break;
-			/* Decided ahead of its due instant, a send waits for that: in this queue for
-			 * a blocking driver (due order: the rest waits too), on the HTTP thread,
-			 * already prepared, for the others. */
-			if ((ahead = ahead_ns(d, q->head)) > 0 && held_here(q->head)) {
-				uint64_t w = (ahead + 999999) / 1000000; /* ms, rounded up */
-
-				if (wait == 0 || w < wait)
-					wait = w;
-				break;
-			}
 			if (ch && ch->rate_per_hour > 0) {
 				if (q->next_ms > now) {
 					if (wait == 0 || q->next_ms - now < wait)
@@ -669,10 +781,13 @@ dispatch_stop_workers(struct daemon *d)
 	struct job *j;
 	int n = 0;
 
-	/* A cancelled one still counts until its callback (UV_ECANCELED) has run. */
+	/* A cancelled one still counts until its callback (UV_ECANCELED) has run; a delivery
+	 * (a few renames) is let run. */
 	for (j = d->active; j != NULL; j = j->next)
 		if (j->working) {
 			uv_cancel((uv_req_t *)&j->work);
+			n++;
+		} else if (j->delivering) {
 			n++;
 		}
 	return n;
@@ -715,11 +830,20 @@ dispatch_abandon(struct daemon *d)
 		job_free(j);
 	}
 	for (pp = &d->active; (j = *pp) != NULL;) {
-		if (j->working) {
+		if (j->working || j->delivering) {
 			/* A worker thread has it: its outcome is recorded when it ends (the loop
 			 * runs once more to close, and the daemon commits after that). */
 			pp = &j->next;
 			continue;
+		}
+		if (j->staged) {
+			/* Written ahead, not yet due: the driver removes what it wrote. */
+			char *detail = NULL;
+
+			chan_driver_for(j->ch)->finish(j->ch, NULL, CURLE_ABORTED_BY_CALLBACK,
+			    j->state, NULL, &detail);
+			free(detail);
+			j->state = NULL;
 		}
 		record(d, j, CHAN_TRANSIENT, ABANDONED);
 		log_outcome(j, "abandoned", "shutdown");

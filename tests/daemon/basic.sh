@@ -18,7 +18,9 @@
 #     key; 503 then 200 ends 'sent' after exactly one retry transition; 400 is permanent and
 #     moves the delivery to its next step at once (no retry); 503 forever gives up after
 #     max_retries retries and moves on; 429 with Retry-After waits that long; an event
-#     whose send is due at a whole second ahead reaches the sink in that second, not before
+#     whose send is due at a whole second ahead reaches the sink in that second, not before;
+#     an outbox message due at a whole second is written ahead under its hidden name and
+#     renamed into place in that second, not before
 #     (the daemon decides 50 ms ahead and holds the send until its due instant);
 #   - SIGHUP with a broken campaign file: refused (reloads.ok = 0, the diagnostic as
 #     file:line:col), the old campaign still sends; the fixed file is picked up (ok = 1);
@@ -37,7 +39,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup basic
 
-echo "1..39"
+echo "1..40"
 # sink_count CUSTOMER: requests the sink logged for a customer.
 sink_count() {
 	if [ -f "$tmp/sink.log" ]; then
@@ -140,6 +142,7 @@ w5,Wiebke,Five,w5@example.com,+4790000015,en,UTC,private,true,true
 w6,Willy,Six,w6@example.com,+4790000016,en,UTC,private,true,true
 w7,Wenke,Seven,w7@example.com,+4790000017,en,UTC,private,true,true
 w8,Wolf,Eight,w8@example.com,+4790000018,en,UTC,private,true,true
+w9,Wilhelm,Nine,w9@example.com,+4790000019,en,UTC,private,true,true
 EOF
 
 # The same settings and database with a copy of the campaigns (see the reload test below).
@@ -389,9 +392,46 @@ if [ "$after" != none ] && [ "$after" -ge 0 ] && [ "$after" -lt 1000 ]; then
 else
 	not_ok "a send due at a whole second reached the sink in it, not before" "+${after} ms"
 fi
+# The same for the outbox: the message is written ahead under its hidden name and renamed
+# into place in its second, never before it.  (order.done has a 2 s delay.)
+due_w9=$(($(date +%s) + 4))
+ev order.done --customer w9 --at "$(date -u -d "@$((due_w9 - 2))" +%Y-%m-%dT%H:%M:%SZ)" \
+	--data '{"order": "W-9"}'
+wait_for 5 has_delivery order-feedback w9
+W9=$(delivery order-feedback w9)
+shown=$("$py" - "$tmp/outbox/sms" "d${W9:-0}-s1.msg" "$due_w9" <<'EOF'
+import os, sys, time
+box, name, due = sys.argv[1], sys.argv[2], int(sys.argv[3]) * 10**9
+hidden, final = os.path.join(box, "." + name + ".tmp"), os.path.join(box, name)
+ahead = None
+end = time.time_ns() + 10 * 10**9
+while time.time_ns() < end:
+    if ahead is None and os.path.exists(hidden):
+        ahead = time.time_ns()
+    if os.path.exists(final):
+        t = time.time_ns()
+        print("%d %s" % ((t - due) // 10**6, "none" if ahead is None else (ahead - due) // 10**6))
+        sys.exit(0)
+    time.sleep(0.0005)
+print("never none")
+EOF
+)
+# 16
+case $shown in
+"never "*) not_ok "an outbox send due at a whole second was written in it" "$(tail -5 "$dlog")" ;;
+*)
+	at=${shown% *} ahead=${shown#* }
+	if [ "$at" -ge 0 ] && [ "$at" -lt 1000 ] && [ "$ahead" != none ] && [ "$ahead" -lt 0 ]; then
+		ok "an outbox send due at a whole second: written ahead (${ahead} ms), shown in it (+${at} ms)"
+	else
+		not_ok "an outbox send due at a whole second: written ahead, shown in it, not before" \
+			"shown at +${at} ms, hidden file first seen at ${ahead} ms"
+	fi
+	;;
+esac
 
 sms_w2=$tmp/outbox/sms/d${W2:-0}-s2.msg
-# 16
+# 17
 if wait_for 8 test -f "$sms_w2"; then
 	ok "webhook 400: the next step (sms) was sent at once, not after its 1h"
 else
@@ -399,20 +439,20 @@ else
 	  to_state, step, due_at, reason FROM transitions WHERE delivery = ${W2:-0}")"
 fi
 sleep 1.5 # a wrong retry of the 400 would come within the first backoff (0.5-1 s)
-# 17
+# 18
 check "webhook 400: exactly one request, signed, with the key" \
 	check_hook w2 "d$W2-s1" 1 "Ticket T-2 closed for Walter"
 got="retries=$(retries "$W2") $(q "SELECT count(*) FROM transitions WHERE delivery = ${W2:-0}
 	AND from_state = 'sending' AND to_state = 'scheduled' AND step = 2
 	AND reason LIKE 'step 1 failed: HTTP 400%'")"
-# 18
+# 19
 if [ "$got" = "retries=0 1" ]; then
 	ok "webhook 400: permanent (no retry), recorded as 'step 1 failed: HTTP 400'"
 else
 	not_ok "webhook 400: permanent, recorded as 'step 1 failed: HTTP 400'" "got: $got
 $(q "SELECT from_state, to_state, step, reason FROM transitions WHERE delivery = ${W2:-0}")"
 fi
-# 19
+# 20
 check "webhook 400: the sms of step 2 has the rendered text" check_msg "$sms_w2" \
 	"Idempotency-Key=d$W2-s2" "Step=2" "Campaign=hook-feedback" "Channel=sms" "Customer=w2" \
 	--text "Hi Walter, how easy was ticket T-2? {survey_url}"
@@ -428,7 +468,7 @@ bad_col=$(($(grep 'delay: 2 seconds' "$tmp/campaigns.d/order-feedback.yaml" | se
 kill -HUP "$daemon_pid"
 wait_for 5 eval '[ "$(reloads)" -gt "$r0" ]'
 got=$(q "SELECT ok FROM reloads ORDER BY id DESC LIMIT 1")
-# 20
+# 21
 if [ "$got" = 0 ] && kill -0 "$daemon_pid" 2>/dev/null; then
 	ok "SIGHUP with a broken campaign file: refused (reloads.ok = 0), still running"
 else
@@ -436,7 +476,7 @@ else
 		"reloads: $(q "SELECT * FROM reloads")"
 fi
 diag=$(q "SELECT diagnostics FROM reloads ORDER BY id DESC LIMIT 1")
-# 21
+# 22
 case $diag in
 *"order-feedback.yaml:$bad_line:$bad_col: "*)
 	ok "the refused reload's diagnostic is recorded as file:line:col ($bad_line:$bad_col)" ;;
@@ -444,7 +484,7 @@ case $diag in
 	not_ok "the refused reload's diagnostic is recorded as order-feedback.yaml:$bad_line:$bad_col" \
 		"diagnostics: $diag" ;;
 esac
-# 22
+# 23
 check "the refused reload is logged with file:line:col" \
 	grep -q "event=reload-diagnostic .*order-feedback.yaml:$bad_line:$bad_col:" "$dlog"
 
@@ -457,7 +497,7 @@ wait_for 5 has_delivery order-feedback c2
 D2=$(delivery order-feedback c2)
 sms2=$tmp/outbox/sms/d${D2:-0}-s1.msg
 wait_for 8 test -f "$sms2"
-# 23
+# 24
 check "after the refused reload the old campaign still sends (old text and version)" \
 	check_msg "$sms2" "Idempotency-Key=d$D2-s1" "Campaign=order-feedback" \
 	"Campaign-Version=$sha_v1" "Customer=c2" --text "Hi Carl! How was order B-2? {survey_url}"
@@ -469,12 +509,12 @@ r0=$(reloads)
 kill -HUP "$daemon_pid"
 wait_for 5 eval '[ "$(reloads)" -gt "$r0" ]'
 got=$(q "SELECT ok, summary FROM reloads ORDER BY id DESC LIMIT 1")
-# 24
+# 25
 case $got in
 "1|"*"1 changed"*) ok "SIGHUP with the fixed file: applied (reloads.ok = 1, 1 changed)" ;;
 *) not_ok "SIGHUP with the fixed file: applied (reloads.ok = 1, 1 changed)" "reloads: $got" ;;
 esac
-# 25
+# 26
 got=$(q "SELECT count(*) FROM campaign_versions WHERE campaign = 'order-feedback' AND sha256 = '$sha_v2'")
 if [ "$got" = 1 ]; then ok "the new campaign version is stored"; else
 	not_ok "the new campaign version is stored" "$(q "SELECT campaign, sha256 FROM campaign_versions")"; fi
@@ -484,7 +524,7 @@ wait_for 5 has_delivery order-feedback c3
 D3=$(delivery order-feedback c3)
 sms3=$tmp/outbox/sms/d${D3:-0}-s1.msg
 wait_for 8 test -f "$sms3"
-# 26
+# 27
 check "after the applied reload the new text and version are used" \
 	check_msg "$sms3" "Idempotency-Key=d$D3-s1" "Campaign=order-feedback" \
 	"Campaign-Version=$sha_v2" "Customer=c3" --text "v2: Hi Cecilie! How was order C-3? {survey_url}"
@@ -498,7 +538,7 @@ wait_for 15 test -f "$sms_w6"
 got="requests=$(sink_count w6) retries=$(retries "$W6") $(q "SELECT count(*) FROM transitions
 	WHERE delivery = ${W6:-0} AND from_state = 'sending' AND to_state = 'scheduled' AND step = 2
 	AND reason LIKE 'step 1 failed: gave up after 4 attempts: HTTP 503%'") $(state_of "$W6")"
-# 27
+# 28
 if [ "$got" = "requests=4 retries=3 1 sent 2" ]; then
 	ok "webhook always 503: max_retries (3) retries, then the next step at once"
 else
@@ -511,7 +551,7 @@ t = [json.loads(l)["t"] for l in open(sys.argv[1]) if '"customer": "w7"' in l]
 print(int((t[1] - t[0]) * 1000) if len(t) == 2 else -1)
 EOF
 )
-# 28
+# 29
 if [ "$gap" -ge 1900 ] && [ "$(state_of "$W7")" = "scheduled 2" ]; then
 	ok "webhook 429 with Retry-After: 2: retried after ${gap} ms, then sent"
 else
@@ -536,7 +576,7 @@ wait_for 10 eval '[ "$(state_of "$W5")" = "scheduled 2" ]'
 sleep 1 # a repeat would come within the first backoff
 got="$(q "SELECT ok FROM reloads ORDER BY id DESC LIMIT 1") $(state_of "$W5") $(q "SELECT count(*)
 	FROM transitions WHERE delivery = ${W5:-0} AND from_state = 'sending' AND to_state = 'sent'")"
-# 29
+# 30
 if [ "$got" = "1 scheduled 2 1" ]; then
 	ok "SIGHUP while a webhook send is in flight: reload applied, the send committed once"
 else
@@ -544,7 +584,7 @@ else
 		"got: $got
 $(q "SELECT from_state, to_state, step, reason FROM transitions WHERE delivery = ${W5:-0}")"
 fi
-# 30
+# 31
 check "SIGHUP while a webhook send is in flight: exactly one request, signed" \
 	check_hook w5 "d$W5-s1" 1 "Ticket T-5 closed for Wiebke"
 sha_hook=$(sha256sum "$tmp/campaigns.d/hook-feedback.yaml" | cut -d' ' -f1)
@@ -557,14 +597,14 @@ ev ticket.closed --customer w4 --data '{"ticket": "T-4"}'
 wait_for 10 sink_at_least w4 1
 stop_daemon 10
 W4=$(delivery hook-feedback w4)
-# 31
+# 32
 if [ "$stop_rc" = 0 ] && [ "$stop_ms" -le 4000 ]; then
 	ok "SIGTERM with a send in flight: exit 0 in ${stop_ms} ms"
 else
 	not_ok "SIGTERM with a send in flight: exit 0 within 4 s" "exit: $stop_rc after $stop_ms ms
 $(tail -5 "$dlog")"
 fi
-# 32
+# 33
 got=$(q "SELECT count(*) FROM transitions WHERE delivery = ${W4:-0} AND from_state = 'sending' AND to_state = 'sent'")
 if [ "$got" = 1 ] && [ "$(state_of "$W4")" = "scheduled 2" ]; then
 	ok "the in-flight send that finished inside shutdown_timeout was committed as sent"
@@ -581,7 +621,7 @@ ev ticket.closed --customer w3 --data '{"ticket": "T-3"}'
 wait_for 10 sink_at_least w3 1
 stop_daemon 10
 W3=$(delivery hook-feedback w3)
-# 33
+# 34
 if [ "$stop_rc" = 0 ] && [ "$stop_ms" -ge 700 ] && [ "$stop_ms" -le 4000 ]; then
 	ok "SIGTERM with a send outlasting shutdown_timeout (1s): exit 0 in ${stop_ms} ms"
 else
@@ -591,7 +631,7 @@ $(tail -5 "$dlog")"
 fi
 got="$(state_of "$W3") $(q "SELECT count(*) FROM transitions WHERE delivery = ${W3:-0}
 	AND reason LIKE 'abandoned at shutdown%'")"
-# 34
+# 35
 if [ "$got" = "sending 1 1" ] && grep -q "key=d$W3-s1 outcome=abandoned" "$dlog"; then
 	ok "the abandoned send is recorded and left in 'sending'"
 else
@@ -602,13 +642,13 @@ fi
 sleep 1 # let the sink answer the abandoned request (it logged it on arrival)
 if start_daemon; then :; else echo "# restart failed: $(tail -5 "$dlog")"; fi
 wait_for 10 eval '[ "$(state_of "$W3")" = "scheduled 2" ]'
-# 35
+# 36
 check "at the next start the abandoned send is resent: two requests, the same key, both signed" \
 	check_hook w3 "d$W3-s1" 2 "Ticket T-3 closed for Wenche"
 got="$(state_of "$W3") $(q "SELECT count(*) FROM transitions WHERE delivery = ${W3:-0}
 	AND from_state = 'sending' AND to_state = 'sending' AND idem_key = 'd$W3-s1'
 	AND reason LIKE '%resent with the same idempotency key%'")"
-# 36
+# 37
 if [ "$got" = "scheduled 2 1" ] && grep -q 'event=recover resent=1' "$dlog"; then
 	ok "the resend is recorded ('resent with the same idempotency key') and ends sent"
 else
@@ -619,24 +659,24 @@ fi
 
 # ---- nothing lost or repeated in the outbox; SIGTERM when idle ----
 
-# 37
+# 38
 want=$(printf '%s\n' "d$D1-s1.msg" "d$D1-s2.msg" "d$D2-s1.msg" "d$D2-s2.msg" "d$D3-s1.msg" \
-	"d$D3-s2.msg" "d$W2-s2.msg" "d$W6-s2.msg" | sort | tr '\n' ' ')
-wait_for 8 eval '[ "$(find "$tmp/outbox" -type f -name "*.msg" | wc -l)" -ge 8 ]'
+	"d$D3-s2.msg" "d$W2-s2.msg" "d$W6-s2.msg" "d$W9-s1.msg" "d$W9-s2.msg" | sort | tr '\n' ' ')
+wait_for 8 eval '[ "$(find "$tmp/outbox" -type f -name "*.msg" | wc -l)" -ge 10 ]'
 got=$(find "$tmp/outbox" -type f -name '*.msg' -printf '%f\n' | sort | tr '\n' ' ')
 if [ "$got" = "$want" ]; then ok "the outbox holds exactly the expected messages"; else
 	not_ok "the outbox holds exactly the expected messages" "want: $want
 got:  $got"; fi
 
 stop_daemon 10
-# 38
+# 39
 if [ "$stop_rc" = 0 ] && [ "$stop_ms" -le 3000 ]; then
 	ok "SIGTERM when idle: exit 0 in ${stop_ms} ms"
 else
 	not_ok "SIGTERM when idle: exit 0 within 3 s" "exit: $stop_rc after $stop_ms ms
 $(tail -5 "$dlog")"
 fi
-# 39
+# 40
 bad=$(log_problems "$dlog")
 if [ -z "$bad" ]; then ok "no sanitizer reports or fatal errors in the daemon's log"; else
 	not_ok "no sanitizer reports or fatal errors in the daemon's log" "$bad"; fi

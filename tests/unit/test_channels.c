@@ -444,6 +444,28 @@ test_outbox_check(void **state)
 	free(file);
 }
 
+/* send_outbox: start (written ahead, not yet seen) then deliver, as the daemon does. */
+static enum chan_outcome
+send_outbox(const struct chan_driver *d, const struct conf_channel *ch, struct chan_message *m,
+    char **detail)
+{
+	enum chan_outcome o;
+	CURL *easy = (CURL *)1;
+	void *st = (void *)1;
+
+	*detail = NULL;
+	o = d->start(ch, NULL, m, &easy, &st, detail);
+	assert_null(easy);
+	if (o != CHAN_SENT) {
+		assert_null(st);
+		return o;
+	}
+	assert_non_null(st);
+	assert_null(*detail);
+	d->deliver(ch, NULL, &st, 1, &o, detail);
+	return o;
+}
+
 static void
 test_outbox_file(void **state)
 {
@@ -460,12 +482,24 @@ test_outbox_file(void **state)
 
 	assert_int_equal(open_close(d, ch, &err), 0);
 	assert_int_equal(chan_render(cp, 2, &r, 42, SURVEY, OPTOUT, NOW, &m, &err), 0);
+	path = xasprintf("%s/d42-s2.msg", ch->path);
+	/* Written ahead: complete under its hidden name, not seen before deliver(). */
 	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
 	assert_null(easy);
-	assert_null(st);
+	assert_non_null(st);
+	assert_null(detail);
+	assert_int_equal(access(path, F_OK), -1);
+	text = xasprintf("%s/.d42-s2.msg.tmp", ch->path);
+	assert_int_equal(access(text, F_OK), 0);
+	free(text);
+	{
+		enum chan_outcome o;
+
+		d->deliver(ch, NULL, &st, 1, &o, &detail);
+		assert_int_equal(o, CHAN_SENT);
+	}
 	assert_non_null(strstr(detail, "d42-s2.msg"));
 	free(detail);
-	path = xasprintf("%s/d42-s2.msg", ch->path);
 	text = read_all(path);
 	assert_non_null(text);
 	{
@@ -497,7 +531,7 @@ test_outbox_file(void **state)
 	/* A resend (after a crash) replaces the file: one file per key, the last content. */
 	free(m.text);
 	m.text = xstrdup("second attempt\n");
-	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(send_outbox(d, ch, &m, &detail), CHAN_SENT);
 	free(detail);
 	text = read_all(path);
 	assert_non_null(strstr(text, "\n\nsecond attempt\n--- html ---\n"));
@@ -514,6 +548,57 @@ test_outbox_file(void **state)
 	chan_message_free(&m);
 }
 
+/* Several written-ahead messages shown in one delivery; one lost on the way; one discarded. */
+static void
+test_outbox_deliver_batch(void **state)
+{
+	struct conf_channel *ch = channel("email");
+	const struct chan_driver *d = chan_driver_for(ch);
+	struct chan_recipient r = customer("en");
+	struct chan_message m[4];
+	enum chan_outcome out[3];
+	char *err = NULL, *detail[3], *path, *tmp;
+	void *st[4];
+	CURL *easy;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		char *one = NULL;
+
+		assert_int_equal(chan_render(cp, 1, &r, 50 + i, SURVEY, OPTOUT, NOW, &m[i], &err), 0);
+		assert_int_equal(d->start(ch, NULL, &m[i], &easy, &st[i], &one), CHAN_SENT);
+		assert_null(one);
+	}
+	/* The second one's file is gone before its instant (someone cleaned the directory). */
+	tmp = xasprintf("%s/.d51-s1.msg.tmp", ch->path);
+	assert_int_equal(unlink(tmp), 0);
+	free(tmp);
+	d->deliver(ch, NULL, st, 3, out, detail);
+	assert_int_equal(out[0], CHAN_SENT);
+	assert_int_equal(out[1], CHAN_TRANSIENT);
+	assert_int_equal(out[2], CHAN_SENT);
+	assert_non_null(strstr(detail[1], "rename"));
+	for (i = 0; i < 3; i++) {
+		path = xasprintf("%s/d%d-s1.msg", ch->path, 50 + i);
+		assert_int_equal(access(path, F_OK), i == 1 ? -1 : 0);
+		free(path);
+		free(detail[i]);
+	}
+	/* Discarded at shutdown: what it wrote is removed, nothing is shown. */
+	assert_int_equal(d->finish(ch, NULL, CURLE_ABORTED_BY_CALLBACK, st[3], NULL, &detail[0]),
+	    CHAN_TRANSIENT);
+	free(detail[0]);
+	tmp = xasprintf("%s/.d53-s1.msg.tmp", ch->path);
+	path = xasprintf("%s/d53-s1.msg", ch->path);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(access(path, F_OK), -1);
+	free(tmp);
+	free(path);
+	for (i = 0; i < 4; i++)
+		chan_message_free(&m[i]);
+}
+
 static void
 test_outbox_header_values_one_line(void **state)
 {
@@ -528,7 +613,7 @@ test_outbox_header_values_one_line(void **state)
 	r.id = "c-2\r\nTo: +1555";
 	r.phone = "+47\n900";
 	assert_int_equal(chan_render(cp, 1, &r, 43, NULL, NULL, NOW, &m, &err), 0);
-	assert_int_equal(d->start(ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(send_outbox(d, ch, &m, &detail), CHAN_SENT);
 	free(detail);
 	path = xasprintf("%s/d43-s1.msg", ch->path);
 	text = read_all(path);
@@ -570,7 +655,7 @@ test_outbox_unwritable_is_transient(void **state)
 	/* A directory that vanished after check() is made again. */
 	free(ch.path);
 	ch.path = xasprintf("%s/later/box", tmpdir);
-	assert_int_equal(d->start(&ch, NULL, &m, &easy, &st, &detail), CHAN_SENT);
+	assert_int_equal(send_outbox(d, &ch, &m, &detail), CHAN_SENT);
 	free(detail);
 	free(ch.path);
 	free(file);
@@ -1177,6 +1262,7 @@ main(void)
 		cmocka_unit_test(test_driver_for),
 		cmocka_unit_test(test_outbox_check),
 		cmocka_unit_test(test_outbox_file),
+		cmocka_unit_test(test_outbox_deliver_batch),
 		cmocka_unit_test(test_outbox_header_values_one_line),
 		cmocka_unit_test(test_outbox_unwritable_is_transient),
 		cmocka_unit_test_setup_teardown(test_webhook_request, srv_setup, srv_teardown),
