@@ -74,8 +74,8 @@ void chan_message_free(struct chan_message *m);
  * A driver.  open() checks that a channel can work here and loads what all its sends share, once
  * per configuration load (the webhook's secret: a rotated secret takes effect at the next
  * reload); its instance (*inst, may be NULL) is passed to start() and released with close().
- * start() either finishes at once (*easy and *state are NULL on return and the outcome is
- * returned, e.g. the outbox, or any driver that fails before the network) or returns a configured
+ * A non-blocking driver's start() either finishes at once (*easy and *state are NULL on return
+ * and the outcome is returned: a driver that fails before the network) or returns a configured
  * easy handle in *easy for the caller to run (the returned outcome then means nothing).  On entry
  * *easy is NULL or a handle the caller has reset (curl_easy_reset) for the driver to use instead
  * of a new one, so that handles are reused; start() takes it over (and cleans it up when it
@@ -86,7 +86,7 @@ void chan_message_free(struct chan_message *m);
  * interface sets). The daemon calls a non-blocking driver's start() on its HTTP thread, one send
  * at a time (so an instance's signing context is used by that thread alone), and finish() on its
  * loop.  `state` is the driver's opaque per-request memory, owned by the driver between start and
- * finish.  *detail (malloc'd, may be NULL) explains the outcome for logs and transitions; it
+ * finish (a blocking driver's: between start and deliver or finish).  *detail (malloc'd, may be NULL) explains the outcome for logs and transitions; it
  * never contains a secret. *retry_after is seconds the provider asked to wait (0 = none).
  * finish() takes NULL for retry_after or detail when the caller does not want them (e.g. when it
  * aborts a transfer at shutdown) and must be called exactly once per handle start returned.

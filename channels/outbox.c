@@ -18,7 +18,9 @@
  * due instant under a hidden name in the same directory (.<key>.msg.tmp) and flushed (start);
  * at the instant it is renamed into place and the directory flushed, once for all the messages
  * renamed together (deliver): a reader sees either no file or the whole file, it appears on
- * time however slow the disk's flushes are, and a file that was seen survives a power cut.
+ * time when it could be written and flushed before then, and a file that was seen survives a
+ * power cut.  After a crash, the resend at the next start writes the same hidden file again;
+ * one whose send is not repeated (its campaign was removed meanwhile) stays, hidden.
  *
  * The format, for people and for scripts (tests, demos, a relay to a real provider):
  *

@@ -33,12 +33,6 @@
 #define BACKLOG_CHUNK 64
 #define BACKLOG_S 1
 #define EVENT_SLICE 1024 /* new events made into deliveries per tick, sends in between */
-/*
- * Ticks decide this far ahead of the clock: what is due at the next second is decided and
- * committed just before it, and each send waits for its due instant (dispatch), so that it
- * leaves then rather than after the deciding.
- */
-#define LEAD_MS 50
 #define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
 #define WARM_LEAD_MS 200 /* what comes due is read into the page cache this much before */
 #define WARM_ROWS 1024 /* at most this many deliveries of it */
@@ -761,8 +755,10 @@ resend_orphans(struct daemon *d, const char *why)
 }
 
 /*
- * size_pool: libuv's thread pool runs the blocking drivers' sends (the outbox): make it as
- * large as their channels' concurrency together (4 to 128), unless UV_THREADPOOL_SIZE is set.
+ * size_pool: libuv's thread pool runs the blocking drivers' sends (the outbox) and the WAL
+ * checkpoint: make it as large as their channels' concurrency together, plus one for each such
+ * channel's deliveries at their instants and one for the checkpoint, so that neither waits for
+ * a write (4 to 128), unless UV_THREADPOOL_SIZE is set.
  * It is sized once, at the first use, so a reload that raises a concurrency gets no more
  * threads until the next start.
  */
@@ -777,8 +773,9 @@ size_pool(const struct conf *c)
 		const struct chan_driver *drv = chan_driver_for(&c->channels[i]);
 
 		if (drv != NULL && drv->blocking)
-			total += c->channels[i].concurrency;
+			total += c->channels[i].concurrency + 1;
 	}
+	total++;
 	if (total < 4)
 		total = 4;
 	if (total > 128)

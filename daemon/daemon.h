@@ -37,6 +37,14 @@ struct gen {
  * small until it starts: the message is rendered when the channel takes it, and freed with
  * the job.
  */
+/*
+ * Ticks decide this far ahead of the clock: what is due at the next second is decided and
+ * committed just before it, and each send waits for its due instant (dispatch), so that it
+ * leaves then rather than after the deciding.  A rate-limited send starts this far ahead of
+ * the instant its channel's pace gives it, likewise.
+ */
+#define LEAD_MS 50
+
 struct job {
 	struct job *next; /* in its channel's queue, or the live list */
 	struct daemon *d;
@@ -52,13 +60,14 @@ struct job {
 	const struct conf_campaign *cp;
 	int64_t now;
 	struct chan_message msg; /* rendered at start, off the loop */
-	void *state; /* the driver's, between start and finish */
+	void *state; /* the driver's, between start and finish (or deliver: blocking drivers) */
 	/* Started off the loop (the HTTP thread, or the thread pool for a blocking driver): its
 	 * inputs, and its result when it ends there. */
 	uv_work_t work;
 	int working; /* on a worker thread: the job must not be freed */
 	int staged; /* a blocking driver wrote it ahead (state): delivered at its due instant */
 	int delivering; /* in a delivery on a worker thread: must not be freed either */
+	uint64_t seq; /* the order in which the engine decided it (dispatch_job) */
 	const struct conf_channel *ch;
 	void *inst;
 	enum chan_outcome result;
@@ -78,7 +87,7 @@ struct chanq {
 	int inflight, held;
 	int gated; /* the gate refused a send since the last dispatch_ungate (each tick) */
 	struct job *head, *tail; /* waiting to start */
-	uint64_t next_ms; /* rate limit: earliest start of the next send (loop time) */
+	int64_t next_at; /* rate limit: the earliest instant of the next send (engine ms) */
 };
 
 struct daemon {
@@ -95,6 +104,7 @@ struct daemon {
 	uv_timer_t drain; /* shutdown bound */
 	uv_timer_t kick; /* starts queued jobs when a rate limit allows */
 	uv_timer_t show; /* delivers what blocking drivers wrote ahead, at its due instant */
+	uint64_t decided; /* sends handed to dispatch so far: their order (job.seq) */
 	uv_prepare_t before_io; /* just before the loop waits: its clock read again (before_io()) */
 	uv_check_t after_io; /* after each pass's I/O: commit outcomes, refill, re-arm (pass()) */
 	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */

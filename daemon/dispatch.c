@@ -423,7 +423,7 @@ work_cb(uv_work_t *w)
 	begin(w->data, NULL);
 }
 
-/* work_done_cb: back on the loop: the outcome, as for any other send. */
+/* work_done_cb: back on the loop: written ahead (to be shown at its instant), or its outcome. */
 static void
 work_done_cb(uv_work_t *w, int status)
 {
@@ -522,7 +522,7 @@ by_instant(const void *a, const void *b)
 
 	if (x->not_before_ms != y->not_before_ms)
 		return x->not_before_ms < y->not_before_ms ? -1 : 1;
-	return (x->delivery > y->delivery) - (x->delivery < y->delivery);
+	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 static void
@@ -641,7 +641,7 @@ kick_cb(uv_timer_t *t)
 static void
 start_queued(struct daemon *d)
 {
-	uint64_t now = uv_now(d->loop), wait = 0;
+	uint64_t wait = 0;
 	size_t i;
 
 	if (d->stopping)
@@ -658,14 +658,30 @@ start_queued(struct daemon *d)
 			 * for that instant prepared, on the HTTP thread, or written ahead (show()). */
 			if (q->inflight >= conc)
 				break;
+			/*
+			 * A rate limit spaces the sends' instants: a send closer to the last one
+			 * than the limit allows moves to the first instant it does (never before its
+			 * due one), and starts once that is LEAD_MS away, to wait for it where it
+			 * goes.  In demo mode the pace is real time, like the lead.
+			 */
 			if (ch && ch->rate_per_hour > 0) {
-				if (q->next_ms > now) {
-					if (wait == 0 || q->next_ms - now < wait)
-						wait = q->next_ms - now;
+				double sp = d->speed > 1.0 ? d->speed : 1.0;
+				int64_t ms = daemon_now_ms(d), at = q->head->not_before_ms;
+				int64_t lead = (int64_t)(LEAD_MS * sp);
+
+				if (at < ms)
+					at = ms;
+				if (at < q->next_at)
+					at = q->next_at;
+				if (at - ms > lead) {
+					uint64_t w = (uint64_t)((double)(at - lead - ms) / sp) + 1;
+
+					if (wait == 0 || w < wait)
+						wait = w;
 					break;
 				}
-				q->next_ms = (q->next_ms > now ? q->next_ms : now) +
-				    3600000ULL / (uint64_t)ch->rate_per_hour;
+				q->head->not_before_ms = at;
+				q->next_at = at + (int64_t)(3600000.0 * sp / ch->rate_per_hour);
 			}
 			/* The jobs' reads (render) share one read transaction: one lock, not one
 			 * for each. */
@@ -725,6 +741,7 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	}
 	j->gen->refs++;
 	j->delivery = a->delivery;
+	j->seq = d->decided++;
 	j->not_before_ms = a->at * 1000;
 	j->step = a->step;
 	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");

@@ -1,0 +1,176 @@
+#!/bin/sh
+# rate.sh: a channel's `rate:` limit, on the real binaries: ten sends due at the same whole
+# second through a channel limited to 5/s leave at that second and then 200 ms apart, the
+# k-th never before the due instant + k x 200 ms, through both kinds of driver:
+#   - an outbox channel (messages written ahead, renamed into place at their instant): the
+#     times are those at which a watcher (polling every 0.5 ms) saw each file appear;
+#   - a webhook channel (requests prepared ahead on the HTTP thread): the times are those at
+#     which the loopback sink (sink.py beside this script) received each request;
+# and none is lost or repeated; SIGTERM while paced sends wait: what is written ahead is shown
+# at its instant before the exit, the rest is abandoned and sent, each once, after the restart;
+# the daemon stops cleanly.
+#
+# Environment: as in common.sh, plus SRCDIR.  Loopback only; every wait is bounded; every
+# process started here is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup rate
+
+echo "1..7"
+
+: >"$tmp/sink.script"
+start_sink --script "$tmp/sink.script"
+
+mkdir -p "$tmp/campaigns.d"
+settings_yaml 10s "{ max: 100, per: 1d }" "  box: { driver: outbox, kind: webhook, path: outbox, rate: 5/s, concurrency: 4 }
+  hook:
+    driver: webhook
+    url: http://127.0.0.1:$port/hook
+    timeout: 5s
+    rate: 5/s
+    concurrency: 4" >"$tmp/campaignd.yaml"
+for c in box hook; do
+	campaign_yaml "paced-$c" "{ event: go-$c }" "  - channel: $c
+    message:
+      en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/paced-$c.yaml"
+done
+{
+	echo "id,first_name,timezone"
+	for i in 0 1 2 3 4 5 6 7 8 9; do echo "b$i,Bo$i,UTC"; echo "h$i,Hu$i,UTC"; done
+} >"$tmp/customers.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+if start_daemon; then :; else
+	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
+	exit 1
+fi
+
+# All twenty are due at one whole second, 3 s from now.
+due=$(($(date +%s) + 3))
+at=$(date -u -d "@$due" +%Y-%m-%dT%H:%M:%SZ)
+for i in 0 1 2 3 4 5 6 7 8 9; do
+	printf '{"id": "eb%s", "type": "go-box", "customer": "b%s", "at": "%s"}\n' "$i" "$i" "$at"
+	printf '{"id": "eh%s", "type": "go-hook", "customer": "h%s", "at": "%s"}\n' "$i" "$i" "$at"
+done >"$tmp/events.jsonl"
+"$ctl" -c "$tmp/campaignd.yaml" events import "$tmp/events.jsonl" >/dev/null 2>&1
+
+# The outbox, watched until ten messages are there (at most 12 s): "NAME MS" per file, the
+# time it was first seen after the due instant.
+"$py" - "$tmp/outbox" "$due" >"$tmp/box.times" <<'EOF'
+import os, sys, time
+box, due = sys.argv[1], int(sys.argv[2]) * 10**9
+seen = {}
+end = time.time_ns() + 12 * 10**9
+while len(seen) < 10 and time.time_ns() < end:
+    try:
+        names = os.listdir(box)
+    except FileNotFoundError:
+        names = []
+    t = time.time_ns()
+    for n in names:
+        if n.endswith(".msg") and n not in seen:
+            seen[n] = t
+    time.sleep(0.0005)
+for n, t in sorted(seen.items(), key=lambda x: x[1]):
+    print(n, (t - due) // 10**6)
+EOF
+wait_for 12 eval '[ "$(grep -c "\"customer\": \"h" "$tmp/sink.log" 2>/dev/null)" -ge 10 ]'
+sleep 0.5 # a repeat would come now
+"$py" - "$tmp/sink.log" "$due" >"$tmp/hook.times" <<'EOF'
+import json, sys
+due = int(sys.argv[2])
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("customer", "").startswith("h"):
+        print(r.get("key"), int((r["t"] - due) * 1000))
+EOF
+
+# paced FILE: "ok" when FILE has ten distinct names, the k-th (in time order) at or after
+# k x 200 ms and within a second of it; else what is wrong.
+paced() {
+	"$py" - "$1" <<'EOF'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+bad = []
+if len(rows) != 10 or len({r[0] for r in rows}) != 10:
+    bad.append("want 10 distinct sends, got %d (%d distinct)" % (len(rows), len({r[0] for r in rows})))
+for k, (name, ms) in enumerate(sorted(rows, key=lambda r: int(r[1]))):
+    if not k * 200 <= int(ms) < k * 200 + 1000:
+        bad.append("send %d (%s) at +%s ms, want +%d to +%d ms" % (k, name, ms, k * 200, k * 200 + 999))
+print("ok" if not bad else "; ".join(bad))
+EOF
+}
+
+# 1
+got=$(paced "$tmp/box.times")
+if [ "$got" = ok ]; then
+	ok "outbox, rate 5/s: ten messages due at one second shown 200 ms apart, none early ($(awk '{ printf "%s%s", s, $2; s = " " }' "$tmp/box.times") ms)"
+else
+	not_ok "outbox, rate 5/s: ten messages due at one second shown 200 ms apart, none early" \
+		"$got"
+fi
+# 2
+got=$(paced "$tmp/hook.times")
+if [ "$got" = ok ]; then
+	ok "webhook, rate 5/s: ten requests due at one second sent 200 ms apart, none early ($(awk '{ printf "%s%s", s, $2; s = " " }' "$tmp/hook.times") ms)"
+else
+	not_ok "webhook, rate 5/s: ten requests due at one second sent 200 ms apart, none early" \
+		"$got"
+fi
+# 3
+sent=$(grep -c 'event=send .*outcome=sent' "$dlog")
+check "the daemon logged twenty sends as sent" test "$sent" = 20
+# 4
+hidden=$(find "$tmp/outbox" -type f -name '.*')
+check "no hidden file is left in the outbox" test -z "$hidden"
+
+# SIGTERM while paced sends wait: ten more outbox sends due at one second; half a second in,
+# some are shown, one may be written ahead (shown at its instant before the exit), the rest
+# are abandoned; the next start sends those, each once.
+due=$(($(date +%s) + 2))
+at=$(date -u -d "@$due" +%Y-%m-%dT%H:%M:%SZ)
+for i in 0 1 2 3 4 5 6 7 8 9; do
+	printf '{"id": "sb%s", "type": "go-box", "customer": "b%s", "at": "%s"}\n' "$i" "$i" "$at"
+done >"$tmp/events2.jsonl"
+"$ctl" -c "$tmp/campaignd.yaml" events import "$tmp/events2.jsonl" >/dev/null 2>&1
+# 575 ms in: the fourth send (instant +600 ms) is written ahead from +550 ms, so usually it
+# waits for its instant when the stop comes (the log's inflight= says so; not asserted).
+while [ "$(date +%s%3N)" -lt $((due * 1000 + 575)) ]; do sleep 0.005; done
+stop_daemon 10
+inflight=$(grep 'event=stopping' "$dlog" | tail -1 | sed -n 's/.*inflight=\([0-9]*\).*/\1/p')
+shown=$(q "SELECT count(*) FROM deliveries WHERE event LIKE 'sb%' AND state = 'sent'")
+left=$(q "SELECT count(*) FROM deliveries WHERE event LIKE 'sb%' AND state = 'sending'")
+hidden=$(find "$tmp/outbox" -type f -name '.*')
+# 5
+if [ "$stop_rc" = 0 ] && [ "$stop_ms" -le 2000 ] && [ "$shown" -ge 1 ] && [ "$left" -ge 1 ] &&
+	[ $((shown + left)) = 10 ] && [ -z "$hidden" ]; then
+	ok "SIGTERM while paced sends wait: exit 0 in $stop_ms ms (inflight=$inflight); $shown shown, $left left to resend, no hidden file"
+else
+	not_ok "SIGTERM while paced sends wait: exit 0 soon; some shown, the rest left, no hidden file" \
+		"exit $stop_rc in $stop_ms ms; shown $shown, left $left; hidden: $hidden"
+fi
+if start_daemon; then :; else echo "# restart failed: $(tail -5 "$dlog")"; fi
+wait_for 10 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE event LIKE '"'sb%'"' AND state = '"'sent'"'")" = 10 ]'
+stop_daemon 10
+got=$(q "SELECT count(*), sum(n = 1), sum(r = a), sum(a) > 0 FROM (SELECT
+	(SELECT count(*) FROM transitions t WHERE t.delivery = d.id AND t.to_state = 'sent') AS n,
+	(SELECT count(*) FROM transitions t WHERE t.delivery = d.id
+	  AND t.reason LIKE 'abandoned at shutdown%') AS a,
+	(SELECT count(*) FROM transitions t WHERE t.delivery = d.id
+	  AND t.reason LIKE '%resent with the same idempotency key%') AS r
+	FROM deliveries d WHERE d.event LIKE 'sb%')")
+files=$(find "$tmp/outbox" -type f -name '*.msg' | wc -l)
+# 6
+if [ "$got" = "10|10|10|1" ] && [ "$files" = 20 ]; then
+	ok "after the restart all ten are sent, each once; each abandoned one resent with its key"
+else
+	not_ok "after the restart all ten are sent, each once; each abandoned one resent with its key" \
+		"deliveries|sent once|resent as often as abandoned|any abandoned: $got; files: $files
+$(q "SELECT delivery, from_state, to_state, reason FROM transitions WHERE delivery IN
+	(SELECT id FROM deliveries WHERE event LIKE 'sb%') ORDER BY id")"
+fi
+# 7
+check_stopped
+tap_end
