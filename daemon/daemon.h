@@ -80,7 +80,9 @@ struct job {
  * generations.  `held` counts the channel's jobs from the move to 'sending' to their last
  * outcome (waiting, in flight, or waiting to retry); the engine's gate admits a send only while
  * it is under the bound, so only what the channel can take soon is moved to 'sending' and held
- * in memory, whatever the backlog.
+ * in memory, whatever the backlog.  A send written ahead by a blocking driver is not counted
+ * while it waits for its instant: what is due within LEAD_MS (the engine decides no further
+ * ahead) or is shown at once, so that all of a second's sends can be written before it.
  */
 struct chanq {
 	char name[72];

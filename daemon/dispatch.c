@@ -191,10 +191,14 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
 	int max = ch && ch->driver == CONF_DRIVER_WEBHOOK ? ch->max_retries : DEFAULT_RETRIES;
 
-	if (!j->staged) /* a written-ahead send gave its place up when it was written */
+	if (j->staged) {
+		/* Written ahead, it gave its places up; it holds one again until it ends. */
+		q->held++;
+		j->staged = 0;
+	} else {
 		q->inflight--;
+	}
 	d->inflight--;
-	j->staged = 0;
 	if (o == CHAN_TRANSIENT && !d->stopping && j->attempt < max) {
 		uint64_t delay = 1000ULL << (j->attempt < 8 ? j->attempt : 8);
 		char why[512];
@@ -439,9 +443,11 @@ work_done_cb(uv_work_t *w, int status)
 							  uv_strerror(status));
 		j->result = CHAN_TRANSIENT;
 	} else if (j->state != NULL) {
-		/* Written ahead: its place in the channel's concurrency goes to the next send. */
+		/* Written ahead: its places in the channel's concurrency and hold go to the next
+		 * sends (see struct chanq). */
 		free(detail);
 		queue_for(d, j->channel)->inflight--;
+		queue_for(d, j->channel)->held--;
 		j->staged = 1;
 		show(d);
 		start_queued(d);
@@ -861,6 +867,8 @@ dispatch_abandon(struct daemon *d)
 			    j->state, NULL, &detail);
 			free(detail);
 			j->state = NULL;
+			j->staged = 0;
+			queue_for(d, j->channel)->held++; /* given up when written; job_free takes it */
 		}
 		record(d, j, CHAN_TRANSIENT, ABANDONED);
 		log_outcome(j, "abandoned", "shutdown");
