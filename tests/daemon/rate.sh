@@ -103,22 +103,20 @@ print("ok" if not bad else "; ".join(bad))
 EOF
 }
 
+# paced_point FILE WHAT: the TAP point for one channel's times.
+paced_point() {
+	local got desc="$2, rate 5/s: ten due at one second, 200 ms apart, none early"
+	got=$(paced "$1")
+	if [ "$got" = ok ]; then
+		ok "$desc ($(awk '{ printf "%s%s", s, $2; s = " " }' "$1") ms)"
+	else
+		not_ok "$desc" "$got"
+	fi
+}
 # 1
-got=$(paced "$tmp/box.times")
-if [ "$got" = ok ]; then
-	ok "outbox, rate 5/s: ten messages due at one second shown 200 ms apart, none early ($(awk '{ printf "%s%s", s, $2; s = " " }' "$tmp/box.times") ms)"
-else
-	not_ok "outbox, rate 5/s: ten messages due at one second shown 200 ms apart, none early" \
-		"$got"
-fi
+paced_point "$tmp/box.times" "outbox, shown"
 # 2
-got=$(paced "$tmp/hook.times")
-if [ "$got" = ok ]; then
-	ok "webhook, rate 5/s: ten requests due at one second sent 200 ms apart, none early ($(awk '{ printf "%s%s", s, $2; s = " " }' "$tmp/hook.times") ms)"
-else
-	not_ok "webhook, rate 5/s: ten requests due at one second sent 200 ms apart, none early" \
-		"$got"
-fi
+paced_point "$tmp/hook.times" "webhook, sent"
 # 3
 sent=$(grep -c 'event=send .*outcome=sent' "$dlog")
 check "the daemon logged twenty sends as sent" test "$sent" = 20
