@@ -341,7 +341,6 @@ daemon_tick(struct daemon *d, int materialise)
 
 	if (d->stopping)
 		return;
-	dispatch_ungate(d);
 	d->more = 0;
 	d->chunk = d->backlog ? BACKLOG_CHUNK : CHUNK;
 	sched_set_page(d->cur->e, d->chunk);
@@ -387,6 +386,7 @@ wake_cb(uv_timer_t *t)
 
 	d->backoff = 0;
 	d->backlog = 0; /* a new due second: its first sends go out 8 at a time again */
+	dispatch_ungate(d);
 	daemon_tick(d, 1);
 }
 
@@ -414,9 +414,12 @@ pass(struct daemon *d)
 	room = dispatch_room(d);
 	events = sched_events_left(d->cur->e);
 	if (d->more || room || events) {
-		/* The rest of a tick continues where it stopped; a channel with room again is
+		/* The rest of a tick continues where it stopped (a channel the gate found full
+		 * stays so marked: what it refused is behind); a channel with room again is
 		 * looked at from the earliest due. */
-		if (!room)
+		if (room)
+			dispatch_ungate(d);
+		else
 			sched_resume(d->cur->e);
 		/* Re-arms and keeps busy itself; its commit takes the outcomes so far too. */
 		daemon_tick(d, events);
@@ -483,6 +486,7 @@ watch_cb(uv_timer_t *t)
 	/* While the store backs off, the wake timer's tick (a second at most) looks instead. */
 	if (v != d->data_version && !d->backoff) {
 		d->data_version = v;
+		dispatch_ungate(d);
 		daemon_tick(d, 1);
 	}
 }
@@ -757,8 +761,8 @@ resend_orphans(struct daemon *d, const char *why)
 /*
  * size_pool: libuv's thread pool runs the blocking drivers' sends (the outbox) and the WAL
  * checkpoint: make it as large as their channels' concurrency together, plus one for each such
- * channel's deliveries at their instants and one for the checkpoint, so that neither waits for
- * a write (4 to 128), unless UV_THREADPOOL_SIZE is set.
+ * channel's deliveries at their instants and one for the checkpoint, so that these seldom wait
+ * for a write (4 to 128), unless UV_THREADPOOL_SIZE is set.
  * It is sized once, at the first use, so a reload that raises a concurrency gets no more
  * threads until the next start.
  */

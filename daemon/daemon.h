@@ -33,11 +33,6 @@ struct gen {
 };
 
 /*
- * One send of one step, from the move to 'sending' until its outcome is recorded.  A job is
- * small until it starts: the message is rendered when the channel takes it, and freed with
- * the job.
- */
-/*
  * Ticks decide this far ahead of the clock: what is due at the next second is decided and
  * committed just before it, and each send waits for its due instant (dispatch), so that it
  * leaves then rather than after the deciding.  A rate-limited send starts this far ahead of
@@ -45,12 +40,18 @@ struct gen {
  */
 #define LEAD_MS 50
 
+/*
+ * One send of one step, from the move to 'sending' until its outcome is recorded.  A job is
+ * small until it starts: the message is rendered when the channel takes it, and freed with
+ * the job.
+ */
 struct job {
 	struct job *next; /* in its channel's queue, or the live list */
 	struct daemon *d;
 	struct gen *gen; /* holds a reference */
 	int64_t delivery;
-	int64_t not_before_ms; /* its due instant: decided ahead (LEAD_MS), it waits for that */
+	int64_t not_before_ms; /* its due instant (later if a rate limit moved it): decided
+				* ahead (LEAD_MS), it waits for that */
 	int step;
 	int attempt; /* transient failures so far */
 	char channel[72], campaign[72], customer[128], key[32];
@@ -81,15 +82,19 @@ struct job {
  * outcome (waiting, in flight, or waiting to retry); the engine's gate admits a send only while
  * it is under the bound, so only what the channel can take soon is moved to 'sending' and held
  * in memory, whatever the backlog.  A send written ahead by a blocking driver is not counted
- * while it waits for its instant: what is due within LEAD_MS (the engine decides no further
- * ahead) or is shown at once, so that all of a second's sends can be written before it.
+ * while it waits for its instant, so that all of a second's sends can be written before it:
+ * those are sends due within LEAD_MS (the engine decides no further ahead), or due already and
+ * shown at once, so that what they add is what the channel can write in about LEAD_MS (a
+ * few hundred messages on a fast disk, each with its rendered text) plus what waits for a
+ * rename.
  */
 struct chanq {
 	char name[72];
 	int inflight, held;
-	int gated; /* the gate refused a send since the last dispatch_ungate (each tick) */
+	int gated; /* the gate refused a send since the last dispatch_ungate (each tick that
+		    * reads from the earliest due: not the rest of one that stopped early) */
 	struct job *head, *tail; /* waiting to start */
-	int64_t next_at; /* rate limit: the earliest instant of the next send (engine ms) */
+	int64_t next_at; /* rate limit: the earliest instant of the next send (engine us) */
 };
 
 struct daemon {

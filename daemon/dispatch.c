@@ -672,22 +672,29 @@ start_queued(struct daemon *d)
 			 */
 			if (ch && ch->rate_per_hour > 0) {
 				double sp = d->speed > 1.0 ? d->speed : 1.0;
-				int64_t ms = daemon_now_ms(d), at = q->head->not_before_ms;
-				int64_t lead = (int64_t)(LEAD_MS * sp);
+				int64_t now = daemon_now_ms(d) * 1000, at = q->head->not_before_ms * 1000;
+				int64_t lead = (int64_t)(LEAD_MS * 1000 * sp);
+				/* In microseconds, so that the pace is exact above 1,000/s too. */
+				int64_t gap = (int64_t)(3600000000.0 * sp / ch->rate_per_hour);
 
-				if (at < ms)
-					at = ms;
+				/* A pace from before a reload or a step back of the clock waits no
+				 * longer than one interval of the current limit (from a send that
+				 * started LEAD_MS ahead of its instant). */
+				if (q->next_at > now + lead + gap)
+					q->next_at = now + lead + gap;
+				if (at < now)
+					at = now;
 				if (at < q->next_at)
 					at = q->next_at;
-				if (at - ms > lead) {
-					uint64_t w = (uint64_t)((double)(at - lead - ms) / sp) + 1;
+				if (at - now > lead) {
+					uint64_t w = (uint64_t)((double)(at - lead - now) / 1000.0 / sp) + 1;
 
 					if (wait == 0 || w < wait)
 						wait = w;
 					break;
 				}
-				q->head->not_before_ms = at;
-				q->next_at = at + (int64_t)(3600000.0 * sp / ch->rate_per_hour);
+				q->head->not_before_ms = (at + 999) / 1000; /* never early */
+				q->next_at = at + gap;
 			}
 			/* The jobs' reads (render) share one read transaction: one lock, not one
 			 * for each. */
