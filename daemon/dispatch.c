@@ -445,9 +445,11 @@ work_done_cb(uv_work_t *w, int status)
 	} else if (j->state != NULL) {
 		/* Written ahead: its places in the channel's concurrency and hold go to the next
 		 * sends (see struct chanq). */
+		struct chanq *q = queue_for(d, j->channel);
+
 		free(detail);
-		queue_for(d, j->channel)->inflight--;
-		queue_for(d, j->channel)->held--;
+		q->inflight--;
+		q->held--;
 		j->staged = 1;
 		show(d);
 		start_queued(d);
@@ -531,6 +533,25 @@ by_instant(const void *a, const void *b)
 	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+/* showing_add: job j into the delivery s (made for j's channel when NULL); s. */
+static struct showing *
+showing_add(struct daemon *d, struct showing *s, struct job *j, size_t *cap)
+{
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->d = d;
+		s->ch = j->ch;
+		s->inst = j->inst;
+	}
+	if (s->n == *cap) {
+		*cap = *cap ? 2 * *cap : 16;
+		s->jobs = xreallocarray(s->jobs, *cap, sizeof(*s->jobs));
+	}
+	s->jobs[s->n++] = j;
+	j->delivering = 1;
+	return s;
+}
+
 static void
 show_cb(uv_timer_t *t)
 {
@@ -563,18 +584,7 @@ show(struct daemon *d)
 					wait = ms;
 				continue;
 			}
-			if (s == NULL) {
-				s = xcalloc(1, sizeof(*s));
-				s->d = d;
-				s->ch = j->ch;
-				s->inst = j->inst;
-			}
-			if (s->n == cap) {
-				cap = cap ? 2 * cap : 16;
-				s->jobs = xreallocarray(s->jobs, cap, sizeof(*s->jobs));
-			}
-			s->jobs[s->n++] = j;
-			j->delivering = 1;
+			s = showing_add(d, s, j, &cap);
 		}
 		if (s == NULL)
 			break;
@@ -643,6 +653,36 @@ kick_cb(uv_timer_t *t)
 	start_queued(t->data);
 }
 
+/*
+ * pace: a rate limit spaces the sends' instants: the head of q, closer to the last send than
+ * the limit allows, moves to the first instant it does (never before its due one).  0 when it
+ * may start now (that instant is LEAD_MS away or less: it waits for it where it goes), else
+ * the milliseconds until it may.  In demo mode the pace is real time, like the lead.
+ */
+static uint64_t
+pace(struct daemon *d, struct chanq *q, const struct conf_channel *ch)
+{
+	double sp = d->speed > 1.0 ? d->speed : 1.0;
+	/* In microseconds, so that the pace is exact above 1,000/s too. */
+	int64_t now = daemon_now_ms(d) * 1000, at = q->head->not_before_ms * 1000;
+	int64_t lead = (int64_t)(LEAD_MS * 1000 * sp);
+	int64_t gap = (int64_t)(3600000000.0 * sp / ch->rate_per_hour);
+
+	/* A pace from before a reload or a step back of the clock waits no longer than one
+	 * interval of the current limit (from a send that started LEAD_MS ahead of its instant). */
+	if (q->next_at > now + lead + gap)
+		q->next_at = now + lead + gap;
+	if (at < now)
+		at = now;
+	if (at < q->next_at)
+		at = q->next_at;
+	if (at - now > lead)
+		return (uint64_t)((double)(at - lead - now) / 1000.0 / sp) + 1;
+	q->head->not_before_ms = (at + 999) / 1000; /* never early */
+	q->next_at = at + gap;
+	return 0;
+}
+
 /* start_queued: start waiting jobs as far as each channel's concurrency and rate allow. */
 static void
 start_queued(struct daemon *d)
@@ -659,42 +699,17 @@ start_queued(struct daemon *d)
 			const struct conf_channel *ch = conf_channel_find(d->cur->conf, q->name);
 			int conc = ch ? ch->concurrency : 1;
 			struct job *j;
+			uint64_t w;
 
 			/* A send decided ahead of its due instant starts now all the same: it waits
 			 * for that instant prepared, on the HTTP thread, or written ahead (show()). */
 			if (q->inflight >= conc)
 				break;
-			/*
-			 * A rate limit spaces the sends' instants: a send closer to the last one
-			 * than the limit allows moves to the first instant it does (never before its
-			 * due one), and starts once that is LEAD_MS away, to wait for it where it
-			 * goes.  In demo mode the pace is real time, like the lead.
-			 */
-			if (ch && ch->rate_per_hour > 0) {
-				double sp = d->speed > 1.0 ? d->speed : 1.0;
-				int64_t now = daemon_now_ms(d) * 1000, at = q->head->not_before_ms * 1000;
-				int64_t lead = (int64_t)(LEAD_MS * 1000 * sp);
-				/* In microseconds, so that the pace is exact above 1,000/s too. */
-				int64_t gap = (int64_t)(3600000000.0 * sp / ch->rate_per_hour);
-
-				/* A pace from before a reload or a step back of the clock waits no
-				 * longer than one interval of the current limit (from a send that
-				 * started LEAD_MS ahead of its instant). */
-				if (q->next_at > now + lead + gap)
-					q->next_at = now + lead + gap;
-				if (at < now)
-					at = now;
-				if (at < q->next_at)
-					at = q->next_at;
-				if (at - now > lead) {
-					uint64_t w = (uint64_t)((double)(at - lead - now) / 1000.0 / sp) + 1;
-
-					if (wait == 0 || w < wait)
-						wait = w;
-					break;
-				}
-				q->head->not_before_ms = (at + 999) / 1000; /* never early */
-				q->next_at = at + gap;
+			w = ch && ch->rate_per_hour > 0 ? pace(d, q, ch) : 0;
+			if (w > 0) {
+				if (wait == 0 || w < wait)
+					wait = w;
+				break;
 			}
 			/* The jobs' reads (render) share one read transaction: one lock, not one
 			 * for each. */
