@@ -1,5 +1,6 @@
 /* dispatch.c: send jobs: per-channel concurrency and rate, rendering and transfers off the loop. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -666,7 +667,7 @@ pace(struct daemon *d, struct chanq *q, const struct conf_channel *ch)
 	/* In microseconds, so that the pace is exact above 1,000/s too. */
 	int64_t now = daemon_now_ms(d) * 1000, at = q->head->not_before_ms * 1000;
 	int64_t lead = (int64_t)(LEAD_MS * 1000 * sp);
-	int64_t gap = (int64_t)(3600000000.0 * sp / ch->rate_per_hour);
+	int64_t gap = (int64_t)ceil(3600000000.0 * sp / ch->rate_per_hour); /* never over */
 
 	/* A pace from before a reload or a step back of the clock waits no longer than one
 	 * interval of the current limit (from a send that started LEAD_MS ahead of its instant). */
