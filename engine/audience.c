@@ -380,6 +380,12 @@ emit_campaign_window(struct aq *q, const char *alias, const struct conf_pred *pr
 	}
 }
 
+int
+audience_everyone(const struct conf_pred *pr)
+{
+	return (pr->kind == CONF_PRED_ALL || pr->kind == CONF_PRED_NONE) && pr->n_children == 0;
+}
+
 void
 audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char *deftz)
 {
@@ -394,7 +400,7 @@ audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char
 	case CONF_PRED_ANY:
 	case CONF_PRED_NONE:
 		if (pr->n_children == 0) {
-			aq_add(q, pr->kind == CONF_PRED_ANY ? "0" : "1");
+			aq_add(q, audience_everyone(pr) ? "1" : "0");
 			return;
 		}
 		aq_add(q, pr->kind == CONF_PRED_NONE ? "NOT (" : "(");

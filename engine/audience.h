@@ -47,6 +47,9 @@ int aq_bind_all(const struct aq *q, sqlite3_stmt *stmt, int first);
  */
 void audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char *deftz);
 
+/* audience_everyone: whether pr holds for every customer and event (no condition at all). */
+int audience_everyone(const struct conf_pred *pr);
+
 /*
  * audience_field: append the SQL expression of a predicate field ("segment", "age",
  * "attr.NAME", "event.FIELD", ...); only whitelisted identifiers reach the text.

@@ -864,7 +864,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 	int64_t batch = -1;
 	long total = 0;
 	size_t n, i, read = 0;
-	int more = 1;
+	int more = 1, everyone = audience_everyone(&cp->audience.root);
 	int64_t last;
 
 	if (!k->loaded)
@@ -926,17 +926,20 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 			/* Events from before the campaign existed are history, not triggers. */
 			if (v->at < k->active_since)
 				continue;
-			q = event_qualifies(e, cp, &aud, v->id, v->cid, now);
+			/* No audience: every event's customer qualifies (S_EVENTS joined it). */
+			q = everyone ? 1 : event_qualifies(e, cp, &aud, v->id, v->cid, now);
 			if (q < 0)
 				goto fail;
 			if (!q)
 				continue;
-			s = sched_stmt(e, S_EVENT_COUNT);
-			sqlite3_bind_int64(s, 1, v->cid);
-			sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-			if (sqlite3_step(s) == SQLITE_ROW)
-				count = sqlite3_column_int64(s, 0);
-			sqlite3_reset(s);
+			if (cp->every_nth > 1) {
+				s = sched_stmt(e, S_EVENT_COUNT);
+				sqlite3_bind_int64(s, 1, v->cid);
+				sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
+				if (sqlite3_step(s) == SQLITE_ROW)
+					count = sqlite3_column_int64(s, 0);
+				sqlite3_reset(s);
+			}
 			due = sched_next_allowed(e, cp, v->tz, v->at + cp->delay);
 			if (cp->expire_after > 0)
 				expires = v->at + cp->delay + cp->expire_after;
