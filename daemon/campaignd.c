@@ -98,16 +98,26 @@ gen_channel(struct gen *g, const struct conf_channel *ch, void **inst, char **er
 	return 0;
 }
 
-struct gen *
-gen_new(struct conf *c, size_t *bad)
+/* gen_alloc: a generation of `c` (taking it over) with one reference and no channel open. */
+static struct gen *
+gen_alloc(struct conf *c)
 {
 	struct gen *g = xcalloc(1, sizeof(*g));
-	size_t i, n = c->n_channels ? c->n_channels : 1;
+	size_t n = c->n_channels ? c->n_channels : 1;
 
 	g->conf = c;
 	g->refs = 1;
 	g->inst = xcalloc(n, sizeof(*g->inst));
 	g->open = xcalloc(n, 1);
+	return g;
+}
+
+struct gen *
+gen_new(struct conf *c, size_t *bad)
+{
+	struct gen *g = gen_alloc(c);
+	size_t i;
+
 	for (i = 0; i < c->n_channels; i++) {
 		char *err = NULL;
 		void *inst;
@@ -577,6 +587,132 @@ gen_drain(struct gen *g, const struct conf_campaign *cp, struct gen *owner)
 	sched_drain(g->e, cp);
 }
 
+/* in_force_save: record g's campaigns and drains as the ones in force (the caller's transaction). */
+static int
+in_force_save(struct store *st, const struct gen *g, int64_t now)
+{
+	const struct conf_campaign **drains = xcalloc(g->n_drains + 1, sizeof(*drains));
+	size_t i;
+	int rc;
+
+	for (i = 0; i < g->n_drains; i++)
+		drains[i] = g->drains[i].cp;
+	rc = store_in_force_set(st, (const struct conf_campaign *const *)g->conf->campaigns,
+	    g->conf->n_campaigns, drains, g->n_drains, now);
+	free(drains);
+	return rc;
+}
+
+/* What a start finds of the campaigns in force at the last run (restore_one). */
+struct restore {
+	struct daemon *d;
+	struct gen *owner; /* holds the stored versions parsed (its conf: campaignd.yaml's) */
+	int64_t now;
+	size_t removed, cancelled;
+};
+
+/*
+ * restore_one: a campaign in force at the last run, or draining then, that the files no longer
+ * have.  Removed while campaignd was stopped, its version last in force says what becomes of
+ * its pending deliveries, as at a reload (on_remove); draining, it goes on draining.  A version
+ * that no longer parses against campaignd.yaml (a channel gone) is logged: its deliveries are
+ * skipped when due, as those of any campaign no longer loaded.
+ */
+static int
+restore_one(void *arg, const char *name, int draining, const char *text, size_t len)
+{
+	struct restore *r = arg;
+	struct daemon *d = r->d;
+	const struct conf_campaign *cp;
+	struct diag_list dl;
+	char *path;
+	long pending;
+	size_t i;
+
+	if (conf_campaign_find(d->cur->conf, name) != NULL)
+		return 0;
+	pending = sched_pending(d->cur->e, name);
+	if (pending < 0)
+		return -1;
+	if (pending == 0)
+		return 0;
+	diag_init(&dl);
+	if (r->owner == NULL) {
+		struct conf *c = conf_load_settings(d->config_path, &dl);
+
+		if (c == NULL) /* it loaded a moment ago: changed under our feet */
+			c = conf_new_default();
+		r->owner = gen_alloc(c);
+	}
+	/* Named as its file was, so that templates resolve as they did. */
+	path = xasprintf("%s/%s.yaml", d->cur->conf->campaigns_dir, name);
+	if (conf_add_campaign_buffer(r->owner->conf, path, text, len, &dl) != 0 ||
+	    (cp = conf_campaign_find(r->owner->conf, name)) == NULL) {
+		log_warnx("event=restore-campaign campaign=%s pending=%ld error=\"its version last in "
+			  "force does not load with the current settings: its pending deliveries are "
+			  "skipped when due\"",
+		    name, pending);
+		for (i = 0; i < dl.n; i++)
+			log_warnx("event=restore-diagnostic %s:%d:%d: %s", dl.v[i].file, dl.v[i].line,
+			    dl.v[i].col, dl.v[i].message);
+		free(path);
+		diag_free(&dl);
+		return 0;
+	}
+	free(path);
+	diag_free(&dl);
+	log_change(cp, draining ? "draining" : "removed");
+	if (!draining)
+		r->removed++;
+	if (draining || cp->on_remove == CONF_REMOVE_DRAIN) {
+		gen_drain(d->cur, cp, r->owner);
+		return 0;
+	}
+	pending = sched_cancel(d->cur->e, name, r->now,
+	    "campaign removed while campaignd was stopped (on_remove: cancel)");
+	if (pending < 0)
+		return -1;
+	r->cancelled += (size_t)pending;
+	return 0;
+}
+
+/*
+ * restore_removed: at start, apply on_remove to the campaigns removed since the last run and
+ * go on draining those that were, then record the campaigns now in force.  The drains' sends
+ * go through an engine of their own, as those of a generation a reload replaced.  0, or -1
+ * (logged).
+ */
+static int
+restore_removed(struct daemon *d)
+{
+	struct restore r = { d, NULL, daemon_now(d), 0, 0 };
+	char *err = NULL;
+	int rc;
+
+	if (store_begin(d->st) < 0) {
+		log_warnx("event=start error=\"%s\"", store_errmsg(d->st));
+		return -1;
+	}
+	rc = store_in_force_list(d->st, restore_one, &r);
+	if (rc == 0 && r.owner != NULL && d->cur->n_drains > 0 &&
+	    sched_new(d->st, r.owner->conf, r.now, &r.owner->e, &err) < 0)
+		rc = -1;
+	if (rc == 0)
+		rc = in_force_save(d->st, d->cur, r.now);
+	if (rc == 0)
+		rc = store_commit(d->st);
+	if (rc < 0) {
+		log_warnx("event=start error=\"%s\"", err ? err : store_errmsg(d->st));
+		store_rollback(d->st);
+	}
+	free(err);
+	gen_put(r.owner); /* each drain holds its own reference */
+	if (rc == 0 && (r.removed > 0 || d->cur->n_drains > 0))
+		log_info("event=restore removed=%zu cancelled=%zu draining=%zu", r.removed,
+		    r.cancelled, d->cur->n_drains);
+	return rc;
+}
+
 /* diags_text: the diagnostics as check prints them (diag_print_text), as a malloc'd string. */
 static char *
 diags_text(const struct diag_list *dl)
@@ -684,7 +820,7 @@ daemon_reload(struct daemon *d, char **summary)
 			     "%zu scheduled deliveries cancelled, %zu campaigns draining)",
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	store_record_reload(d->st, now, 1, *summary, "");
-	if (store_commit(d->st) < 0) {
+	if (in_force_save(d->st, g, now) < 0 || store_commit(d->st) < 0) {
 		store_rollback(d->st);
 		free(*summary);
 		*summary = xasprintf("reload failed: %s", store_errmsg(d->st));
@@ -905,6 +1041,9 @@ main(int argc, char **argv)
 	log_info("event=start version=%s pid=%ld config=%s database=%s campaigns=%zu channels=%zu%s%s",
 	    PACKAGE_VERSION, (long)getpid(), d.config_path, c->database, c->n_campaigns,
 	    c->n_channels, d.outbox_hint ? " outbox=" : "", d.outbox_hint ? d.outbox_hint : "");
+	if (restore_removed(&d) < 0)
+		fatalx("event=start error=\"the campaigns in force at the last run cannot be "
+		       "restored\"");
 	admin_listen(&d, &d.admin);
 	if (demo)
 		demo_seed(d.st, daemon_now(&d));

@@ -183,3 +183,6 @@ CREATE TABLE reloads (
 	summary     TEXT NOT NULL,
 	diagnostics TEXT NOT NULL DEFAULT ''
 );
+
+-- Version 3 (store.c) adds campaigns_in_force: the campaigns in force at the daemon's last
+-- load and the removed ones still draining, which a restart compares the files with.

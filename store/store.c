@@ -29,6 +29,13 @@ static const char *const migrations[] = {
 	"DROP INDEX deliveries_due;"
 	"CREATE INDEX deliveries_due ON deliveries(due_at, priority DESC) "
 	"WHERE state = 'scheduled';",
+	/* 3: the campaigns in force at the daemon's last load, and the removed ones still draining,
+	 * so that a restart applies on_remove to what was removed meanwhile and drains go on. */
+	"CREATE TABLE campaigns_in_force ("
+	" campaign TEXT PRIMARY KEY,"
+	" version  INTEGER NOT NULL REFERENCES campaign_versions(id),"
+	" draining INTEGER NOT NULL DEFAULT 0,"
+	" since    INTEGER NOT NULL);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -104,6 +111,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_VERSION_ADD] = "INSERT INTO campaign_versions (campaign, sha256, loaded_at, source) "
 			   "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (campaign, sha256) DO NOTHING",
 	[ST_VERSION_GET] = "SELECT id FROM campaign_versions WHERE campaign = ?1 AND sha256 = ?2",
+	[ST_IN_FORCE_CLEAR] = "DELETE FROM campaigns_in_force",
+	[ST_IN_FORCE_ADD] = "INSERT INTO campaigns_in_force (campaign, version, draining, since) "
+			    "VALUES (?1, ?2, ?3, ?4)",
+	[ST_IN_FORCE_LIST] = "SELECT f.campaign, f.draining, v.source FROM campaigns_in_force f "
+			     "JOIN campaign_versions v ON v.id = f.version ORDER BY f.campaign",
 };
 
 struct store {
@@ -1354,6 +1366,71 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 		rc = db_err(s, "reading a campaign version");
 	}
 	store_stmt_done(st);
+	return rc;
+}
+
+int
+store_in_force_list(struct store *s, store_in_force_fn fn, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	s->err[0] = '\0';
+	if ((st = store_stmt(s, ST_IN_FORCE_LIST)) == NULL)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		const char *text = (const char *)sqlite3_column_text(st, 2);
+
+		if (fn(arg, name ? name : "", sqlite3_column_int(st, 1), text ? text : "",
+			(size_t)sqlite3_column_bytes(st, 2)) < 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_err(s, "reading the campaigns in force");
+	store_stmt_done(st);
+	return rc;
+}
+
+/* in_force_add: one campaign (its version recorded if new) into campaigns_in_force. */
+static int
+in_force_add(struct store *s, const struct conf_campaign *cp, int draining, int64_t now)
+{
+	sqlite3_stmt *st;
+	int64_t id;
+	int rc = store_campaign_version(s, cp, now, &id);
+
+	if (rc < 0)
+		return rc;
+	if ((st = store_stmt(s, ST_IN_FORCE_ADD)) == NULL)
+		return -EIO;
+	bind_str(st, 1, cp->name);
+	sqlite3_bind_int64(st, 2, id);
+	sqlite3_bind_int(st, 3, draining);
+	sqlite3_bind_int64(st, 4, now);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "recording a campaign in force");
+	store_stmt_done(st);
+	return rc;
+}
+
+int
+store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size_t n,
+    const struct conf_campaign *const *drains, size_t n_drains, int64_t now)
+{
+	sqlite3_stmt *st;
+	size_t i;
+	int rc;
+
+	s->err[0] = '\0';
+	if ((st = store_stmt(s, ST_IN_FORCE_CLEAR)) == NULL)
+		return -EIO;
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "clearing the campaigns in force");
+	store_stmt_done(st);
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = in_force_add(s, cps[i], 0, now);
+	for (i = 0; rc == 0 && i < n_drains; i++)
+		rc = in_force_add(s, drains[i], 1, now);
 	return rc;
 }
 

@@ -19,7 +19,7 @@
 struct store;
 
 /* Current schema version (PRAGMA user_version after store_open). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum { STORE_READONLY = 1 };
 
@@ -167,6 +167,20 @@ int store_optout(struct store *s, const char *customer, int64_t now, const char 
 /* store_campaign_version: the id of (name, sha256), inserting it with its text when new. */
 int store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t now,
     int64_t *id);
+
+/*
+ * The campaigns in force (table campaigns_in_force): the daemon's last successful load, and
+ * the removed campaigns it was still draining.  A restart compares the files with this set.
+ * store_in_force_list: fn(arg, campaign, draining, text of its version, length) for each, in
+ * name order (fn < 0 stops the walk early, not an error).  store_in_force_set: replace the set
+ * with cps[0..n) and drains[0..n_drains) (recording new versions), within the caller's
+ * transaction.  0, or -EIO.
+ */
+typedef int (*store_in_force_fn)(void *arg, const char *campaign, int draining,
+    const char *text, size_t len);
+int store_in_force_list(struct store *s, store_in_force_fn fn, void *arg);
+int store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size_t n,
+    const struct conf_campaign *const *drains, size_t n_drains, int64_t now);
 
 /* ---- delivery context (what a message is rendered from) ---- */
 

@@ -1166,6 +1166,46 @@ test_campaign_version(void **state)
 	assert_string_equal(q_text(f, "SELECT sha256 FROM campaign_versions"), cp->sha256);
 }
 
+/* in_force_row: collects store_in_force_list's rows as "name:draining:length;". */
+static int
+in_force_row(void *arg, const char *campaign, int draining, const char *text, size_t len)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%s:%d:%zu;", campaign, draining, len);
+	return text[0] == '\0' ? -1 : 0;
+}
+
+static void
+test_campaigns_in_force(void **state)
+{
+	struct fx *f = *state;
+	const struct conf_campaign *cp = conf_campaign_find(f->c, "t");
+	char got[256] = "", want[256];
+
+	assert_non_null(cp);
+	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
+	assert_string_equal(got, "");
+	/* Loaded, then draining: each set replaces the one before. */
+	assert_int_equal(store_in_force_set(f->s, &cp, 1, NULL, 0, NOW), 0);
+	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
+	snprintf(want, sizeof(want), "t:0:%zu;", strlen(survey_yaml));
+	assert_string_equal(got, want);
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, &cp, 1, NOW + 60), 0);
+	got[0] = '\0';
+	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
+	snprintf(want, sizeof(want), "t:1:%zu;", strlen(survey_yaml));
+	assert_string_equal(got, want);
+	assert_int_equal(q_int(f, "SELECT since FROM campaigns_in_force"), NOW + 60);
+	/* The version it names is the one recorded for the campaign (one row, not two). */
+	assert_int_equal(q_int(f, "SELECT count(*) FROM campaign_versions"), 1);
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, NOW + 120), 0);
+	got[0] = '\0';
+	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
+	assert_string_equal(got, "");
+}
+
 /* ---- time ---- */
 
 static void
@@ -1265,6 +1305,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_optout, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_campaign_version, answers_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_campaigns_in_force, answers_setup, teardown),
 		cmocka_unit_test(test_time_parse),
 		cmocka_unit_test(test_time_format),
 	};

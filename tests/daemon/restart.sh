@@ -1,0 +1,162 @@
+#!/bin/sh
+# restart.sh: what a restart does with the campaigns in force at the last run, on the real
+# daemon (outbox channels):
+#   - a campaign removed by a reload with on_remove: drain goes on draining after a restart:
+#     its follow-up step is still sent as planned;
+#   - campaigns whose files went away while campaignd was stopped are treated as a reload
+#     would, under their version last in force: on_remove: cancel skips the scheduled delivery
+#     at the start, with the reason; on_remove: drain sends it as planned;
+#   - a removed campaign whose last version no longer loads (its channel is gone) is logged
+#     with the reason, and the daemon runs on;
+#   - the start logs each of these and a summary; status lists the drains; once they are
+#     done, the next start forgets them.
+#
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup restart
+
+echo "1..9"
+
+mkdir -p "$tmp/campaigns.d"
+channels="  sms: { driver: outbox, path: outbox/sms }
+  email: { driver: outbox, path: outbox/email }"
+settings_yaml 5s "{ max: 100, per: 1d }" "$channels
+  push: { driver: outbox, kind: sms, path: outbox/push }" >"$tmp/campaignd.yaml"
+
+# campaign NAME ON_REMOVE DELAY FOLLOWUP [CHANNEL]: a campaign on event "go": a message on
+# CHANNEL (default sms) after DELAY, then an e-mail FOLLOWUP later.
+campaign() {
+	campaign_yaml "$1" "{ event: go, delay: $3 }" "  - channel: ${5:-sms}
+    message:
+      en: \"$1: how was it? {{survey_url}}\"
+  - channel: email
+    after: $4
+    message:
+      en: \"$1: one more time: {{survey_url}}\"" "on_remove: $2"
+}
+campaign drain-me drain 1s 7s >"$tmp/campaigns.d/drain-me.yaml"
+campaign gone-drain drain 1s 7s >"$tmp/campaigns.d/gone-drain.yaml"
+campaign gone-cancel cancel 1h 1h >"$tmp/campaigns.d/gone-cancel.yaml"
+campaign gone-channel drain 1h 1h push >"$tmp/campaigns.d/gone-channel.yaml"
+cat >"$tmp/customers.csv" <<'EOF'
+id,first_name,email,phone,language,timezone,consent.sms,consent.email
+c1,Ann,ann@example.com,+4790000001,en,UTC,true,true
+EOF
+
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+if start_daemon; then :; else
+	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
+	exit 1
+fi
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
+wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries")" = 4 ]'
+DR=$(delivery drain-me c1)
+GD=$(delivery gone-drain c1)
+GC=$(delivery gone-cancel c1)
+GH=$(delivery gone-channel c1)
+email=$tmp/outbox/email
+
+# 1
+if wait_for 6 eval '[ "$(state_of "$DR")" = "scheduled 2" ] && [ "$(state_of "$GD")" = "scheduled 2" ]'
+then
+	rm "$tmp/campaigns.d/drain-me.yaml"
+	out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
+	case "$out" in
+	*"1 removed, 0 scheduled deliveries cancelled, 1 campaigns draining"*)
+		ok "first steps sent; a reload removes drain-me, which drains" ;;
+	*) not_ok "first steps sent; a reload removes drain-me, which drains" "$out" ;;
+	esac
+else
+	not_ok "first steps sent; a reload removes drain-me, which drains" \
+		"states: $(state_of "$DR"), $(state_of "$GD")"
+fi
+
+# Stopped: two more files go, and the channel of a third.
+stop_daemon 10
+first_stop=$stop_rc
+rm "$tmp/campaigns.d/gone-drain.yaml" "$tmp/campaigns.d/gone-cancel.yaml" \
+	"$tmp/campaigns.d/gone-channel.yaml"
+settings_yaml 5s "{ max: 100, per: 1d }" "$channels" >"$tmp/campaignd.yaml"
+if start_daemon; then :; else
+	echo "Bail out! the daemon did not start again: $(tail -5 "$dlog")"
+	exit 1
+fi
+
+# 2
+if [ "$first_stop" = 0 ] &&
+	grep -q 'event=reload-campaign campaign=drain-me change=draining .*on_remove=drain' "$dlog" &&
+	grep -q 'event=reload-campaign campaign=gone-drain change=removed .*on_remove=drain' "$dlog" &&
+	grep -q 'event=reload-campaign campaign=gone-cancel change=removed .*on_remove=cancel' "$dlog" &&
+	grep -q 'event=restore removed=2 cancelled=1 draining=2' "$dlog"; then
+	ok "the start names each campaign removed or draining, and sums them up"
+else
+	not_ok "the start names each campaign removed or draining, and sums them up" \
+		"first stop: $first_stop; $(grep -E 'event=(reload-campaign|restore)' "$dlog")"
+fi
+# 3
+if grep -q 'event=restore-campaign campaign=gone-channel pending=1 error=' "$dlog" &&
+	grep -q 'event=restore-diagnostic .*gone-channel.yaml:[0-9]*:[0-9]*: .*push' "$dlog"; then
+	ok "a removed campaign whose channel is gone is logged with the diagnostic"
+else
+	not_ok "a removed campaign whose channel is gone is logged with the diagnostic" \
+		"$(grep 'event=restore' "$dlog")"
+fi
+# 4
+got="$(state_of "$GC")|$(q "SELECT reason FROM transitions WHERE delivery = $GC ORDER BY id DESC LIMIT 1")"
+if [ "$got" = "skipped 1|campaign removed while campaignd was stopped (on_remove: cancel)" ]; then
+	ok "removed while stopped, on_remove: cancel: skipped at the start, with the reason"
+else
+	not_ok "removed while stopped, on_remove: cancel: skipped at the start, with the reason" "$got"
+fi
+# 5
+out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
+if printf '%s\n' "$out" | grep -q '^  drain-me .*(removed, draining)$' &&
+	printf '%s\n' "$out" | grep -q '^  gone-drain .*(removed, draining)$'; then
+	ok "status lists both drains after the restart"
+else
+	not_ok "status lists both drains after the restart" "$out"
+fi
+# 6
+if wait_for 12 eval 'test -f "$email/d$DR-s2.msg" && test -f "$email/d$GD-s2.msg"' &&
+	[ "$(state_of "$DR")" = "sent 2" ] && [ "$(state_of "$GD")" = "sent 2" ]; then
+	ok "both drains send their follow-up step as planned after the restart"
+else
+	not_ok "both drains send their follow-up step as planned after the restart" \
+		"states: $(state_of "$DR"), $(state_of "$GD"); $(grep -E "delivery=($DR|$GD) " "$dlog")"
+fi
+# 7
+got=$(q "SELECT group_concat(campaign || ':' || draining, ' ') FROM campaigns_in_force")
+if [ "$got" = "drain-me:1 gone-drain:1" ]; then
+	ok "the campaigns in force are recorded: none loaded, two draining"
+else
+	not_ok "the campaigns in force are recorded: none loaded, two draining" "$got"
+fi
+
+# Drained: the next start forgets them.
+stop_daemon 10
+second_stop=$stop_rc
+restores=$(grep -c 'event=restore ' "$dlog")
+if start_daemon; then :; else
+	echo "Bail out! the daemon did not start a third time: $(tail -5 "$dlog")"
+	exit 1
+fi
+# 8
+st=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1)
+got=$(q "SELECT count(*) FROM campaigns_in_force")
+if [ "$second_stop" = 0 ] && [ "$(grep -c 'event=restore ' "$dlog")" = "$restores" ] &&
+	[ "$got" = 0 ] && ! printf '%s' "$st" | grep -q 'drain-me'; then
+	ok "once drained, the next start forgets them"
+else
+	not_ok "once drained, the next start forgets them" "second stop: $second_stop; in force: $got
+$st"
+fi
+
+stop_daemon 10
+# 9
+check_stopped
+tap_end
