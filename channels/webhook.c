@@ -520,10 +520,15 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 	if (status >= 200 && status <= 299) {
 		detail = xasprintf("HTTP %ld", status);
 		out = CHAN_SENT;
-	} else if (status == 429 || status == 408 || (status >= 500 && status <= 599)) {
+	} else if (status == 429 || status == 408 || status == 409 ||
+	    (status >= 500 && status <= 599)) {
+		/* 409: the receiver is still processing a request with this idempotency key (a
+		 * resend after a crash can overlap the first attempt); ask again later. */
 		if (st != NULL)
 			retry = retry_after(st->retry_after);
-		detail = xasprintf("HTTP %ld", status);
+		detail = status == 409 ? xstrdup("HTTP 409: a request with this idempotency key is "
+						 "still being processed") :
+					 xasprintf("HTTP %ld", status);
 		out = CHAN_TRANSIENT;
 	} else if (status >= 300 && status <= 399) {
 		detail = xasprintf("HTTP %ld: redirects are not followed", status);
