@@ -303,6 +303,7 @@ daemon_flush(struct daemon *d)
 			  "in 'sending' are resent with the same key)",
 		    store_errmsg(d->st));
 		store_rollback(d->st);
+		sched_rollback(d->cur->e);
 		d->orphans = 1;
 		rc = -1;
 	}
@@ -322,6 +323,8 @@ daemon_flush(struct daemon *d)
 void
 daemon_undo(struct daemon *d)
 {
+	/* What the engine moved past since its last commit is read again. */
+	sched_rollback(d->cur->e);
 	if (store_release(d->st, 0) < 0) {
 		/* The part cannot be undone alone: undo the whole transaction.  Outcomes it held
 		 * are lost with it: their rows stay 'sending', to be resent with the same key. */

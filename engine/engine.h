@@ -138,6 +138,13 @@ int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *w
 int sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
     void *arg);
 
+/*
+ * sched_rollback: the caller rolled back what the engine wrote since it last committed: the
+ * cursors read or moved since (occurrences, events) are read again from the database before
+ * their next use, so that what was undone is made again rather than skipped.
+ */
+void sched_rollback(struct sched *e);
+
 /* sched_cancel: skip every scheduled delivery of a campaign (removed with on_remove: cancel). */
 long sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why);
 

@@ -1004,6 +1004,20 @@ fail:
 	return -1;
 }
 
+void
+sched_rollback(struct sched *e)
+{
+	size_t i;
+
+	/* As sched_new left them: read again at their next use. */
+	for (i = 0; i < e->n_camps; i++) {
+		e->camps[i].loaded = 0;
+		memset(&e->camps[i].cur, 0, sizeof(e->camps[i].cur));
+		e->camps[i].event_rowid = 0;
+	}
+	e->events_left = 0;
+}
+
 long
 sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 {

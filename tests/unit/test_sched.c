@@ -266,12 +266,51 @@ test_transactional_delay_quiet_and_once_per_event(void **state)
 	assert_int_equal(f->acts[1].at, T("2027-03-11T07:00:00Z"));
 }
 
+static long in_state(struct fx *f, const char *campaign, const char *state);
+
+/*
+ * A write that fails part-way is rolled back by the caller (a savepoint), with the engine's
+ * cursors then read again (sched_rollback): the events of the undone part are made into
+ * deliveries at the next pass, not skipped.
+ */
+static void
+test_rollback_rereads_cursors(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T09:00:00Z");
+	int ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	customer(f, "c2", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "purchase.completed", at, NULL, at, &ins),
+	    0);
+	assert_int_equal(store_event_add(f->st, "e2", "c2", "purchase.completed", at, NULL, at, &ins),
+	    0);
+	/* The second event's delivery cannot be written: the pass fails after the first. */
+	assert_int_equal(store_exec(f->st, "CREATE TEMP TRIGGER refuse BEFORE INSERT ON deliveries "
+					   "WHEN NEW.occurrence = 'event:e2' BEGIN "
+					   "SELECT RAISE(ABORT, 'disk full (injected)'); END"),
+	    0);
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(store_savepoint(f->st), 0);
+	assert_true(sched_materialize(f->e, at, sink, f) < 0);
+	assert_int_equal(store_release(f->st, 0), 0);
+	sched_rollback(f->e);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 0);
+	/* Writable again: both events are made, once each. */
+	assert_int_equal(store_exec(f->st, "DROP TRIGGER refuse"), 0);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 2);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 2);
+}
+
 /*
  * A large import is made into deliveries a slice at a time (sched_set_event_slice), each event
  * once, other types' events passed over; a send decided late says when it was due.
  */
-static long in_state(struct fx *f, const char *campaign, const char *state);
-
 static void
 test_event_slice(void **state)
 {
@@ -680,6 +719,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_transactional_delay_quiet_and_once_per_event, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_rereads_cursors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
