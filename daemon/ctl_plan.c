@@ -341,7 +341,8 @@ ctl_plan(const char *config, int argc, char **argv)
 		fprintf(stderr, "campaignctl plan: the engine failed at %lld\n", (long long)now);
 		rc = CTL_EXIT_FAIL;
 	} else {
-		qsort(p.rows, p.n, sizeof(*p.rows), row_cmp);
+		if (p.n > 1)
+			qsort(p.rows, p.n, sizeof(*p.rows), row_cmp);
 		print_plan(&p, fmt, stdout);
 	}
 rollback:

@@ -100,7 +100,10 @@ value_list(struct pctx *p, const struct ynode *n, const char *field, int kind,
 	*out = xcalloc(n->n, sizeof(**out));
 	for (i = 0; i < n->n; i++) {
 		if (check_value(p, n->items[i], field, kind, &(*out)[*n_out]) < 0) {
+			/* The slot is reused by the next item: clear it (a later item that is not
+			 * even a scalar would free its text again). */
 			free((*out)[*n_out].str);
+			memset(&(*out)[*n_out], 0, sizeof((*out)[*n_out]));
 			rc = -1;
 			continue;
 		}

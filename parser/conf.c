@@ -730,7 +730,8 @@ conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
 		names[n++] = xasprintf("%s/%s", dir, de->d_name);
 	}
 	closedir(dh);
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n > 1) /* qsort wants an array, which an empty directory does not give */
+		qsort(names, n, sizeof(*names), name_cmp);
 	memset(&memo, 0, sizeof(memo));
 	for (i = 0; i < n; i++) {
 		if (add_file(c, names[i], &memo, d) < 0)
@@ -754,7 +755,8 @@ conf_load(const char *path, struct diag_list *d)
 		conf_free(c);
 		return NULL;
 	}
-	qsort(c->campaigns, c->n_campaigns, sizeof(*c->campaigns), campaign_cmp);
+	if (c->n_campaigns > 1)
+		qsort(c->campaigns, c->n_campaigns, sizeof(*c->campaigns), campaign_cmp);
 	conf_lint(c, d);
 	return c;
 }
