@@ -101,6 +101,15 @@ start_daemon() {
 	wait_for 15 eval '[ "$(grep -c "event=start " "$dlog")" -gt "${before:-0}" ]'
 }
 
+# start_daemon_or_bail [WHEN]: start_daemon, or bail out of the test plan with the end of the
+# log ("the daemon did not start WHEN").
+start_daemon_or_bail() {
+	if start_daemon; then :; else
+		echo "Bail out! the daemon did not start${1:+ $1}: $(tail -5 "$dlog")"
+		exit 1
+	fi
+}
+
 # stop_daemon: SIGTERM; sets stop_rc (exit status) and stop_ms (time to exit).
 stop_daemon() {
 	local t0 limit

@@ -37,10 +37,7 @@ k1,Kari,UTC
 k2,Knut,UTC
 EOF
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-if start_daemon; then :; else
-	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
-	exit 1
-fi
+start_daemon_or_bail
 
 # hold_lock SECONDS: another process holds the write lock for that long (in the background);
 # returns once it has it.

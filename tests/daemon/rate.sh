@@ -52,10 +52,7 @@ done
 	for i in $(seq 0 39); do echo "f$i,Fa$i,UTC"; done
 } >"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-if start_daemon; then :; else
-	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
-	exit 1
-fi
+start_daemon_or_bail
 
 # All sixty are due at one whole second, 3 s from now.
 due=$(($(date +%s) + 3))

@@ -47,10 +47,7 @@ c1,Ann,ann@example.com,+4790000001,en,UTC,true,true
 EOF
 
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-if start_daemon; then :; else
-	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
-	exit 1
-fi
+start_daemon_or_bail
 "$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
 wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries")" = 4 ]'
 DR=$(delivery drain-me c1)

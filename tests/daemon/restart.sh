@@ -49,10 +49,7 @@ c1,Ann,ann@example.com,+4790000001,en,UTC,true,true
 EOF
 
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-if start_daemon; then :; else
-	echo "Bail out! the daemon did not start: $(tail -5 "$dlog")"
-	exit 1
-fi
+start_daemon_or_bail
 "$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
 wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries")" = 4 ]'
 DR=$(delivery drain-me c1)
@@ -82,10 +79,7 @@ first_stop=$stop_rc
 rm "$tmp/campaigns.d/gone-drain.yaml" "$tmp/campaigns.d/gone-cancel.yaml" \
 	"$tmp/campaigns.d/gone-channel.yaml"
 settings_yaml 5s "{ max: 100, per: 1d }" "$channels" >"$tmp/campaignd.yaml"
-if start_daemon; then :; else
-	echo "Bail out! the daemon did not start again: $(tail -5 "$dlog")"
-	exit 1
-fi
+start_daemon_or_bail "again"
 
 # 2
 if [ "$first_stop" = 0 ] &&
@@ -141,10 +135,7 @@ fi
 stop_daemon 10
 second_stop=$stop_rc
 restores=$(grep -c 'event=restore ' "$dlog")
-if start_daemon; then :; else
-	echo "Bail out! the daemon did not start a third time: $(tail -5 "$dlog")"
-	exit 1
-fi
+start_daemon_or_bail "a third time"
 # 8
 st=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1)
 got=$(q "SELECT count(*) FROM campaigns_in_force")
