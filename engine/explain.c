@@ -356,6 +356,9 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 			    ((n / cp->every_nth + 1) * cp->every_nth) % 10 == 2 ? "nd" :
 			    ((n / cp->every_nth + 1) * cp->every_nth) % 10 == 3 ? "rd" :
 										  "th");
+		if (cp->audience.has_sample)
+			fprintf(out, "; %g%% of the qualifying events are asked (a stable sample)",
+			    cp->audience.sample_pct);
 		if (cp->delay > 0)
 			fprintf(out, "; sent %lldh after it", (long long)(cp->delay / 3600));
 		fputc('\n', out);

@@ -309,24 +309,58 @@ fnv1a(uint64_t h, const unsigned char *s, size_t n)
 	return h;
 }
 
-/* sched_hash(a, b): a stable 63-bit hash, for deterministic samples and orders. */
+#define HASH_SEED 14695981039346656037ULL
+
+/* hash_part: one more part of a stable hash (hash_end finishes it). */
+static uint64_t
+hash_part(uint64_t h, const unsigned char *t, size_t n)
+{
+	return fnv1a(fnv1a(h, t, n), (const unsigned char *)"\0", 1);
+}
+
+/* hash_end: finalise (fnv's low bits mix poorly): a 64-bit avalanche, 63 bits kept. */
+static int64_t
+hash_end(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (int64_t)(h >> 1);
+}
+
+/* sched_hash(a, b, ...): a stable 63-bit hash, for deterministic samples and orders. */
 static void
 sql_hash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-	uint64_t h = 14695981039346656037ULL;
+	uint64_t h = HASH_SEED;
 	int i;
 
 	for (i = 0; i < argc; i++) {
 		const unsigned char *t = sqlite3_value_text(argv[i]);
 
-		h = fnv1a(h, t ? t : (const unsigned char *)"", t ? (size_t)sqlite3_value_bytes(argv[i]) : 0);
-		h = fnv1a(h, (const unsigned char *)"\0", 1);
+		h = hash_part(h, t ? t : (const unsigned char *)"",
+		    t ? (size_t)sqlite3_value_bytes(argv[i]) : 0);
 	}
-	/* Finalise (fnv's low bits mix poorly): a 64-bit avalanche. */
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	sqlite3_result_int64(ctx, (sqlite3_int64)(h >> 1));
+	sqlite3_result_int64(ctx, (sqlite3_int64)hash_end(h));
+}
+
+/*
+ * in_sample: whether (customer, campaign, occurrence) falls in an audience's sample: the same
+ * stable hash the occurrences' query computes (sched_hash), so the same customers are chosen
+ * however often it is computed.
+ */
+static int
+in_sample(const struct conf_audience *au, const char *customer, const char *campaign,
+    const char *occ)
+{
+	uint64_t h = HASH_SEED;
+
+	if (!au->has_sample)
+		return 1;
+	h = hash_part(h, (const unsigned char *)customer, strlen(customer));
+	h = hash_part(h, (const unsigned char *)campaign, strlen(campaign));
+	h = hash_part(h, (const unsigned char *)occ, strlen(occ));
+	return hash_end(h) % 1000000 < (int64_t)(au->sample_pct * 10000.0 + 0.5);
 }
 
 static struct zmemo *
@@ -944,6 +978,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 			if (cp->expire_after > 0)
 				expires = v->at + cp->delay + cp->expire_after;
 			reason[0] = '\0';
+			snprintf(occ, sizeof(occ), "event:%s", v->id);
 			if (v->opted_out) {
 				state = "skipped";
 				snprintf(reason, sizeof(reason), "customer opted out");
@@ -952,8 +987,12 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 				snprintf(reason, sizeof(reason),
 				    "every_nth: qualifying event %lld of this customer; asked at every %d",
 				    (long long)(count + 1), cp->every_nth);
+			} else if (!in_sample(&cp->audience, v->customer, cp->name, occ)) {
+				state = "skipped";
+				snprintf(reason, sizeof(reason),
+				    "sample: not among the %g%% of qualifying events asked",
+				    cp->audience.sample_pct);
 			}
-			snprintf(occ, sizeof(occ), "event:%s", v->id);
 			s = sched_stmt(e, S_INS);
 			sqlite3_bind_text(s, 1, cp->name, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(s, 2, k->version);

@@ -781,6 +781,11 @@ conf_parse_campaign(struct pctx *p, const struct ynode *root, const char *dir, c
 	cp->audience.root.kind = CONF_PRED_ALL;
 	if (v != NULL)
 		conf_parse_audience(p, v, &cp->audience);
+	if (v != NULL && cp->audience.limit > 0 && have_type && cp->type == CONF_TRANSACTIONAL)
+		pctx_warn(p, ytree_get(v, "limit"), "no-effect",
+		    "to ask only a share of the events, use sample: PERCENT",
+		    "limit counts per occurrence; a transactional campaign has none, so it does "
+		    "not apply");
 	v = pctx_require(p, root, "a campaign", "steps");
 	if (v != NULL)
 		parse_steps(p, v, dir, ph);

@@ -321,6 +321,17 @@ test_too_many_questions(void **state)
 }
 
 static void
+test_transactional_limit(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(load(f, HEAD_TX "audience:\n  sample: 20%\n  limit: 50\n" SURVEY_EN STEP_SMS),
+	    0);
+	assert_true(has_diag(&f->d, "no-effect", 0));
+	assert_int_equal(f->d.n_errors, 0);
+}
+
+static void
 test_audience_errors(void **state)
 {
 	struct fx *f = *state;
@@ -587,6 +598,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_quiet_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lints, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_questions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transactional_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survey_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),

@@ -420,6 +420,57 @@ test_audience_sample_limit(void **state)
 		assert_true(atoi(f->acts[i].customer + 1) % 2 == 1);
 }
 
+/*
+ * A transactional campaign's sample asks a stable share of the qualifying events, chosen by
+ * the same hash as the occurrences' (sched_hash of customer, campaign, "event:<id>"); the
+ * others are skipped with the reason.
+ */
+static void
+test_event_sample(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T09:00:00Z");
+	char id[16], sql[512];
+	sqlite3_stmt *s;
+	long want = -1;
+	int i, ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n"
+				  "audience:\n  sample: 30%\n" SURVEY ONE_SMS);
+	for (i = 0; i < 200; i++) {
+		snprintf(id, sizeof(id), "c%03d", i);
+		customer(f, id, "Europe/Oslo", "s", NULL);
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_begin(f->st), 0);
+	for (i = 0; i < 200; i++) {
+		char ev[16];
+
+		snprintf(id, sizeof(id), "c%03d", i);
+		snprintf(ev, sizeof(ev), "e%03d", i);
+		assert_int_equal(store_event_add(f->st, ev, id, "purchase.completed", at, NULL, at, &ins),
+		    0);
+	}
+	assert_int_equal(store_commit(f->st), 0);
+	run(f, at, T("2027-01-10T00:00:00Z"));
+	/* The SQL hash picks the same events. */
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM events e JOIN customers c ON c.cid = e.customer "
+	    "WHERE sched_hash(c.id, 'tx', 'event:' || e.id) %% 1000000 < 300000");
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		want = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	assert_true(want > 40 && want < 80);
+	assert_int_equal(count(f, 1, "tx"), want);
+	assert_int_equal(in_state(f, "tx", "skipped"), 200 - want);
+	assert_int_equal(count(f, 0, "tx"), 200 - want);
+	for (i = 0; i < (int)f->n && f->acts[i].send; i++)
+		;
+	assert_true(i < (int)f->n);
+	assert_string_equal(f->acts[i].reason, "sample: not among the 30% of qualifying events asked");
+}
+
 static void
 test_limit(void **state)
 {
@@ -722,6 +773,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rollback_rereads_cursors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spread_inside_allowed_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_and_priority, setup, teardown),
