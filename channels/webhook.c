@@ -526,8 +526,8 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 		 * resend after a crash can overlap the first attempt); ask again later. */
 		if (st != NULL)
 			retry = retry_after(st->retry_after);
-		detail = status == 409 ? xstrdup("HTTP 409: a request with this idempotency key is "
-						 "still being processed") :
+		detail = status == 409 ? xstrdup("HTTP 409 (retried: the receiver may still be "
+						 "processing this idempotency key)") :
 					 xasprintf("HTTP %ld", status);
 		out = CHAN_TRANSIENT;
 	} else if (status >= 300 && status <= 399) {

@@ -590,9 +590,12 @@ gen_drain(struct gen *g, const struct conf_campaign *cp, struct gen *owner)
 	sched_drain(g->e, cp);
 }
 
-/* in_force_save: record g's campaigns and drains as the ones in force (the caller's transaction). */
+/*
+ * in_force_save: record g's campaigns and drains as the ones in force, and keep those not
+ * restored at start (the caller's transaction).
+ */
 static int
-in_force_save(struct store *st, const struct gen *g, int64_t now)
+in_force_save(const struct daemon *d, const struct gen *g, int64_t now)
 {
 	const struct conf_campaign **drains = xcalloc(g->n_drains + 1, sizeof(*drains));
 	size_t i;
@@ -600,8 +603,9 @@ in_force_save(struct store *st, const struct gen *g, int64_t now)
 
 	for (i = 0; i < g->n_drains; i++)
 		drains[i] = g->drains[i].cp;
-	rc = store_in_force_set(st, (const struct conf_campaign *const *)g->conf->campaigns,
-	    g->conf->n_campaigns, drains, g->n_drains, now);
+	rc = store_in_force_set(d->st, (const struct conf_campaign *const *)g->conf->campaigns,
+	    g->conf->n_campaigns, drains, g->n_drains, (const char *const *)d->unrestored,
+	    d->n_unrestored, now);
 	free(drains);
 	return rc;
 }
@@ -653,11 +657,14 @@ restore_one(void *arg, const char *name, int draining, const char *text, size_t 
 	    (cp = conf_campaign_find(r->owner->conf, name)) == NULL) {
 		log_warnx("event=restore-campaign campaign=%s pending=%ld error=\"its version last in "
 			  "force does not load with the current settings: its pending deliveries are "
-			  "skipped when due\"",
+			  "skipped when due; mend the settings and restart to restore it\"",
 		    name, pending);
 		for (i = 0; i < dl.n; i++)
 			log_warnx("event=restore-diagnostic %s:%d:%d: %s", dl.v[i].file, dl.v[i].line,
 			    dl.v[i].col, dl.v[i].message);
+		d->unrestored = xreallocarray(d->unrestored, d->n_unrestored + 1,
+		    sizeof(*d->unrestored));
+		d->unrestored[d->n_unrestored++] = xstrdup(name);
 		free(path);
 		diag_free(&dl);
 		return 0;
@@ -701,7 +708,7 @@ restore_removed(struct daemon *d)
 	    sched_new(d->st, r.owner->conf, r.now, &r.owner->e, &err) < 0)
 		rc = -1;
 	if (rc == 0)
-		rc = in_force_save(d->st, d->cur, r.now);
+		rc = in_force_save(d, d->cur, r.now);
 	if (rc == 0)
 		rc = store_commit(d->st);
 	if (rc < 0) {
@@ -823,7 +830,7 @@ daemon_reload(struct daemon *d, char **summary)
 			     "%zu scheduled deliveries cancelled, %zu campaigns draining)",
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	store_record_reload(d->st, now, 1, *summary, "");
-	if (in_force_save(d->st, g, now) < 0 || store_commit(d->st) < 0) {
+	if (in_force_save(d, g, now) < 0 || store_commit(d->st) < 0) {
 		store_rollback(d->st);
 		free(*summary);
 		*summary = xasprintf("reload failed: %s", store_errmsg(d->st));
@@ -1068,6 +1075,9 @@ main(int argc, char **argv)
 	uv_loop_close(d.loop);
 	free(d.outbox_hint);
 	free(d.db_path);
+	while (d.n_unrestored > 0)
+		free(d.unrestored[--d.n_unrestored]);
+	free(d.unrestored);
 	if (demo)
 		free(d.config_path);
 	return 0;

@@ -118,6 +118,11 @@ struct daemon {
 	uv_work_t checkpoint; /* the WAL copied into the database on a worker thread */
 	int checkpointing; /* while it runs */
 	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
+	/* Removed campaigns whose version last in force did not load at start (a channel gone):
+	 * kept in campaigns_in_force, so that a start after the settings are mended restores
+	 * them.  Owned. */
+	char **unrestored;
+	size_t n_unrestored;
 	uv_signal_t sighup, sigterm, sigint;
 	uv_pipe_t admin; /* the admin socket */
 	struct net *net; /* the HTTP thread (net.c): renders, signs and runs webhook sends */

@@ -141,7 +141,8 @@ int sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why
 /*
  * sched_rollback: the caller rolled back what the engine wrote since it last committed: the
  * cursors read or moved since (occurrences, events) are read again from the database before
- * their next use, so that what was undone is made again rather than skipped.
+ * their next use, so that what was undone is made again rather than skipped, and
+ * sched_events_left says there may be events to make.
  */
 void sched_rollback(struct sched *e);
 

@@ -1050,11 +1050,13 @@ sched_rollback(struct sched *e)
 
 	/* As sched_new left them: read again at their next use. */
 	for (i = 0; i < e->n_camps; i++) {
+		tz_rrule_free(e->camps[i].cur.it);
 		e->camps[i].loaded = 0;
 		memset(&e->camps[i].cur, 0, sizeof(e->camps[i].cur));
 		e->camps[i].event_rowid = 0;
 	}
-	e->events_left = 0;
+	/* Events may have been undone: the next pass looks again (finding nothing new is cheap). */
+	e->events_left = 1;
 }
 
 long

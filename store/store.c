@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "lex.h"
 #include "store.h"
 #include "store_int.h"
@@ -111,9 +113,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_VERSION_ADD] = "INSERT INTO campaign_versions (campaign, sha256, loaded_at, source) "
 			   "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (campaign, sha256) DO NOTHING",
 	[ST_VERSION_GET] = "SELECT id FROM campaign_versions WHERE campaign = ?1 AND sha256 = ?2",
-	[ST_IN_FORCE_CLEAR] = "DELETE FROM campaigns_in_force",
-	[ST_IN_FORCE_ADD] = "INSERT INTO campaigns_in_force (campaign, version, draining, since) "
-			    "VALUES (?1, ?2, ?3, ?4)",
+	[ST_IN_FORCE_CLEAR] = "DELETE FROM campaigns_in_force WHERE campaign NOT IN "
+			      "(SELECT value FROM json_each(?1))",
+	[ST_IN_FORCE_ADD] = "INSERT OR REPLACE INTO campaigns_in_force (campaign, version, "
+			    "draining, since) VALUES (?1, ?2, ?3, ?4)",
 	[ST_IN_FORCE_LIST] = "SELECT f.campaign, f.draining, v.source FROM campaigns_in_force f "
 			     "JOIN campaign_versions v ON v.id = f.version ORDER BY f.campaign",
 };
@@ -1384,8 +1387,10 @@ store_in_force_list(struct store *s, store_in_force_fn fn, void *arg)
 
 		if (fn(arg, name ? name : "", sqlite3_column_int(st, 1), text ? text : "",
 			(size_t)sqlite3_column_bytes(st, 2)) < 0) {
-			rc = SQLITE_DONE;
-			break;
+			store_stmt_done(st);
+			if (s->err[0] == '\0')
+				set_err(s, -EIO, "restoring campaign %s", name ? name : "");
+			return -EIO;
 		}
 	}
 	rc = rc == SQLITE_DONE ? 0 : db_err(s, "reading the campaigns in force");
@@ -1416,7 +1421,8 @@ in_force_add(struct store *s, const struct conf_campaign *cp, int draining, int6
 
 int
 store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size_t n,
-    const struct conf_campaign *const *drains, size_t n_drains, int64_t now)
+    const struct conf_campaign *const *drains, size_t n_drains, const char *const *keep,
+    size_t n_keep, int64_t now)
 {
 	sqlite3_stmt *st;
 	size_t i;
@@ -1425,6 +1431,18 @@ store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size
 	s->err[0] = '\0';
 	if ((st = store_stmt(s, ST_IN_FORCE_CLEAR)) == NULL)
 		return -EIO;
+	/* Every row but the kept ones (as a JSON array of names: one statement, bound). */
+	{
+		json_t *a = json_array();
+		char *names;
+
+		for (i = 0; i < n_keep; i++)
+			json_array_append_new(a, json_string(keep[i]));
+		names = json_dumps(a, JSON_COMPACT);
+		json_decref(a);
+		sqlite3_bind_text(st, 1, names ? names : "[]", -1, SQLITE_TRANSIENT);
+		free(names);
+	}
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "clearing the campaigns in force");
 	store_stmt_done(st);
 	for (i = 0; rc == 0 && i < n; i++)

@@ -172,15 +172,17 @@ int store_campaign_version(struct store *s, const struct conf_campaign *cp, int6
  * The campaigns in force (table campaigns_in_force): the daemon's last successful load, and
  * the removed campaigns it was still draining.  A restart compares the files with this set.
  * store_in_force_list: fn(arg, campaign, draining, text of its version, length) for each, in
- * name order (fn < 0 stops the walk early, not an error).  store_in_force_set: replace the set
- * with cps[0..n) and drains[0..n_drains) (recording new versions), within the caller's
- * transaction.  0, or -EIO.
+ * name order; fn < 0 stops the walk: -EIO.  store_in_force_set: replace the set with
+ * cps[0..n) (draining 0) and drains[0..n_drains) (draining 1), recording new versions, and
+ * keep the rows of the names keep[0..n_keep) as they are; within the caller's transaction.
+ * 0, or -EIO.
  */
 typedef int (*store_in_force_fn)(void *arg, const char *campaign, int draining,
     const char *text, size_t len);
 int store_in_force_list(struct store *s, store_in_force_fn fn, void *arg);
 int store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size_t n,
-    const struct conf_campaign *const *drains, size_t n_drains, int64_t now);
+    const struct conf_campaign *const *drains, size_t n_drains, const char *const *keep,
+    size_t n_keep, int64_t now);
 
 /* ---- delivery context (what a message is rendered from) ---- */
 

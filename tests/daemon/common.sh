@@ -91,14 +91,15 @@ has_delivery() { [ -n "$(delivery "$1" "$2")" ]; }
 # state_of ID: "STATE STEP" of a delivery.
 state_of() { q "SELECT state || ' ' || step FROM deliveries WHERE id = ${1:-0}"; }
 
-# start_daemon: start it on $tmp/campaignd.yaml, logging to $dlog; wait until it logged its start.
+# start_daemon: start it on $tmp/campaignd.yaml, logging to $dlog; wait until it serves: its
+# admin socket is set up (logged after the start's own work: the campaigns restored, etc.).
 start_daemon() {
 	local before
 	# shellcheck disable=SC2034 # read inside the eval below
-	before=$(grep -c 'event=start ' "$dlog" 2>/dev/null)
+	before=$(grep -c 'event=admin-socket ' "$dlog" 2>/dev/null)
 	(cd "$tmp" && exec "$d_bin" -c "$tmp/campaignd.yaml" --foreground 2>>"$dlog") &
 	daemon_pid=$!
-	wait_for 15 eval '[ "$(grep -c "event=start " "$dlog")" -gt "${before:-0}" ]'
+	wait_for 15 eval '[ "$(grep -c "event=admin-socket " "$dlog")" -gt "${before:-0}" ]'
 }
 
 # start_daemon_or_bail [WHEN]: start_daemon, or bail out of the test plan with the end of the

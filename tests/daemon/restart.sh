@@ -7,7 +7,8 @@
 #     would, under their version last in force: on_remove: cancel skips the scheduled delivery
 #     at the start, with the reason; on_remove: drain sends it as planned;
 #   - a removed campaign whose last version no longer loads (its channel is gone) is logged
-#     with the reason, and the daemon runs on;
+#     with the reason, and the daemon runs on; it is kept, and restored by a start once the
+#     channel is back;
 #   - the start logs each of these and a summary; status lists the drains; once they are
 #     done, the next start forgets them.
 #
@@ -20,7 +21,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup restart
 
-echo "1..9"
+echo "1..10"
 
 mkdir -p "$tmp/campaigns.d"
 channels="  sms: { driver: outbox, path: outbox/sms }
@@ -124,30 +125,55 @@ else
 		"states: $(state_of "$DR"), $(state_of "$GD"); $(grep -E "delivery=($DR|$GD) " "$dlog")"
 fi
 # 7
-got=$(q "SELECT group_concat(campaign || ':' || draining, ' ') FROM campaigns_in_force")
-if [ "$got" = "drain-me:1 gone-drain:1" ]; then
-	ok "the campaigns in force are recorded: none loaded, two draining"
+in_force() {
+	q "SELECT group_concat(x, ' ') FROM (SELECT campaign || ':' || draining AS x
+	   FROM campaigns_in_force ORDER BY campaign)"
+}
+got=$(in_force)
+if [ "$got" = "drain-me:1 gone-channel:0 gone-drain:1" ]; then
+	ok "in force: two draining, and the one not restored kept for a later start"
 else
-	not_ok "the campaigns in force are recorded: none loaded, two draining" "$got"
+	not_ok "in force: two draining, and the one not restored kept for a later start" "$got"
 fi
 
-# Drained: the next start forgets them.
+# Drained: the next start forgets them; the one whose channel is gone is still kept.
 stop_daemon 10
 second_stop=$stop_rc
 restores=$(grep -c 'event=restore ' "$dlog")
+warned=$(grep -c 'event=restore-campaign campaign=gone-channel ' "$dlog")
 start_daemon_or_bail "a third time"
 # 8
 st=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1)
-got=$(q "SELECT count(*) FROM campaigns_in_force")
-if [ "$second_stop" = 0 ] && [ "$(grep -c 'event=restore ' "$dlog")" = "$restores" ] &&
-	[ "$got" = 0 ] && ! printf '%s' "$st" | grep -q 'drain-me'; then
+st_rc=$?
+got=$(in_force)
+if [ "$second_stop" = 0 ] && [ "$st_rc" = 0 ] && [ "$(grep -c 'event=restore ' "$dlog")" = "$restores" ] &&
+	[ "$(grep -c 'event=restore-campaign campaign=gone-channel ' "$dlog")" = $((warned + 1)) ] &&
+	[ "$got" = "gone-channel:0" ] && ! printf '%s' "$st" | grep -q 'drain-me'; then
 	ok "once drained, the next start forgets them"
 else
 	not_ok "once drained, the next start forgets them" "second stop: $second_stop; in force: $got
-$st"
+status (exit $st_rc): $st"
+fi
+
+# The channel is back: the next start restores the campaign that did not load.
+stop_daemon 10
+third_stop=$stop_rc
+settings_yaml 5s "{ max: 100, per: 1d }" "$channels
+  push: { driver: outbox, kind: sms, path: outbox/push }" >"$tmp/campaignd.yaml"
+start_daemon_or_bail "a fourth time"
+# 9
+out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
+if [ "$third_stop" = 0 ] &&
+	grep -q 'event=reload-campaign campaign=gone-channel change=removed .*on_remove=drain' "$dlog" &&
+	printf '%s\n' "$out" | grep -q '^  gone-channel .*(removed, draining)$' &&
+	[ "$(in_force)" = "gone-channel:1" ] && [ "$(state_of "$GH")" = "scheduled 1" ]; then
+	ok "with its channel back, a start restores the removed campaign as a drain"
+else
+	not_ok "with its channel back, a start restores the removed campaign as a drain" \
+		"third stop: $third_stop; in force: $(in_force); $out"
 fi
 
 stop_daemon 10
-# 9
+# 10
 check_stopped
 tap_end

@@ -1048,7 +1048,7 @@ test_webhook_classification(void **state)
 		{ 400, "", CHAN_PERMANENT, 0, "HTTP 400" },
 		{ 404, "", CHAN_PERMANENT, 0, "HTTP 404" },
 		{ 409, "Retry-After: 3\r\n", CHAN_TRANSIENT, 3,
-		    "HTTP 409: a request with this idempotency key is still being processed" },
+		    "HTTP 409 (retried: the receiver may still be processing this idempotency key)" },
 		{ 422, "", CHAN_PERMANENT, 0, "HTTP 422" },
 		{ 429, "Retry-After: 7\r\n", CHAN_TRANSIENT, 7, "HTTP 429" },
 		{ 429, "", CHAN_TRANSIENT, 0, "HTTP 429" },

@@ -298,6 +298,7 @@ test_rollback_rereads_cursors(void **state)
 	assert_true(sched_materialize(f->e, at, sink, f) < 0);
 	assert_int_equal(store_release(f->st, 0), 0);
 	sched_rollback(f->e);
+	assert_int_equal(sched_events_left(f->e), 1);
 	assert_int_equal(store_commit(f->st), 0);
 	assert_int_equal(in_state(f, "tx", "scheduled"), 0);
 	/* Writable again: both events are made, once each. */

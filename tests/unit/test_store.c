@@ -1174,7 +1174,19 @@ in_force_row(void *arg, const char *campaign, int draining, const char *text, si
 	size_t n = strlen(out);
 
 	snprintf(out + n, 256 - n, "%s:%d:%zu;", campaign, draining, len);
-	return text[0] == '\0' ? -1 : 0;
+	return text[0] == '\0' ? -1 : 0; /* the version's text is there */
+}
+
+/* in_force_stop: a callback that fails. */
+static int
+in_force_stop(void *arg, const char *campaign, int draining, const char *text, size_t len)
+{
+	(void)arg;
+	(void)campaign;
+	(void)draining;
+	(void)text;
+	(void)len;
+	return -1;
 }
 
 static void
@@ -1188,11 +1200,11 @@ test_campaigns_in_force(void **state)
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	assert_string_equal(got, "");
 	/* Loaded, then draining: each set replaces the one before. */
-	assert_int_equal(store_in_force_set(f->s, &cp, 1, NULL, 0, NOW), 0);
+	assert_int_equal(store_in_force_set(f->s, &cp, 1, NULL, 0, NULL, 0, NOW), 0);
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	snprintf(want, sizeof(want), "t:0:%zu;", strlen(survey_yaml));
 	assert_string_equal(got, want);
-	assert_int_equal(store_in_force_set(f->s, NULL, 0, &cp, 1, NOW + 60), 0);
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, &cp, 1, NULL, 0, NOW + 60), 0);
 	got[0] = '\0';
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	snprintf(want, sizeof(want), "t:1:%zu;", strlen(survey_yaml));
@@ -1200,7 +1212,18 @@ test_campaigns_in_force(void **state)
 	assert_int_equal(q_int(f, "SELECT since FROM campaigns_in_force"), NOW + 60);
 	/* The version it names is the one recorded for the campaign (one row, not two). */
 	assert_int_equal(q_int(f, "SELECT count(*) FROM campaign_versions"), 1);
-	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, NOW + 120), 0);
+	/* A kept name keeps its row as it was; the others go. */
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, (const char *const[]){ "t" }, 1,
+			     NOW + 120),
+	    0);
+	got[0] = '\0';
+	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
+	assert_string_equal(got, want);
+	assert_int_equal(q_int(f, "SELECT since FROM campaigns_in_force"), NOW + 60);
+	/* A walk the callback stops is an error. */
+	got[0] = '\0';
+	assert_int_equal(store_in_force_list(f->s, in_force_stop, got), -EIO);
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, NULL, 0, NOW + 180), 0);
 	got[0] = '\0';
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	assert_string_equal(got, "");
