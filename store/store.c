@@ -1387,9 +1387,10 @@ store_in_force_list(struct store *s, store_in_force_fn fn, void *arg)
 
 		if (fn(arg, name ? name : "", sqlite3_column_int(st, 1), text ? text : "",
 			(size_t)sqlite3_column_bytes(st, 2)) < 0) {
-			store_stmt_done(st);
+			/* Before the reset, which frees the row's text. */
 			if (s->err[0] == '\0')
 				set_err(s, -EIO, "restoring campaign %s", name ? name : "");
+			store_stmt_done(st);
 			return -EIO;
 		}
 	}
