@@ -111,6 +111,17 @@ start_daemon_or_bail() {
 	fi
 }
 
+# start_with_go N: import customer c1 (Ann, UTC, consents to sms and e-mail), start the daemon
+# (or bail out), record a "go" event for c1, and wait (5 s at most) for N deliveries.
+start_with_go() {
+	printf '%s\n' "id,first_name,email,phone,language,timezone,consent.sms,consent.email" \
+		"c1,Ann,ann@example.com,+4790000001,en,UTC,true,true" >"$tmp/customers.csv"
+	"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+	start_daemon_or_bail
+	"$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
+	wait_for 5 eval "[ \"\$(q 'SELECT count(*) FROM deliveries')\" = $1 ]"
+}
+
 # stop_daemon: SIGTERM; sets stop_rc (exit status) and stop_ms (time to exit).
 stop_daemon() {
 	local t0 limit

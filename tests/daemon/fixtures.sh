@@ -47,3 +47,17 @@ steps:
 $3
 EOF
 }
+
+# followup_campaign NAME ON_REMOVE DELAY FOLLOWUP [ENABLED] [CHANNEL]: a campaign on event
+# "go": a message on CHANNEL (default sms) after DELAY, then an e-mail FOLLOWUP later; ENABLED
+# (default true) and ON_REMOVE as given.
+followup_campaign() {
+	campaign_yaml "$1" "{ event: go, delay: $3 }" "  - channel: ${6:-sms}
+    message:
+      en: \"$1: how was it? {{survey_url}}\"
+  - channel: email
+    after: $4
+    message:
+      en: \"$1: one more time: {{survey_url}}\"" "enabled: ${5:-true}
+on_remove: $2"
+}

@@ -25,31 +25,11 @@ mkdir -p "$tmp/campaigns.d"
 settings_yaml 1s "{ max: 100, per: 1d }" "  sms: { driver: outbox, path: outbox/sms }
   email: { driver: outbox, path: outbox/email }" >"$tmp/campaignd.yaml"
 
-# campaign NAME ON_REMOVE DELAY FOLLOWUP [ENABLED]: a campaign on event "go": an sms after
-# DELAY, then an e-mail FOLLOWUP later.
-campaign() {
-	campaign_yaml "$1" "{ event: go, delay: $3 }" "  - channel: sms
-    message:
-      en: \"$1: how was it? {{survey_url}}\"
-  - channel: email
-    after: $4
-    message:
-      en: \"$1: one more time: {{survey_url}}\"" "enabled: ${5:-true}
-on_remove: $2"
-}
-campaign drain-me drain 1s 4s >"$tmp/campaigns.d/drain-me.yaml"
-campaign cancel-me cancel 4s 1h >"$tmp/campaigns.d/cancel-me.yaml"
-campaign pause-drain drain 4s 1h >"$tmp/campaigns.d/pause-drain.yaml"
-campaign pause-cancel cancel 4s 1h >"$tmp/campaigns.d/pause-cancel.yaml"
-cat >"$tmp/customers.csv" <<'EOF'
-id,first_name,email,phone,language,timezone,consent.sms,consent.email
-c1,Ann,ann@example.com,+4790000001,en,UTC,true,true
-EOF
-
-"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-start_daemon_or_bail
-"$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
-wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries")" = 4 ]'
+followup_campaign drain-me drain 1s 4s >"$tmp/campaigns.d/drain-me.yaml"
+followup_campaign cancel-me cancel 4s 1h >"$tmp/campaigns.d/cancel-me.yaml"
+followup_campaign pause-drain drain 4s 1h >"$tmp/campaigns.d/pause-drain.yaml"
+followup_campaign pause-cancel cancel 4s 1h >"$tmp/campaigns.d/pause-cancel.yaml"
+start_with_go 4
 DR=$(delivery drain-me c1)
 CA=$(delivery cancel-me c1)
 PD=$(delivery pause-drain c1)
@@ -66,8 +46,8 @@ else
 fi
 
 rm "$tmp/campaigns.d/drain-me.yaml" "$tmp/campaigns.d/cancel-me.yaml"
-campaign pause-drain drain 4s 1h false >"$tmp/campaigns.d/pause-drain.yaml"
-campaign pause-cancel cancel 4s 1h false >"$tmp/campaigns.d/pause-cancel.yaml"
+followup_campaign pause-drain drain 4s 1h false >"$tmp/campaigns.d/pause-drain.yaml"
+followup_campaign pause-cancel cancel 4s 1h false >"$tmp/campaigns.d/pause-cancel.yaml"
 out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
 rc=$?
 # 2

@@ -29,30 +29,11 @@ channels="  sms: { driver: outbox, path: outbox/sms }
 settings_yaml 5s "{ max: 100, per: 1d }" "$channels
   push: { driver: outbox, kind: sms, path: outbox/push }" >"$tmp/campaignd.yaml"
 
-# campaign NAME ON_REMOVE DELAY FOLLOWUP [CHANNEL]: a campaign on event "go": a message on
-# CHANNEL (default sms) after DELAY, then an e-mail FOLLOWUP later.
-campaign() {
-	campaign_yaml "$1" "{ event: go, delay: $3 }" "  - channel: ${5:-sms}
-    message:
-      en: \"$1: how was it? {{survey_url}}\"
-  - channel: email
-    after: $4
-    message:
-      en: \"$1: one more time: {{survey_url}}\"" "on_remove: $2"
-}
-campaign drain-me drain 1s 7s >"$tmp/campaigns.d/drain-me.yaml"
-campaign gone-drain drain 1s 7s >"$tmp/campaigns.d/gone-drain.yaml"
-campaign gone-cancel cancel 1h 1h >"$tmp/campaigns.d/gone-cancel.yaml"
-campaign gone-channel drain 1h 1h push >"$tmp/campaigns.d/gone-channel.yaml"
-cat >"$tmp/customers.csv" <<'EOF'
-id,first_name,email,phone,language,timezone,consent.sms,consent.email
-c1,Ann,ann@example.com,+4790000001,en,UTC,true,true
-EOF
-
-"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-start_daemon_or_bail
-"$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
-wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries")" = 4 ]'
+followup_campaign drain-me drain 1s 7s >"$tmp/campaigns.d/drain-me.yaml"
+followup_campaign gone-drain drain 1s 7s >"$tmp/campaigns.d/gone-drain.yaml"
+followup_campaign gone-cancel cancel 1h 1h >"$tmp/campaigns.d/gone-cancel.yaml"
+followup_campaign gone-channel drain 1h 1h true push >"$tmp/campaigns.d/gone-channel.yaml"
+start_with_go 4
 DR=$(delivery drain-me c1)
 GD=$(delivery gone-drain c1)
 GC=$(delivery gone-cancel c1)
