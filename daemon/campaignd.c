@@ -188,6 +188,7 @@ engine_sink(void *arg, const struct sched_action *a)
 }
 
 static void wake_cb(uv_timer_t *t);
+static void back_off(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
@@ -305,6 +306,10 @@ daemon_flush(struct daemon *d)
 		store_rollback(d->st);
 		sched_rollback(d->cur->e);
 		d->orphans = 1;
+		/* Not again at once: the resends wait for the wake timer (a disk that stays full,
+		 * a receiver that would get the same request in a tight loop). */
+		if (!d->stopping)
+			back_off(d);
 		rc = -1;
 	}
 	/* Sends wait while a commit runs: say so when one is slow (a disk under load). */
@@ -895,8 +900,9 @@ resend_orphans(struct daemon *d, const char *why)
 	free(ids);
 	if (store_commit(d->st) < 0) {
 		store_rollback(d->st);
-		dispatch_discard(d); /* still 'sending': tried again later */
+		dispatch_discard(d); /* still 'sending': tried again after the back-off */
 		d->orphans = 1;
+		back_off(d);
 		return;
 	}
 	dispatch_start(d);

@@ -7,6 +7,10 @@
 #     the same idempotency key (recorded as such) and records it sent: nothing lost, and the
 #     repeat carries the same key;
 #   - afterwards the daemon serves as before: a new event is noticed and sent once;
+#   - a COMMIT that fails (a deferred foreign key that a planted trigger breaks each time the
+#     send is recorded sent) loses the outcome: the daemon logs it, resends with the same key
+#     at most about once a second while it keeps failing (not in a tight loop), and records
+#     the send once the commit works again;
 #   - the daemon keeps running and stops cleanly.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -18,7 +22,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup lock
 
-echo "1..5"
+echo "1..7"
 
 : >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
@@ -35,6 +39,7 @@ cat >"$tmp/customers.csv" <<'EOF'
 id,first_name,timezone
 k1,Kari,UTC
 k2,Knut,UTC
+k3,Kjell,UTC
 EOF
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
@@ -102,7 +107,50 @@ else
 		"state: $(state_of "$K2"); requests: $(requests k2)"
 fi
 
-stop_daemon 10
+# script SQL: run several statements on the daemon's database (autocommit).
+script() {
+	"$py" - "$tmp/state.db" "$1" <<'EOF'
+import sqlite3, sys
+sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None).executescript(sys.argv[2])
+EOF
+}
+
+# k3: every commit that records k3's send as sent fails, for 3 s: a deferred foreign key that
+# a trigger breaks, which SQLite checks only at COMMIT.
+script "CREATE TABLE commit_guard (ref INTEGER REFERENCES deliveries(id) DEFERRABLE INITIALLY
+   DEFERRED);
+   CREATE TRIGGER commit_fails AFTER UPDATE OF state ON deliveries WHEN NEW.state = 'sent' AND
+   NEW.customer = (SELECT cid FROM customers WHERE id = 'k3')
+   BEGIN INSERT INTO commit_guard (ref) VALUES (-1); END"
+failed_before=$(grep -c 'event=store-error error=' "$dlog")
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer k3 >/dev/null 2>&1
+wait_for 10 eval '[ "$(grep -c "event=store-error error=" "$dlog")" -gt "$failed_before" ]'
+sleep 3
+in_window=$(requests k3)
+script "DROP TRIGGER commit_fails; DROP TABLE commit_guard"
+K3=$(delivery locked k3)
 # 5
+if [ "$(grep -c 'event=store-error error=.*what it held is done again' "$dlog")" -gt "$failed_before" ] &&
+	[ "$in_window" -ge 2 ] && [ "$in_window" -le 6 ]; then
+	ok "a failing COMMIT is logged; the send is repeated about once a second ($in_window requests in about 3 s)"
+else
+	not_ok "a failing COMMIT is logged; the send is repeated about once a second" \
+		"$in_window requests in about 3 s; $(grep -c 'event=store-error' "$dlog") store errors logged"
+fi
+# 6
+resends=$(q "SELECT count(*) FROM transitions WHERE delivery = ${K3:-0} AND from_state = 'sending'
+	AND to_state = 'sending' AND idem_key = 'd$K3-s1'
+	AND reason LIKE 'left in ''sending'' by a failed commit%'")
+if wait_for 10 eval '[ "$(state_of "$K3")" = "sent 1" ]' &&
+	[ "$(grep "\"customer\": \"k3\"" "$tmp/sink.log" | grep -vc "\"key\": \"d$K3-s1\"")" = 0 ] &&
+	[ "$resends" -ge 1 ] && [ "$resends" -le "$(requests k3)" ]; then
+	ok "once commits work, the send is recorded sent; every request carried its key; $resends resends recorded"
+else
+	not_ok "once commits work, the send is recorded sent; every request carried its key" \
+		"state: $(state_of "$K3"); requests: $(requests k3); resends recorded: $resends"
+fi
+
+stop_daemon 10
+# 7
 check_stopped
 tap_end
