@@ -54,7 +54,7 @@ struct job {
 				* ahead (LEAD_MS), it waits for that */
 	int step;
 	int attempt; /* transient failures so far */
-	char channel[72], campaign[72], customer[128], key[32];
+	char channel[72], campaign[72], customer[STORE_ID_MAX + 1], key[32];
 	char token[STORE_TOKEN_SIZE];
 	/* What the message is made of, read on the loop (owned; freed once rendered). */
 	struct store_context ctx;

@@ -82,7 +82,7 @@ struct sched {
 struct due {
 	int64_t id, cid, expires_at, due_at;
 	int step, priority, sent_before;
-	char campaign[72], customer[128], tz[64], optout_source[64];
+	char campaign[72], customer[STORE_ID_MAX + 1], tz[64], optout_source[64];
 	int has_email, has_phone, has_whatsapp;
 	int64_t optout_at;
 	int opted_out;

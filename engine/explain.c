@@ -11,7 +11,7 @@
 /* The customer, as explain needs it. */
 struct who {
 	int64_t cid;
-	char id[128], tz[64];
+	char id[STORE_ID_MAX + 1], tz[64];
 	int has[3]; /* address for sms, email, whatsapp */
 	int consent[3]; /* -1 unset, 0 revoked, 1 granted */
 	int opted_out;
@@ -357,7 +357,7 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 			    ((n / cp->every_nth + 1) * cp->every_nth) % 10 == 3 ? "rd" :
 										  "th");
 		if (cp->audience.has_sample)
-			fprintf(out, "; %g%% of the qualifying events are asked (a stable sample)",
+			fprintf(out, "; of those, %g%% are asked (a stable sample)",
 			    cp->audience.sample_pct);
 		if (cp->delay > 0)
 			fprintf(out, "; sent %lldh after it", (long long)(cp->delay / 3600));

@@ -885,7 +885,7 @@ event_qualifies(struct sched *e, const struct conf_campaign *cp, sqlite3_stmt **
 struct ev {
 	int64_t rowid, cid, at, optout_at;
 	int opted_out;
-	char id[128], customer[128], tz[64];
+	char id[STORE_ID_MAX + 1], customer[STORE_ID_MAX + 1], tz[64];
 };
 
 static long

@@ -709,7 +709,7 @@ store_customer_validate(const struct store_customer *c, const char **why)
 	/* Every message starts with the field's name: the importer maps it to the column. */
 	if (c->id == NULL || c->id[0] == '\0')
 		w = "id: missing";
-	else if (strlen(c->id) > 128)
+	else if (strlen(c->id) > STORE_ID_MAX)
 		w = "id: longer than 128 bytes";
 	else if (!utf8_ok(c->id))
 		w = "id: not UTF-8 text without control characters";
@@ -1287,7 +1287,7 @@ store_event_add(struct store *s, const char *id, const char *customer, const cha
 		*inserted = 0;
 	if (id == NULL || id[0] == '\0')
 		return set_err(s, -EINVAL, "id: missing");
-	if (strlen(id) > 128 || !utf8_ok(id))
+	if (strlen(id) > STORE_ID_MAX || !utf8_ok(id))
 		return set_err(s, -EINVAL, "id: not text of at most 128 bytes without control characters");
 	if (type == NULL || type[0] == '\0')
 		return set_err(s, -EINVAL, "type: missing");

@@ -19,7 +19,7 @@ struct act {
 	int64_t at, delivery;
 	int step;
 	int64_t due;
-	char customer[32], campaign[48], channel[16], reason[256];
+	char customer[STORE_ID_MAX + 1], campaign[48], channel[16], reason[256];
 };
 
 struct fx {
@@ -306,6 +306,41 @@ test_rollback_rereads_cursors(void **state)
 	assert_int_equal(sched_materialize(f->e, at, sink, f), 2);
 	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
 	assert_int_equal(in_state(f, "tx", "scheduled"), 2);
+}
+
+/*
+ * Ids of the longest length the store accepts (STORE_ID_MAX bytes) are used whole: the event's
+ * delivery names it (it refers to the event), and the send names its customer.  A buffer one
+ * byte short cut them, and the delivery's reference to its event then failed, which stopped
+ * every pass.
+ */
+static void
+test_longest_ids(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T09:00:00Z");
+	char cid[STORE_ID_MAX + 1], eid[STORE_ID_MAX + 1];
+	struct store_customer c;
+	int ins;
+
+	memset(cid, 'c', STORE_ID_MAX);
+	cid[STORE_ID_MAX] = '\0';
+	memset(eid, 'e', STORE_ID_MAX);
+	eid[STORE_ID_MAX] = '\0';
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
+	memset(&c, 0, sizeof(c));
+	c.id = cid;
+	c.timezone = "Europe/Oslo";
+	c.phone = "+4790000001";
+	c.consent[CONF_KIND_SMS] = STORE_CONSENT_YES;
+	c.consent[CONF_KIND_EMAIL] = c.consent[CONF_KIND_WHATSAPP] = STORE_CONSENT_UNSET;
+	assert_int_equal(store_customer_upsert(f->st, &c, T("2026-01-01T00:00:00Z"), "test"), 0);
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_event_add(f->st, eid, cid, "purchase.completed", at, NULL, at, &ins), 0);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 1);
+	run(f, at, T("2027-01-10T00:00:00Z"));
+	assert_int_equal(count(f, 1, "tx"), 1);
+	assert_string_equal(f->acts[0].customer, cid);
 }
 
 /*
@@ -772,6 +807,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback_rereads_cursors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_longest_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
