@@ -339,15 +339,20 @@ daemon_undo(struct daemon *d)
 	}
 }
 
-/* back_off: the store failed: no deciding until the wake timer, a second from now. */
+/*
+ * back_off: the store failed: no deciding until the wake timer, a second after the first
+ * failure (a failure during the back-off does not push it back: outcomes that keep coming
+ * must not keep the daemon from trying again).
+ */
 static void
 back_off(struct daemon *d)
 {
 	dispatch_ungate(d);
 	d->more = 0;
-	d->backoff = 1;
 	uv_timer_stop(&d->warm);
-	uv_timer_start(&d->wake, wake_cb, 1000, 0);
+	if (!d->backoff)
+		uv_timer_start(&d->wake, wake_cb, 1000, 0);
+	d->backoff = 1;
 }
 
 void
@@ -883,7 +888,15 @@ resend_orphans(struct daemon *d, const char *why)
 	size_t n = 0, i, resent = 0;
 
 	d->orphans = 0;
-	if (daemon_flush(d) < 0 || store_sending(d->st, &ids, &n) < 0 || n == 0) {
+	if (daemon_flush(d) < 0)
+		return; /* it set the flag again, and backs off */
+	if (store_sending(d->st, &ids, &n) < 0) {
+		d->orphans = 1; /* tried again after the back-off */
+		back_off(d);
+		free(ids);
+		return;
+	}
+	if (n == 0) {
 		free(ids);
 		return;
 	}

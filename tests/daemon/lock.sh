@@ -122,9 +122,9 @@ script "CREATE TABLE commit_guard (ref INTEGER REFERENCES deliveries(id) DEFERRA
    CREATE TRIGGER commit_fails AFTER UPDATE OF state ON deliveries WHEN NEW.state = 'sent' AND
    NEW.customer = (SELECT cid FROM customers WHERE id = 'k3')
    BEGIN INSERT INTO commit_guard (ref) VALUES (-1); END"
-failed_before=$(grep -c 'event=store-error error=' "$dlog")
+failed_before=$(grep -c 'event=store-error error=.*what it held is done again' "$dlog")
 "$ctl" -c "$tmp/campaignd.yaml" event go --customer k3 >/dev/null 2>&1
-wait_for 10 eval '[ "$(grep -c "event=store-error error=" "$dlog")" -gt "$failed_before" ]'
+wait_for 10 eval '[ "$(grep -c "event=store-error error=.*what it held is done again" "$dlog")" -gt "$failed_before" ]'
 sleep 3
 in_window=$(requests k3)
 script "DROP TRIGGER commit_fails; DROP TABLE commit_guard"
