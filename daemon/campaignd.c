@@ -192,6 +192,7 @@ static void back_off(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
+static int making(const struct daemon *d);
 static void busy_cb(uv_idle_t *h);
 
 /*
@@ -209,6 +210,10 @@ rearm(struct daemon *d)
 	/* Work due after the last decision's `now` is new, even if that instant has passed since
 	 * (the timer may fire a little early): then the timer runs at once, not a second later. */
 	next = sched_next_wakeup(d->cur->e, d->decided_until);
+	/* Events that could not be made into deliveries are tried again at make_after_ms. */
+	if (sched_events_left(d->cur->e) && d->make_after_ms > ms &&
+	    (next < 0 || d->make_after_ms < next * 1000 - LEAD_MS))
+		next = (d->make_after_ms + LEAD_MS + 999) / 1000;
 	if (next < 0) {
 		uv_timer_stop(&d->wake);
 		uv_timer_stop(&d->warm);
@@ -375,8 +380,17 @@ daemon_tick(struct daemon *d, int materialise)
 	}
 	/* Deliveries that come due by `until` are made (and decided) now; each decision is
 	 * stamped with its due time, or now when it is late. */
-	if (materialise)
+	if (materialise && ms >= d->make_after_ms)
 		made = sched_materialize(d->cur->e, until, engine_sink, d);
+	if (made < 0) {
+		/* What cannot be made must not hold up what is due: undo the making alone, try it
+		 * again in a second, and decide. */
+		log_warnx("event=engine-error phase=materialise error=\"%s\": tried again in a second",
+		    store_errmsg(d->st));
+		daemon_undo(d);
+		d->make_after_ms = ms + (int64_t)(1000.0 * (d->speed > 1.0 ? d->speed : 1.0));
+		made = d->txn && store_savepoint(d->st) == 0 ? 0 : -1;
+	}
 	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, until, engine_sink, d);
 	if (made < 0 || decided < 0) {
 		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
@@ -435,7 +449,7 @@ pass(struct daemon *d)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
 	room = dispatch_room(d);
-	events = sched_events_left(d->cur->e);
+	events = making(d);
 	if (d->more || room || events) {
 		/* The rest of a tick continues where it stopped (a channel the gate found full
 		 * stays so marked: what it refused is behind); a channel with room again is
@@ -457,12 +471,19 @@ pass(struct daemon *d)
 	keep_busy(d);
 }
 
+/* making: new events wait to be made into deliveries, and may be now. */
+static int
+making(const struct daemon *d)
+{
+	return sched_events_left(d->cur->e) && daemon_now_ms(d) >= d->make_after_ms;
+}
+
 /* keep_busy: while there is more to do at once, the loop does not wait for I/O (the idle handle). */
 static void
 keep_busy(struct daemon *d)
 {
 	if (d->txn || (!d->stopping && !d->backoff &&
-		(d->more || sched_events_left(d->cur->e) || d->orphans || dispatch_room(d))))
+		(d->more || making(d) || d->orphans || dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);

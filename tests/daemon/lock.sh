@@ -11,6 +11,9 @@
 #     send is recorded sent) loses the outcome: the daemon logs it, resends with the same key
 #     at most about once a second while it keeps failing (not in a tight loop), and records
 #     the send once the commit works again;
+#   - an event that cannot be made into a delivery (a planted trigger refuses it) is logged and
+#     tried again about once a second, and does not hold up a delivery that comes due
+#     meanwhile; once the trigger is gone the event's delivery is made and sent;
 #   - the daemon keeps running and stops cleanly.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -22,7 +25,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup lock
 
-echo "1..7"
+echo "1..9"
 
 : >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
@@ -35,11 +38,16 @@ settings_yaml 1s "{ max: 100, per: 1d }" "  hook:
 campaign_yaml locked "{ event: go }" "  - channel: hook
     message:
       en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/locked.yaml"
+campaign_yaml later "{ event: go2, delay: 3s }" "  - channel: hook
+    message:
+      en: \"Later, {{customer.first_name}}\"" >"$tmp/campaigns.d/later.yaml"
 cat >"$tmp/customers.csv" <<'EOF'
 id,first_name,timezone
 k1,Kari,UTC
 k2,Knut,UTC
 k3,Kjell,UTC
+k4,Kaia,UTC
+k5,Karl,UTC
 EOF
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
@@ -150,7 +158,40 @@ else
 		"state: $(state_of "$K3"); requests: $(requests k3); resends recorded: $resends"
 fi
 
-stop_daemon 10
+# k5's send comes due 3 s after its event; meanwhile k4's event cannot be made into a delivery.
+"$ctl" -c "$tmp/campaignd.yaml" event go2 --customer k5 >/dev/null 2>&1
+wait_for 5 has_delivery later k5
+K5=$(delivery later k5)
+script "CREATE TRIGGER refuse_k4 BEFORE INSERT ON deliveries WHEN NEW.customer =
+   (SELECT cid FROM customers WHERE id = 'k4')
+   BEGIN SELECT RAISE(ABORT, 'refused (planted by lock.sh)'); END"
+made_before=$(grep -c 'event=engine-error phase=materialise' "$dlog")
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer k4 >/dev/null 2>&1
 # 7
+if wait_for 8 eval '[ "$(state_of "$K5")" = "sent 1" ]' && [ "$(requests k5)" = 1 ] &&
+	sleep 2.5; then
+	errors=$(($(grep -c 'event=engine-error phase=materialise' "$dlog") - made_before))
+	if [ "$errors" -ge 2 ] && [ "$errors" -le 9 ] && ! has_delivery locked k4; then
+		ok "an event that cannot be made is tried again each second ($errors times) and does not hold up a send that comes due"
+	else
+		not_ok "an event that cannot be made is tried again each second and does not hold up a send that comes due" \
+			"$errors engine errors logged; k4 delivery: $(delivery locked k4)"
+	fi
+else
+	not_ok "an event that cannot be made is tried again each second and does not hold up a send that comes due" \
+		"k5: $(state_of "$K5"), $(requests k5) requests; $(grep -c 'event=engine-error' "$dlog") engine errors"
+fi
+script "DROP TRIGGER refuse_k4"
+# 8
+if wait_for 10 has_delivery locked k4 && K4=$(delivery locked k4) &&
+	wait_for 10 eval '[ "$(state_of "$K4")" = "sent 1" ]' && [ "$(requests k4)" = 1 ]; then
+	ok "once it can be, the event's delivery is made and sent once"
+else
+	not_ok "once it can be, the event's delivery is made and sent once" \
+		"k4: $(delivery locked k4) $(state_of "${K4:-0}"), $(requests k4) requests"
+fi
+
+stop_daemon 10
+# 9
 check_stopped
 tap_end
