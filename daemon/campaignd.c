@@ -389,7 +389,13 @@ daemon_tick(struct daemon *d, int materialise)
 		    store_errmsg(d->st));
 		daemon_undo(d);
 		d->make_after_ms = ms + (int64_t)(1000.0 * (d->speed > 1.0 ? d->speed : 1.0));
-		made = d->txn && store_savepoint(d->st) == 0 ? 0 : -1;
+		if (!d->txn || store_savepoint(d->st) < 0) {
+			/* The undo took the whole transaction, or no new part can start. */
+			daemon_flush(d);
+			back_off(d);
+			return;
+		}
+		made = 0;
 	}
 	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, until, engine_sink, d);
 	if (made < 0 || decided < 0) {
@@ -878,8 +884,10 @@ daemon_reload(struct daemon *d, char **summary)
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	diag_free(&dl);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
-	/* The new campaigns are in force; their first tick runs once the caller has its answer. */
+	/* The new campaigns are in force; their first tick runs once the caller has its answer
+	 * (and makes new events at once: a new engine, a new try). */
 	d->backoff = 0;
+	d->make_after_ms = 0;
 	uv_timer_start(&d->wake, wake_cb, 0, 0);
 	return 0;
 }
