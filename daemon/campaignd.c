@@ -193,6 +193,15 @@ static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
 static int making(const struct daemon *d);
+static int64_t make_wait(const struct daemon *d, int64_t ms);
+
+/* make_interval: after a failure to make deliveries, the next try waits this long (engine ms:
+ * a real second, in demo mode too). */
+static int64_t
+make_interval(const struct daemon *d)
+{
+	return (int64_t)(1000.0 * (d->speed > 1.0 ? d->speed : 1.0));
+}
 static void busy_cb(uv_idle_t *h);
 
 /*
@@ -211,9 +220,9 @@ rearm(struct daemon *d)
 	 * (the timer may fire a little early): then the timer runs at once, not a second later. */
 	next = sched_next_wakeup(d->cur->e, d->decided_until);
 	/* Events that could not be made into deliveries are tried again at make_after_ms. */
-	if (sched_events_left(d->cur->e) && d->make_after_ms > ms &&
-	    (next < 0 || d->make_after_ms < next * 1000 - LEAD_MS))
-		next = (d->make_after_ms + LEAD_MS + 999) / 1000;
+	if (sched_events_left(d->cur->e) && make_wait(d, ms) > 0 &&
+	    (next < 0 || ms + make_wait(d, ms) < next * 1000 - LEAD_MS))
+		next = (ms + make_wait(d, ms) + LEAD_MS + 999) / 1000;
 	if (next < 0) {
 		uv_timer_stop(&d->wake);
 		uv_timer_stop(&d->warm);
@@ -380,15 +389,15 @@ daemon_tick(struct daemon *d, int materialise)
 	}
 	/* Deliveries that come due by `until` are made (and decided) now; each decision is
 	 * stamped with its due time, or now when it is late. */
-	if (materialise && ms >= d->make_after_ms)
+	if (materialise && make_wait(d, ms) == 0)
 		made = sched_materialize(d->cur->e, until, engine_sink, d);
 	if (made < 0) {
 		/* What cannot be made must not hold up what is due: undo the making alone, try it
 		 * again in a second, and decide. */
 		log_warnx("event=engine-error phase=materialise error=\"%s\": tried again in a second",
-		    store_errmsg(d->st));
+		    sqlite3_errmsg(store_db(d->st)));
 		daemon_undo(d);
-		d->make_after_ms = ms + (int64_t)(1000.0 * (d->speed > 1.0 ? d->speed : 1.0));
+		d->make_after_ms = ms + make_interval(d);
 		if (!d->txn || store_savepoint(d->st) < 0) {
 			/* The undo took the whole transaction, or no new part can start. */
 			daemon_flush(d);
@@ -400,7 +409,7 @@ daemon_tick(struct daemon *d, int materialise)
 	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, until, engine_sink, d);
 	if (made < 0 || decided < 0) {
 		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
-		log_warnx("event=engine-error error=\"%s\"", store_errmsg(d->st));
+		log_warnx("event=engine-error error=\"%s\"", sqlite3_errmsg(store_db(d->st)));
 		daemon_undo(d);
 		daemon_flush(d);
 		dispatch_discard(d);
@@ -477,11 +486,21 @@ pass(struct daemon *d)
 	keep_busy(d);
 }
 
+/* make_wait: engine ms until making may be tried again (0: now; a clock stepped back since
+ * the failure waits no longer than one interval). */
+static int64_t
+make_wait(const struct daemon *d, int64_t ms)
+{
+	int64_t w = d->make_after_ms - ms;
+
+	return w <= 0 || w > make_interval(d) ? 0 : w;
+}
+
 /* making: new events wait to be made into deliveries, and may be now. */
 static int
 making(const struct daemon *d)
 {
-	return sched_events_left(d->cur->e) && daemon_now_ms(d) >= d->make_after_ms;
+	return sched_events_left(d->cur->e) && make_wait(d, daemon_now_ms(d)) == 0;
 }
 
 /* keep_busy: while there is more to do at once, the loop does not wait for I/O (the idle handle). */
