@@ -181,6 +181,12 @@ engine_sink(void *arg, const struct sched_action *a)
 		}
 		return 0;
 	}
+	if (a->kind == SCHED_ERROR) {
+		log_warnx("event=engine-error phase=materialise campaign=%s error=\"%s\": tried again "
+			  "in a second",
+		    a->campaign, a->reason);
+		return 0;
+	}
 	log_info("event=skip campaign=%s customer=%s delivery=%lld step=%d channel=%s reason=\"%s\"",
 	    a->campaign, a->customer, (long long)a->delivery, a->step, a->channel ? a->channel : "-",
 	    a->reason);
@@ -192,16 +198,6 @@ static void back_off(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
-static int making(const struct daemon *d);
-static int64_t make_wait(const struct daemon *d, int64_t ms);
-
-/* make_interval: after a failure to make deliveries, the next try waits this long (engine ms:
- * a real second, in demo mode too). */
-static int64_t
-make_interval(const struct daemon *d)
-{
-	return (int64_t)(1000.0 * (d->speed > 1.0 ? d->speed : 1.0));
-}
 static void busy_cb(uv_idle_t *h);
 
 /*
@@ -219,10 +215,6 @@ rearm(struct daemon *d)
 	/* Work due after the last decision's `now` is new, even if that instant has passed since
 	 * (the timer may fire a little early): then the timer runs at once, not a second later. */
 	next = sched_next_wakeup(d->cur->e, d->decided_until);
-	/* Events that could not be made into deliveries are tried again at make_after_ms. */
-	if (sched_events_left(d->cur->e) && make_wait(d, ms) > 0 &&
-	    (next < 0 || ms + make_wait(d, ms) < next * 1000 - LEAD_MS))
-		next = (ms + make_wait(d, ms) + LEAD_MS + 999) / 1000;
 	if (next < 0) {
 		uv_timer_stop(&d->wake);
 		uv_timer_stop(&d->warm);
@@ -389,23 +381,8 @@ daemon_tick(struct daemon *d, int materialise)
 	}
 	/* Deliveries that come due by `until` are made (and decided) now; each decision is
 	 * stamped with its due time, or now when it is late. */
-	if (materialise && make_wait(d, ms) == 0)
+	if (materialise)
 		made = sched_materialize(d->cur->e, until, engine_sink, d);
-	if (made < 0) {
-		/* What cannot be made must not hold up what is due: undo the making alone, try it
-		 * again in a second, and decide. */
-		log_warnx("event=engine-error phase=materialise error=\"%s\": tried again in a second",
-		    sqlite3_errmsg(store_db(d->st)));
-		daemon_undo(d);
-		d->make_after_ms = ms + make_interval(d);
-		if (!d->txn || store_savepoint(d->st) < 0) {
-			/* The undo took the whole transaction, or no new part can start. */
-			daemon_flush(d);
-			back_off(d);
-			return;
-		}
-		made = 0;
-	}
 	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, until, engine_sink, d);
 	if (made < 0 || decided < 0) {
 		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
@@ -464,7 +441,7 @@ pass(struct daemon *d)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
 	room = dispatch_room(d);
-	events = making(d);
+	events = sched_events_left(d->cur->e);
 	if (d->more || room || events) {
 		/* The rest of a tick continues where it stopped (a channel the gate found full
 		 * stays so marked: what it refused is behind); a channel with room again is
@@ -486,29 +463,12 @@ pass(struct daemon *d)
 	keep_busy(d);
 }
 
-/* make_wait: engine ms until making may be tried again (0: now; a clock stepped back since
- * the failure waits no longer than one interval). */
-static int64_t
-make_wait(const struct daemon *d, int64_t ms)
-{
-	int64_t w = d->make_after_ms - ms;
-
-	return w <= 0 || w > make_interval(d) ? 0 : w;
-}
-
-/* making: new events wait to be made into deliveries, and may be now. */
-static int
-making(const struct daemon *d)
-{
-	return sched_events_left(d->cur->e) && make_wait(d, daemon_now_ms(d)) == 0;
-}
-
 /* keep_busy: while there is more to do at once, the loop does not wait for I/O (the idle handle). */
 static void
 keep_busy(struct daemon *d)
 {
 	if (d->txn || (!d->stopping && !d->backoff &&
-		(d->more || making(d) || d->orphans || dispatch_room(d))))
+		(d->more || sched_events_left(d->cur->e) || d->orphans || dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -903,10 +863,8 @@ daemon_reload(struct daemon *d, char **summary)
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	diag_free(&dl);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
-	/* The new campaigns are in force; their first tick runs once the caller has its answer
-	 * (and makes new events at once: a new engine, a new try). */
+	/* The new campaigns are in force; their first tick runs once the caller has its answer. */
 	d->backoff = 0;
-	d->make_after_ms = 0;
 	uv_timer_start(&d->wake, wake_cb, 0, 0);
 	return 0;
 }

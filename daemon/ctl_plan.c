@@ -43,6 +43,11 @@ plan_sink(void *arg, const struct sched_action *a)
 	struct plan *p = arg;
 	struct plan_row *r;
 
+	if (a->kind == SCHED_ERROR) {
+		fprintf(stderr, "campaignctl plan: campaign %s: %s\n", a->campaign, a->reason);
+		p->failed = 1;
+		return 1;
+	}
 	if (a->kind == SCHED_SEND && sched_sent(p->e, a->delivery, a->at) < 0) {
 		p->failed = 1;
 		return 1;

@@ -140,7 +140,6 @@ struct daemon {
 	int more; /* the last tick stopped early: decide the rest at once */
 	int backlog; /* the last send was late by BACKLOG_S or more: ticks take bigger chunks */
 	int backoff; /* the store failed: nothing is decided until the wake timer fires */
-	int64_t make_after_ms; /* making deliveries failed: not tried again before (engine ms) */
 	int orphans; /* a commit failed: rows may be left in 'sending' with no job (resend them) */
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;

@@ -20,7 +20,9 @@
  */
 struct sched;
 
-enum sched_kind { SCHED_SEND, SCHED_SKIP };
+/* SCHED_ERROR: a campaign's deliveries could not be made (reason: SQLite's message); tried
+ * again a second later (sched_next_wakeup counts it), the other campaigns going on. */
+enum sched_kind { SCHED_SEND, SCHED_SKIP, SCHED_ERROR };
 
 /* One decision, as reported to the caller's sink.  All pointers are borrowed for the call. */
 struct sched_action {
@@ -94,8 +96,10 @@ void sched_resume(struct sched *e);
  * sched_materialize: create the deliveries whose time has come: occurrences of recurring and
  * one-off campaigns (set-based, one INSERT ... SELECT per occurrence) and triggering events of
  * transactional campaigns.  Idempotent.  Events that are not asked about (every_nth, opted
- * out) become skipped deliveries, reported to the sink.  Returns the number of deliveries
- * created, or < 0.
+ * out) become skipped deliveries, reported to the sink.  Each campaign is made in a savepoint
+ * of its own: one that fails is undone alone and reported (SCHED_ERROR), its cursors read
+ * again, and it is tried again a second later, the others going on.  Returns the number of
+ * deliveries created, or < 0 when the store fails as a whole.
  */
 long sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg);
 
@@ -149,7 +153,8 @@ void sched_rollback(struct sched *e);
 /* sched_cancel: skip every scheduled delivery of a campaign (removed with on_remove: cancel). */
 long sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why);
 
-/* sched_next_wakeup: the earliest instant > now at which there is work, or -1 when none. */
+/* sched_next_wakeup: the earliest instant > now at which there is work (a due delivery, an
+ * occurrence to make, a campaign to try making again), or -1 when none. */
 int64_t sched_next_wakeup(struct sched *e, int64_t now);
 
 /*

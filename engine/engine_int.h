@@ -28,6 +28,7 @@ struct camp {
 	int loaded; /* cursor state read from the store */
 	struct cursor cur;
 	int64_t event_rowid; /* transactional: events processed up to this rowid */
+	int64_t retry_at; /* making its deliveries failed: not tried again before (UTC s) */
 };
 
 /* Per-zone results while materialising one occurrence (the SQL function's memo). */

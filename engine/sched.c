@@ -1043,20 +1043,32 @@ fail:
 	return -1;
 }
 
+/* camp_forget: a campaign's cursors as sched_new left them: read again at their next use. */
+static void
+camp_forget(struct camp *k)
+{
+	tz_rrule_free(k->cur.it);
+	k->loaded = 0;
+	memset(&k->cur, 0, sizeof(k->cur));
+	k->event_rowid = 0;
+}
+
 void
 sched_rollback(struct sched *e)
 {
 	size_t i;
 
-	/* As sched_new left them: read again at their next use. */
-	for (i = 0; i < e->n_camps; i++) {
-		tz_rrule_free(e->camps[i].cur.it);
-		e->camps[i].loaded = 0;
-		memset(&e->camps[i].cur, 0, sizeof(e->camps[i].cur));
-		e->camps[i].event_rowid = 0;
-	}
+	for (i = 0; i < e->n_camps; i++)
+		camp_forget(&e->camps[i]);
 	/* Events may have been undone: the next pass looks again (finding nothing new is cheap). */
 	e->events_left = 1;
+}
+
+/* mat_exec: one savepoint statement of sched_materialize; 0, or -1. */
+static int
+mat_exec(struct sched *e, const char *sql)
+{
+	return sqlite3_exec(e->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
 long
@@ -1070,16 +1082,30 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		return -1;
 	for (i = 0; i < e->n_camps; i++) {
 		struct camp *k = &e->camps[i];
+		char why[512];
 
-		if (!k->cp->enabled)
+		if (!k->cp->enabled || k->retry_at > now)
 			continue;
+		if (mat_exec(e, "SAVEPOINT make") < 0)
+			return -1;
 		if (k->cp->type == CONF_TRANSACTIONAL)
 			n = materialise_events(e, k, now, sink, arg);
 		else
 			n = materialise_scheduled(e, k, now);
-		if (n < 0)
+		if (n >= 0) {
+			if (mat_exec(e, "RELEASE make") < 0)
+				return -1;
+			total += n;
+			continue;
+		}
+		/* This campaign alone: undone, reported, tried again a second later. */
+		snprintf(why, sizeof(why), "%s", sqlite3_errmsg(e->db));
+		if (mat_exec(e, "ROLLBACK TO make") < 0 || mat_exec(e, "RELEASE make") < 0)
 			return -1;
-		total += n;
+		camp_forget(k);
+		k->retry_at = now + 1;
+		emit(sink, arg, SCHED_ERROR, 0, now, now, "", k->cp->name, 0, NULL, NULL, why, NULL,
+		    NULL);
 	}
 	return total;
 }
@@ -1595,6 +1621,7 @@ sched_next_wakeup(struct sched *e, int64_t now)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
 	int64_t next = -1, m;
+	size_t i;
 
 	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
 		next = sqlite3_column_int64(s, 0);
@@ -1604,5 +1631,9 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	m = sched_next_materialization(e, now);
 	if (m >= 0 && (next < 0 || m < next))
 		next = m;
+	/* A campaign whose making failed is tried again then. */
+	for (i = 0; i < e->n_camps; i++)
+		if (e->camps[i].retry_at > now && (next < 0 || e->camps[i].retry_at < next))
+			next = e->camps[i].retry_at;
 	return next;
 }

@@ -170,7 +170,7 @@ made_before=$(grep -c 'event=engine-error phase=materialise' "$dlog")
 # 7
 if wait_for 8 eval '[ "$(state_of "$K5")" = "sent 1" ]' && [ "$(requests k5)" = 1 ] &&
 	sleep 2.5; then
-	errors=$(($(grep -c 'event=engine-error phase=materialise error="refused (planted by lock.sh)"' "$dlog") - made_before))
+	errors=$(($(grep -c 'event=engine-error phase=materialise campaign=locked error="refused (planted by lock.sh)"' "$dlog") - made_before))
 	if [ "$errors" -ge 2 ] && [ "$errors" -le 9 ] && ! has_delivery locked k4; then
 		ok "an event that cannot be made is tried again each second ($errors times) and does not hold up a send that comes due"
 	else

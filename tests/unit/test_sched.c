@@ -269,18 +269,22 @@ test_transactional_delay_quiet_and_once_per_event(void **state)
 static long in_state(struct fx *f, const char *campaign, const char *state);
 
 /*
- * A write that fails part-way is rolled back by the caller (a savepoint), with the engine's
- * cursors then read again (sched_rollback): the events of the undone part are made into
- * deliveries at the next pass, not skipped.
+ * A campaign whose deliveries cannot be made is undone alone and reported (SCHED_ERROR), and
+ * tried again a second later (sched_next_wakeup says when), while the other campaigns' are
+ * made; once it can be, its events are made, none skipped.  After a rollback of the caller's
+ * whole transaction, sched_rollback has the cursors read again: the undone events are made
+ * again rather than skipped.
  */
 static void
-test_rollback_rereads_cursors(void **state)
+test_failed_making_isolated(void **state)
 {
 	struct fx *f = *state;
 	int64_t at = T("2027-01-04T09:00:00Z");
 	int ins;
 
 	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
+	campaign(f, "ty", "campaign: ty\ntype: transactional\ntrigger: { event: purchase.completed }\n"
+			  SURVEY ONE_SMS);
 	customer(f, "c1", "Europe/Oslo", "s", NULL);
 	customer(f, "c2", "Europe/Oslo", "s", NULL);
 	start(f, T("2027-01-01T00:00:00Z"));
@@ -288,24 +292,39 @@ test_rollback_rereads_cursors(void **state)
 	    0);
 	assert_int_equal(store_event_add(f->st, "e2", "c2", "purchase.completed", at, NULL, at, &ins),
 	    0);
-	/* The second event's delivery cannot be written: the pass fails after the first. */
+	/* tx's second event cannot be written: tx fails after its first; ty goes on. */
 	assert_int_equal(store_exec(f->st, "CREATE TEMP TRIGGER refuse BEFORE INSERT ON deliveries "
-					   "WHEN NEW.occurrence = 'event:e2' BEGIN "
-					   "SELECT RAISE(ABORT, 'disk full (injected)'); END"),
+					   "WHEN NEW.campaign = 'tx' AND NEW.occurrence = 'event:e2' "
+					   "BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END"),
 	    0);
 	assert_int_equal(store_begin(f->st), 0);
-	assert_int_equal(store_savepoint(f->st), 0);
-	assert_true(sched_materialize(f->e, at, sink, f) < 0);
-	assert_int_equal(store_release(f->st, 0), 0);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 2);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(in_state(f, "ty", "scheduled"), 2);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 0);
+	assert_int_equal(f->n, 1);
+	assert_string_equal(f->acts[0].campaign, "tx");
+	assert_string_equal(f->acts[0].reason, "disk full (injected)");
+	/* Not again within the second; sched_next_wakeup names the retry. */
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_int_equal(sched_next_wakeup(f->e, at), at + 1);
+	/* Writable again: tx's two events are made, once each. */
+	assert_int_equal(store_exec(f->st, "DROP TRIGGER refuse"), 0);
+	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 2);
+	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 0);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 2);
+	/* The caller rolls its whole transaction back: the cursors are read again. */
+	assert_int_equal(store_event_add(f->st, "e3", "c1", "purchase.completed", at, NULL, at, &ins),
+	    0);
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 2);
+	assert_int_equal(store_rollback(f->st), 0);
 	sched_rollback(f->e);
 	assert_int_equal(sched_events_left(f->e), 1);
-	assert_int_equal(store_commit(f->st), 0);
-	assert_int_equal(in_state(f, "tx", "scheduled"), 0);
-	/* Writable again: both events are made, once each. */
-	assert_int_equal(store_exec(f->st, "DROP TRIGGER refuse"), 0);
-	assert_int_equal(sched_materialize(f->e, at, sink, f), 2);
-	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
-	assert_int_equal(in_state(f, "tx", "scheduled"), 2);
+	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 2);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 3);
+	assert_int_equal(in_state(f, "ty", "scheduled"), 3);
 }
 
 /*
@@ -806,7 +825,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_transactional_delay_quiet_and_once_per_event, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rollback_rereads_cursors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_making_isolated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_longest_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
