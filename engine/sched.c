@@ -80,6 +80,9 @@ static const char *const sql_text[S_COUNT] = {
 			  "last_rowid = excluded.last_rowid, updated_at = excluded.updated_at",
 	[S_ACTIVE] = "SELECT min(loaded_at) FROM campaign_versions WHERE campaign = ?1",
 	[S_MAX_ROWID] = "SELECT max(rowid) FROM events",
+	[S_MAKE] = "SAVEPOINT make",
+	[S_MADE] = "RELEASE make",
+	[S_UNMAKE] = "ROLLBACK TO make",
 	[S_PENDING] = "SELECT count(*) FROM deliveries WHERE campaign = ?1 AND "
 		      "(state = 'scheduled' OR state = 'sending')",
 };
@@ -1064,11 +1067,11 @@ sched_rollback(struct sched *e)
 	e->events_left = 1;
 }
 
-/* mat_exec: one savepoint statement of sched_materialize; 0, or -1. */
+/* mat_exec: one savepoint statement of sched_materialize (S_MAKE, S_MADE, S_UNMAKE); 0, or -1. */
 static int
-mat_exec(struct sched *e, const char *sql)
+mat_exec(struct sched *e, int which)
 {
-	return sqlite3_exec(e->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	return step_done(e, sched_stmt(e, which));
 }
 
 long
@@ -1086,21 +1089,21 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 
 		if (!k->cp->enabled || k->retry_at > now)
 			continue;
-		if (mat_exec(e, "SAVEPOINT make") < 0)
+		if (mat_exec(e, S_MAKE) < 0)
 			return -1;
 		if (k->cp->type == CONF_TRANSACTIONAL)
 			n = materialise_events(e, k, now, sink, arg);
 		else
 			n = materialise_scheduled(e, k, now);
 		if (n >= 0) {
-			if (mat_exec(e, "RELEASE make") < 0)
+			if (mat_exec(e, S_MADE) < 0)
 				return -1;
 			total += n;
 			continue;
 		}
 		/* This campaign alone: undone, reported, tried again a second later. */
 		snprintf(why, sizeof(why), "%s", sqlite3_errmsg(e->db));
-		if (mat_exec(e, "ROLLBACK TO make") < 0 || mat_exec(e, "RELEASE make") < 0)
+		if (mat_exec(e, S_UNMAKE) < 0 || mat_exec(e, S_MADE) < 0)
 			return -1;
 		camp_forget(k);
 		k->retry_at = now + 1;
