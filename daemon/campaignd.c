@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,8 @@ engine_setup(struct daemon *d, struct sched *e)
 {
 	sched_set_gate(e, dispatch_gate, d);
 	sched_set_event_slice(e, EVENT_SLICE);
+	/* A real second, also in demo mode (its engine clock runs faster). */
+	sched_set_retry(e, d->speed > 1.0 ? (int64_t)ceil(d->speed) : 1);
 }
 
 /* engine_sink: sends become jobs; skips are logged (the engine recorded them). */

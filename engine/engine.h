@@ -91,6 +91,11 @@ int sched_events_left(const struct sched *e);
  * again for each few.  Once; a call that did not stop that way leaves nothing to continue.
  */
 void sched_resume(struct sched *e);
+/*
+ * sched_set_retry: a campaign whose deliveries could not be made is tried again `seconds`
+ * later (engine time; default 1: a caller whose clock runs faster passes more).
+ */
+void sched_set_retry(struct sched *e, int64_t seconds);
 
 /*
  * sched_materialize: create the deliveries whose time has come: occurrences of recurring and

@@ -69,6 +69,7 @@ struct sched {
 	void *gate_arg;
 	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
 	int event_slice; /* events read per campaign per sched_materialize (0: all) */
+	int64_t retry_s; /* a campaign whose making failed is tried again this much later */
 	int events_left; /* the last sched_materialize stopped at a slice */
 	/* Where the last sched_run_due stopped because its sink asked (valid), and whether the
 	 * next one continues there (sched_resume). */

@@ -464,6 +464,12 @@ sched_set_gate(struct sched *e, sched_gate gate, void *arg)
 }
 
 void
+sched_set_retry(struct sched *e, int64_t seconds)
+{
+	e->retry_s = seconds > 0 ? seconds : 1;
+}
+
+void
 sched_resume(struct sched *e)
 {
 	e->resume = 1;
@@ -497,6 +503,7 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 	int rc;
 
 	e->page = DUE_BATCH;
+	e->retry_s = 1;
 	*out = NULL;
 	e->st = st;
 	e->db = store_db(st);
@@ -1087,6 +1094,9 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		struct camp *k = &e->camps[i];
 		char why[512];
 
+		/* A retry further ahead than one interval is from before a step back of the clock. */
+		if (k->retry_at > now + e->retry_s)
+			k->retry_at = 0;
 		if (!k->cp->enabled || k->retry_at > now)
 			continue;
 		if (mat_exec(e, S_MAKE) < 0)
@@ -1095,20 +1105,19 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 			n = materialise_events(e, k, now, sink, arg);
 		else
 			n = materialise_scheduled(e, k, now);
-		if (n >= 0) {
-			if (mat_exec(e, S_MADE) < 0)
-				return -1;
+		if (n >= 0 && mat_exec(e, S_MADE) == 0) {
 			total += n;
 			continue;
 		}
-		/* This campaign alone: undone, reported, tried again a second later. */
+		/* This campaign alone: undone, reported, tried again an interval later. */
 		snprintf(why, sizeof(why), "%s", sqlite3_errmsg(e->db));
-		if (mat_exec(e, S_UNMAKE) < 0 || mat_exec(e, S_MADE) < 0)
-			return -1;
 		camp_forget(k);
-		k->retry_at = now + 1;
+		k->retry_at = now + e->retry_s;
+		n = mat_exec(e, S_UNMAKE) == 0 && mat_exec(e, S_MADE) == 0 ? 0 : -1;
 		emit(sink, arg, SCHED_ERROR, 0, now, now, "", k->cp->name, 0, NULL, NULL, why, NULL,
 		    NULL);
+		if (n < 0) /* the savepoint is gone (the store rolled back): the caller's to undo */
+			return -1;
 	}
 	return total;
 }
@@ -1634,9 +1643,15 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	m = sched_next_materialization(e, now);
 	if (m >= 0 && (next < 0 || m < next))
 		next = m;
-	/* A campaign whose making failed is tried again then. */
-	for (i = 0; i < e->n_camps; i++)
-		if (e->camps[i].retry_at > now && (next < 0 || e->camps[i].retry_at < next))
-			next = e->camps[i].retry_at;
+	/* A campaign whose making failed is tried again then (not past one interval: a retry
+	 * further ahead is from before a step back of the clock, and is due now). */
+	for (i = 0; i < e->n_camps; i++) {
+		int64_t r = e->camps[i].retry_at;
+
+		if (r > now + e->retry_s)
+			r = now + 1;
+		if (r > now && (next < 0 || r < next))
+			next = r;
+	}
 	return next;
 }

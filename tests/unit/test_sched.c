@@ -309,6 +309,12 @@ test_failed_making_isolated(void **state)
 	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
 	assert_int_equal(f->n, 1);
 	assert_int_equal(sched_next_wakeup(f->e, at), at + 1);
+	/* The clock steps back an hour: the retry is not an hour away, and it fails again. */
+	assert_int_equal(sched_next_wakeup(f->e, at - 3600), at - 3599);
+	sched_set_retry(f->e, 5);
+	assert_int_equal(sched_materialize(f->e, at - 3600, sink, f), 0);
+	assert_int_equal(f->n, 2);
+	assert_int_equal(sched_next_wakeup(f->e, at - 3600), at - 3595);
 	/* Writable again: tx's two events are made, once each. */
 	assert_int_equal(store_exec(f->st, "DROP TRIGGER refuse"), 0);
 	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 2);
