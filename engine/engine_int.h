@@ -106,6 +106,12 @@ int64_t sched_next_allowed(const struct sched *e, const struct conf_campaign *cp
  * ending at `now` (the contact limit's count).  A failed query counts as none.
  */
 long sched_contacts(struct sched *e, int64_t cid, int64_t now);
+/*
+ * sched_in_sample: whether (customer id, campaign, occurrence) falls in the audience's sample
+ * (always, without one): the stable hash the occurrences' SQL (sched_hash) uses too.
+ */
+int sched_in_sample(const struct conf_audience *au, const char *customer, const char *campaign,
+    const char *occ);
 /* sched_cursor_load: position a scheduled campaign's occurrence cursor (see sched.c). */
 int sched_cursor_load(struct sched *e, struct camp *k, int64_t now);
 

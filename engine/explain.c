@@ -280,28 +280,6 @@ scheduled(struct sched *e, const struct conf_campaign *cp, const struct who *w, 
 	return found;
 }
 
-/* in_sample: whether the customer falls in the campaign's sample for an occurrence. */
-static int
-in_sample(struct sched *e, const struct conf_campaign *cp, const struct who *w, const char *occ)
-{
-	sqlite3_stmt *s;
-	int in = 1;
-
-	if (!cp->audience.has_sample)
-		return 1;
-	if (sqlite3_prepare_v2(e->db, "SELECT sched_hash(?1, ?2, ?3) % 1000000 < ?4", -1, &s, NULL) !=
-	    SQLITE_OK)
-		return 1;
-	sqlite3_bind_text(s, 1, w->id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, occ, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, (int64_t)(cp->audience.sample_pct * 10000.0 + 0.5));
-	if (sqlite3_step(s) == SQLITE_ROW)
-		in = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	return in;
-}
-
 static void
 explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct who *w,
     int64_t now, FILE *out)
@@ -382,13 +360,13 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 		tz_format_local(&k->cur.next, occ);
 		fprintf(out, "    next occurrence %s (%s): ", occ,
 		    cp->schedule.timezone ? cp->schedule.timezone : "recipient's time");
-		if (!in_sample(e, cp, w, occ))
+		if (!sched_in_sample(&cp->audience, w->id, cp->name, occ))
 			fprintf(out, "not in its %g%% sample\n", cp->audience.sample_pct);
 		else if (aud != 1 || blocked)
 			fprintf(out, "would be due ");
 		else
 			fprintf(out, "due ");
-		if (in_sample(e, cp, w, occ)) {
+		if (sched_in_sample(&cp->audience, w->id, cp->name, occ)) {
 			print_when(e, out, "at", due, w->tz);
 			fprintf(out, "%s\n", cp->schedule.spread > 0 ? " (before its spread)" : "");
 		}

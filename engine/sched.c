@@ -348,12 +348,12 @@ sql_hash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 }
 
 /*
- * in_sample: whether (customer, campaign, occurrence) falls in an audience's sample: the same
+ * sched_in_sample: whether (customer, campaign, occurrence) falls in an audience's sample: the same
  * stable hash the occurrences' query computes (sched_hash), so the same customers are chosen
  * however often it is computed.
  */
-static int
-in_sample(const struct conf_audience *au, const char *customer, const char *campaign,
+int
+sched_in_sample(const struct conf_audience *au, const char *customer, const char *campaign,
     const char *occ)
 {
 	uint64_t h = HASH_SEED;
@@ -899,7 +899,8 @@ struct ev {
 };
 
 static long
-materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink, void *arg)
+materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, sched_sink sink,
+    void *arg)
 {
 	const struct conf_campaign *cp = k->cp;
 	sqlite3_stmt *aud = NULL;
@@ -909,24 +910,15 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 	long total = 0;
 	size_t n, i, read = 0;
 	int more = 1, everyone = audience_everyone(&cp->audience.root);
-	int64_t last;
 
 	if (!k->loaded)
 		ecursor_load(e, k);
 	/* The scan walks rowids (the +type keeps SQLite off the type index, which would visit
 	 * every event of the type on every pass); afterwards the cursor jumps past the events
-	 * of other types too, so an idle pass reads nothing. */
-	{
-		sqlite3_stmt *s = sched_stmt(e, S_MAX_ROWID);
-		int64_t max = 0;
-
-		if (sqlite3_step(s) == SQLITE_ROW)
-			max = sqlite3_column_int64(s, 0);
-		sqlite3_reset(s);
-		if (max <= k->event_rowid)
-			return 0;
-		last = max;
-	}
+	 * of other types too (to `last`, the newest event's rowid), so an idle pass reads
+	 * nothing. */
+	if (last <= k->event_rowid)
+		return 0;
 	evs = xcalloc(EVENT_BATCH, sizeof(*evs));
 	while (more) {
 		sqlite3_stmt *s = sched_stmt(e, S_EVENTS);
@@ -997,7 +989,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, sched_sink sink
 				snprintf(reason, sizeof(reason),
 				    "every_nth: qualifying event %lld of this customer; asked at every %d",
 				    (long long)(count + 1), cp->every_nth);
-			} else if (!in_sample(&cp->audience, v->customer, cp->name, occ)) {
+			} else if (!sched_in_sample(&cp->audience, v->customer, cp->name, occ)) {
 				state = "skipped";
 				snprintf(reason, sizeof(reason),
 				    "sample: not among the %g%% of qualifying events asked",
@@ -1074,6 +1066,21 @@ sched_rollback(struct sched *e)
 	e->events_left = 1;
 }
 
+/*
+ * camp_idle: k has nothing to make now, as far as its cursors in memory tell (no event past its
+ * cursor, no occurrence due to be made): no savepoint for it.  Cursors not read yet are read
+ * by the making itself.
+ */
+static int
+camp_idle(const struct camp *k, int64_t now, int64_t max_rowid)
+{
+	if (!k->loaded)
+		return 0;
+	if (k->cp->type == CONF_TRANSACTIONAL)
+		return max_rowid <= k->event_rowid;
+	return k->cur.done || k->cur.mat_time > now;
+}
+
 /* mat_exec: one savepoint statement of sched_materialize (S_MAKE, S_MADE, S_UNMAKE); 0, or -1. */
 static int
 mat_exec(struct sched *e, int which)
@@ -1085,11 +1092,19 @@ long
 sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 {
 	long total = 0, n;
+	int64_t max_rowid = 0;
 	size_t i;
 
 	e->events_left = 0;
 	if (functions_bind(e) < 0)
 		return -1;
+	{
+		sqlite3_stmt *s = sched_stmt(e, S_MAX_ROWID);
+
+		if (sqlite3_step(s) == SQLITE_ROW)
+			max_rowid = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+	}
 	for (i = 0; i < e->n_camps; i++) {
 		struct camp *k = &e->camps[i];
 		char why[512];
@@ -1097,12 +1112,12 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		/* A retry further ahead than one interval is from before a step back of the clock. */
 		if (k->retry_at > now + e->retry_s)
 			k->retry_at = 0;
-		if (!k->cp->enabled || k->retry_at > now)
+		if (!k->cp->enabled || k->retry_at > now || camp_idle(k, now, max_rowid))
 			continue;
 		if (mat_exec(e, S_MAKE) < 0)
 			return -1;
 		if (k->cp->type == CONF_TRANSACTIONAL)
-			n = materialise_events(e, k, now, sink, arg);
+			n = materialise_events(e, k, now, max_rowid, sink, arg);
 		else
 			n = materialise_scheduled(e, k, now);
 		if (n >= 0 && mat_exec(e, S_MADE) == 0) {
