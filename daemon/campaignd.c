@@ -610,22 +610,26 @@ gen_drain(struct gen *g, const struct conf_campaign *cp, struct gen *owner)
 }
 
 /*
- * in_force_save: record g's campaigns and drains as the ones in force, and keep those not
- * restored at start (the caller's transaction).
+ * in_force_save: record g's campaigns and drains as the ones in force, each with the version
+ * its engine recorded (a drain's: its own generation's engine), and keep those not restored at
+ * start (the caller's transaction).
  */
 static int
 in_force_save(const struct daemon *d, const struct gen *g, int64_t now)
 {
-	const struct conf_campaign **drains = xcalloc(g->n_drains + 1, sizeof(*drains));
-	size_t i;
+	size_t i, n;
+	struct store_in_force *v = xcalloc(g->conf->n_campaigns + g->n_drains + 1, sizeof(*v));
 	int rc;
 
-	for (i = 0; i < g->n_drains; i++)
-		drains[i] = g->drains[i].cp;
-	rc = store_in_force_set(d->st, (const struct conf_campaign *const *)g->conf->campaigns,
-	    g->conf->n_campaigns, drains, g->n_drains, (const char *const *)d->unrestored,
-	    d->n_unrestored, now);
-	free(drains);
+	n = sched_in_force(g->e, v);
+	for (i = 0; i < g->n_drains; i++, n++) {
+		v[n].campaign = g->drains[i].cp->name;
+		v[n].version = sched_version(g->drains[i].owner->e, v[n].campaign);
+		v[n].draining = 1;
+	}
+	rc = store_in_force_set(d->st, v, n, (const char *const *)d->unrestored, d->n_unrestored,
+	    now);
+	free(v);
 	return rc;
 }
 

@@ -158,6 +158,12 @@ void sched_rollback(struct sched *e);
 /* sched_cancel: skip every scheduled delivery of a campaign (removed with on_remove: cancel). */
 long sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why);
 
+/* sched_version: the campaign_versions id this engine recorded for a campaign it loaded (-1:
+ * not one of its campaigns).  sched_in_force: each of its campaigns with that id, into
+ * v (room for the conf's campaigns, draining 0); returns how many. */
+int64_t sched_version(const struct sched *e, const char *campaign);
+size_t sched_in_force(const struct sched *e, struct store_in_force *v);
+
 /* sched_next_wakeup: the earliest instant > now at which there is work (a due delivery, an
  * occurrence to make, a campaign to try making again), or -1 when none. */
 int64_t sched_next_wakeup(struct sched *e, int64_t now);

@@ -120,6 +120,30 @@ step_done(struct sched *e, sqlite3_stmt *s)
 	return 0;
 }
 
+int64_t
+sched_version(const struct sched *e, const char *campaign)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_camps; i++)
+		if (strcmp(e->camps[i].cp->name, campaign) == 0)
+			return e->camps[i].version;
+	return -1;
+}
+
+size_t
+sched_in_force(const struct sched *e, struct store_in_force *v)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_camps; i++) {
+		v[i].campaign = e->camps[i].cp->name;
+		v[i].version = e->camps[i].version;
+		v[i].draining = 0;
+	}
+	return e->n_camps;
+}
+
 const struct conf_campaign *
 sched_campaign(const struct sched *e, const char *name)
 {

@@ -1399,31 +1399,9 @@ store_in_force_list(struct store *s, store_in_force_fn fn, void *arg)
 	return rc;
 }
 
-/* in_force_add: one campaign (its version recorded if new) into campaigns_in_force. */
-static int
-in_force_add(struct store *s, const struct conf_campaign *cp, int draining, int64_t now)
-{
-	sqlite3_stmt *st;
-	int64_t id;
-	int rc = store_campaign_version(s, cp, now, &id);
-
-	if (rc < 0)
-		return rc;
-	if ((st = store_stmt(s, ST_IN_FORCE_ADD)) == NULL)
-		return -EIO;
-	bind_str(st, 1, cp->name);
-	sqlite3_bind_int64(st, 2, id);
-	sqlite3_bind_int(st, 3, draining);
-	sqlite3_bind_int64(st, 4, now);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "recording a campaign in force");
-	store_stmt_done(st);
-	return rc;
-}
-
 int
-store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size_t n,
-    const struct conf_campaign *const *drains, size_t n_drains, const char *const *keep,
-    size_t n_keep, int64_t now)
+store_in_force_set(struct store *s, const struct store_in_force *v, size_t n,
+    const char *const *keep, size_t n_keep, int64_t now)
 {
 	sqlite3_stmt *st;
 	size_t i;
@@ -1446,10 +1424,16 @@ store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size
 	}
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "clearing the campaigns in force");
 	store_stmt_done(st);
-	for (i = 0; rc == 0 && i < n; i++)
-		rc = in_force_add(s, cps[i], 0, now);
-	for (i = 0; rc == 0 && i < n_drains; i++)
-		rc = in_force_add(s, drains[i], 1, now);
+	for (i = 0; rc == 0 && i < n; i++) {
+		if ((st = store_stmt(s, ST_IN_FORCE_ADD)) == NULL)
+			return -EIO;
+		bind_str(st, 1, v[i].campaign);
+		sqlite3_bind_int64(st, 2, v[i].version);
+		sqlite3_bind_int(st, 3, v[i].draining);
+		sqlite3_bind_int64(st, 4, now);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "recording a campaign in force");
+		store_stmt_done(st);
+	}
 	return rc;
 }
 

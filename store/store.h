@@ -175,16 +175,20 @@ int store_campaign_version(struct store *s, const struct conf_campaign *cp, int6
  * the removed campaigns it was still draining.  A restart compares the files with this set.
  * store_in_force_list: fn(arg, campaign, draining, text of its version, length) for each, in
  * name order; fn < 0 stops the walk: -EIO.  store_in_force_set: replace the set with
- * cps[0..n) (draining 0) and drains[0..n_drains) (draining 1), recording new versions, and
+ * v[0..n) (each campaign with the id of its recorded version, store_campaign_version) and
  * keep the rows of the names keep[0..n_keep) as they are; within the caller's transaction.
  * 0, or -EIO.
  */
+struct store_in_force {
+	const char *campaign;
+	int64_t version; /* campaign_versions.id */
+	int draining;
+};
 typedef int (*store_in_force_fn)(void *arg, const char *campaign, int draining,
     const char *text, size_t len);
 int store_in_force_list(struct store *s, store_in_force_fn fn, void *arg);
-int store_in_force_set(struct store *s, const struct conf_campaign *const *cps, size_t n,
-    const struct conf_campaign *const *drains, size_t n_drains, const char *const *keep,
-    size_t n_keep, int64_t now);
+int store_in_force_set(struct store *s, const struct store_in_force *v, size_t n,
+    const char *const *keep, size_t n_keep, int64_t now);
 
 /* ---- delivery context (what a message is rendered from) ---- */
 

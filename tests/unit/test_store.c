@@ -1194,17 +1194,21 @@ test_campaigns_in_force(void **state)
 {
 	struct fx *f = *state;
 	const struct conf_campaign *cp = conf_campaign_find(f->c, "t");
+	struct store_in_force loaded = { "t", 0, 0 }, drain = { "t", 0, 1 };
 	char got[256] = "", want[256];
+	int64_t version = 0;
 
 	assert_non_null(cp);
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	assert_string_equal(got, "");
 	/* Loaded, then draining: each set replaces the one before. */
-	assert_int_equal(store_in_force_set(f->s, &cp, 1, NULL, 0, NULL, 0, NOW), 0);
+	assert_int_equal(store_campaign_version(f->s, cp, NOW, &version), 0);
+	loaded.version = drain.version = version;
+	assert_int_equal(store_in_force_set(f->s, &loaded, 1, NULL, 0, NOW), 0);
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	snprintf(want, sizeof(want), "t:0:%zu;", strlen(survey_yaml));
 	assert_string_equal(got, want);
-	assert_int_equal(store_in_force_set(f->s, NULL, 0, &cp, 1, NULL, 0, NOW + 60), 0);
+	assert_int_equal(store_in_force_set(f->s, &drain, 1, NULL, 0, NOW + 60), 0);
 	got[0] = '\0';
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	snprintf(want, sizeof(want), "t:1:%zu;", strlen(survey_yaml));
@@ -1213,8 +1217,7 @@ test_campaigns_in_force(void **state)
 	/* The version it names is the one recorded for the campaign (one row, not two). */
 	assert_int_equal(q_int(f, "SELECT count(*) FROM campaign_versions"), 1);
 	/* A kept name keeps its row as it was; the others go. */
-	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, (const char *const[]){ "t" }, 1,
-			     NOW + 120),
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, (const char *const[]){ "t" }, 1, NOW + 120),
 	    0);
 	got[0] = '\0';
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
@@ -1223,7 +1226,7 @@ test_campaigns_in_force(void **state)
 	/* A walk the callback stops is an error. */
 	got[0] = '\0';
 	assert_int_equal(store_in_force_list(f->s, in_force_stop, got), -EIO);
-	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, NULL, 0, NOW + 180), 0);
+	assert_int_equal(store_in_force_set(f->s, NULL, 0, NULL, 0, NOW + 180), 0);
 	got[0] = '\0';
 	assert_int_equal(store_in_force_list(f->s, in_force_row, got), 0);
 	assert_string_equal(got, "");
