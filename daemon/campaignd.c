@@ -899,6 +899,7 @@ resend_orphans(struct daemon *d, const char *why)
 {
 	int64_t *ids = NULL;
 	size_t n = 0, i, resent = 0;
+	int rc = 0;
 
 	d->orphans = 0;
 	if (daemon_flush(d) < 0)
@@ -919,12 +920,16 @@ resend_orphans(struct daemon *d, const char *why)
 		return;
 	}
 	d->chunk = 0;
-	for (i = 0; i < n; i++)
-		if (!dispatch_has_job(d, ids[i]) &&
-		    sched_resend(d->cur->e, ids[i], daemon_now(d), why, engine_sink, d) == 0)
+	for (i = 0; i < n && rc != -EIO; i++) {
+		if (dispatch_has_job(d, ids[i]))
+			continue;
+		rc = sched_resend(d->cur->e, ids[i], daemon_now(d), why, engine_sink, d);
+		if (rc == 0)
 			resent++;
+	}
 	free(ids);
-	if (store_commit(d->st) < 0) {
+	/* A resend that could not be written is not dropped: all of them again, later. */
+	if (rc == -EIO || store_commit(d->st) < 0) {
 		store_rollback(d->st);
 		dispatch_discard(d); /* still 'sending': tried again after the back-off */
 		d->orphans = 1;

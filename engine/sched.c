@@ -120,6 +120,24 @@ step_done(struct sched *e, sqlite3_stmt *s)
 	return 0;
 }
 
+/*
+ * step_row: the next row of s: 1, 0 at its end, -EIO on an error (logged).  A read that fails
+ * is never taken for "no row": that would skip a campaign's events, lift the contact limit, or
+ * end a cancel half-way.
+ */
+static int
+step_row(struct sched *e, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	fprintf(stderr, "campaignd: engine: %s\n", sqlite3_errmsg(e->db));
+	return -EIO;
+}
+
 int64_t
 sched_version(const struct sched *e, const char *campaign)
 {
@@ -170,7 +188,7 @@ sched_pending(struct sched *e, const char *campaign)
 	long n = -1;
 
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
+	if (step_row(e, s) == 1)
 		n = (long)sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return n;
@@ -285,19 +303,22 @@ emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at, i
 	return sink ? sink(arg, &a) : 0;
 }
 
-/* unreachable_why: NULL when step `st` can reach the customer (address and consent), else why. */
-static const char *
-unreachable_why(struct sched *e, const struct conf_step *st, int step, const struct due *d,
+/*
+ * unreachable: whether step `st` cannot reach the customer (address and consent): 0 when it
+ * can, 1 with why in buf, -EIO when the consent cannot be read.
+ */
+static int
+unreachable(struct sched *e, const struct conf_step *st, int step, const struct due *d,
     char *buf, size_t size)
 {
 	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
 	enum conf_kind kind = st->channel->kind;
 	sqlite3_stmt *s;
-	int granted = -1;
+	int granted = -1, rc;
 
 	if (kind == CONF_KIND_WEBHOOK) {
 		if (!st->channel->has_consent_kind)
-			return NULL;
+			return 0;
 		kind = st->channel->consent_kind;
 	} else if ((kind == CONF_KIND_SMS && !d->has_phone) ||
 	    (kind == CONF_KIND_EMAIL && !d->has_email) ||
@@ -307,19 +328,22 @@ unreachable_why(struct sched *e, const struct conf_step *st, int step, const str
 		    kind == CONF_KIND_SMS   ? "phone number" :
 					      "WhatsApp number",
 		    step, st->channel->name);
-		return buf;
+		return 1;
 	}
 	s = sched_stmt(e, S_CONSENT);
 	sqlite3_bind_int64(s, 1, d->cid);
 	sqlite3_bind_text(s, 2, kinds[kind], -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
+	rc = step_row(e, s);
+	if (rc == 1)
 		granted = sqlite3_column_int(s, 0);
 	sqlite3_reset(s);
+	if (rc < 0)
+		return rc;
 	if (granted == 1)
-		return NULL;
+		return 0;
 	snprintf(buf, size, "%s %s consent for step %d (%s)", granted == 0 ? "revoked" : "no",
 	    kinds[kind], step, st->channel->name);
-	return buf;
+	return 1;
 }
 
 /* ---- the SQL functions used by materialisation ---- */
@@ -568,9 +592,15 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 		s = sched_stmt(e, S_ACTIVE);
 		sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
 		k->active_since = now;
-		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		rc = step_row(e, s);
+		if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL)
 			k->active_since = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
+		if (rc < 0) {
+			*err = xasprintf("reading campaign %s: %s", k->cp->name, sqlite3_errmsg(e->db));
+			sched_free(e);
+			return -EIO;
+		}
 	}
 	*out = e;
 	return 0;
@@ -662,15 +692,20 @@ sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 	int have_stored = 0, stored_done = 0;
 	char buf[20];
 
-	k->loaded = 1;
+	int rc;
+
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	rc = step_row(e, s);
+	if (rc == 1) {
 		if (sqlite3_column_type(s, 0) == SQLITE_NULL)
 			stored_done = 1;
 		else if (tz_parse_local((const char *)sqlite3_column_text(s, 0), &stored) == 0)
 			have_stored = 1;
 	}
 	sqlite3_reset(s);
+	if (rc < 0)
+		return -EIO; /* not loaded: read again at its next use */
+	k->loaded = 1;
 	if (stored_done) {
 		c->done = 1;
 		return 0;
@@ -747,20 +782,20 @@ batch_id(struct sched *e, struct camp *k, const char *occ, int64_t now)
 	s = sched_stmt(e, S_BATCH_GET);
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, occ, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
+	if (step_row(e, s) == 1)
 		id = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return id;
 }
 
-static void
+static int
 batch_count(struct sched *e, int64_t batch, long n)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_BATCH_COUNT);
 
 	sqlite3_bind_int64(s, 1, batch);
 	sqlite3_bind_int64(s, 2, n);
-	step_done(e, s);
+	return step_done(e, s);
 }
 
 /*
@@ -828,7 +863,8 @@ materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
 		goto out;
 	}
 	n = (long)sqlite3_changes(e->db);
-	batch_count(e, batch, n);
+	if (batch_count(e, batch, n) < 0)
+		n = -1;
 out:
 	sqlite3_finalize(s);
 	aq_free(&q);
@@ -860,17 +896,15 @@ static int
 ecursor_load(struct sched *e, struct camp *k)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_ECURSOR_GET);
-	int found = 0;
+	int rc;
 
-	k->loaded = 1;
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		k->event_rowid = sqlite3_column_int64(s, 0);
-		found = 1;
-	}
+	rc = step_row(e, s);
+	k->event_rowid = rc == 1 ? sqlite3_column_int64(s, 0) : 0;
 	sqlite3_reset(s);
-	if (!found)
-		k->event_rowid = 0;
+	if (rc < 0)
+		return -EIO; /* not loaded: read again at its next use */
+	k->loaded = 1;
 	return 0;
 }
 
@@ -885,7 +919,8 @@ ecursor_save(struct sched *e, struct camp *k, int64_t now)
 	return step_done(e, s);
 }
 
-/* event_qualifies: whether the customer and the event pass the campaign's audience at now. */
+/* event_qualifies: whether the customer and the event pass the campaign's audience at now (1,
+ * 0), or -1 when that cannot be read. */
 static int
 event_qualifies(struct sched *e, const struct conf_campaign *cp, sqlite3_stmt **cache,
     const char *event_id, int64_t cid, int64_t now)
@@ -911,7 +946,7 @@ event_qualifies(struct sched *e, const struct conf_campaign *cp, sqlite3_stmt **
 	sqlite3_reset(s);
 	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 2, cid);
-	ok = sqlite3_step(s) == SQLITE_ROW;
+	ok = step_row(e, s);
 	sqlite3_reset(s);
 	return ok;
 }
@@ -933,10 +968,10 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 	int64_t batch = -1;
 	long total = 0;
 	size_t n, i, read = 0;
-	int more = 1, everyone = audience_everyone(&cp->audience.root);
+	int more = 1, rc = 0, everyone = audience_everyone(&cp->audience.root);
 
-	if (!k->loaded)
-		ecursor_load(e, k);
+	if (!k->loaded && ecursor_load(e, k) < 0)
+		return -1;
 	/* The scan walks rowids (the +type keeps SQLite off the type index, which would visit
 	 * every event of the type on every pass); afterwards the cursor jumps past the events
 	 * of other types too (to `last`, the newest event's rowid), so an idle pass reads
@@ -951,7 +986,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 		sqlite3_bind_text(s, 2, cp->event, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 3, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 		n = 0;
-		while (n < EVENT_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+		while (n < EVENT_BATCH && (rc = step_row(e, s)) == 1) {
 			struct ev *v = &evs[n++];
 
 			v->rowid = sqlite3_column_int64(s, 0);
@@ -963,6 +998,8 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 			v->opted_out = sqlite3_column_type(s, 6) != SQLITE_NULL;
 		}
 		sqlite3_reset(s);
+		if (rc < 0)
+			goto fail; /* not "no more events": the cursor must not pass them */
 		more = n == EVENT_BATCH;
 		if (n == 0) {
 			k->event_rowid = last;
@@ -996,9 +1033,12 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 				s = sched_stmt(e, S_EVENT_COUNT);
 				sqlite3_bind_int64(s, 1, v->cid);
 				sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-				if (sqlite3_step(s) == SQLITE_ROW)
+				rc = step_row(e, s);
+				if (rc == 1)
 					count = sqlite3_column_int64(s, 0);
 				sqlite3_reset(s);
+				if (rc < 0)
+					goto fail;
 			}
 			due = sched_next_allowed(e, cp, v->tz, v->at + cp->delay);
 			if (cp->expire_after > 0)
@@ -1041,7 +1081,8 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 			if (reason[0] != '\0') {
 				int64_t id = sqlite3_last_insert_rowid(e->db);
 
-				transition(e, id, now, "new", "skipped", 1, NULL, NULL, reason);
+				if (transition(e, id, now, "new", "skipped", 1, NULL, NULL, reason) < 0)
+					goto fail;
 				emit(sink, arg, SCHED_SKIP, id, v->at + cp->delay > now ? v->at + cp->delay : now,
 				    v->at + cp->delay, v->customer, cp->name, 1, cp->steps[0].channel->name,
 				    v->tz, reason, NULL, NULL);
@@ -1058,8 +1099,8 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 			break;
 		}
 	}
-	if (batch >= 0)
-		batch_count(e, batch, total);
+	if (batch >= 0 && batch_count(e, batch, total) < 0)
+		goto fail;
 	sqlite3_finalize(aud);
 	free(evs);
 	return total;
@@ -1124,10 +1165,13 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		return -1;
 	{
 		sqlite3_stmt *s = sched_stmt(e, S_MAX_ROWID);
+		int rc = step_row(e, s);
 
-		if (sqlite3_step(s) == SQLITE_ROW)
+		if (rc == 1)
 			max_rowid = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
+		if (rc < 0)
+			return -1;
 	}
 	for (i = 0; i < e->n_camps; i++) {
 		struct camp *k = &e->camps[i];
@@ -1168,18 +1212,21 @@ sched_contacts(struct sched *e, int64_t cid, int64_t now)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
 	long n = 0;
+	int rc;
 
 	sqlite3_bind_int64(s, 1, cid);
 	sqlite3_bind_int64(s, 2, now - e->conf->policy.contact_per);
-	if (sqlite3_step(s) == SQLITE_ROW)
+	rc = step_row(e, s);
+	if (rc == 1)
 		n = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
-	return n;
+	return rc < 0 ? rc : n;
 }
 
 /*
  * contact_blocked: whether a first send now would exceed the contact limit, or should yield to
- * a higher-priority campaign's first step due within PRIORITY_HORIZON; *why explains.
+ * a higher-priority campaign's first step due within PRIORITY_HORIZON (1, *why explains; 0), or
+ * -EIO when the customer's contacts cannot be read.
  */
 static int
 contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, size_t size)
@@ -1188,12 +1235,16 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 	sqlite3_stmt *s;
 	char t[21];
 	long n = sched_contacts(e, d->cid, now);
+	int rc;
 
+	if (n < 0)
+		return (int)n;
 	if (n >= pol->contact_max) {
 		s = sched_stmt(e, S_LAST_CONTACT);
 		sqlite3_bind_int64(s, 1, d->cid);
 		sqlite3_bind_int64(s, 2, now - pol->contact_per);
-		if (sqlite3_step(s) == SQLITE_ROW) {
+		rc = step_row(e, s);
+		if (rc == 1) {
 			fmt_time(sqlite3_column_int64(s, 2), t);
 			snprintf(why, size,
 			    "contact limit (%d per %lldd): contacted by campaign %s (delivery %lld) at %s",
@@ -1205,7 +1256,7 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 			    (long long)(pol->contact_per / 86400));
 		}
 		sqlite3_reset(s);
-		return 1;
+		return rc < 0 ? rc : 1;
 	}
 	if (n + 1 < pol->contact_max)
 		return 0;
@@ -1215,7 +1266,8 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 	sqlite3_bind_int(s, 2, d->priority);
 	sqlite3_bind_int64(s, 3, now + PRIORITY_HORIZON);
 	sqlite3_bind_int64(s, 4, d->id);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	rc = step_row(e, s);
+	if (rc == 1) {
 		fmt_time(sqlite3_column_int64(s, 2), t);
 		snprintf(why, size,
 		    "contact limit (%d per %lldd): yields to higher-priority campaign %s "
@@ -1226,7 +1278,7 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 		return 1;
 	}
 	sqlite3_reset(s);
-	return 0;
+	return rc;
 }
 
 static int
@@ -1252,8 +1304,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	const struct conf_campaign *cp = sched_campaign(e, d->campaign);
 	const struct conf_step *st;
 	char why[400], buf[200], key[64], token[STORE_TOKEN_SIZE], t1[21], dur[32];
-	const char *u;
-	int step = d->step, stop = 0;
+	int step = d->step, stop = 0, u, blocked;
 
 	if (cp == NULL)
 		return skip(e, d, now, step, NULL, "campaign is no longer loaded", sink, arg);
@@ -1285,10 +1336,12 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 			return stop;
 		}
 		st = &cp->steps[step - 1];
-		u = unreachable_why(e, st, step, d, buf, sizeof(buf));
-		if (u == NULL)
+		u = unreachable(e, st, step, d, buf, sizeof(buf));
+		if (u < 0)
+			return -1;
+		if (u == 0)
 			break;
-		snprintf(why, sizeof(why), "%s", u);
+		snprintf(why, sizeof(why), "%s", buf);
 		if (transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
 			why) < 0)
 			return -1;
@@ -1296,7 +1349,10 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		    step, st->channel->name, d->tz, why, NULL, NULL);
 		step++;
 	}
-	if (!d->sent_before && contact_blocked(e, d, now, why, sizeof(why)))
+	blocked = d->sent_before ? 0 : contact_blocked(e, d, now, why, sizeof(why));
+	if (blocked < 0)
+		return -1;
+	if (blocked)
 		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
 	if (e->gate && !e->gate(e->gate_arg, st->channel->name)) {
 		/* The channel is full: the delivery stays due; the steps walked past stay walked
@@ -1386,7 +1442,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	struct due *batch;
 	long total = 0;
 	int64_t after_due = -1, after_id = 0; /* the page starts after this row */
-	int after_prio = 0, more;
+	int after_prio = 0, more, rc = 0;
 	size_t idle = 0;
 	size_t n, i, admitted_n;
 
@@ -1413,9 +1469,13 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 		sqlite3_bind_int64(s, 5, after_id);
 		sqlite3_bind_int(s, 6, e->page);
 		n = 0;
-		while (n < (size_t)e->page && sqlite3_step(s) == SQLITE_ROW)
+		while (n < (size_t)e->page && (rc = step_row(e, s)) == 1)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
+		if (rc < 0) {
+			free(batch);
+			return -1;
+		}
 		more = n == (size_t)e->page;
 		if (n > 0) {
 			after_due = batch[n - 1].due_at;
@@ -1426,7 +1486,6 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 		admitted_n = 0;
 		for (i = 0; i < n; i++) {
 			int64_t t = batch[i].due_at > now ? batch[i].due_at : now;
-			int rc;
 
 			/* Its channel is full: it stays due, for a later call. */
 			if (!admitted(e, &batch[i]))
@@ -1478,13 +1537,13 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_GET);
 	char state[16] = "";
-	int found = 0;
+	int found;
 
 	memset(d, 0, sizeof(*d));
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		found = 1;
+	found = step_row(e, s);
+	if (found == 1) {
 		d->id = id;
 		copy_col(d->campaign, sizeof(d->campaign), s, 0);
 		d->step = sqlite3_column_int(s, 1);
@@ -1493,6 +1552,8 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 		copy_col(d->tz, sizeof(d->tz), s, 4);
 	}
 	sqlite3_reset(s);
+	if (found < 0)
+		return -EIO;
 	if (!found)
 		return -ENOENT;
 	return strcmp(state, "sending") == 0 ? 0 : -EINVAL;
@@ -1616,14 +1677,14 @@ sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why
 	sqlite3_stmt *s;
 	int64_t *ids = NULL;
 	size_t n = 0, cap = 0, i;
-	int steps;
+	int steps, rc;
 
 	if (sqlite3_prepare_v2(e->db,
 		"SELECT id, step FROM deliveries WHERE campaign = ?1 AND state = 'scheduled'", -1, &s,
 		NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
-	while (sqlite3_step(s) == SQLITE_ROW) {
+	while ((rc = step_row(e, s)) == 1) {
 		if (n + 2 > cap) {
 			cap = cap ? cap * 2 : 64;
 			ids = xreallocarray(ids, cap, sizeof(*ids));
@@ -1632,6 +1693,10 @@ sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why
 		ids[n++] = sqlite3_column_int64(s, 1);
 	}
 	sqlite3_finalize(s);
+	if (rc < 0) {
+		free(ids);
+		return -EIO; /* not a part of them only */
+	}
 	for (i = 0; i < n; i += 2) {
 		steps = (int)ids[i + 1];
 		if (set_state(e, ids[i], "skipped", steps, -1, 0, now) < 0 ||
@@ -1673,9 +1738,12 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
 	int64_t next = -1, m;
 	size_t i;
+	int rc = step_row(e, s);
 
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+	if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL)
 		next = sqlite3_column_int64(s, 0);
+	else if (rc < 0)
+		next = now + 1; /* unknown: look again in a second */
 	sqlite3_reset(s);
 	if (next >= 0 && next <= now)
 		next = now + 1; /* overdue rows: the next pass decides them */

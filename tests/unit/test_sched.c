@@ -1,6 +1,7 @@
 /* test_sched.c: unit tests of the engine's rules on a real SQLite store with a virtual clock. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "engine.h"
 #include "store.h"
@@ -331,6 +333,85 @@ test_failed_making_isolated(void **state)
 	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 2);
 	assert_int_equal(in_state(f, "tx", "scheduled"), 3);
 	assert_int_equal(in_state(f, "ty", "scheduled"), 3);
+}
+
+/*
+ * Read faults: while `fail_sql` is set, every statement whose SQL contains it is interrupted as
+ * it runs (SQLITE_INTERRUPT, through the progress handler), as a read error would end it.
+ */
+static const char *fail_sql;
+
+static int
+fail_progress(void *arg)
+{
+	sqlite3_stmt *s = NULL;
+
+	while ((s = sqlite3_next_stmt(arg, s)) != NULL)
+		if (sqlite3_stmt_busy(s) && strstr(sqlite3_sql(s), fail_sql) != NULL)
+			return 1;
+	return 0;
+}
+
+static void
+fail_reads(struct fx *f, const char *sql)
+{
+	fail_sql = sql;
+	sqlite3_progress_handler(store_db(f->st), sql ? 1 : 0, sql ? fail_progress : NULL,
+	    store_db(f->st));
+}
+
+/*
+ * A read that fails is an error, never "no row": not "no more events" (the cursor passed them
+ * all, and they were never asked), not "no consent" (the step was skipped as unreachable), not
+ * "no contacts" (the contact limit was lifted), not "nothing to cancel".
+ */
+static void
+test_read_errors_are_errors(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T09:00:00Z");
+	int ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	customer(f, "c2", "Europe/Oslo", "s", NULL);
+	f->c->policy.contact_max = 1;
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "purchase.completed", at, NULL, at, &ins),
+	    0);
+	/* The events cannot be read: reported, and made once they can be. */
+	fail_reads(f, "FROM events e");
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_string_equal(f->acts[0].campaign, "tx");
+	assert_non_null(strstr(f->acts[0].reason, "interrupt"));
+	fail_reads(f, NULL);
+	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 1);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 1);
+	/* The consent cannot be read: an error, the delivery still due. */
+	fail_reads(f, "FROM consents");
+	assert_int_equal(sched_run_due(f->e, at + 1, at + 1, sink, f), -1);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 1);
+	/* Nor the customer's contacts. */
+	fail_reads(f, "FROM contacts");
+	assert_int_equal(sched_run_due(f->e, at + 1, at + 1, sink, f), -1);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 1);
+	assert_int_equal(count(f, 1, "tx"), 0);
+	/* Nor the due deliveries themselves. */
+	fail_reads(f, "INDEXED BY deliveries_due");
+	assert_int_equal(sched_run_due(f->e, at + 1, at + 1, sink, f), -1);
+	fail_reads(f, NULL);
+	assert_int_equal(sched_run_due(f->e, at + 1, at + 1, sink, f), 1);
+	assert_int_equal(count(f, 1, "tx"), 1);
+	/* A cancel that cannot read what it cancels fails rather than cancel none. */
+	assert_int_equal(store_event_add(f->st, "e2", "c2", "purchase.completed", at, NULL, at, &ins),
+	    0);
+	assert_int_equal(sched_materialize(f->e, at + 2, sink, f), 1);
+	fail_reads(f, "SELECT id, step FROM deliveries");
+	assert_int_equal(sched_cancel(f->e, "tx", at + 2, "test"), -EIO);
+	fail_reads(f, NULL);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 1);
+	assert_int_equal(sched_cancel(f->e, "tx", at + 2, "test"), 1);
 }
 
 /*
@@ -832,6 +913,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_making_isolated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_errors_are_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_longest_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
