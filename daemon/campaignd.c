@@ -185,9 +185,11 @@ engine_sink(void *arg, const struct sched_action *a)
 		return 0;
 	}
 	if (a->kind == SCHED_ERROR) {
-		log_warnx("event=engine-error phase=materialise campaign=%s error=\"%s\": tried again "
-			  "in a second",
-		    a->campaign, a->reason);
+		/* Tried again at a->due, engine time: the wait in real seconds here. */
+		log_warnx("event=engine-error phase=materialise campaign=%s retry_in=%.0fs "
+			  "error=\"%s\"",
+		    a->campaign, (double)(a->due - a->at) / (d->speed > 1.0 ? d->speed : 1.0),
+		    a->reason);
 		return 0;
 	}
 	log_info("event=skip campaign=%s customer=%s delivery=%lld step=%d channel=%s reason=\"%s\"",

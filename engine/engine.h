@@ -21,7 +21,7 @@
 struct sched;
 
 /* SCHED_ERROR: a campaign's deliveries could not be made (reason: SQLite's message); tried
- * again a second later (sched_next_wakeup counts it), the other campaigns going on. */
+ * again at `due` (sched_next_wakeup counts it), the other campaigns going on. */
 enum sched_kind { SCHED_SEND, SCHED_SKIP, SCHED_ERROR };
 
 /* One decision, as reported to the caller's sink.  All pointers are borrowed for the call. */
@@ -93,7 +93,8 @@ int sched_events_left(const struct sched *e);
 void sched_resume(struct sched *e);
 /*
  * sched_set_retry: a campaign whose deliveries could not be made is tried again `seconds`
- * later (engine time; default 1: a caller whose clock runs faster passes more).
+ * later, then twice as long after each further failure in a row, up to 64 times `seconds`
+ * (engine time; default 1: a caller whose clock runs faster passes more).
  */
 void sched_set_retry(struct sched *e, int64_t seconds);
 
@@ -103,8 +104,10 @@ void sched_set_retry(struct sched *e, int64_t seconds);
  * transactional campaigns.  Idempotent.  Events that are not asked about (every_nth, opted
  * out) become skipped deliveries, reported to the sink.  Each campaign is made in a savepoint
  * of its own: one that fails is undone alone and reported (SCHED_ERROR), its cursors read
- * again, and it is tried again a second later, the others going on.  Returns the number of
- * deliveries created, or < 0 when the store fails as a whole.
+ * again, and it is tried again later, the others going on: the retry interval
+ * (sched_set_retry) after a first failure, doubled with each further failure in a row up to
+ * 64 intervals.  Returns the number of deliveries created, or < 0 when the store fails as a
+ * whole.
  */
 long sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg);
 

@@ -10,6 +10,7 @@
 #define EVENT_BATCH 512 /* events read per query */
 #define LATEST_ZONE (12 * 3600) /* the latest zone is UTC-12 ... */
 #define EARLIEST_ZONE (14 * 3600) /* ... the earliest UTC+14 */
+#define RETRY_DOUBLINGS 6 /* a campaign whose making keeps failing: at most 64 intervals apart */
 #define PRIORITY_HORIZON 86400 /* a higher-priority first step due this soon wins the slot */
 #define TZ_CACHE 1024 /* zones per materialisation cache (power of two) */
 
@@ -29,6 +30,7 @@ struct camp {
 	struct cursor cur;
 	int64_t event_rowid; /* transactional: events processed up to this rowid */
 	int64_t retry_at; /* making its deliveries failed: not tried again before (UTC s) */
+	int fails; /* makings that failed in a row (the retry interval doubles with each) */
 };
 
 /* Per-zone results while materialising one occurrence (the SQL function's memo). */

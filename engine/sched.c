@@ -517,6 +517,19 @@ sched_set_retry(struct sched *e, int64_t seconds)
 	e->retry_s = seconds > 0 ? seconds : 1;
 }
 
+/*
+ * retry_wait: how long after its latest failure a campaign's making is tried again: the
+ * interval, doubled with each failure in a row up to RETRY_DOUBLINGS times, so that a failure
+ * that lasts (a full disk) is tried, and reported, at most once every 64 intervals.
+ */
+static int64_t
+retry_wait(const struct sched *e, const struct camp *k)
+{
+	int d = k->fails > 1 ? k->fails - 1 : 0;
+
+	return e->retry_s << (d < RETRY_DOUBLINGS ? d : RETRY_DOUBLINGS);
+}
+
 void
 sched_resume(struct sched *e)
 {
@@ -1177,8 +1190,8 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		struct camp *k = &e->camps[i];
 		char why[512];
 
-		/* A retry further ahead than one interval is from before a step back of the clock. */
-		if (k->retry_at > now + e->retry_s)
+		/* A retry further ahead than its wait is from before a step back of the clock. */
+		if (k->retry_at > now + retry_wait(e, k))
 			k->retry_at = 0;
 		if (!k->cp->enabled || k->retry_at > now || camp_idle(k, now, max_rowid))
 			continue;
@@ -1190,15 +1203,17 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 			n = materialise_scheduled(e, k, now);
 		if (n >= 0 && mat_exec(e, S_MADE) == 0) {
 			total += n;
+			k->fails = 0;
 			continue;
 		}
-		/* This campaign alone: undone, reported, tried again an interval later. */
+		/* This campaign alone: undone, reported (due: its retry), tried again later. */
 		snprintf(why, sizeof(why), "%s", sqlite3_errmsg(e->db));
 		camp_forget(k);
-		k->retry_at = now + e->retry_s;
+		k->fails++;
+		k->retry_at = now + retry_wait(e, k);
 		n = mat_exec(e, S_UNMAKE) == 0 && mat_exec(e, S_MADE) == 0 ? 0 : -1;
-		emit(sink, arg, SCHED_ERROR, 0, now, now, "", k->cp->name, 0, NULL, NULL, why, NULL,
-		    NULL);
+		emit(sink, arg, SCHED_ERROR, 0, now, k->retry_at, "", k->cp->name, 0, NULL, NULL, why,
+		    NULL, NULL);
 		if (n < 0) /* the savepoint is gone (the store rolled back): the caller's to undo */
 			return -1;
 	}
@@ -1750,12 +1765,12 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	m = sched_next_materialization(e, now);
 	if (m >= 0 && (next < 0 || m < next))
 		next = m;
-	/* A campaign whose making failed is tried again then (not past one interval: a retry
-	 * further ahead is from before a step back of the clock, and is due now). */
+	/* A campaign whose making failed is tried again then (not past its wait: a retry further
+	 * ahead is from before a step back of the clock, and is due now). */
 	for (i = 0; i < e->n_camps; i++) {
 		int64_t r = e->camps[i].retry_at;
 
-		if (r > now + e->retry_s)
+		if (r > now + retry_wait(e, &e->camps[i]))
 			r = now + 1;
 		if (r > now && (next < 0 || r < next))
 			next = r;

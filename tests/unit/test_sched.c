@@ -272,7 +272,8 @@ static long in_state(struct fx *f, const char *campaign, const char *state);
 
 /*
  * A campaign whose deliveries cannot be made is undone alone and reported (SCHED_ERROR), and
- * tried again a second later (sched_next_wakeup says when), while the other campaigns' are
+ * tried again a second later (sched_next_wakeup says when), then twice as long after each
+ * further failure in a row, up to 64 intervals, while the other campaigns' are
  * made; once it can be, its events are made, none skipped.  After a rollback of the caller's
  * whole transaction, sched_rollback has the cursors read again: the undone events are made
  * again rather than skipped.
@@ -281,8 +282,8 @@ static void
 test_failed_making_isolated(void **state)
 {
 	struct fx *f = *state;
-	int64_t at = T("2027-01-04T09:00:00Z");
-	int ins;
+	int64_t at = T("2027-01-04T09:00:00Z"), now;
+	int ins, i;
 
 	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
 	campaign(f, "ty", "campaign: ty\ntype: transactional\ntrigger: { event: purchase.completed }\n"
@@ -316,7 +317,17 @@ test_failed_making_isolated(void **state)
 	sched_set_retry(f->e, 5);
 	assert_int_equal(sched_materialize(f->e, at - 3600, sink, f), 0);
 	assert_int_equal(f->n, 2);
-	assert_int_equal(sched_next_wakeup(f->e, at - 3600), at - 3595);
+	/* A second failure in a row: twice the interval (5 s); then twice again, up to 64 times. */
+	assert_int_equal(sched_next_wakeup(f->e, at - 3600), at - 3590);
+	for (i = 3, now = at - 3590; i <= 9; i++) {
+		assert_int_equal(sched_materialize(f->e, now - 1, sink, f), 0);
+		assert_int_equal((long)f->n, i - 1);
+		assert_int_equal(sched_materialize(f->e, now, sink, f), 0);
+		assert_int_equal((long)f->n, i);
+		assert_int_equal(f->acts[f->n - 1].due - now, 5 << (i - 1 < 6 ? i - 1 : 6));
+		assert_int_equal(sched_next_wakeup(f->e, now), f->acts[f->n - 1].due);
+		now = f->acts[f->n - 1].due;
+	}
 	/* Writable again: tx's two events are made, once each. */
 	assert_int_equal(store_exec(f->st, "DROP TRIGGER refuse"), 0);
 	assert_int_equal(sched_materialize(f->e, at + 1, sink, f), 2);
