@@ -411,8 +411,12 @@ ctl_explain(const char *config, int argc, char **argv)
 			fprintf(stderr, "campaignctl explain: no such %s\n",
 			    optind + 1 < argc ? "customer or campaign" : "customer");
 			rc = CTL_EXIT_FAIL;
+		} else if (rc < 0) {
+			fprintf(stderr, "campaignctl explain: reading the database failed: the "
+					"explanation above is incomplete\n");
+			rc = CTL_EXIT_FAIL;
 		} else {
-			rc = rc < 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+			rc = CTL_EXIT_OK;
 		}
 	}
 	sched_free(e);

@@ -168,13 +168,15 @@ int64_t sched_version(const struct sched *e, const char *campaign);
 size_t sched_in_force(const struct sched *e, struct store_in_force *v);
 
 /* sched_next_wakeup: the earliest instant > now at which there is work (a due delivery, an
- * occurrence to make, a campaign to try making again), or -1 when none. */
+ * occurrence to make, a campaign to try making again), or -1 when none; now + 1 when the due
+ * deliveries cannot be read. */
 int64_t sched_next_wakeup(struct sched *e, int64_t now);
 
 /*
  * sched_explain: write to `out`, for each campaign (or only `campaign`), whether and when the
  * customer will be contacted next and, if not, exactly why; then the customer's delivery
- * history with every transition.  Returns 0, -ENOENT for an unknown customer or campaign.
+ * history with every transition.  Returns 0, -ENOENT for an unknown customer or campaign, or
+ * -EIO when a read failed (what was written may then leave a part out).
  */
 int sched_explain(struct sched *e, const char *customer, const char *campaign, int64_t now,
     FILE *out);

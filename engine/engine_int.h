@@ -73,6 +73,7 @@ struct sched {
 	int event_slice; /* events read per campaign per sched_materialize (0: all) */
 	int64_t retry_s; /* a campaign whose making failed is tried again this much later */
 	int events_left; /* the last sched_materialize stopped at a slice */
+	unsigned long read_errors; /* reads that failed (sched_step_row), ever */
 	/* Where the last sched_run_due stopped because its sink asked (valid), and whether the
 	 * next one continues there (sched_resume). */
 	struct {
@@ -94,6 +95,11 @@ struct due {
 
 /* sched_stmt: a prepared statement, reset and with its bindings cleared (owned by e). */
 sqlite3_stmt *sched_stmt(struct sched *e, int which);
+/*
+ * sched_step_row: the next row of s: 1, 0 at its end, -EIO on an error (logged and counted in
+ * read_errors).  A read that fails is never taken for "no row".
+ */
+int sched_step_row(struct sched *e, sqlite3_stmt *s);
 /* sched_camp_find: the engine's record of a campaign, or NULL. */
 struct camp *sched_camp_find(struct sched *e, const char *name);
 /* sched_quiet_of: the quiet hours in force for a campaign (its own, else the policy's). */
@@ -105,7 +111,7 @@ int64_t sched_next_allowed(const struct sched *e, const struct conf_campaign *cp
     int64_t t);
 /*
  * sched_contacts: how many times customer cid was contacted in the policy's contact window
- * ending at `now` (the contact limit's count).  A failed query counts as none.
+ * ending at `now` (the contact limit's count), or -EIO when it cannot be read.
  */
 long sched_contacts(struct sched *e, int64_t cid, int64_t now);
 /*

@@ -24,7 +24,7 @@ load_who(struct sched *e, const char *id, struct who *w)
 {
 	static const char *const kinds[] = { "sms", "email", "whatsapp" };
 	sqlite3_stmt *s;
-	int k, found = 0;
+	int k, found;
 
 	memset(w, 0, sizeof(*w));
 	if (sqlite3_prepare_v2(e->db,
@@ -34,8 +34,8 @@ load_who(struct sched *e, const char *id, struct who *w)
 		return -EIO;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		found = 1;
+	found = sched_step_row(e, s);
+	if (found == 1) {
 		w->cid = sqlite3_column_int64(s, 0);
 		snprintf(w->id, sizeof(w->id), "%s", sqlite3_column_text(s, 1));
 		snprintf(w->tz, sizeof(w->tz), "%s", sqlite3_column_text(s, 2));
@@ -49,6 +49,8 @@ load_who(struct sched *e, const char *id, struct who *w)
 		}
 	}
 	sqlite3_finalize(s);
+	if (found < 0)
+		return -EIO;
 	if (!found)
 		return -ENOENT;
 	for (k = 0; k < 3; k++) {
@@ -56,7 +58,7 @@ load_who(struct sched *e, const char *id, struct who *w)
 		s = sched_stmt(e, S_CONSENT);
 		sqlite3_bind_int64(s, 1, w->cid);
 		sqlite3_bind_text(s, 2, kinds[k], -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		if (sched_step_row(e, s) == 1)
 			w->consent[k] = sqlite3_column_int(s, 0);
 		sqlite3_reset(s);
 	}
@@ -92,7 +94,7 @@ eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now)
 	aq_bind_int(&q, cid);
 	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
 		aq_bind_all(&q, s, 1);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		if (sched_step_row(e, s) == 1)
 			v = sqlite3_column_int(s, 0) != 0;
 		sqlite3_finalize(s);
 	}
@@ -116,7 +118,7 @@ field_value(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t no
 	aq_bind_int(&q, cid);
 	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
 		aq_bind_all(&q, s, 1);
-		if (sqlite3_step(s) == SQLITE_ROW) {
+		if (sched_step_row(e, s) == 1) {
 			const unsigned char *t = sqlite3_column_text(s, 0);
 
 			if (t == NULL)
@@ -232,7 +234,7 @@ contact_state(struct sched *e, const struct who *w, int64_t now, FILE *out)
 	s = sched_stmt(e, S_LAST_CONTACT);
 	sqlite3_bind_int64(s, 1, w->cid);
 	sqlite3_bind_int64(s, 2, now - pol->contact_per);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	if (sched_step_row(e, s) == 1) {
 		int64_t at = sqlite3_column_int64(s, 2);
 
 		fprintf(out, "    contact limit (%d per %lldd) reached: contacted by campaign %s "
@@ -260,7 +262,7 @@ scheduled(struct sched *e, const struct conf_campaign *cp, const struct who *w, 
 		return 0;
 	sqlite3_bind_int64(s, 1, w->cid);
 	sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	if (sched_step_row(e, s) == 1) {
 		int step = sqlite3_column_int(s, 1);
 
 		found = 1;
@@ -322,7 +324,7 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 
 		sqlite3_bind_int64(s, 1, w->cid);
 		sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		if (sched_step_row(e, s) == 1)
 			n = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
 		fprintf(out, "    waits for a '%s' event", cp->event);
@@ -344,8 +346,8 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 	}
 	if (k == NULL)
 		return;
-	if (!k->loaded)
-		sched_cursor_load(e, k, now);
+	if (!k->loaded && sched_cursor_load(e, k, now) < 0)
+		return; /* counted: sched_explain fails */
 	if (k->cur.done) {
 		fprintf(out, "    no occurrence left (%s)\n",
 		    cp->type == CONF_ONE_OFF ? "a one-off campaign runs once" : "the schedule has ended");
@@ -396,7 +398,7 @@ history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
 	if (campaign)
 		sqlite3_bind_text(d, 2, campaign, -1, SQLITE_STATIC);
 	fprintf(out, "\nhistory of customer %s:\n", w->id);
-	while (sqlite3_step(d) == SQLITE_ROW) {
+	while (sched_step_row(e, d) == 1) {
 		store_format_time(sqlite3_column_int64(d, 5), c);
 		fprintf(out, "  delivery %lld  %s  %s  state %s, step %d, created %s, version %.12s\n",
 		    (long long)sqlite3_column_int64(d, 0), sqlite3_column_text(d, 1),
@@ -404,7 +406,7 @@ history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
 		    sqlite3_column_text(d, 6));
 		sqlite3_reset(t);
 		sqlite3_bind_int64(t, 1, sqlite3_column_int64(d, 0));
-		while (sqlite3_step(t) == SQLITE_ROW) {
+		while (sched_step_row(e, t) == 1) {
 			store_format_time(sqlite3_column_int64(t, 0), a);
 			fprintf(out, "    %s  %s -> %s  step %d%s%s%s%s  %s\n", a,
 			    sqlite3_column_text(t, 1), sqlite3_column_text(t, 2), sqlite3_column_int(t, 3),
@@ -424,6 +426,7 @@ sched_explain(struct sched *e, const char *customer, const char *campaign, int64
 {
 	struct who w;
 	size_t i;
+	unsigned long errors = e->read_errors;
 	int rc = load_who(e, customer, &w);
 
 	if (rc < 0)
@@ -439,5 +442,6 @@ sched_explain(struct sched *e, const char *customer, const char *campaign, int64
 		explain_campaign(e, cp, &w, now, out);
 	}
 	history(e, &w, campaign, out);
-	return 0;
+	/* A read that failed left a part out: the explanation must not pass for whole. */
+	return e->read_errors != errors ? -EIO : 0;
 }

@@ -120,13 +120,10 @@ step_done(struct sched *e, sqlite3_stmt *s)
 	return 0;
 }
 
-/*
- * step_row: the next row of s: 1, 0 at its end, -EIO on an error (logged).  A read that fails
- * is never taken for "no row": that would skip a campaign's events, lift the contact limit, or
- * end a cancel half-way.
- */
-static int
-step_row(struct sched *e, sqlite3_stmt *s)
+/* Taking a failed read for "no row" would skip a campaign's events, lift the contact limit, or
+ * end a cancel half-way. */
+int
+sched_step_row(struct sched *e, sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
@@ -134,6 +131,7 @@ step_row(struct sched *e, sqlite3_stmt *s)
 		return 1;
 	if (rc == SQLITE_DONE)
 		return 0;
+	e->read_errors++;
 	fprintf(stderr, "campaignd: engine: %s\n", sqlite3_errmsg(e->db));
 	return -EIO;
 }
@@ -188,7 +186,7 @@ sched_pending(struct sched *e, const char *campaign)
 	long n = -1;
 
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
-	if (step_row(e, s) == 1)
+	if (sched_step_row(e, s) == 1)
 		n = (long)sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return n;
@@ -333,7 +331,7 @@ unreachable(struct sched *e, const struct conf_step *st, int step, const struct 
 	s = sched_stmt(e, S_CONSENT);
 	sqlite3_bind_int64(s, 1, d->cid);
 	sqlite3_bind_text(s, 2, kinds[kind], -1, SQLITE_STATIC);
-	rc = step_row(e, s);
+	rc = sched_step_row(e, s);
 	if (rc == 1)
 		granted = sqlite3_column_int(s, 0);
 	sqlite3_reset(s);
@@ -605,7 +603,7 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 		s = sched_stmt(e, S_ACTIVE);
 		sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
 		k->active_since = now;
-		rc = step_row(e, s);
+		rc = sched_step_row(e, s);
 		if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL)
 			k->active_since = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
@@ -708,7 +706,7 @@ sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 	int rc;
 
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
-	rc = step_row(e, s);
+	rc = sched_step_row(e, s);
 	if (rc == 1) {
 		if (sqlite3_column_type(s, 0) == SQLITE_NULL)
 			stored_done = 1;
@@ -795,7 +793,7 @@ batch_id(struct sched *e, struct camp *k, const char *occ, int64_t now)
 	s = sched_stmt(e, S_BATCH_GET);
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, occ, -1, SQLITE_STATIC);
-	if (step_row(e, s) == 1)
+	if (sched_step_row(e, s) == 1)
 		id = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return id;
@@ -912,7 +910,7 @@ ecursor_load(struct sched *e, struct camp *k)
 	int rc;
 
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
-	rc = step_row(e, s);
+	rc = sched_step_row(e, s);
 	k->event_rowid = rc == 1 ? sqlite3_column_int64(s, 0) : 0;
 	sqlite3_reset(s);
 	if (rc < 0)
@@ -959,7 +957,7 @@ event_qualifies(struct sched *e, const struct conf_campaign *cp, sqlite3_stmt **
 	sqlite3_reset(s);
 	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 2, cid);
-	ok = step_row(e, s);
+	ok = sched_step_row(e, s);
 	sqlite3_reset(s);
 	return ok;
 }
@@ -999,7 +997,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 		sqlite3_bind_text(s, 2, cp->event, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 3, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 		n = 0;
-		while (n < EVENT_BATCH && (rc = step_row(e, s)) == 1) {
+		while (n < EVENT_BATCH && (rc = sched_step_row(e, s)) == 1) {
 			struct ev *v = &evs[n++];
 
 			v->rowid = sqlite3_column_int64(s, 0);
@@ -1046,7 +1044,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 				s = sched_stmt(e, S_EVENT_COUNT);
 				sqlite3_bind_int64(s, 1, v->cid);
 				sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-				rc = step_row(e, s);
+				rc = sched_step_row(e, s);
 				if (rc == 1)
 					count = sqlite3_column_int64(s, 0);
 				sqlite3_reset(s);
@@ -1178,7 +1176,7 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		return -1;
 	{
 		sqlite3_stmt *s = sched_stmt(e, S_MAX_ROWID);
-		int rc = step_row(e, s);
+		int rc = sched_step_row(e, s);
 
 		if (rc == 1)
 			max_rowid = sqlite3_column_int64(s, 0);
@@ -1231,7 +1229,7 @@ sched_contacts(struct sched *e, int64_t cid, int64_t now)
 
 	sqlite3_bind_int64(s, 1, cid);
 	sqlite3_bind_int64(s, 2, now - e->conf->policy.contact_per);
-	rc = step_row(e, s);
+	rc = sched_step_row(e, s);
 	if (rc == 1)
 		n = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
@@ -1258,7 +1256,7 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 		s = sched_stmt(e, S_LAST_CONTACT);
 		sqlite3_bind_int64(s, 1, d->cid);
 		sqlite3_bind_int64(s, 2, now - pol->contact_per);
-		rc = step_row(e, s);
+		rc = sched_step_row(e, s);
 		if (rc == 1) {
 			fmt_time(sqlite3_column_int64(s, 2), t);
 			snprintf(why, size,
@@ -1281,7 +1279,7 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 	sqlite3_bind_int(s, 2, d->priority);
 	sqlite3_bind_int64(s, 3, now + PRIORITY_HORIZON);
 	sqlite3_bind_int64(s, 4, d->id);
-	rc = step_row(e, s);
+	rc = sched_step_row(e, s);
 	if (rc == 1) {
 		fmt_time(sqlite3_column_int64(s, 2), t);
 		snprintf(why, size,
@@ -1484,7 +1482,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 		sqlite3_bind_int64(s, 5, after_id);
 		sqlite3_bind_int(s, 6, e->page);
 		n = 0;
-		while (n < (size_t)e->page && (rc = step_row(e, s)) == 1)
+		while (n < (size_t)e->page && (rc = sched_step_row(e, s)) == 1)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
 		if (rc < 0) {
@@ -1557,7 +1555,7 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 	memset(d, 0, sizeof(*d));
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
-	found = step_row(e, s);
+	found = sched_step_row(e, s);
 	if (found == 1) {
 		d->id = id;
 		copy_col(d->campaign, sizeof(d->campaign), s, 0);
@@ -1699,7 +1697,7 @@ sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why
 		NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
-	while ((rc = step_row(e, s)) == 1) {
+	while ((rc = sched_step_row(e, s)) == 1) {
 		if (n + 2 > cap) {
 			cap = cap ? cap * 2 : 64;
 			ids = xreallocarray(ids, cap, sizeof(*ids));
@@ -1753,7 +1751,7 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
 	int64_t next = -1, m;
 	size_t i;
-	int rc = step_row(e, s);
+	int rc = sched_step_row(e, s);
 
 	if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL)
 		next = sqlite3_column_int64(s, 0);

@@ -374,13 +374,15 @@ fail_reads(struct fx *f, const char *sql)
 /*
  * A read that fails is an error, never "no row": not "no more events" (the cursor passed them
  * all, and they were never asked), not "no consent" (the step was skipped as unreachable), not
- * "no contacts" (the contact limit was lifted), not "nothing to cancel".
+ * "no contacts" (the contact limit was lifted), not "nothing to cancel", not "no such customer"
+ * (explain).
  */
 static void
 test_read_errors_are_errors(void **state)
 {
 	struct fx *f = *state;
 	int64_t at = T("2027-01-04T09:00:00Z");
+	FILE *out;
 	int ins;
 
 	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed }\n" SURVEY ONE_SMS);
@@ -423,6 +425,17 @@ test_read_errors_are_errors(void **state)
 	fail_reads(f, NULL);
 	assert_int_equal(in_state(f, "tx", "scheduled"), 1);
 	assert_int_equal(sched_cancel(f->e, "tx", at + 2, "test"), 1);
+	/* An explanation with a part that could not be read fails rather than pass for whole;
+	 * a customer that could not be read is not "no such customer". */
+	out = fopen("/dev/null", "w");
+	assert_non_null(out);
+	fail_reads(f, "FROM contacts");
+	assert_int_equal(sched_explain(f->e, "c1", NULL, at + 2, out), -EIO);
+	fail_reads(f, "FROM customers c LEFT JOIN optouts");
+	assert_int_equal(sched_explain(f->e, "c1", NULL, at + 2, out), -EIO);
+	fail_reads(f, NULL);
+	assert_int_equal(sched_explain(f->e, "c1", NULL, at + 2, out), 0);
+	fclose(out);
 }
 
 /*
