@@ -42,6 +42,8 @@
 #      measured deliveries sent and every other one still scheduled.
 #
 # Exits 1 if a check fails; a missed target is only reported (MISSED in the last line).
+# STATUS_EVERY=S runs `campaignctl status` every S seconds during the measured run, as a
+# monitoring check would, and reports how long each took (median, max).
 # KEEP_TMP=1 keeps the temp dir.  Every process started here is stopped on exit.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -eu
@@ -221,6 +223,21 @@ start_daemon "$tmp/daemon.1.log"
 wait_started "$tmp/daemon.1.log"
 pid=$daemon_pid
 started_ms=$(awk -v a="$t_start" -v b="$(now_ns)" 'BEGIN { printf "%.0f", (b - a) / 1e6 }')
+# STATUS_EVERY=S: `campaignctl status` every S seconds meanwhile, as a monitoring check would;
+# each one's duration (ms) goes to status.ms.
+poll_pid=
+if [ -n "${STATUS_EVERY:-}" ]; then
+	(
+		while :; do
+			s0=$(now_ns)
+			"$ctl" -c "$tmp/campaignd.yaml" status --format json >/dev/null 2>&1 ||
+				echo "status failed" >>"$tmp/status.err"
+			echo $((($(now_ns) - s0) / 1000000)) >>"$tmp/status.ms"
+			sleep "$STATUS_EVERY"
+		done
+	) &
+	poll_pid=$!
+fi
 [ "$(date +%s)" -lt "$first" ] || fail "the daemon took ${started_ms} ms to start: past the first due time"
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0; }
 rss_start=$(rss_kb)
@@ -240,6 +257,11 @@ while :; do
 	sleep 0.5
 done
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+if [ -n "$poll_pid" ]; then
+	kill -TERM "$poll_pid" 2>/dev/null
+	wait "$poll_pid" 2>/dev/null || true
+	poll_pid=
+fi
 stop_daemon
 if [ "$channel" = outbox ]; then
 	kill -TERM "$watch_pid"
@@ -271,6 +293,11 @@ phase_ms=$(( (t_start / 1000000) % 1000 ))
 echo "channel: $channel; daemon: started $phase_ms ms past a second, serving $started_ms ms later (first due" \
 	"$lead s after); RSS at start $((rss_start / 1024)) MB; $sent sends logged; deliveries:" \
 	"$states; whole run $run_s s"
+if [ -n "${STATUS_EVERY:-}" ]; then
+	sort -n "$tmp/status.ms" | awk -v failed="$(cat "$tmp/status.err" 2>/dev/null | wc -l)" \
+		'{ v[NR] = $1 } END { printf "status: %d requests, every %s s: median %d ms, max %d ms; %d failed\n",
+			NR, ENVIRON["STATUS_EVERY"], v[int((NR + 1) / 2)], v[NR], failed }'
+fi
 # Warnings and errors the daemon logged during the measured run (syslog priorities 4 and 3,
 # or the tty form), shown so that a stall in the figures can be matched with them.
 warns=$(grep -cE '^<[34]>|^campaignd: (warning|error): ' "$tmp/daemon.1.log" || true)

@@ -8,10 +8,11 @@
 
 now_ns() { date +%s%N; }
 
-# cleanup, on exit: stop what the script started (daemon_pid, and sink_pid and watch_pid where
-# it has them; SIGTERM, then SIGKILL after 10 s) and remove $tmp (KEEP_TMP=1 keeps it).
+# cleanup, on exit: stop what the script started (daemon_pid, and sink_pid, watch_pid and
+# poll_pid where it has them; SIGTERM, then SIGKILL after 10 s) and remove $tmp (KEEP_TMP=1
+# keeps it).
 cleanup() {
-	local p pids="${daemon_pid:-} ${sink_pid:-} ${watch_pid:-}"
+	local p pids="${daemon_pid:-} ${sink_pid:-} ${watch_pid:-} ${poll_pid:-}"
 	for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in $pids; do
 		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

@@ -20,6 +20,9 @@ struct client {
 	char buf[ADMIN_MAX_REQUEST];
 	size_t len;
 	int replied;
+	int reading; /* its status's database part is being read (status_work) */
+	int closed; /* its pipe is closed: status_done frees it */
+	struct client *next, **prevp; /* in d->clients */
 };
 
 static json_t *
@@ -29,12 +32,40 @@ campaign_json(const struct conf_campaign *cp, int draining)
 	    cp->enabled && !draining, "draining", draining);
 }
 
+/*
+ * A status request's database part: the last reload and the queue depth.  The queue count reads
+ * every scheduled and sending delivery (over a second for a million), so it runs on the thread
+ * pool with a read-only connection of its own, and sends go on meanwhile.  One read at a time:
+ * requests that come while it runs wait for it and get the same figures.  The worker fills the
+ * plain fields; the loop makes the replies (status_done).
+ */
+struct qrow {
+	char state[16];
+	char *campaign;
+	int step;
+	int64_t n;
+};
+
+struct status_read {
+	uv_work_t work;
+	struct daemon *d;
+	struct client **clients; /* waiting for it */
+	size_t n_clients;
+	char *db_path;
+	int have_reload, reload_ok;
+	int64_t reload_at;
+	char *summary, *diagnostics;
+	struct qrow *rows;
+	size_t n_rows;
+	char *error; /* the database could not be read: why */
+};
+
+/* status_memory: what the loop holds (pid, uptime, config, campaigns, draining ones). */
 static json_t *
-status_json(struct daemon *d)
+status_memory(struct daemon *d)
 {
 	const struct conf *c = d->cur->conf;
-	json_t *o = json_object(), *camps = json_array(), *queue = json_object(), *last;
-	sqlite3_stmt *s;
+	json_t *o = json_object(), *camps = json_array();
 	size_t i;
 
 	json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
@@ -46,56 +77,192 @@ status_json(struct daemon *d)
 	for (i = 0; i < d->cur->n_drains; i++)
 		json_array_append_new(camps, campaign_json(d->cur->drains[i].cp, 1));
 	json_object_set_new(o, "campaigns", camps);
-	last = json_null();
-	if (sqlite3_prepare_v2(store_db(d->st),
-		"SELECT at, ok, summary, diagnostics FROM reloads ORDER BY id DESC LIMIT 1", -1, &s,
-		NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW) {
-			char t[21];
-
-			store_format_time(sqlite3_column_int64(s, 0), t);
-			json_decref(last);
-			last = json_pack("{s:s,s:b,s:s,s:s}", "at", t, "ok", sqlite3_column_int(s, 1),
-			    "summary", (const char *)sqlite3_column_text(s, 2), "diagnostics",
-			    (const char *)sqlite3_column_text(s, 3));
-		}
-		sqlite3_finalize(s);
-	}
-	json_object_set_new(o, "last_reload", last);
-	/* Queue depth per state and channel: the channel is the one of the current step. */
-	if (sqlite3_prepare_v2(store_db(d->st),
-		"SELECT state, campaign, step, count(*) FROM deliveries "
-		"WHERE state IN ('scheduled', 'sending') GROUP BY state, campaign, step",
-		-1, &s, NULL) == SQLITE_OK) {
-		while (sqlite3_step(s) == SQLITE_ROW) {
-			const char *state = (const char *)sqlite3_column_text(s, 0);
-			const struct conf_campaign *cp =
-			    sched_campaign(d->cur->e, (const char *)sqlite3_column_text(s, 1));
-			int step = sqlite3_column_int(s, 2);
-			const char *ch = cp && step >= 1 && step <= (int)cp->n_steps ?
-			    cp->steps[step - 1].channel->name :
-			    "(unloaded)";
-			json_t *by = json_object_get(queue, state);
-			json_int_t n = (json_int_t)sqlite3_column_int64(s, 3);
-
-			if (by == NULL) {
-				by = json_object();
-				json_object_set_new(queue, state, by);
-			}
-			n += json_integer_value(json_object_get(by, ch));
-			json_object_set_new(by, ch, json_integer(n));
-		}
-		sqlite3_finalize(s);
-	}
-	json_object_set_new(o, "queue", queue);
-	json_object_set_new(o, "inflight", json_integer(d->inflight));
 	return o;
 }
 
+static char *
+text_col(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	return xstrdup(t ? (const char *)t : "");
+}
+
+/* status_work: on the thread pool: both reads in one snapshot; r->error when one fails. */
+static void
+status_work(uv_work_t *w)
+{
+	struct status_read *r = w->data;
+	struct store *st = NULL;
+	sqlite3_stmt *s = NULL;
+	sqlite3 *db;
+	int rc;
+
+	if (store_open(r->db_path, STORE_READONLY, &st, &r->error) < 0)
+		return;
+	db = store_db(st);
+	if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT at, ok, summary, diagnostics FROM reloads ORDER BY id "
+				   "DESC LIMIT 1", -1, &s, NULL) != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		r->have_reload = 1;
+		r->reload_at = sqlite3_column_int64(s, 0);
+		r->reload_ok = sqlite3_column_int(s, 1);
+		r->summary = text_col(s, 2);
+		r->diagnostics = text_col(s, 3);
+	} else if (rc != SQLITE_DONE) {
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	/* By state, campaign and step (the loop names the step's channel). */
+	if (sqlite3_prepare_v2(db, "SELECT state, campaign, step, count(*) FROM deliveries "
+				   "WHERE state IN ('scheduled', 'sending') GROUP BY state, campaign, "
+				   "step", -1, &s, NULL) != SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct qrow *q;
+
+		r->rows = xreallocarray(r->rows, r->n_rows + 1, sizeof(*r->rows));
+		q = &r->rows[r->n_rows++];
+		snprintf(q->state, sizeof(q->state), "%s", sqlite3_column_text(s, 0));
+		q->campaign = text_col(s, 1);
+		q->step = sqlite3_column_int(s, 2);
+		q->n = sqlite3_column_int64(s, 3);
+	}
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(s);
+	store_close(st);
+	return;
+fail:
+	r->error = xasprintf("reading %s: %s", r->db_path, sqlite3_errmsg(db));
+	sqlite3_finalize(s);
+	store_close(st);
+}
+
+/* queue_json: the queue depth per state and channel (the channel of each delivery's current
+ * step); null when the database could not be read: unknown, not empty. */
+static json_t *
+queue_json(const struct status_read *r)
+{
+	json_t *queue = json_object();
+	size_t i;
+
+	if (r->error != NULL) {
+		json_decref(queue);
+		return json_null();
+	}
+	for (i = 0; i < r->n_rows; i++) {
+		const struct qrow *q = &r->rows[i];
+		const struct conf_campaign *cp = sched_campaign(r->d->cur->e, q->campaign);
+		const char *ch = cp && q->step >= 1 && q->step <= (int)cp->n_steps ?
+		    cp->steps[q->step - 1].channel->name :
+		    "(unloaded)";
+		json_t *by = json_object_get(queue, q->state);
+
+		if (by == NULL) {
+			by = json_object();
+			json_object_set_new(queue, q->state, by);
+		}
+		json_object_set_new(by, ch,
+		    json_integer((json_int_t)q->n + json_integer_value(json_object_get(by, ch))));
+	}
+	return queue;
+}
+
+static void reply(struct client *cl, json_t *o);
+
+/* status_done: on the loop: a reply to each waiting client that is still there. */
+static void
+status_done(uv_work_t *w, int status)
+{
+	struct status_read *r = w->data;
+	struct daemon *d = r->d;
+	json_t *last = json_null(), *queue = queue_json(r);
+	size_t i;
+
+	(void)status;
+	d->status_read = NULL;
+	if (r->have_reload) {
+		char t[21];
+
+		store_format_time(r->reload_at, t);
+		json_decref(last);
+		last = json_pack("{s:s,s:b,s:s,s:s}", "at", t, "ok", r->reload_ok, "summary",
+		    r->summary, "diagnostics", r->diagnostics);
+	}
+	for (i = 0; i < r->n_clients; i++) {
+		struct client *cl = r->clients[i];
+		json_t *o;
+
+		cl->reading = 0;
+		if (cl->closed) { /* closed meanwhile (admin_close) */
+			free(cl);
+			continue;
+		}
+		if (uv_is_closing((uv_handle_t *)&cl->pipe))
+			continue; /* client_closed frees it */
+		o = status_memory(d);
+		json_object_set(o, "last_reload", last);
+		json_object_set(o, "queue", queue);
+		json_object_set_new(o, "inflight", json_integer(d->inflight));
+		if (r->error != NULL)
+			json_object_set_new(o, "error", json_string(r->error));
+		reply(cl, o);
+	}
+	json_decref(last);
+	json_decref(queue);
+	for (i = 0; i < r->n_rows; i++)
+		free(r->rows[i].campaign);
+	free(r->rows);
+	free(r->clients);
+	free(r->summary);
+	free(r->diagnostics);
+	free(r->error);
+	free(r->db_path);
+	free(r);
+}
+
+/* status_start: the client waits for the database part: the read under way, or a new one. */
+static void
+status_start(struct client *cl)
+{
+	struct daemon *d = cl->d;
+	struct status_read *r = d->status_read;
+
+	cl->reading = 1;
+	if (r == NULL) {
+		r = xcalloc(1, sizeof(*r));
+		r->d = d;
+		r->db_path = xstrdup(d->db_path);
+		r->work.data = r;
+		d->status_read = r;
+		if (uv_queue_work(d->loop, &r->work, status_work, status_done) < 0) {
+			r->clients = xcalloc(1, sizeof(*r->clients));
+			r->clients[r->n_clients++] = cl;
+			r->error = xstrdup("the thread pool refused the read");
+			status_done(&r->work, 0);
+			return;
+		}
+	}
+	r->clients = xreallocarray(r->clients, r->n_clients + 1, sizeof(*r->clients));
+	r->clients[r->n_clients++] = cl;
+}
+
+/* client_closed: freed now, or by status_done when its database part is still being read. */
 static void
 client_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct client *cl = h->data;
+
+	*cl->prevp = cl->next;
+	if (cl->next != NULL)
+		cl->next->prevp = cl->prevp;
+	cl->closed = 1;
+	if (!cl->reading)
+		free(cl);
 }
 
 static void
@@ -160,7 +327,7 @@ read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	*nl = '\0';
 	uv_read_stop(st);
 	if (strcmp(cl->buf, "status") == 0) {
-		reply(cl, status_json(cl->d));
+		status_start(cl);
 	} else if (strcmp(cl->buf, "reload") == 0) {
 		char *summary = NULL;
 		int rc = cl->d->stopping ? -1 : daemon_reload(cl->d, &summary);
@@ -193,6 +360,11 @@ connection_cb(uv_stream_t *server, int status)
 		return;
 	cl = xcalloc(1, sizeof(*cl));
 	cl->d = d;
+	cl->next = d->clients;
+	if (cl->next != NULL)
+		cl->next->prevp = &cl->next;
+	cl->prevp = &d->clients;
+	d->clients = cl;
 	uv_pipe_init(d->loop, &cl->pipe, 0);
 	cl->pipe.data = cl;
 	if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0 ||
@@ -222,4 +394,14 @@ admin_listen(struct daemon *d, uv_pipe_t *server)
 		log_info("event=admin-socket path=%s", path);
 	free(path);
 	return rc;
+}
+
+void
+admin_close(struct daemon *d)
+{
+	struct client *cl;
+
+	for (cl = d->clients; cl != NULL; cl = cl->next)
+		if (!uv_is_closing((uv_handle_t *)&cl->pipe))
+			uv_close((uv_handle_t *)&cl->pipe, client_closed);
 }

@@ -7,5 +7,10 @@
 
 /* admin_listen: bind (mode 0600) and serve one-line requests "reload" and "status". */
 int admin_listen(struct daemon *d, uv_pipe_t *server);
+/*
+ * admin_close: close the connections (at the end: a status being read then answers nobody);
+ * before the daemon's last walk of its handles, which closes them without a callback.
+ */
+void admin_close(struct daemon *d);
 
 #endif

@@ -944,10 +944,11 @@ resend_orphans(struct daemon *d, const char *why)
 }
 
 /*
- * size_pool: libuv's thread pool runs the blocking drivers' sends (the outbox) and the WAL
- * checkpoint: make it as large as their channels' concurrency together, plus one for each such
- * channel's deliveries at their instants and one for the checkpoint, so that these seldom wait
- * for a write (4 to 128), unless UV_THREADPOOL_SIZE is set.
+ * size_pool: libuv's thread pool runs the blocking drivers' sends (the outbox), the WAL
+ * checkpoint and the status reads: make it as large as their channels' concurrency together,
+ * plus one for each such channel's deliveries at their instants, one for the checkpoint and one
+ * for a status read, so that these seldom wait for a write (4 to 128), unless
+ * UV_THREADPOOL_SIZE is set.
  * It is sized once, at the first use, so a reload that raises a concurrency gets no more
  * threads until the next start.
  */
@@ -964,7 +965,7 @@ size_pool(const struct conf *c)
 		if (drv != NULL && drv->blocking)
 			total += c->channels[i].concurrency + 1;
 	}
-	total++;
+	total += 2; /* the checkpoint, and a status request's read (admin.c) */
 	if (total < 4)
 		total = 4;
 	if (total > 128)
@@ -1104,6 +1105,7 @@ main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	/* Close every handle, let their callbacks run (and blocking sends end), then commit what
 	 * they recorded and release the rest. */
+	admin_close(&d);
 	net_close_all(d.loop);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	daemon_flush(&d);

@@ -116,7 +116,7 @@ ctl_status(const char *config, int argc, char **argv)
 	json_t *r, *v, *q;
 	const char *key;
 	size_t i;
-	int ch, json = 0;
+	int ch, json = 0, rc;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch == 'F' && (strcmp(optarg, "json") == 0 || strcmp(optarg, "text") == 0))
@@ -129,13 +129,15 @@ ctl_status(const char *config, int argc, char **argv)
 	r = ask(config, "status");
 	if (r == NULL)
 		return CTL_EXIT_USAGE;
+	/* The daemon answers, but could not read its database: the queue is unknown. */
+	rc = json_object_get(r, "error") != NULL ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 	if (json) {
 		char *s = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
 		printf("%s\n", s);
 		free(s);
 		json_decref(r);
-		return CTL_EXIT_OK;
+		return rc;
 	}
 	printf("pid %lld, up %llds, config %s, %lld sends in flight\n",
 	    (long long)json_integer_value(json_object_get(r, "pid")),
@@ -160,6 +162,13 @@ ctl_status(const char *config, int argc, char **argv)
 		    json_string_value(json_object_get(v, "summary")));
 	else
 		printf("last reload: none since the database was created\n");
+	if (rc != CTL_EXIT_OK) {
+		printf("queue: unknown\n");
+		fprintf(stderr, "campaignctl status: %s\n",
+		    json_string_value(json_object_get(r, "error")));
+		json_decref(r);
+		return rc;
+	}
 	printf("queue:\n");
 	json_object_foreach(json_object_get(r, "queue"), key, q) {
 		const char *chn;
@@ -169,5 +178,5 @@ ctl_status(const char *config, int argc, char **argv)
 			printf("  %-10s %-12s %lld\n", key, chn, (long long)json_integer_value(n));
 	}
 	json_decref(r);
-	return CTL_EXIT_OK;
+	return rc;
 }

@@ -118,6 +118,8 @@ struct daemon {
 	uv_work_t checkpoint; /* the WAL copied into the database on a worker thread */
 	int checkpointing; /* while it runs */
 	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
+	struct status_read *status_read; /* admin.c's: the status read running, or NULL */
+	struct client *clients; /* admin.c's: the admin socket's connections, a list */
 	/* Removed campaigns whose version last in force did not load at start (a channel gone):
 	 * kept in campaigns_in_force, so that a start after the settings are mended restores
 	 * them.  Owned. */

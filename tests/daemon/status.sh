@@ -1,0 +1,112 @@
+#!/bin/sh
+# status.sh: `campaignctl status` against the real daemon (outbox channels):
+#   - the JSON reply: pid, config, the campaigns with their content hashes, no reload yet, the
+#     queue depth per state and channel (the channel of each delivery's current step), nothing
+#     in flight;
+#   - after a reload, the last reload with its time and summary;
+#   - eight requests at once (they share one read of the database, made off the daemon's
+#     loop): each answered, with the same queue;
+#   - the text format's queue lines;
+#   - the daemon keeps running and stops cleanly.
+#
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup status
+
+echo "1..6"
+
+mkdir -p "$tmp/campaigns.d"
+settings_yaml 1s "{ max: 100, per: 1d }" "  sms: { driver: outbox, path: outbox/sms }
+  email: { driver: outbox, path: outbox/email }" >"$tmp/campaignd.yaml"
+# Both first steps an hour away: three deliveries each stay scheduled.
+followup_campaign by-sms drain 1h 1d >"$tmp/campaigns.d/by-sms.yaml"
+followup_campaign by-mail drain 1h 1d true email >"$tmp/campaigns.d/by-mail.yaml"
+printf '%s\n' "id,first_name,email,phone,language,timezone,consent.sms,consent.email" \
+	"c1,Ann,ann@example.com,+4790000001,en,UTC,true,true" \
+	"c2,Bo,bo@example.com,+4790000002,en,UTC,true,true" \
+	"c3,Cy,cy@example.com,+4790000003,en,UTC,true,true" >"$tmp/customers.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+start_daemon_or_bail
+for c in c1 c2 c3; do "$ctl" -c "$tmp/campaignd.yaml" event go --customer "$c" >/dev/null 2>&1; done
+wait_for 5 eval "[ \"\$(q \"SELECT count(*) FROM deliveries WHERE state = 'scheduled'\")\" = 6 ]"
+
+# summary JSON: the reply's fields that the points check, one line.
+summary() {
+	"$py" -c '
+import json, sys
+r = json.load(sys.stdin)
+camps = ",".join("%s:%d" % (c["name"], len(c["sha256"])) for c in r["campaigns"])
+last = r["last_reload"]
+print("pid=%s config=%s campaigns=%s last=%s queue=%s inflight=%s error=%s" % (
+    r["pid"] == int(sys.argv[1]), r["config"].endswith("campaignd.yaml"), camps,
+    None if last is None else "%s:%s" % (last["ok"], last["summary"].split(":")[0]),
+    json.dumps(r["queue"], sort_keys=True), r["inflight"], r.get("error")))' "$daemon_pid"
+}
+
+want_queue='{"scheduled": {"email": 3, "sms": 3}}'
+# 1
+out=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1)
+rc=$?
+got=$(printf '%s' "$out" | summary 2>&1)
+if [ "$rc $got" = "0 pid=True config=True campaigns=by-mail:64,by-sms:64 last=None queue=$want_queue inflight=0 error=None" ]; then
+	ok "status: pid, config, campaigns with their hashes, no reload yet, 3 scheduled per channel"
+else
+	not_ok "status: pid, config, campaigns with their hashes, no reload yet, 3 scheduled per channel" \
+		"exit $rc: $got"
+fi
+"$ctl" -c "$tmp/campaignd.yaml" reload >/dev/null 2>&1
+# 2
+got=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 | summary 2>&1)
+case "$got" in
+*"last=True:reload ok queue=$want_queue "*) ok "status after a reload: its outcome and summary" ;;
+*) not_ok "status after a reload: its outcome and summary" "$got" ;;
+esac
+# 3
+i=0
+pids=
+while [ $i -lt 8 ]; do
+	("$ctl" -c "$tmp/campaignd.yaml" status --format json >"$tmp/st.$i" 2>&1; echo $? >"$tmp/rc.$i") &
+	pids="$pids $!"
+	i=$((i + 1))
+done
+wait_for 15 eval '[ "$(ls "$tmp"/rc.* 2>/dev/null | wc -l)" = 8 ]'
+kill $pids 2>/dev/null # only those that did not answer in time
+bad=
+i=0
+while [ $i -lt 8 ]; do
+	got=$(summary <"$tmp/st.$i" 2>&1)
+	case "$(cat "$tmp/rc.$i" 2>/dev/null) $got" in
+	"0 "*"queue=$want_queue inflight=0 error=None") ;;
+	*) bad="$bad [$i: exit $(cat "$tmp/rc.$i"): $got]" ;;
+	esac
+	i=$((i + 1))
+done
+if [ -z "$bad" ]; then
+	ok "eight status requests at once: each answered, with the same queue"
+else
+	not_ok "eight status requests at once: each answered, with the same queue" "$bad"
+fi
+# 4
+out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
+if printf '%s\n' "$out" | grep -Eq '^  scheduled +sms +3$' &&
+	printf '%s\n' "$out" | grep -Eq '^  scheduled +email +3$'; then
+	ok "the text format: a queue line per state and channel"
+else
+	not_ok "the text format: a queue line per state and channel" "$out"
+fi
+# 5
+if kill -0 "$daemon_pid" 2>/dev/null && [ "$(q "SELECT count(*) FROM deliveries WHERE state = 'scheduled'")" = 6 ]; then
+	ok "the daemon is still running; the deliveries are untouched"
+else
+	not_ok "the daemon is still running; the deliveries are untouched" "$(tail -5 "$dlog")"
+fi
+
+stop_daemon 10
+# 6
+check_stopped
+tap_end
