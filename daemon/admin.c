@@ -36,8 +36,9 @@ campaign_json(const struct conf_campaign *cp, int draining)
  * A status request's database part: the last reload and the queue depth.  The queue count reads
  * every scheduled and sending delivery (over a second for a million), so it runs on the thread
  * pool with a read-only connection of its own, and sends go on meanwhile.  One read at a time:
- * requests that come while it runs wait for it and get the same figures.  The worker fills the
- * plain fields; the loop makes the replies (status_done).
+ * requests that come while it runs wait together for the next one (a read that began before a
+ * request could miss a reload that came first).  The worker fills the plain fields; the loop
+ * makes the replies (status_done).
  */
 struct qrow {
 	char state[16];
@@ -173,6 +174,7 @@ queue_json(const struct status_read *r)
 }
 
 static void reply(struct client *cl, json_t *o);
+static void status_run(struct daemon *d, struct status_read *r);
 
 /* status_done: on the loop: a reply to each waiting client that is still there. */
 static void
@@ -185,6 +187,10 @@ status_done(uv_work_t *w, int status)
 
 	(void)status;
 	d->status_read = NULL;
+	if (d->status_next != NULL) {
+		status_run(d, d->status_next);
+		d->status_next = NULL;
+	}
 	if (r->have_reload) {
 		char t[21];
 
@@ -208,8 +214,12 @@ status_done(uv_work_t *w, int status)
 		json_object_set(o, "last_reload", last);
 		json_object_set(o, "queue", queue);
 		json_object_set_new(o, "inflight", json_integer(d->inflight));
-		if (r->error != NULL)
-			json_object_set_new(o, "error", json_string(r->error));
+		if (r->error != NULL) {
+			json_t *e = json_string(r->error); /* NULL when not UTF-8 (a path) */
+
+			json_object_set_new(o, "error",
+			    e ? e : json_string("the database could not be read"));
+		}
 		reply(cl, o);
 	}
 	json_decref(last);
@@ -225,30 +235,38 @@ status_done(uv_work_t *w, int status)
 	free(r);
 }
 
-/* status_start: the client waits for the database part: the read under way, or a new one. */
+/* status_run: start the read r on the thread pool (answered at once when it cannot start). */
+static void
+status_run(struct daemon *d, struct status_read *r)
+{
+	d->status_read = r;
+	if (uv_queue_work(d->loop, &r->work, status_work, status_done) < 0) {
+		r->error = xstrdup("the thread pool refused the read");
+		status_done(&r->work, 0);
+	}
+}
+
+/* status_start: the client waits for the database part: a read that starts now, or the next
+ * one when a read is under way. */
 static void
 status_start(struct client *cl)
 {
 	struct daemon *d = cl->d;
-	struct status_read *r = d->status_read;
+	struct status_read *r = d->status_read ? d->status_next : NULL;
 
-	cl->reading = 1;
 	if (r == NULL) {
 		r = xcalloc(1, sizeof(*r));
 		r->d = d;
 		r->db_path = xstrdup(d->db_path);
 		r->work.data = r;
-		d->status_read = r;
-		if (uv_queue_work(d->loop, &r->work, status_work, status_done) < 0) {
-			r->clients = xcalloc(1, sizeof(*r->clients));
-			r->clients[r->n_clients++] = cl;
-			r->error = xstrdup("the thread pool refused the read");
-			status_done(&r->work, 0);
-			return;
-		}
 	}
+	cl->reading = 1;
 	r->clients = xreallocarray(r->clients, r->n_clients + 1, sizeof(*r->clients));
 	r->clients[r->n_clients++] = cl;
+	if (d->status_read == NULL)
+		status_run(d, r);
+	else
+		d->status_next = r;
 }
 
 /* client_closed: freed now, or by status_done when its database part is still being read. */
@@ -269,7 +287,9 @@ static void
 written(uv_write_t *w, int status)
 {
 	(void)status;
-	uv_close((uv_handle_t *)w->handle, client_closed);
+	/* At the end, admin_close may have closed it first (the write then ends cancelled). */
+	if (!uv_is_closing((uv_handle_t *)w->handle))
+		uv_close((uv_handle_t *)w->handle, client_closed);
 	free(w->data);
 	free(w);
 }

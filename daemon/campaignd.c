@@ -763,11 +763,20 @@ diags_text(const struct diag_list *dl)
 	return out;
 }
 
+/* cancel_failed: why a reload fails when a campaign's deliveries could not be cancelled. */
+static char *
+cancel_failed(struct daemon *d, const char *campaign)
+{
+	return xasprintf("cancelling the scheduled deliveries of campaign %s: %s", campaign,
+	    sqlite3_errmsg(store_db(d->st)));
+}
+
 /*
  * daemon_reload: all or nothing.  Parse and check everything into a new generation; on any
  * error keep the old one, log every diagnostic and record the refused attempt; on success swap,
- * cancel the deliveries of removed campaigns whose on_remove is cancel, and log one line.
- * Returns 0 when applied; *summary (malloc'd) says what happened.
+ * cancel the deliveries of removed campaigns whose on_remove is cancel, and log one line.  A
+ * store that fails meanwhile (a cancel that cannot be written) undoes it all, and the old
+ * generation runs on.  Returns 0 when applied; *summary (malloc'd) says what happened.
  */
 int
 daemon_reload(struct daemon *d, char **summary)
@@ -776,7 +785,7 @@ daemon_reload(struct daemon *d, char **summary)
 	struct conf *c;
 	struct gen *g;
 	int64_t now = daemon_now(d);
-	char *err = NULL, *text;
+	char *err = NULL, *text, *fail = NULL;
 	size_t i, added = 0, changed = 0, removed = 0, cancelled = 0;
 
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)uv_hrtime() / 1000ULL);
@@ -799,13 +808,9 @@ daemon_reload(struct daemon *d, char **summary)
 	}
 	g = gen_new(c, NULL);
 	if (store_begin(d->st) < 0 || sched_new(d->st, c, now, &g->e, &err) < 0) {
-		store_rollback(d->st);
-		*summary = xasprintf("reload failed: %s", err ? err : store_errmsg(d->st));
+		fail = xstrdup(err ? err : store_errmsg(d->st));
 		free(err);
-		gen_put(g);
-		diag_free(&dl);
-		notify("READY=1");
-		return -1;
+		goto failed;
 	}
 	engine_setup(d, g->e);
 	for (i = 0; i < c->n_campaigns; i++) {
@@ -824,6 +829,8 @@ daemon_reload(struct daemon *d, char **summary)
 		    cp->on_remove == CONF_REMOVE_CANCEL) {
 			long n = sched_cancel(g->e, cp->name, now, "campaign disabled (on_remove: cancel)");
 
+			if (n < 0 && fail == NULL)
+				fail = cancel_failed(d, cp->name);
 			if (n > 0)
 				cancelled += (size_t)n;
 		}
@@ -838,9 +845,13 @@ daemon_reload(struct daemon *d, char **summary)
 		if (old->on_remove == CONF_REMOVE_CANCEL) {
 			long n = sched_cancel(g->e, old->name, now, "campaign removed (on_remove: cancel)");
 
+			if (n < 0 && fail == NULL)
+				fail = cancel_failed(d, old->name);
 			if (n > 0)
 				cancelled += (size_t)n;
-		} else if (sched_pending(g->e, old->name) > 0) {
+		} else if (sched_pending(g->e, old->name) != 0) {
+			/* Pending, or unknown (a failed read): drained; a drain with nothing left
+			 * costs nothing, and a later reload forgets it. */
 			gen_drain(g, old, d->cur);
 		}
 	}
@@ -848,21 +859,19 @@ daemon_reload(struct daemon *d, char **summary)
 	for (i = 0; i < d->cur->n_drains; i++) {
 		const struct conf_campaign *old = d->cur->drains[i].cp;
 
-		if (conf_campaign_find(c, old->name) == NULL && sched_pending(g->e, old->name) > 0)
+		if (conf_campaign_find(c, old->name) == NULL && sched_pending(g->e, old->name) != 0)
 			gen_drain(g, old, d->cur->drains[i].owner);
 	}
+	if (fail != NULL)
+		goto failed;
 	*summary = xasprintf("reload ok: %zu campaigns (%zu added, %zu changed, %zu removed, "
 			     "%zu scheduled deliveries cancelled, %zu campaigns draining)",
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
 	store_record_reload(d->st, now, 1, *summary, "");
 	if (in_force_save(d, g, now) < 0 || store_commit(d->st) < 0) {
-		store_rollback(d->st);
+		fail = xstrdup(store_errmsg(d->st));
 		free(*summary);
-		*summary = xasprintf("reload failed: %s", store_errmsg(d->st));
-		gen_put(g);
-		diag_free(&dl);
-		notify("READY=1");
-		return -1;
+		goto failed;
 	}
 	gen_put(d->cur);
 	d->cur = g;
@@ -876,6 +885,15 @@ daemon_reload(struct daemon *d, char **summary)
 	d->backoff = 0;
 	uv_timer_start(&d->wake, wake_cb, 0, 0);
 	return 0;
+failed:
+	store_rollback(d->st);
+	*summary = xasprintf("reload failed: %s; the running configuration is kept", fail);
+	log_warnx("event=reload ok=0 error=\"%s\"", fail);
+	free(fail);
+	gen_put(g);
+	diag_free(&dl);
+	notify("READY=1\nSTATUS=reload failed; running the previous configuration");
+	return -1;
 }
 
 static void
@@ -928,6 +946,10 @@ resend_orphans(struct daemon *d, const char *why)
 		rc = sched_resend(d->cur->e, ids[i], daemon_now(d), why, engine_sink, d);
 		if (rc == 0)
 			resent++;
+		else if (rc == -EIO)
+			log_warnx("event=store-error delivery=%lld error=\"%s\": the interrupted sends "
+				  "are resent after the back-off",
+			    (long long)ids[i], sqlite3_errmsg(store_db(d->st)));
 	}
 	free(ids);
 	/* A resend that could not be written is not dropped: all of them again, later. */

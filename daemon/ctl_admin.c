@@ -75,8 +75,11 @@ ask(const char *config, const char *request)
 	}
 	close(fd);
 	buf[len] = '\0';
-	reply = json_loads(buf, 0, &jerr);
-	if (reply == NULL)
+	reply = len > 0 ? json_loads(buf, 0, &jerr) : NULL;
+	if (len == 0)
+		fprintf(stderr, "campaignctl: campaignd closed the connection without an answer (it "
+				"may be stopping)\n");
+	else if (reply == NULL)
 		fprintf(stderr, "campaignctl: unreadable reply from campaignd: %s\n", jerr.text);
 	free(buf);
 	return reply;
@@ -130,7 +133,7 @@ ctl_status(const char *config, int argc, char **argv)
 	if (r == NULL)
 		return CTL_EXIT_USAGE;
 	/* The daemon answers, but could not read its database: the queue is unknown. */
-	rc = json_object_get(r, "error") != NULL ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+	rc = json_is_object(json_object_get(r, "queue")) ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 	if (json) {
 		char *s = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
@@ -156,7 +159,9 @@ ctl_status(const char *config, int argc, char **argv)
 		    json_string_value(json_object_get(v, "sha256")), tag);
 	}
 	v = json_object_get(r, "last_reload");
-	if (json_is_object(v))
+	if (rc != CTL_EXIT_OK)
+		printf("last reload: unknown\n");
+	else if (json_is_object(v))
 		printf("last reload: %s %s: %s\n", json_string_value(json_object_get(v, "at")),
 		    json_is_true(json_object_get(v, "ok")) ? "ok" : "refused",
 		    json_string_value(json_object_get(v, "summary")));
@@ -165,7 +170,9 @@ ctl_status(const char *config, int argc, char **argv)
 	if (rc != CTL_EXIT_OK) {
 		printf("queue: unknown\n");
 		fprintf(stderr, "campaignctl status: %s\n",
-		    json_string_value(json_object_get(r, "error")));
+		    json_string_value(json_object_get(r, "error")) ?
+			json_string_value(json_object_get(r, "error")) :
+			"the daemon could not read its database");
 		json_decref(r);
 		return rc;
 	}

@@ -412,8 +412,8 @@ ctl_explain(const char *config, int argc, char **argv)
 			    optind + 1 < argc ? "customer or campaign" : "customer");
 			rc = CTL_EXIT_FAIL;
 		} else if (rc < 0) {
-			fprintf(stderr, "campaignctl explain: reading the database failed: the "
-					"explanation above is incomplete\n");
+			fprintf(stderr, "campaignctl explain: reading the database failed: what is "
+					"printed above, if anything, is incomplete\n");
 			rc = CTL_EXIT_FAIL;
 		} else {
 			rc = CTL_EXIT_OK;

@@ -119,6 +119,7 @@ struct daemon {
 	int checkpointing; /* while it runs */
 	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
 	struct status_read *status_read; /* admin.c's: the status read running, or NULL */
+	struct status_read *status_next; /* admin.c's: the one that waits for it, or NULL */
 	struct client *clients; /* admin.c's: the admin socket's connections, a list */
 	/* Removed campaigns whose version last in force did not load at start (a channel gone):
 	 * kept in campaigns_in_force, so that a start after the settings are mended restores

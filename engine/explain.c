@@ -19,6 +19,17 @@ struct who {
 	char optout_source[64];
 };
 
+/* prepare: a statement for the explanation; a failure is counted as a read that failed. */
+static int
+prepare(struct sched *e, const char *sql, sqlite3_stmt **s)
+{
+	if (sqlite3_prepare_v2(e->db, sql, -1, s, NULL) == SQLITE_OK)
+		return 0;
+	e->read_errors++;
+	fprintf(stderr, "campaignd: engine: %s\n", sqlite3_errmsg(e->db));
+	return -1;
+}
+
 static int
 load_who(struct sched *e, const char *id, struct who *w)
 {
@@ -27,10 +38,10 @@ load_who(struct sched *e, const char *id, struct who *w)
 	int k, found;
 
 	memset(w, 0, sizeof(*w));
-	if (sqlite3_prepare_v2(e->db,
+	if (prepare(e,
 		"SELECT c.cid, c.id, COALESCE(c.timezone, ?2), c.phone, c.email, c.whatsapp, o.at, "
 		"o.source FROM customers c LEFT JOIN optouts o ON o.customer = c.cid WHERE c.id = ?1",
-		-1, &s, NULL) != SQLITE_OK)
+		&s) < 0)
 		return -EIO;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
@@ -92,7 +103,7 @@ eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now)
 	audience_where(&q, pr, now, e->conf->policy.default_timezone);
 	aq_add(&q, " FROM customers c WHERE c.cid = ");
 	aq_bind_int(&q, cid);
-	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
+	if (prepare(e, q.sql, &s) == 0) {
 		aq_bind_all(&q, s, 1);
 		if (sched_step_row(e, s) == 1)
 			v = sqlite3_column_int(s, 0) != 0;
@@ -116,7 +127,7 @@ field_value(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t no
 	audience_field(&q, pr->field, now, e->conf->policy.default_timezone);
 	aq_add(&q, " FROM customers c WHERE c.cid = ");
 	aq_bind_int(&q, cid);
-	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) == SQLITE_OK) {
+	if (prepare(e, q.sql, &s) == 0) {
 		aq_bind_all(&q, s, 1);
 		if (sched_step_row(e, s) == 1) {
 			const unsigned char *t = sqlite3_column_text(s, 0);
@@ -255,10 +266,9 @@ scheduled(struct sched *e, const struct conf_campaign *cp, const struct who *w, 
 	sqlite3_stmt *s;
 	int found = 0;
 
-	if (sqlite3_prepare_v2(e->db,
+	if (prepare(e,
 		"SELECT id, step, due_at, state FROM deliveries WHERE customer = ?1 AND campaign = ?2 "
-		"AND state IN ('scheduled', 'sending') ORDER BY due_at LIMIT 1",
-		-1, &s, NULL) != SQLITE_OK)
+		"AND state IN ('scheduled', 'sending') ORDER BY due_at LIMIT 1", &s) < 0)
 		return 0;
 	sqlite3_bind_int64(s, 1, w->cid);
 	sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
@@ -381,16 +391,16 @@ history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
 	sqlite3_stmt *d, *t;
 	char c[21], a[21];
 
-	if (sqlite3_prepare_v2(e->db,
+	if (prepare(e,
 		"SELECT d.id, d.campaign, d.occurrence, d.state, d.step, d.created_at, v.sha256 "
 		"FROM deliveries d JOIN campaign_versions v ON v.id = d.version "
 		"WHERE d.customer = ?1 AND (?2 IS NULL OR d.campaign = ?2) ORDER BY d.created_at, d.id",
-		-1, &d, NULL) != SQLITE_OK)
+		&d) < 0)
 		return;
-	if (sqlite3_prepare_v2(e->db,
+	if (prepare(e,
 		"SELECT at, from_state, to_state, step, channel, idem_key, reason FROM transitions "
 		"WHERE delivery = ?1 ORDER BY id",
-		-1, &t, NULL) != SQLITE_OK) {
+		&t) < 0) {
 		sqlite3_finalize(d);
 		return;
 	}

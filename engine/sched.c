@@ -1732,13 +1732,15 @@ sched_next_materialization(struct sched *e, int64_t now)
 		struct camp *k = &e->camps[i];
 		int64_t t;
 
-		if (!k->cp->enabled || k->cp->type == CONF_TRANSACTIONAL)
+		/* One whose making failed waits for its retry (sched_next_wakeup counts it). */
+		if (!k->cp->enabled || k->cp->type == CONF_TRANSACTIONAL || k->retry_at > now)
 			continue;
-		if (!k->loaded)
-			sched_cursor_load(e, k, now);
-		if (k->cur.done)
+		if (!k->loaded && sched_cursor_load(e, k, now) < 0)
+			t = now + 1; /* the cursor could not be read: look again */
+		else if (k->cur.done)
 			continue;
-		t = k->cur.mat_time > now ? k->cur.mat_time : now + 1;
+		else
+			t = k->cur.mat_time > now ? k->cur.mat_time : now + 1;
 		if (next < 0 || t < next)
 			next = t;
 	}

@@ -347,6 +347,33 @@ test_failed_making_isolated(void **state)
 }
 
 /*
+ * A recurring campaign whose occurrence cannot be made waits for its retry too: its overdue
+ * occurrence does not make sched_next_wakeup say "now" for the whole wait.
+ */
+static void
+test_failed_occurrence_waits(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-05T12:00:00Z");
+
+	campaign(f, "monthly", "campaign: monthly\ntype: recurring\n"
+			       "schedule: { every: month, on: tue, at: \"10:00\", starts: 2027-01-01, "
+			       "ends: 2027-02-28 }\n" SURVEY ONE_SMS);
+	customer(f, "oslo", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	sched_set_retry(f->e, 10);
+	assert_int_equal(store_exec(f->st, "CREATE TEMP TRIGGER refuse BEFORE INSERT ON deliveries "
+					   "BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END"),
+	    0);
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_int_equal(sched_next_wakeup(f->e, at), at + 10);
+	assert_int_equal(sched_next_wakeup(f->e, at + 5), at + 10);
+	assert_int_equal(store_exec(f->st, "DROP TRIGGER refuse"), 0);
+	assert_int_equal(sched_materialize(f->e, at + 10, sink, f), 1);
+}
+
+/*
  * Read faults: while `fail_sql` is set, every statement whose SQL contains it is interrupted as
  * it runs (SQLITE_INTERRUPT, through the progress handler), as a read error would end it.
  */
@@ -937,6 +964,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_making_isolated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_occurrence_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_errors_are_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_longest_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
