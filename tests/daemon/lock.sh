@@ -14,6 +14,9 @@
 #   - an event that cannot be made into a delivery (a planted trigger refuses it) is logged and
 #     tried again after 1 s, 2 s, 4 s (doubling), and does not hold up a delivery that comes due
 #     meanwhile; once the trigger is gone the event's delivery is made and sent;
+#   - a reload that removes a campaign with on_remove: cancel, whose cancel cannot be written
+#     (a planted trigger), fails whole: exit 1, logged, the campaign stays in force; once the
+#     trigger is gone the same reload cancels its delivery;
 #   - the daemon keeps running and stops cleanly.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -25,7 +28,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup lock
 
-echo "1..9"
+echo "1..11"
 
 : >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
@@ -41,6 +44,9 @@ campaign_yaml locked "{ event: go }" "  - channel: hook
 campaign_yaml later "{ event: go2, delay: 3s }" "  - channel: hook
     message:
       en: \"Later, {{customer.first_name}}\"" >"$tmp/campaigns.d/later.yaml"
+campaign_yaml held "{ event: go3, delay: 1h }" "  - channel: hook
+    message:
+      en: \"Much later, {{customer.first_name}}\"" "on_remove: cancel" >"$tmp/campaigns.d/held.yaml"
 cat >"$tmp/customers.csv" <<'EOF'
 id,first_name,timezone
 k1,Kari,UTC
@@ -198,7 +204,42 @@ else
 		"k4: $(delivery locked k4) $(state_of "${K4:-0}"), $(requests k4) requests"
 fi
 
-stop_daemon 10
+# k1's delivery of "held" is scheduled an hour ahead; "held" is removed (on_remove: cancel),
+# but the cancel cannot be written: the reload fails whole, and "held" stays in force.
+"$ctl" -c "$tmp/campaignd.yaml" event go3 --customer k1 >/dev/null 2>&1
+wait_for 5 has_delivery held k1
+H1=$(delivery held k1)
+script "CREATE TRIGGER refuse_cancel BEFORE UPDATE OF state ON deliveries WHEN NEW.state =
+   'skipped' BEGIN SELECT RAISE(ABORT, 'refused (planted by lock.sh)'); END"
+mv "$tmp/campaigns.d/held.yaml" "$tmp/held.yaml"
+out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
+rc=$?
+st=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
 # 9
+case "$rc|$out|$(state_of "$H1")" in
+"1|reload failed: cancelling the scheduled deliveries of campaign held: refused (planted by lock.sh); the running configuration is kept|scheduled 1")
+	if printf '%s\n' "$st" | grep -q '^  held ' &&
+		grep -q 'event=reload ok=0 error="cancelling the scheduled deliveries of campaign held' "$dlog"; then
+		ok "a reload whose cancel cannot be written fails whole: logged, the campaign stays in force"
+	else
+		not_ok "a reload whose cancel cannot be written fails whole: logged, the campaign stays in force" \
+			"status: $st; log: $(grep 'event=reload' "$dlog" | tail -2)"
+	fi ;;
+*) not_ok "a reload whose cancel cannot be written fails whole: logged, the campaign stays in force" \
+	"exit $rc: $out; held k1: $(state_of "$H1")" ;;
+esac
+script "DROP TRIGGER refuse_cancel"
+out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
+rc=$?
+# 10
+case "$rc|$out|$(state_of "$H1")" in
+"0|"*"1 removed, 1 scheduled deliveries cancelled"*"|skipped 1")
+	ok "once it can be written, the same reload applies: the delivery is cancelled" ;;
+*) not_ok "once it can be written, the same reload applies: the delivery is cancelled" \
+	"exit $rc: $out; held k1: $(state_of "$H1")" ;;
+esac
+
+stop_daemon 10
+# 11
 check_stopped
 tap_end
