@@ -176,13 +176,13 @@ queue_json(const struct status_read *r)
 static void reply(struct client *cl, json_t *o);
 static void status_run(struct daemon *d, struct status_read *r);
 
-/* status_done: on the loop: a reply to each waiting client that is still there. */
+/* status_done: on the loop: one reply, to each waiting client that is still there. */
 static void
 status_done(uv_work_t *w, int status)
 {
 	struct status_read *r = w->data;
 	struct daemon *d = r->d;
-	json_t *last = json_null(), *queue = queue_json(r);
+	json_t *o = status_memory(d), *last = json_null();
 	size_t i;
 
 	(void)status;
@@ -199,9 +199,16 @@ status_done(uv_work_t *w, int status)
 		last = json_pack("{s:s,s:b,s:s,s:s}", "at", t, "ok", r->reload_ok, "summary",
 		    r->summary, "diagnostics", r->diagnostics);
 	}
+	json_object_set_new(o, "last_reload", last);
+	json_object_set_new(o, "queue", queue_json(r));
+	json_object_set_new(o, "inflight", json_integer(d->inflight));
+	if (r->error != NULL) {
+		json_t *e = json_string(r->error); /* NULL when not UTF-8 (a path) */
+
+		json_object_set_new(o, "error", e ? e : json_string("the database could not be read"));
+	}
 	for (i = 0; i < r->n_clients; i++) {
 		struct client *cl = r->clients[i];
-		json_t *o;
 
 		cl->reading = 0;
 		if (cl->closed) { /* closed meanwhile (admin_close) */
@@ -210,20 +217,9 @@ status_done(uv_work_t *w, int status)
 		}
 		if (uv_is_closing((uv_handle_t *)&cl->pipe))
 			continue; /* client_closed frees it */
-		o = status_memory(d);
-		json_object_set(o, "last_reload", last);
-		json_object_set(o, "queue", queue);
-		json_object_set_new(o, "inflight", json_integer(d->inflight));
-		if (r->error != NULL) {
-			json_t *e = json_string(r->error); /* NULL when not UTF-8 (a path) */
-
-			json_object_set_new(o, "error",
-			    e ? e : json_string("the database could not be read"));
-		}
-		reply(cl, o);
+		reply(cl, json_incref(o));
 	}
-	json_decref(last);
-	json_decref(queue);
+	json_decref(o);
 	for (i = 0; i < r->n_rows; i++)
 		free(r->rows[i].campaign);
 	free(r->rows);

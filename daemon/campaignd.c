@@ -165,7 +165,7 @@ engine_setup(struct daemon *d, struct sched *e)
 	sched_set_gate(e, dispatch_gate, d);
 	sched_set_event_slice(e, EVENT_SLICE);
 	/* A real second, also in demo mode (its engine clock runs faster). */
-	sched_set_retry(e, d->speed > 1.0 ? (int64_t)ceil(d->speed) : 1);
+	sched_set_retry(e, (int64_t)ceil(d->speed)); /* speed >= 1 */
 }
 
 /* engine_sink: sends become jobs; skips are logged (the engine recorded them). */
@@ -188,7 +188,7 @@ engine_sink(void *arg, const struct sched_action *a)
 		/* Tried again at a->due, engine time: the wait in real seconds here. */
 		log_warnx("event=engine-error phase=materialise campaign=%s retry_in=%.0fs "
 			  "error=\"%s\"",
-		    a->campaign, (double)(a->due - a->at) / (d->speed > 1.0 ? d->speed : 1.0),
+		    a->campaign, (double)(a->due - a->at) / d->speed,
 		    a->reason);
 		return 0;
 	}
@@ -763,12 +763,21 @@ diags_text(const struct diag_list *dl)
 	return out;
 }
 
-/* cancel_failed: why a reload fails when a campaign's deliveries could not be cancelled. */
-static char *
-cancel_failed(struct daemon *d, const char *campaign)
+/*
+ * reload_cancel: skip a campaign's scheduled deliveries for a reload (why), counted in
+ * *cancelled; when that cannot be written, the reload fails: the first such reason in *fail.
+ */
+static void
+reload_cancel(struct daemon *d, struct gen *g, const char *campaign, int64_t now,
+    const char *why, size_t *cancelled, char **fail)
 {
-	return xasprintf("cancelling the scheduled deliveries of campaign %s: %s", campaign,
-	    sqlite3_errmsg(store_db(d->st)));
+	long n = sched_cancel(g->e, campaign, now, why);
+
+	if (n < 0 && *fail == NULL)
+		*fail = xasprintf("cancelling the scheduled deliveries of campaign %s: %s", campaign,
+		    sqlite3_errmsg(store_db(d->st)));
+	if (n > 0)
+		*cancelled += (size_t)n;
 }
 
 /*
@@ -826,14 +835,9 @@ daemon_reload(struct daemon *d, char **summary)
 		}
 		/* Disabled now: no new deliveries; on_remove says what becomes of the others. */
 		if (old != NULL && old->enabled && !cp->enabled &&
-		    cp->on_remove == CONF_REMOVE_CANCEL) {
-			long n = sched_cancel(g->e, cp->name, now, "campaign disabled (on_remove: cancel)");
-
-			if (n < 0 && fail == NULL)
-				fail = cancel_failed(d, cp->name);
-			if (n > 0)
-				cancelled += (size_t)n;
-		}
+		    cp->on_remove == CONF_REMOVE_CANCEL)
+			reload_cancel(d, g, cp->name, now, "campaign disabled (on_remove: cancel)",
+			    &cancelled, &fail);
 	}
 	for (i = 0; i < d->cur->conf->n_campaigns; i++) {
 		const struct conf_campaign *old = d->cur->conf->campaigns[i];
@@ -843,12 +847,8 @@ daemon_reload(struct daemon *d, char **summary)
 		removed++;
 		log_change(old, "removed");
 		if (old->on_remove == CONF_REMOVE_CANCEL) {
-			long n = sched_cancel(g->e, old->name, now, "campaign removed (on_remove: cancel)");
-
-			if (n < 0 && fail == NULL)
-				fail = cancel_failed(d, old->name);
-			if (n > 0)
-				cancelled += (size_t)n;
+			reload_cancel(d, g, old->name, now, "campaign removed (on_remove: cancel)",
+			    &cancelled, &fail);
 		} else if (sched_pending(g->e, old->name) != 0) {
 			/* Pending, or unknown (a failed read): drained; a drain with nothing left
 			 * costs nothing, and a later reload forgets it. */

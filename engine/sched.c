@@ -136,6 +136,23 @@ sched_step_row(struct sched *e, sqlite3_stmt *s)
 	return -EIO;
 }
 
+/*
+ * step_int: the first column of s's first row into *v, s reset: 1, or 0 when there is no row
+ * or the value is NULL (*v untouched), or -EIO (sched_step_row).
+ */
+static int
+step_int(struct sched *e, sqlite3_stmt *s, int64_t *v)
+{
+	int rc = sched_step_row(e, s);
+
+	if (rc == 1 && sqlite3_column_type(s, 0) == SQLITE_NULL)
+		rc = 0;
+	if (rc == 1)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc;
+}
+
 int64_t
 sched_version(const struct sched *e, const char *campaign)
 {
@@ -183,13 +200,10 @@ long
 sched_pending(struct sched *e, const char *campaign)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_PENDING);
-	long n = -1;
+	int64_t n = -1;
 
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
-	if (sched_step_row(e, s) == 1)
-		n = (long)sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return n;
+	return step_int(e, s, &n) == 1 ? (long)n : -1;
 }
 
 struct camp *
@@ -312,7 +326,8 @@ unreachable(struct sched *e, const struct conf_step *st, int step, const struct 
 	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
 	enum conf_kind kind = st->channel->kind;
 	sqlite3_stmt *s;
-	int granted = -1, rc;
+	int64_t granted = -1;
+	int rc;
 
 	if (kind == CONF_KIND_WEBHOOK) {
 		if (!st->channel->has_consent_kind)
@@ -331,10 +346,7 @@ unreachable(struct sched *e, const struct conf_step *st, int step, const struct 
 	s = sched_stmt(e, S_CONSENT);
 	sqlite3_bind_int64(s, 1, d->cid);
 	sqlite3_bind_text(s, 2, kinds[kind], -1, SQLITE_STATIC);
-	rc = sched_step_row(e, s);
-	if (rc == 1)
-		granted = sqlite3_column_int(s, 0);
-	sqlite3_reset(s);
+	rc = step_int(e, s, &granted);
 	if (rc < 0)
 		return rc;
 	if (granted == 1)
@@ -603,11 +615,7 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 		s = sched_stmt(e, S_ACTIVE);
 		sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
 		k->active_since = now;
-		rc = sched_step_row(e, s);
-		if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL)
-			k->active_since = sqlite3_column_int64(s, 0);
-		sqlite3_reset(s);
-		if (rc < 0) {
+		if (step_int(e, s, &k->active_since) < 0) {
 			*err = xasprintf("reading campaign %s: %s", k->cp->name, sqlite3_errmsg(e->db));
 			sched_free(e);
 			return -EIO;
@@ -793,9 +801,7 @@ batch_id(struct sched *e, struct camp *k, const char *occ, int64_t now)
 	s = sched_stmt(e, S_BATCH_GET);
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, occ, -1, SQLITE_STATIC);
-	if (sched_step_row(e, s) == 1)
-		id = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	step_int(e, s, &id);
 	return id;
 }
 
@@ -907,13 +913,10 @@ static int
 ecursor_load(struct sched *e, struct camp *k)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_ECURSOR_GET);
-	int rc;
 
 	sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
-	rc = sched_step_row(e, s);
-	k->event_rowid = rc == 1 ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	if (rc < 0)
+	k->event_rowid = 0;
+	if (step_int(e, s, &k->event_rowid) < 0)
 		return -EIO; /* not loaded: read again at its next use */
 	k->loaded = 1;
 	return 0;
@@ -1044,11 +1047,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 				s = sched_stmt(e, S_EVENT_COUNT);
 				sqlite3_bind_int64(s, 1, v->cid);
 				sqlite3_bind_text(s, 2, cp->name, -1, SQLITE_STATIC);
-				rc = sched_step_row(e, s);
-				if (rc == 1)
-					count = sqlite3_column_int64(s, 0);
-				sqlite3_reset(s);
-				if (rc < 0)
+				if (step_int(e, s, &count) < 0)
 					goto fail;
 			}
 			due = sched_next_allowed(e, cp, v->tz, v->at + cp->delay);
@@ -1174,16 +1173,8 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 	e->events_left = 0;
 	if (functions_bind(e) < 0)
 		return -1;
-	{
-		sqlite3_stmt *s = sched_stmt(e, S_MAX_ROWID);
-		int rc = sched_step_row(e, s);
-
-		if (rc == 1)
-			max_rowid = sqlite3_column_int64(s, 0);
-		sqlite3_reset(s);
-		if (rc < 0)
-			return -1;
-	}
+	if (step_int(e, sched_stmt(e, S_MAX_ROWID), &max_rowid) < 0)
+		return -1;
 	for (i = 0; i < e->n_camps; i++) {
 		struct camp *k = &e->camps[i];
 		char why[512];
@@ -1224,16 +1215,11 @@ long
 sched_contacts(struct sched *e, int64_t cid, int64_t now)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_CONTACTS);
-	long n = 0;
-	int rc;
+	int64_t n = 0;
 
 	sqlite3_bind_int64(s, 1, cid);
 	sqlite3_bind_int64(s, 2, now - e->conf->policy.contact_per);
-	rc = sched_step_row(e, s);
-	if (rc == 1)
-		n = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return rc < 0 ? rc : n;
+	return step_int(e, s, &n) < 0 ? -EIO : (long)n;
 }
 
 /*
@@ -1753,13 +1739,9 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	sqlite3_stmt *s = sched_stmt(e, S_MIN_DUE);
 	int64_t next = -1, m;
 	size_t i;
-	int rc = sched_step_row(e, s);
 
-	if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL)
-		next = sqlite3_column_int64(s, 0);
-	else if (rc < 0)
+	if (step_int(e, s, &next) < 0)
 		next = now + 1; /* unknown: look again in a second */
-	sqlite3_reset(s);
 	if (next >= 0 && next <= now)
 		next = now + 1; /* overdue rows: the next pass decides them */
 	m = sched_next_materialization(e, now);

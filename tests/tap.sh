@@ -1,5 +1,6 @@
 # tap.sh: TAP points for the shell tests, sourced: ok DESC; not_ok DESC [DETAIL] (the detail, at
-# most 40 lines, shown as comments).  $n counts the points so far, $failed the failed ones.
+# most 40 lines, shown as comments); is DESC GOT WANT (ok when GOT is WANT).  $n counts the
+# points so far, $failed the failed ones.
 n=0
 failed=0
 ok() {
@@ -14,4 +15,8 @@ not_ok() {
 		printf '%s\n' "$2" | head -40 | sed 's/^/#   /'
 	fi
 	return 0
+}
+is() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:  $2
+want: $3"; fi
 }

@@ -91,6 +91,12 @@ has_delivery() { [ -n "$(delivery "$1" "$2")" ]; }
 # state_of ID: "STATE STEP" of a delivery.
 state_of() { q "SELECT state || ' ' || step FROM deliveries WHERE id = ${1:-0}"; }
 
+# state_reason ID: "STATE STEP|REASON" of a delivery, with the reason of its latest transition.
+state_reason() {
+	echo "$(state_of "$1")|$(q "SELECT reason FROM transitions WHERE delivery = ${1:-0}
+		ORDER BY id DESC LIMIT 1")"
+}
+
 # start_daemon: start it on $tmp/campaignd.yaml, logging to $dlog; wait until it serves: its
 # admin socket is set up (logged after the start's own work: the campaigns restored, etc.).
 start_daemon() {

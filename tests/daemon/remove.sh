@@ -66,19 +66,11 @@ else
 		"$(grep 'event=reload' "$dlog")"
 fi
 # 4
-got="$(state_of "$CA")|$(q "SELECT reason FROM transitions WHERE delivery = $CA ORDER BY id DESC LIMIT 1")"
-if [ "$got" = "skipped 1|campaign removed (on_remove: cancel)" ]; then
-	ok "removed with on_remove: cancel: its scheduled delivery is skipped at the reload"
-else
-	not_ok "removed with on_remove: cancel: its scheduled delivery is skipped at the reload" "$got"
-fi
+is "removed with on_remove: cancel: its scheduled delivery is skipped at the reload" \
+	"$(state_reason "$CA")" "skipped 1|campaign removed (on_remove: cancel)"
 # 5
-got="$(state_of "$PC")|$(q "SELECT reason FROM transitions WHERE delivery = $PC ORDER BY id DESC LIMIT 1")"
-if [ "$got" = "skipped 1|campaign disabled (on_remove: cancel)" ]; then
-	ok "disabled with on_remove: cancel: its scheduled delivery is skipped at the reload"
-else
-	not_ok "disabled with on_remove: cancel: its scheduled delivery is skipped at the reload" "$got"
-fi
+is "disabled with on_remove: cancel: its scheduled delivery is skipped at the reload" \
+	"$(state_reason "$PC")" "skipped 1|campaign disabled (on_remove: cancel)"
 # 6
 out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
 if printf '%s\n' "$out" | grep -q '^  drain-me .*(removed, draining)$' &&

@@ -83,12 +83,8 @@ else
 		"$(grep 'event=restore' "$dlog")"
 fi
 # 4
-got="$(state_of "$GC")|$(q "SELECT reason FROM transitions WHERE delivery = $GC ORDER BY id DESC LIMIT 1")"
-if [ "$got" = "skipped 1|campaign removed while campaignd was stopped (on_remove: cancel)" ]; then
-	ok "removed while stopped, on_remove: cancel: skipped at the start, with the reason"
-else
-	not_ok "removed while stopped, on_remove: cancel: skipped at the start, with the reason" "$got"
-fi
+is "removed while stopped, on_remove: cancel: skipped at the start, with the reason" \
+	"$(state_reason "$GC")" "skipped 1|campaign removed while campaignd was stopped (on_remove: cancel)"
 # 5
 out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
 if printf '%s\n' "$out" | grep -q '^  drain-me .*(removed, draining)$' &&
@@ -110,12 +106,8 @@ in_force() {
 	q "SELECT group_concat(x, ' ') FROM (SELECT campaign || ':' || draining AS x
 	   FROM campaigns_in_force ORDER BY campaign)"
 }
-got=$(in_force)
-if [ "$got" = "drain-me:1 gone-channel:0 gone-drain:1" ]; then
-	ok "in force: two draining, and the one not restored kept for a later start"
-else
-	not_ok "in force: two draining, and the one not restored kept for a later start" "$got"
-fi
+is "in force: two draining, and the one not restored kept for a later start" "$(in_force)" \
+	"drain-me:1 gone-channel:0 gone-drain:1"
 
 # Drained: the next start forgets them; the one whose channel is gone is still kept.
 stop_daemon 10
