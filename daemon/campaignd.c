@@ -34,7 +34,8 @@
 #define BACKLOG_CHUNK 64
 #define BACKLOG_S 1
 #define EVENT_SLICE 1024 /* new events made into deliveries per tick, sends in between */
-#define CHECKPOINT_PAGES 1000 /* WAL pages (SQLite's own default) that start a checkpoint */
+#define CHECKPOINT_PAGES 1000 /* new WAL pages (SQLite's own default) that start a checkpoint */
+#define WAL_CAP_PAGES 16384 /* 64 MiB: the loop starts the WAL over even under load (checkpoint) */
 #define WARM_LEAD_MS 200 /* what comes due is read into the page cache this much before */
 #define WARM_ROWS 1024 /* at most this many deliveries of it */
 #define MALLOC_KEEP (16 << 20) /* heap kept, not returned to the OS, and the mmap threshold */
@@ -265,9 +266,43 @@ checkpoint_work(uv_work_t *w)
 	char *err = NULL;
 
 	/* Only the database path is shared; the store's connection stays on the loop's thread. */
-	if (store_checkpoint(d->db_path, &err) < 0) {
+	d->checkpoint_ok = store_checkpoint(d->db_path, &err) == 0;
+	if (!d->checkpoint_ok) {
 		log_warnx("event=checkpoint error=\"%s\"", err);
 		free(err);
+	}
+}
+
+static void checkpoint_done(uv_work_t *w, int status);
+
+/*
+ * checkpoint: between two transactions.  Commits do not checkpoint (two fsyncs on the loop each
+ * time): a worker copies each CHECKPOINT_PAGES new pages of the WAL into the database.  The WAL
+ * starts over only at a write that finds all of it copied, which the worker, with the loop
+ * committing meanwhile, never leaves (store.h): the loop copies the rest itself, with an
+ * fsync, when it has nothing in flight, or when the WAL has grown to WAL_CAP_PAGES under
+ * a load without a pause.
+ */
+static void
+checkpoint(struct daemon *d)
+{
+	int pages = store_wal_pages(d->st);
+
+	if (d->txn || d->reading || d->stopping)
+		return;
+	if (pages < d->checkpoint_base)
+		d->checkpoint_base = 0; /* started over */
+	if (d->checkpoint_rest && (pages >= WAL_CAP_PAGES || (d->inflight == 0 && !d->more))) {
+		d->checkpoint_rest = 0;
+		if (store_checkpoint_rest(d->st) < 0)
+			log_warnx("event=checkpoint error=\"%s\"", store_errmsg(d->st));
+	}
+	if (!d->checkpointing && pages - d->checkpoint_base >= CHECKPOINT_PAGES) {
+		d->checkpoint.data = d;
+		if (uv_queue_work(d->loop, &d->checkpoint, checkpoint_work, checkpoint_done) == 0) {
+			d->checkpointing = 1;
+			d->checkpoint_base = pages;
+		}
 	}
 }
 
@@ -276,9 +311,9 @@ checkpoint_done(uv_work_t *w, int status)
 {
 	struct daemon *d = w->data;
 
-	(void)status;
 	d->checkpointing = 0;
-	store_wal_reset(d->st); /* the next commit tells the WAL's size again */
+	d->checkpoint_rest = status == 0 && d->checkpoint_ok; /* else the next one, whole */
+	checkpoint(d);
 }
 
 int
@@ -327,12 +362,8 @@ daemon_flush(struct daemon *d)
 	ms = (uv_hrtime() - t0) / 1000000;
 	if (ms >= SLOW_COMMIT_MS)
 		log_warnx("event=slow-commit ms=%llu", (unsigned long long)ms);
-	/* Commits do not checkpoint (an fsync of the database each time): a worker does. */
-	if (!d->checkpointing && !d->stopping && store_wal_pages(d->st) >= CHECKPOINT_PAGES) {
-		d->checkpoint.data = d;
-		if (uv_queue_work(d->loop, &d->checkpoint, checkpoint_work, checkpoint_done) == 0)
-			d->checkpointing = 1;
-	}
+	if (rc == 0)
+		checkpoint(d);
 	return rc;
 }
 

@@ -117,6 +117,9 @@ struct daemon {
 	uv_idle_t busy; /* active while more can be done at once: the loop does not wait */
 	uv_work_t checkpoint; /* the WAL copied into the database on a worker thread */
 	int checkpointing; /* while it runs */
+	int checkpoint_rest; /* it ended: the loop may copy what it left (checkpoint()) */
+	int checkpoint_base; /* the WAL's pages when it started */
+	int checkpoint_ok; /* set by the worker: it did not fail */
 	char *db_path; /* owned; what the checkpoint opens (the conf that named it may go) */
 	struct status_read *status_read; /* admin.c's: the status read running, or NULL */
 	struct status_read *status_next; /* admin.c's: the one that waits for it, or NULL */

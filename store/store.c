@@ -19,6 +19,9 @@
  */
 #include "store/schema_sql.h"
 
+#define CHECKPOINT_PASSES 6 /* a checkpoint's passes at most (store_checkpoint) */
+#define CHECKPOINT_REST_PAGES 64 /* committed during its last pass: few enough to stop */
+
 /*
  * Migrations: migrations[i] takes a database from user_version i to i + 1.  Version 1 is the
  * whole schema.sql.  A later change appends its ALTER/CREATE script here and bumps
@@ -425,31 +428,43 @@ store_wal_pages(const struct store *s)
 	return s->wal_pages;
 }
 
-void
-store_wal_reset(struct store *s)
-{
-	s->wal_pages = 0;
-}
-
 int
 store_checkpoint(const char *path, char **err)
 {
 	sqlite3 *db = NULL;
-	int rc = SQLITE_OK;
+	int rc = SQLITE_OK, log = 0, prev, pass;
 
 	*err = NULL;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-		SQLITE_OK ||
-	    ((rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL)) !=
-		    SQLITE_OK &&
-		rc != SQLITE_BUSY)) { /* BUSY: another checkpoint runs; the next one catches up */
-		*err = xasprintf("checkpoint of %s: %s", path,
-		    db ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
-		return -EIO;
+	    SQLITE_OK)
+		goto fail;
+	/* Again while the writer's commits during the last pass were many: what is left for
+	 * store_checkpoint_rest, on the writer's thread, is then a few pages. */
+	for (pass = 0; pass < CHECKPOINT_PASSES; pass++) {
+		prev = log;
+		rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
+		if (rc == SQLITE_BUSY) /* another checkpoint runs; the next one catches up */
+			break;
+		if (rc != SQLITE_OK)
+			goto fail;
+		if (pass > 0 && log - prev <= CHECKPOINT_REST_PAGES)
+			break;
 	}
 	sqlite3_close(db);
 	return 0;
+fail:
+	*err = xasprintf("checkpoint of %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+	sqlite3_close(db);
+	return -EIO;
+}
+
+int
+store_checkpoint_rest(struct store *s)
+{
+	/* BUSY: a checkpoint of campaignctl's (or a reader's snapshot) holds it: next time. */
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : db_err(s, "checkpoint");
 }
 
 /* ---- transactions ---- */

@@ -38,13 +38,20 @@ int store_open(const char *path, int flags, struct store **out, char **err);
  * the WAL when its own commits grow it (SQLite's default); store_wal_pages then tells how many
  * pages the WAL held after the last commit, and store_checkpoint copies them into the database
  * on a connection of its own (PASSIVE: it never waits for a reader or the writer), so that a
- * caller can run it on another thread.  store_checkpoint returns 0, or -EIO with *err.
+ * caller can run it on another thread; again while the writer committed many pages during its
+ * last pass.  store_checkpoint returns 0, or -EIO with *err.
+ *
+ * While that checkpoint runs the writer goes on committing, so it never copies the whole WAL,
+ * and SQLite starts the WAL over only at a write that finds all of it copied: without more,
+ * the WAL grows for as long as the writer keeps writing.  store_checkpoint_rest, on the
+ * writer's own connection between its transactions, copies what the last checkpoint left
+ * (the commits made while it ran, a few pages) so that the next transaction starts the WAL
+ * over.  0, or -EIO with the store's error set.
  */
 void store_defer_checkpoints(struct store *s);
 int store_wal_pages(const struct store *s);
-/* store_wal_reset: forget the count after a checkpoint (the next commit reports it again). */
-void store_wal_reset(struct store *s);
 int store_checkpoint(const char *path, char **err);
+int store_checkpoint_rest(struct store *s);
 
 /* store_close: finalize every statement and close; accepts NULL. */
 void store_close(struct store *s);
