@@ -412,9 +412,14 @@ audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char
 		aq_add(q, ")");
 		return;
 	case CONF_PRED_FIELD:
+		/* An empty field makes the comparison NULL, and NOT (NULL) is NULL too: `none:`
+		 * would drop the customer whose field is empty although no predicate holds.  So
+		 * each predicate is true or false, never NULL. */
 		s.field = pr->field;
 		s.is_date = strcmp(pr->field, "customer_since") == 0;
+		aq_add(q, "COALESCE(");
 		emit_ops(q, &s, &pr->ops, now, deftz);
+		aq_add(q, ", 0)");
 		return;
 	case CONF_PRED_CONSENT:
 		aq_add(q, "(");

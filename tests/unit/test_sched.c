@@ -614,6 +614,34 @@ test_audience_sample_limit(void **state)
 }
 
 /*
+ * `none:` holds for a customer whose field is empty: no predicate holds for them (SQL's
+ * NOT (NULL) is NULL, which dropped them); `all:` and `any:` still leave them out.
+ */
+static void
+test_none_with_empty_field(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "n", "campaign: n\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			 "audience:\n  none:\n    - segment: { in: [staff, test] }\n"
+			 "    - country: { eq: SE }\n" SURVEY ONE_SMS);
+	campaign(f, "a", "campaign: a\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			 "audience:\n  any:\n    - segment: { in: [staff, test] }\n"
+			 "    - segment: { eq: vip }\n" SURVEY ONE_SMS);
+	customer(f, "withseg", "Europe/Oslo", "s", "private");
+	customer(f, "noseg", "Europe/Oslo", "s", NULL);
+	customer(f, "staff", "Europe/Oslo", "s", "staff");
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_non_null(find(f, 1, "withseg", "n", 1));
+	assert_non_null(find(f, 1, "noseg", "n", 1));
+	assert_null(find(f, 1, "staff", "n", 1));
+	assert_int_equal(count(f, 1, "n"), 2);
+	assert_non_null(find(f, 1, "staff", "a", 1));
+	assert_int_equal(count(f, 1, "a"), 1);
+}
+
+/*
  * A transactional campaign's sample asks a stable share of the qualifying events, chosen by
  * the same hash as the occurrences' (sched_hash of customer, campaign, "event:<id>"); the
  * others are skipped with the reason.
@@ -969,6 +997,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_longest_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spread_inside_allowed_hours, setup, teardown),
