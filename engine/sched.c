@@ -1293,7 +1293,7 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 
 /*
  * decide: one due delivery.  Order of checks: campaign still loaded (or draining), not
- * disabled with on_remove: cancel, opt-out, expiry, a reachable step (unreachable steps are
+ * disabled with on_remove: cancel, opt-out, expiry, the allowed hours, a reachable step (unreachable steps are
  * skipped at once to the next), contact limit (first send only), the channel's room (the
  * gate), then the send itself.
  */
@@ -1304,6 +1304,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	const struct conf_step *st;
 	char why[400], buf[200], key[64], token[STORE_TOKEN_SIZE], t1[21], dur[32];
 	int step = d->step, stop = 0, u, blocked;
+	int64_t held;
 
 	if (cp == NULL)
 		return skip(e, d, now, step, NULL, "campaign is no longer loaded", sink, arg);
@@ -1320,6 +1321,21 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		fmt_duration(cp->expire_after, dur);
 		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %s)", t1, dur);
 		return skip(e, d, now, step, cp->steps[step - 1].channel->name, why, sink, arg);
+	}
+	/*
+	 * A delivery decided late (the daemon was down, an event imported the next day, a full
+	 * channel) or whose quiet hours changed since it was scheduled waits for the recipient's
+	 * next allowed instant: its due time moved there, with the reason.
+	 */
+	held = sched_next_allowed(e, cp, d->tz, now);
+	if (held > now) {
+		fmt_time(held, t1);
+		snprintf(why, sizeof(why), "outside the allowed hours: held until %s", t1);
+		if (set_state(e, d->id, "scheduled", step, held, 0, now) < 0 ||
+		    transition(e, d->id, now, "scheduled", "scheduled", step,
+			cp->steps[step - 1].channel->name, NULL, why) < 0)
+			return -1;
+		return 0;
 	}
 	/* Walk past unreachable steps, recording each. */
 	for (;;) {

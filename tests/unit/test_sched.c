@@ -271,6 +271,42 @@ test_transactional_delay_quiet_and_once_per_event(void **state)
 static long in_state(struct fx *f, const char *campaign, const char *state);
 
 /*
+ * A delivery decided after its due time (the daemon was down overnight) is not sent at 03:00
+ * local: it waits for the recipient's next allowed instant, with the reason recorded.
+ */
+static void
+test_overdue_waits_for_allowed_hours(void **state)
+{
+	struct fx *f = *state;
+	sqlite3_stmt *s;
+	int ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed, delay: 2h }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	/* 16:00 Oslo + 2h: due 18:00 local (17:00Z), allowed. */
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "purchase.completed",
+			     T("2027-01-04T15:00:00Z"), NULL, T("2027-01-04T15:00:00Z"), &ins),
+	    0);
+	assert_int_equal(sched_materialize(f->e, T("2027-01-04T15:00:00Z"), sink, f), 1);
+	/* Nothing decides it until 03:00 local the next night. */
+	run(f, T("2027-01-05T02:00:00Z"), T("2027-01-06T00:00:00Z"));
+	assert_int_equal(count(f, 1, "tx"), 1);
+	assert_int_equal(f->acts[0].at, T("2027-01-05T07:00:00Z"));
+	assert_int_equal(f->acts[0].due, T("2027-01-05T07:00:00Z"));
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
+			     "SELECT at, reason FROM transitions WHERE from_state = 'scheduled' AND "
+			     "to_state = 'scheduled'", -1, &s, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(s, 0), T("2027-01-05T02:00:00Z"));
+	assert_string_equal((const char *)sqlite3_column_text(s, 1),
+	    "outside the allowed hours: held until 2027-01-05T07:00:00Z");
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+}
+
+/*
  * A campaign whose deliveries cannot be made is undone alone and reported (SCHED_ERROR), and
  * tried again a second later (sched_next_wakeup says when), then twice as long after each
  * further failure in a row, up to 64 intervals, while the other campaigns' are
@@ -998,6 +1034,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spread_inside_allowed_hours, setup, teardown),
