@@ -744,7 +744,12 @@ sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 		snprintf(buf, sizeof(buf), "%sT00:00:00", sc->starts);
 		tz_parse_local(buf, &start);
 	} else {
-		tz_to_local(tz_get("UTC"), now - EARLIEST_ZONE, &start);
+		/* The day it was first loaded, in its zone (the default zone for recipients'):
+		 * the same at every load, so that a rule's phase (INTERVAL, a monthly day taken
+		 * from the start) does not move with each reload or restart. */
+		const char *zone = sc->timezone ? sc->timezone : e->conf->policy.default_timezone;
+
+		tz_to_local(sched_zone(e, zone), k->active_since, &start);
 	}
 	start.hour = sc->at_min / 60;
 	start.minute = sc->at_min % 60;

@@ -222,6 +222,46 @@ test_recurring_in_each_recipients_zone(void **state)
 	assert_non_null(strstr(find(f, 0, "oslo", "monthly", 1)->reason, "contact limit"));
 }
 
+/*
+ * Without starts:, a rule starts on the day the campaign was first loaded, and stays so across
+ * restarts: the man page's FREQ=MONTHLY;INTERVAL=2;BYDAY=2WE first loaded on 2027-01-20 asks
+ * on March 10, May 12 and July 14, also when the daemon restarts in April (it used to start
+ * the rule again from the restart's day: June 9, August 11, May lost); FREQ=MONTHLY alone
+ * keeps the 20th, the first day included.
+ */
+static void
+test_rule_starts_at_first_load(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL;
+	int64_t at[3];
+	size_t i, n = 0;
+
+	campaign(f, "bi", "campaign: bi\ntype: recurring\nschedule: { rrule: "
+			  "\"FREQ=MONTHLY;INTERVAL=2;BYDAY=2WE\", at: \"10:00\", timezone: Europe/Oslo }\n"
+			  "audience: { all: [ segment: { eq: a } ] }\n" SURVEY ONE_SMS);
+	campaign(f, "mo", "campaign: mo\ntype: recurring\nschedule: { rrule: \"FREQ=MONTHLY\", "
+			  "at: \"10:00\", timezone: Europe/Oslo }\n"
+			  "audience: { all: [ segment: { eq: b } ] }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", "a");
+	customer(f, "c2", "Europe/Oslo", "s", "b");
+	start(f, T("2027-01-20T06:00:00Z"));
+	run(f, T("2027-01-20T06:00:00Z"), T("2027-04-15T00:00:00Z"));
+	sched_free(f->e);
+	f->e = NULL;
+	assert_int_equal(sched_new(f->st, f->c, T("2027-04-15T00:00:00Z"), &f->e, &err), 0);
+	run(f, T("2027-04-15T00:00:00Z"), T("2027-07-31T00:00:00Z"));
+	assert_int_equal(count(f, 1, "bi"), 3);
+	for (i = 0; i < f->n; i++)
+		if (f->acts[i].send && strcmp(f->acts[i].campaign, "bi") == 0)
+			at[n++] = f->acts[i].at;
+	assert_int_equal(at[0], T("2027-03-10T09:00:00Z"));
+	assert_int_equal(at[1], T("2027-05-12T08:00:00Z"));
+	assert_int_equal(at[2], T("2027-07-14T08:00:00Z"));
+	assert_non_null(find(f, 1, "c2", "mo", 1));
+	assert_int_equal(find(f, 1, "c2", "mo", 1)->at, T("2027-01-20T09:00:00Z"));
+}
+
 static void
 test_fixed_zone_and_one_off(void **state)
 {
@@ -1034,6 +1074,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_expire_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rule_starts_at_first_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
