@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -388,13 +390,42 @@ connection_cb(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&cl->pipe, client_closed);
 }
 
+/* answers: whether a server accepts connections at the unix socket `path`. */
+static int
+answers(const char *path)
+{
+	struct sockaddr_un a;
+	int fd, ok;
+
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
 int
 admin_listen(struct daemon *d, uv_pipe_t *server)
 {
-	char *path = admin_socket_path(d->cur->conf->database);
+	char *path = admin_socket_path(d->cur->conf->database, 0);
+	size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
 	mode_t old;
 	int rc;
 
+	if (strlen(path) > max) {
+		/* libuv would bind a name cut short, which campaignctl never finds. */
+		log_warnx("event=admin-socket path=%s error=\"longer than %zu bytes\": reload and "
+			  "status only by signal",
+		    path, max);
+		free(path);
+		return -ENAMETOOLONG;
+	}
+	if (answers(path))
+		fatalx("event=start error=\"another campaignd answers on %s\"", path);
 	uv_pipe_init(d->loop, server, 0);
 	server->data = d;
 	unlink(path); /* a stale socket from a crash */

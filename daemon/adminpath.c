@@ -8,15 +8,17 @@
 #include "util.h"
 
 char *
-admin_socket_path(const char *database)
+admin_socket_path(const char *database, int client)
 {
 	const char *rt = getenv("RUNTIME_DIRECTORY");
 	char *copy, *path;
 
 	if (getenv("CAMPAIGND_SOCKET") != NULL && getenv("CAMPAIGND_SOCKET")[0] != '\0')
 		return xstrdup(getenv("CAMPAIGND_SOCKET"));
-	if ((rt == NULL || rt[0] == '\0') && access("/run/campaignd/campaignd.sock", F_OK) == 0)
-		rt = "/run/campaignd"; /* campaignctl beside a daemon under systemd */
+	/* campaignctl beside a daemon under systemd; never a daemon (a --demo would take it). */
+	if (client && (rt == NULL || rt[0] == '\0') &&
+	    access("/run/campaignd/campaignd.sock", F_OK) == 0)
+		rt = "/run/campaignd";
 	if (rt != NULL && rt[0] != '\0') {
 		/* systemd may list several directories: the first is ours. */
 		size_t n = strcspn(rt, ":");

@@ -4,9 +4,9 @@
 
 /*
  * admin_socket_path: $CAMPAIGND_SOCKET, else $RUNTIME_DIRECTORY/campaignd.sock (systemd's
- * RuntimeDirectory=; campaignctl also looks at /run/campaignd), else campaignd.sock beside the
- * database.  Malloc'd.
+ * RuntimeDirectory=; a client, campaignctl, also looks at /run/campaignd), else
+ * campaignd.sock beside the database.  Malloc'd.
  */
-char *admin_socket_path(const char *database);
+char *admin_socket_path(const char *database, int client);
 
 #endif

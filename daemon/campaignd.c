@@ -1,5 +1,6 @@
 /* campaignd.c: the daemon: libuv loop, one wake timer, reloads, clean stops, crash recovery. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <math.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -832,6 +834,17 @@ daemon_reload(struct daemon *d, char **summary)
 	daemon_flush(d);
 	diag_init(&dl);
 	c = conf_load(d->config_path, &dl);
+	if (c != NULL && strcmp(c->database, d->db_path) != 0) {
+		/* The store, its lock and the admin socket stay where they are until a restart:
+		 * applying the rest would split the daemon from campaignctl's new database. */
+		diag_add(&dl, DIAG_ERROR, c->database_pos.file, c->database_pos.line,
+		    c->database_pos.col, "restart-only",
+		    "restart campaignd to move to another database",
+		    "database: %s is not the database the daemon runs on (%s)", c->database,
+		    d->db_path);
+		conf_free(c);
+		c = NULL;
+	}
 	if (c == NULL) {
 		text = diags_text(&dl);
 		for (i = 0; i < dl.n; i++)
@@ -940,6 +953,27 @@ hup_cb(uv_signal_t *s, int signum)
 }
 
 /* ---- start ---- */
+
+/*
+ * lock_database: one daemon per database.  Two would split the sends between them and each
+ * would resend the other's in-flight sends as interrupted.  An exclusive flock on
+ * DATABASE.lock, held until the process ends (a crash included: the kernel drops it); exits
+ * when another process holds it.
+ */
+static void
+lock_database(const char *database)
+{
+	char *path = xasprintf("%s.lock", database);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			fatalx("event=start error=\"%s is in use by another campaignd (it holds %s)\"",
+			    database, path);
+		fatalx("event=start error=\"%s: %s\"", path, strerror(errno));
+	}
+	free(path); /* fd stays open: the lock lasts as long as the process */
+}
 
 /*
  * resend_orphans: deliveries in 'sending' with no job here go out again with the same key:
@@ -1102,6 +1136,7 @@ main(int argc, char **argv)
 	}
 	log_set_level(c->log_level);
 	size_pool(c);
+	lock_database(c->database);
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
 	store_defer_checkpoints(d.st);

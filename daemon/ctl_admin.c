@@ -38,7 +38,7 @@ ask(const char *config, const char *request)
 		return NULL;
 	}
 	diag_free(&d);
-	path = admin_socket_path(c->database);
+	path = admin_socket_path(c->database, 1);
 	conf_free(c);
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;

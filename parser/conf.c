@@ -465,6 +465,7 @@ parse_settings(struct pctx *p, const struct ynode *root, const char *base_dir)
 	if (v != NULL && pctx_int(p, v, "version", 1, 1, &l) == 0)
 		c->version = (int)l;
 	v = ytree_get(root, "database");
+	c->database_pos = pctx_pos(p, v != NULL ? v : root);
 	if (v != NULL && pctx_str(p, v, "database", &s) == 0) {
 		free(c->database);
 		c->database = resolve(base_dir, s);

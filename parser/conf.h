@@ -256,6 +256,7 @@ struct conf {
 	char sha256[65];
 	int version;
 	char *database, *campaigns_dir, *listen, *public_url, *admin_token_file;
+	struct conf_pos database_pos; /* where database: is (or the file's start): reloads */
 	enum conf_log_level log_level;
 	int64_t shutdown_timeout;
 	struct conf_policy policy;

@@ -1,0 +1,96 @@
+#!/bin/sh
+# single.sh: one daemon per database and per admin socket, and what a reload cannot change:
+#   - a second campaignd on the same configuration exits 1 at once ("in use by another
+#     campaignd"); the first still answers campaignctl;
+#   - a second campaignd on another database whose admin socket is the first one's (a
+#     `--demo` or a debugging run beside a service) exits 1 and leaves the socket alone;
+#   - a reload whose campaignd.yaml names another database is refused with the line and
+#     column of `database:`; the daemon goes on with its database;
+#   - an admin socket path longer than a unix socket takes is refused with a log line, not
+#     bound cut short;
+#   - SIGTERM: exit 0, clean log.
+#
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup single
+unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
+
+echo "1..5"
+
+mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
+settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
+settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/b/campaignd.yaml"
+start_daemon_or_bail
+
+# status_pid: the pid that campaignctl status reports for the first configuration.
+status_pid() {
+	"$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 |
+		"$py" -c 'import json, sys; print(json.load(sys.stdin)["pid"])' 2>&1
+}
+
+# second LOG [ENV...]: run another campaignd (5 s at most) with ENV on $CONF; sets rc.
+second() {
+	local log=$1
+	shift
+	rc=0
+	env "$@" timeout 5 "$d_bin" -c "$conf" --foreground >"$log" 2>&1 || rc=$?
+}
+
+conf=$tmp/campaignd.yaml
+second "$tmp/second.log"
+if [ "$rc" = 1 ] && grep -q 'state.db is in use by another campaignd' "$tmp/second.log" &&
+	[ "$(status_pid)" = "$daemon_pid" ]; then
+	ok "a second campaignd on the same database exits 1; the first still answers"
+else
+	not_ok "a second campaignd on the same database exits 1; the first still answers" \
+		"exit $rc; $(cat "$tmp/second.log"); status pid $(status_pid), daemon $daemon_pid"
+fi
+
+conf=$tmp/b/campaignd.yaml
+second "$tmp/third.log" CAMPAIGND_SOCKET="$tmp/campaignd.sock"
+if [ "$rc" = 1 ] && grep -q "another campaignd answers on $tmp/campaignd.sock" "$tmp/third.log" &&
+	[ "$(status_pid)" = "$daemon_pid" ]; then
+	ok "a campaignd on another database exits 1 rather than take the running one's socket"
+else
+	not_ok "a campaignd on another database exits 1 rather than take the running one's socket" \
+		"exit $rc; $(cat "$tmp/third.log"); status pid $(status_pid), daemon $daemon_pid"
+fi
+
+sed 's/^database: state.db$/database: other.db/' "$tmp/campaignd.yaml" >"$tmp/moved.yaml"
+cp "$tmp/campaignd.yaml" "$tmp/kept.yaml"
+cp "$tmp/moved.yaml" "$tmp/campaignd.yaml"
+rc=0
+out=$("$ctl" -c "$tmp/kept.yaml" reload 2>&1) || rc=$?
+cp "$tmp/kept.yaml" "$tmp/campaignd.yaml"
+case "$rc:$out" in
+[1-9]*"campaignd.yaml:2:11: error: database: $tmp/other.db is not the database the daemon runs on ($tmp/state.db)"*)
+	if [ ! -e "$tmp/other.db" ] && [ "$(status_pid)" = "$daemon_pid" ]; then
+		ok "a reload naming another database is refused at database:'s line and column"
+	else
+		not_ok "a reload naming another database is refused at database:'s line and column" \
+			"$(ls "$tmp")"
+	fi
+	;;
+*) not_ok "a reload naming another database is refused at database:'s line and column" \
+	"exit $rc: $out" ;;
+esac
+
+long=$tmp/$(printf 'x%.0s' $(seq 1 120)).sock
+second "$tmp/long.log" CAMPAIGND_SOCKET="$long"
+# It runs on without its socket until timeout stops it; nothing is bound under a cut name.
+if grep -q "event=admin-socket path=$long error=\"longer than 107 bytes\"" "$tmp/long.log" &&
+	[ -z "$(find "$tmp" -maxdepth 1 -name 'xxxx*')" ]; then
+	ok "a socket path too long for a unix socket is refused and logged, not bound cut short"
+else
+	not_ok "a socket path too long for a unix socket is refused and logged, not bound cut short" \
+		"$(cat "$tmp/long.log"); $(ls "$tmp")"
+fi
+
+stop_daemon
+check_stopped
+tap_end
