@@ -420,6 +420,12 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 		cc = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/* A transfer that ends (timeout, shutdown) while its name lookup hangs does not wait for
+	 * the resolver's thread: it would hold up the HTTP thread, every webhook's, and the stop. */
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
 	if (cc == CURLE_OK)
