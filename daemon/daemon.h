@@ -54,6 +54,7 @@ struct job {
 				* ahead (LEAD_MS), it waits for that */
 	int step;
 	int attempt; /* transient failures so far */
+	int waits; /* times its channel could not be opened (not attempts: channel_wait) */
 	char channel[72], campaign[72], customer[STORE_ID_MAX + 1], key[32];
 	char token[STORE_TOKEN_SIZE];
 	/* What the message is made of, read on the loop (owned; freed once rendered). */

@@ -19,6 +19,7 @@
  */
 #define HOLD_SLACK 16
 #define ABANDONED "abandoned at shutdown; resent with the same key at the next start"
+#define CHANNEL_WAIT_MAX_S 60 /* a send whose channel cannot be opened: the longest wait */
 
 static void start_queued(struct daemon *d);
 static CURL *begin(void *job, CURL *easy);
@@ -604,6 +605,41 @@ show(struct daemon *d)
 }
 
 /*
+ * channel_wait: the job's channel cannot be opened (its secret_file missing or empty): a file
+ * the operator can restore while the daemon runs, so the send waits for it however long,
+ * without spending its attempts: tried again after 1 s, then twice as long each time, up to
+ * CHANNEL_WAIT_MAX_S.  The first wait is recorded and logged (outcome=wait), the later ones
+ * logged at debug level only.  The channel's hold stays taken, so the engine decides no more
+ * for it meanwhile.
+ */
+static void
+channel_wait(struct daemon *d, struct job *j, char *detail)
+{
+	uint64_t delay = 1000ULL << (j->waits < 16 ? j->waits : 16);
+	char why[512];
+
+	if (d->stopping) {
+		outcome(d, j, CHAN_TRANSIENT, 0, detail);
+		return;
+	}
+	queue_for(d, j->channel)->inflight--;
+	d->inflight--;
+	if (delay > CHANNEL_WAIT_MAX_S * 1000ULL)
+		delay = CHANNEL_WAIT_MAX_S * 1000ULL;
+	snprintf(why, sizeof(why), "%s: the send waits for the channel; tried again in %llus",
+	    detail, (unsigned long long)(delay / 1000));
+	if (j->waits++ == 0) {
+		record(d, j, CHAN_TRANSIENT, why);
+		log_outcome(j, "wait", why);
+	} else {
+		log_debug("event=send delivery=%lld outcome=wait detail=%s", (long long)j->delivery,
+		    why);
+	}
+	free(detail);
+	uv_timer_start(&j->retry, retry_fired, delay, 0);
+}
+
+/*
  * start_job: read what the message needs here, then render and send it off the loop: on the
  * thread pool for a blocking driver, on the HTTP thread for the others.
  */
@@ -624,8 +660,7 @@ start_job(struct daemon *d, struct job *j)
 		return;
 	}
 	if (gen_channel(j->gen, ch, &inst, &detail) < 0) {
-		/* A file the channel needs can be restored while the daemon runs: try again. */
-		outcome(d, j, CHAN_TRANSIENT, 0, detail);
+		channel_wait(d, j, detail);
 		return;
 	}
 	if (j->msg.idem_key == NULL && load(d, j, &detail) < 0) {
