@@ -14,6 +14,8 @@
 #include "log.h"
 #include "util.h"
 
+#define TEXT_MAX (256 * 1024) /* bytes of diagnostics in one reply (json_text) */
+
 #define ADMIN_MAX_REQUEST 256
 
 struct client {
@@ -92,6 +94,46 @@ text_col(sqlite3_stmt *s, int col)
 }
 
 /* status_work: on the thread pool: both reads in one snapshot; r->error when one fails. */
+/*
+ * json_text: a JSON string of text from files and the database, as a reply can carry it: any
+ * byte that is not well-formed UTF-8 (a file name in another encoding) becomes U+FFFD, which
+ * jansson would otherwise refuse (the member then missing), and more than TEXT_MAX bytes are
+ * cut at a line's end with a note of how many lines are left out (the log and the reloads
+ * table keep them all; a reply must stay below what campaignctl reads).
+ */
+static json_t *
+json_text(const char *text)
+{
+	size_t n = text ? strlen(text) : 0, i = 0, len = 0, cut = n, more = 0, k;
+	char *out = xmalloc(3 * n + 80);
+	json_t *j;
+
+	if (n > TEXT_MAX) {
+		for (cut = TEXT_MAX; cut > 0 && text[cut - 1] != '\n'; cut--)
+			;
+		for (k = cut; k < n; k++)
+			more += text[k] == '\n' || k + 1 == n;
+	}
+	while (i < cut) {
+		size_t seq = util_utf8_seq(text + i, cut - i);
+
+		if (seq == 0) {
+			memcpy(out + len, "\xef\xbf\xbd", 3);
+			len += 3;
+			i++;
+		} else {
+			memcpy(out + len, text + i, seq);
+			len += seq;
+			i += seq;
+		}
+	}
+	if (more > 0)
+		len += (size_t)sprintf(out + len, "... %zu more line(s), in the log\n", more);
+	j = json_stringn(out, len);
+	free(out);
+	return j ? j : json_string("");
+}
+
 static void
 status_work(uv_work_t *w)
 {
@@ -198,8 +240,8 @@ status_done(uv_work_t *w, int status)
 
 		store_format_time(r->reload_at, t);
 		json_decref(last);
-		last = json_pack("{s:s,s:b,s:s,s:s}", "at", t, "ok", r->reload_ok, "summary",
-		    r->summary, "diagnostics", r->diagnostics);
+		last = json_pack("{s:s,s:b,s:o,s:o}", "at", t, "ok", r->reload_ok, "summary",
+		    json_text(r->summary), "diagnostics", json_text(r->diagnostics));
 	}
 	json_object_set_new(o, "last_reload", last);
 	json_object_set_new(o, "queue", queue_json(r));
@@ -347,21 +389,15 @@ read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (strcmp(cl->buf, "status") == 0) {
 		status_start(cl);
 	} else if (strcmp(cl->buf, "reload") == 0) {
-		char *summary = NULL;
-		int rc = cl->d->stopping ? -1 : daemon_reload(cl->d, &summary);
-		json_t *o = json_pack("{s:b,s:s}", "ok", rc == 0, "summary",
-		    summary ? summary : "the daemon is stopping");
-		sqlite3_stmt *s;
+		char *summary = NULL, *diagnostics = NULL;
+		int rc = cl->d->stopping ? -1 : daemon_reload(cl->d, &summary, &diagnostics);
+		json_t *o = json_pack("{s:b,s:o}", "ok", rc == 0, "summary",
+		    json_text(summary ? summary : "the daemon is stopping"));
 
-		if (rc != 0 && sqlite3_prepare_v2(store_db(cl->d->st),
-				   "SELECT diagnostics FROM reloads ORDER BY id DESC LIMIT 1", -1, &s,
-				   NULL) == SQLITE_OK) {
-			if (sqlite3_step(s) == SQLITE_ROW)
-				json_object_set_new(o, "diagnostics",
-				    json_string((const char *)sqlite3_column_text(s, 0)));
-			sqlite3_finalize(s);
-		}
+		if (diagnostics != NULL && diagnostics[0] != '\0')
+			json_object_set_new(o, "diagnostics", json_text(diagnostics));
 		free(summary);
+		free(diagnostics);
 		reply(cl, o);
 	} else {
 		reply(cl, json_pack("{s:b,s:s}", "ok", 0, "error", "unknown request (reload, status)"));

@@ -818,10 +818,12 @@ reload_cancel(struct daemon *d, struct gen *g, const char *campaign, int64_t now
  * error keep the old one, log every diagnostic and record the refused attempt; on success swap,
  * cancel the deliveries of removed campaigns whose on_remove is cancel, and log one line.  A
  * store that fails meanwhile (a cancel that cannot be written) undoes it all, and the old
- * generation runs on.  Returns 0 when applied; *summary (malloc'd) says what happened.
+ * generation runs on; that failed attempt is recorded on its own.  Returns 0 when applied;
+ * *summary (malloc'd) says what happened, and *diagnostics (malloc'd, "" when none) lists this
+ * attempt's diagnostics as file:line:col lines, warnings included.
  */
 int
-daemon_reload(struct daemon *d, char **summary)
+daemon_reload(struct daemon *d, char **summary, char **diagnostics)
 {
 	struct diag_list dl;
 	struct conf *c;
@@ -845,16 +847,18 @@ daemon_reload(struct daemon *d, char **summary)
 		conf_free(c);
 		c = NULL;
 	}
+	diag_sort(&dl);
+	for (i = 0; i < dl.n; i++)
+		log_warnx("event=reload-diagnostic %s:%d:%d: %s: %s", dl.v[i].file, dl.v[i].line,
+		    dl.v[i].col, dl.v[i].severity == DIAG_ERROR ? "error" : "warning",
+		    dl.v[i].message);
+	text = diags_text(&dl);
+	*diagnostics = text;
 	if (c == NULL) {
-		text = diags_text(&dl);
-		for (i = 0; i < dl.n; i++)
-			log_warnx("event=reload-diagnostic %s:%d:%d: %s", dl.v[i].file, dl.v[i].line,
-			    dl.v[i].col, dl.v[i].message);
 		*summary = xasprintf("reload refused: %zu error(s); the running configuration is kept",
 		    dl.n_errors);
 		store_record_reload(d->st, now, 0, *summary, text);
 		log_warnx("event=reload ok=0 errors=%zu", dl.n_errors);
-		free(text);
 		diag_free(&dl);
 		notify("READY=1\nSTATUS=reload refused; running the previous configuration");
 		return -1;
@@ -911,7 +915,7 @@ daemon_reload(struct daemon *d, char **summary)
 	*summary = xasprintf("reload ok: %zu campaigns (%zu added, %zu changed, %zu removed, "
 			     "%zu scheduled deliveries cancelled, %zu campaigns draining)",
 	    c->n_campaigns, added, changed, removed, cancelled, g->n_drains);
-	store_record_reload(d->st, now, 1, *summary, "");
+	store_record_reload(d->st, now, 1, *summary, text);
 	if (in_force_save(d, g, now) < 0 || store_commit(d->st) < 0) {
 		fail = xstrdup(store_errmsg(d->st));
 		free(*summary);
@@ -932,6 +936,8 @@ daemon_reload(struct daemon *d, char **summary)
 failed:
 	store_rollback(d->st);
 	*summary = xasprintf("reload failed: %s; the running configuration is kept", fail);
+	/* On its own, after the rollback; when the store cannot take even that, the log has it. */
+	store_record_reload(d->st, now, 0, *summary, text);
 	log_warnx("event=reload ok=0 error=\"%s\"", fail);
 	free(fail);
 	gen_put(g);
@@ -944,12 +950,13 @@ static void
 hup_cb(uv_signal_t *s, int signum)
 {
 	struct daemon *d = s->data;
-	char *summary = NULL;
+	char *summary = NULL, *diagnostics = NULL;
 
 	(void)signum;
 	if (!d->stopping)
-		daemon_reload(d, &summary);
+		daemon_reload(d, &summary, &diagnostics);
 	free(summary);
+	free(diagnostics);
 }
 
 /* ---- start ---- */

@@ -177,7 +177,7 @@ int daemon_flush(struct daemon *d);
 void daemon_undo(struct daemon *d);
 
 /* daemon_reload: SIGHUP and `campaignctl reload` (all or nothing; see campaignd.c). */
-int daemon_reload(struct daemon *d, char **summary);
+int daemon_reload(struct daemon *d, char **summary, char **diagnostics);
 
 /*
  * daemon_after_outcome: a job ended: re-arm at the end of this loop pass (or finish the

@@ -15,7 +15,8 @@
 #     tried again after 1 s, 2 s, 4 s (doubling), and does not hold up a delivery that comes due
 #     meanwhile; once the trigger is gone the event's delivery is made and sent;
 #   - a reload that removes a campaign with on_remove: cancel, whose cancel cannot be written
-#     (a planted trigger), fails whole: exit 1, logged, the campaign stays in force; once the
+#     (a planted trigger), fails whole: exit 1, logged and recorded, the campaign stays in
+#     force, and the reply shows no diagnostic of an earlier refused reload; once the
 #     trigger is gone the same reload cancels its delivery;
 #   - the daemon keeps running and stops cleanly.
 #
@@ -213,6 +214,10 @@ wait_for 5 has_delivery held k1
 H1=$(delivery held k1)
 script "CREATE TRIGGER refuse_cancel BEFORE UPDATE OF state ON deliveries WHEN NEW.state =
    'skipped' BEGIN SELECT RAISE(ABORT, 'refused (planted by lock.sh)'); END"
+# A refused reload first: its diagnostics must not show in the next attempt's reply.
+printf 'campaign: broken\ntype: nonsense\n' >"$tmp/campaigns.d/broken.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >/dev/null 2>&1
+rm -f "$tmp/campaigns.d/broken.yaml"
 mv "$tmp/campaigns.d/held.yaml" "$tmp/held.yaml"
 out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
 rc=$?
@@ -221,7 +226,8 @@ st=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
 case "$rc|$out|$(state_of "$H1")" in
 "1|reload failed: cancelling the scheduled deliveries of campaign held: refused (planted by lock.sh); the running configuration is kept|scheduled 1")
 	if printf '%s\n' "$st" | grep -q '^  held ' &&
-		grep -q 'event=reload ok=0 error="cancelling the scheduled deliveries of campaign held' "$dlog"; then
+		grep -q 'event=reload ok=0 error="cancelling the scheduled deliveries of campaign held' "$dlog" &&
+		[ "$(q "SELECT ok || ' ' || substr(summary, 1, 13) FROM reloads ORDER BY id DESC LIMIT 1")" = "0 reload failed" ]; then
 		ok "a reload whose cancel cannot be written fails whole: logged, the campaign stays in force"
 	else
 		not_ok "a reload whose cancel cannot be written fails whole: logged, the campaign stays in force" \

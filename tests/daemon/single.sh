@@ -8,6 +8,8 @@
 #     column of `database:`; the daemon goes on with its database;
 #   - an admin socket path longer than a unix socket takes is refused with a log line, not
 #     bound cut short;
+#   - a refused reload's reply and status show that attempt's diagnostics: a file name that
+#     is not UTF-8 (shown with U+FFFD), 3,000 diagnostics (cut at 256 KiB with a count);
 #   - SIGTERM: exit 0, clean log.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -20,7 +22,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..5"
+echo "1..7"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -90,6 +92,34 @@ else
 	not_ok "a socket path too long for a unix socket is refused and logged, not bound cut short" \
 		"$(cat "$tmp/long.log"); $(ls "$tmp")"
 fi
+
+# A refused reload's reply and status carry this attempt's diagnostics, whatever the bytes of a
+# file's name, and however many: cut at 256 KiB with a count of the lines left out.
+printf 'campaign: x\ntype: nonsense\n' >"$tmp/campaigns.d/$(printf 'kampanje-\370').yaml"
+rc=0
+out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1) || rc=$?
+st=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 |
+	"$py" -c 'import json, sys; r = json.load(sys.stdin)["last_reload"]; print(r["ok"], r["diagnostics"].count("kampanje-\ufffd.yaml:2:7: error:"))' 2>&1)
+case "$rc:$out:$st" in
+1:*"kampanje-"*".yaml:2:7: error: "*":False 1")
+	ok "a file name that is not UTF-8: the reply and status show its diagnostic" ;;
+*) not_ok "a file name that is not UTF-8: the reply and status show its diagnostic" 	"exit $rc: $out; status: $st" ;;
+esac
+rm -f "$tmp/campaigns.d/"kampanje-*
+"$py" -c '
+import sys
+print("campaign: big\ntype: transactional\ntrigger: { event: go }")
+for i in range(3000): print("unknown_key_number_%d: 1" % i)' >"$tmp/campaigns.d/big.yaml"
+rc=0
+out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1) || rc=$?
+src=0
+"$ctl" -c "$tmp/campaignd.yaml" status >/dev/null 2>&1 || src=$?
+case "$rc:$src:$out" in
+1:0:*"big.yaml:4:1: error: unknown key"*"more line(s), in the log"*)
+	ok "3,000 diagnostics: reload and status still answer, the list cut with a count" ;;
+*) not_ok "3,000 diagnostics: reload and status still answer, the list cut with a count" 	"exit $rc, status exit $src: $(echo "$out" | tail -3)" ;;
+esac
+rm -f "$tmp/campaigns.d/big.yaml"
 
 stop_daemon
 check_stopped
