@@ -1,5 +1,6 @@
 /* conf.c: campaignd.yaml (settings, policy, channels, notify), campaign directories, lookups. */
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,18 +100,59 @@ conf_new_default(void)
 
 /* ---- channels ---- */
 
-static int
-is_url(const char *s, const char *const *schemes)
+/*
+ * url_problem: NULL when s is a URL of one of the schemes with a usable authority (a host
+ * name, an IPv4 address or a bracketed IPv6 one, an optional port 1 to 65535), else what is
+ * wrong with it: a URL that passed here and failed at each send would fail every send.
+ */
+static const char *
+url_problem(const char *s, const char *const *schemes)
 {
+	const char *h = NULL, *end, *at, *p;
 	size_t i;
 
-	for (i = 0; schemes[i] != NULL; i++) {
-		size_t n = strlen(schemes[i]);
-
-		if (strncmp(s, schemes[i], n) == 0 && s[n] != '\0' && s[n] != '/')
-			return 1;
+	for (i = 0; schemes[i] != NULL && h == NULL; i++)
+		if (strncmp(s, schemes[i], strlen(schemes[i])) == 0)
+			h = s + strlen(schemes[i]);
+	if (h == NULL)
+		return "it does not start with the scheme";
+	for (p = s; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return "it holds a space or a control character";
+	end = h + strcspn(h, "/?#");
+	at = memchr(h, '@', (size_t)(end - h));
+	if (at != NULL)
+		h = at + 1; /* user:password@ */
+	if (*h == '[') {
+		p = memchr(h, ']', (size_t)(end - h));
+		if (p == NULL || p == h + 1)
+			return "its IPv6 address has no closing ]";
+		for (h++; h < p; h++)
+			if (!isxdigit((unsigned char)*h) && *h != ':' && *h != '.')
+				return "its IPv6 address holds a character that is not hexadecimal, : or .";
+		h = p + 1;
+	} else {
+		p = h;
+		for (; h < end && *h != ':'; h++)
+			if (!isalnum((unsigned char)*h) && strchr("-._~%!$&'()*+,;=", *h) == NULL)
+				return "its host name holds a character a host name cannot have";
+		if (h == p)
+			return "it has no host";
 	}
-	return 0;
+	if (h < end && *h == ':') {
+		long port = 0;
+
+		for (p = h + 1; p < end; p++) {
+			if (!isdigit((unsigned char)*p) || port > 65535)
+				return "its port is not a number from 1 to 65535";
+			port = port * 10 + (*p - '0');
+		}
+		if (p == h + 1 || port < 1 || port > 65535)
+			return "its port is not a number from 1 to 65535";
+	} else if (h != end) {
+		return "its host is followed by something other than a port";
+	}
+	return NULL;
 }
 
 static int
@@ -157,11 +199,13 @@ url_key(struct pctx *p, const struct ynode *m, const char *key, const char *what
     const char *const *schemes, char **out)
 {
 	const struct ynode *v = ytree_get(m, key);
+	const char *why;
 
 	if (str_key(p, m, key, what, required, out) < 0)
 		return -1;
-	if (*out != NULL && !is_url(*out, schemes)) {
-		pctx_error(p, v, "type", NULL, "%s: '%s' is not a %s URL", key, *out, schemes[0]);
+	if (*out != NULL && (why = url_problem(*out, schemes)) != NULL) {
+		pctx_error(p, v, "type", NULL, "%s: '%s' is not a %s URL: %s", key, *out, schemes[0],
+		    why);
 		return -1;
 	}
 	return 0;
@@ -494,8 +538,11 @@ parse_settings(struct pctx *p, const struct ynode *root, const char *base_dir)
 	}
 	v = ytree_get(root, "public_url");
 	if (v != NULL && pctx_str(p, v, "public_url", &s) == 0) {
-		if (!is_url(s, http)) {
-			pctx_error(p, v, "type", NULL, "public_url: '%s' is not an http(s) URL", s);
+		const char *why = url_problem(s, http);
+
+		if (why != NULL) {
+			pctx_error(p, v, "type", NULL, "public_url: '%s' is not an http(s) URL: %s", s,
+			    why);
 			free(s);
 		} else
 			c->public_url = s;

@@ -485,6 +485,58 @@ test_settings_errors(void **state)
 	free(path);
 }
 
+/*
+ * A webhook or public URL that every send would fail on is an error at load (--check), with
+ * why: a space, an unclosed IPv6 bracket, a port out of range, no host; good ones pass.
+ */
+static void
+test_url_checks(void **state)
+{
+	static const struct {
+		const char *url, *why; /* why: NULL when the URL is good */
+	} cases[] = {
+		{ "https://crm.example.com/h", NULL },
+		{ "http://127.0.0.1:8080/x", NULL },
+		{ "https://[::1]:443/h", NULL },
+		{ "http://user:pw@hook.example.com/a?b#c", NULL },
+		{ "http://exa mple.com/x", "a space or a control character" },
+		{ "https://[::1", "no closing ]" },
+		{ "http://127.0.0.1:99999/x", "port is not a number from 1 to 65535" },
+		{ "http://h:0/", "port is not a number from 1 to 65535" },
+		{ "http://h:/x", "port is not a number from 1 to 65535" },
+		{ "http:///x", "it has no host" },
+		{ "http://h_o st/", "a space" },
+		{ "http://ho^st/", "a character a host name cannot have" },
+		{ "ftp://h/", "does not start with the scheme" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct diag_list d;
+		struct conf *c;
+		char *text = xasprintf("version: 1\nchannels:\n  hook: { driver: webhook, url: \"%s\" }\n",
+		    cases[i].url);
+		char *path = write_tmp(text);
+
+		diag_init(&d);
+		c = conf_load_settings(path, &d);
+		if (cases[i].why == NULL) {
+			assert_non_null(c);
+		} else {
+			assert_null(c);
+			assert_int_equal(d.n_errors, 1);
+			assert_int_equal(d.v[0].line, 3);
+			assert_non_null(strstr(d.v[0].message, cases[i].why));
+		}
+		conf_free(c);
+		diag_free(&d);
+		unlink(path);
+		free(path);
+		free(text);
+	}
+}
+
 /* write_at: write `text` to dir/name (name may hold one subdirectory, created first). */
 static void
 write_at(const char *dir, const char *name, const char *text)
@@ -605,6 +657,7 @@ main(void)
 		cmocka_unit_test(test_dir_shares_templates),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_settings_errors),
+		cmocka_unit_test(test_url_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
