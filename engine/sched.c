@@ -45,9 +45,11 @@ static const char *const sql_text[S_COUNT] = {
 	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
 			   "at > ?2 ORDER BY at DESC LIMIT 1",
 	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
-	[S_RIVAL] = "SELECT id, campaign, due_at FROM deliveries WHERE customer = ?1 AND "
-		    "+state = 'scheduled' AND +attempts = 0 AND priority > ?2 AND due_at <= ?3 AND "
-		    "id <> ?4 ORDER BY priority DESC, due_at LIMIT 1",
+	[S_SLOT] = "SELECT at FROM contacts WHERE customer = ?1 AND at > ?2 ORDER BY at "
+		   "LIMIT 1 OFFSET ?3",
+	[S_RIVAL] = "SELECT id, campaign, due_at, step, expires_at FROM deliveries WHERE "
+		    "customer = ?1 AND +state = 'scheduled' AND +attempts = 0 AND priority > ?2 AND "
+		    "due_at <= ?3 AND id <> ?4 ORDER BY priority DESC, due_at LIMIT 8",
 	[S_SET] = "UPDATE deliveries SET state = ?2, step = ?3, due_at = ?4, "
 		  "attempts = attempts + ?5, updated_at = ?6 WHERE id = ?1",
 	[S_TRANS] = "INSERT INTO transitions(delivery, at, from_state, to_state, step, channel, "
@@ -1228,12 +1230,38 @@ sched_contacts(struct sched *e, int64_t cid, int64_t now)
 }
 
 /*
- * contact_blocked: whether a first send now would exceed the contact limit, or should yield to
- * a higher-priority campaign's first step due within PRIORITY_HORIZON (1, *why explains; 0), or
- * -EIO when the customer's contacts cannot be read.
+ * reachable_rival: whether a higher-priority delivery of the same customer (the row of
+ * S_RIVAL in s) would be sent: its campaign loaded, some step from its current one on able to
+ * reach the customer, not expired by its due time.  1, 0, or -EIO.
  */
 static int
-contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, size_t size)
+reachable_rival(struct sched *e, const struct due *d, sqlite3_stmt *s)
+{
+	const struct conf_campaign *rp = sched_campaign(e, (const char *)sqlite3_column_text(s, 1));
+	int64_t due = sqlite3_column_int64(s, 2), expires = sqlite3_column_int64(s, 4);
+	char buf[200];
+	int step, u;
+
+	if (rp == NULL || (expires > 0 && expires < due))
+		return 0;
+	for (step = sqlite3_column_int(s, 3); step <= (int)rp->n_steps; step++) {
+		u = unreachable(e, &rp->steps[step - 1], step, d, buf, sizeof(buf));
+		if (u <= 0)
+			return u == 0 ? 1 : -EIO;
+	}
+	return 0;
+}
+
+/*
+ * contact_blocked: whether a first send now would exceed the contact limit, or should yield to
+ * a higher-priority campaign's first step due within PRIORITY_HORIZON that can reach the
+ * customer (1, *why explains; 0), or -EIO when the customer's contacts cannot be read.  When
+ * the limit blocks it and a slot frees before the delivery expires (expire_after), *until is
+ * that instant (the send is held, not skipped); else 0.
+ */
+static int
+contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, size_t size,
+    int64_t *until)
 {
 	const struct conf_policy *pol = &e->conf->policy;
 	sqlite3_stmt *s;
@@ -1241,9 +1269,21 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 	long n = sched_contacts(e, d->cid, now);
 	int rc;
 
+	*until = 0;
 	if (n < 0)
 		return (int)n;
 	if (n >= pol->contact_max) {
+		int64_t freed = 0;
+
+		/* The (n - max + 1)-th oldest contact in the window leaves it first. */
+		s = sched_stmt(e, S_SLOT);
+		sqlite3_bind_int64(s, 1, d->cid);
+		sqlite3_bind_int64(s, 2, now - pol->contact_per);
+		sqlite3_bind_int64(s, 3, n - pol->contact_max);
+		if (step_int(e, s, &freed) < 0)
+			return -EIO;
+		if (freed > 0 && d->expires_at > 0 && freed + pol->contact_per <= d->expires_at)
+			*until = freed + pol->contact_per;
 		s = sched_stmt(e, S_LAST_CONTACT);
 		sqlite3_bind_int64(s, 1, d->cid);
 		sqlite3_bind_int64(s, 2, now - pol->contact_per);
@@ -1270,8 +1310,15 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 	sqlite3_bind_int(s, 2, d->priority);
 	sqlite3_bind_int64(s, 3, now + PRIORITY_HORIZON);
 	sqlite3_bind_int64(s, 4, d->id);
-	rc = sched_step_row(e, s);
-	if (rc == 1) {
+	while ((rc = sched_step_row(e, s)) == 1) {
+		int real = reachable_rival(e, d, s);
+
+		if (real < 0) {
+			rc = -EIO;
+			break;
+		}
+		if (!real)
+			continue;
 		fmt_time(sqlite3_column_int64(s, 2), t);
 		snprintf(why, size,
 		    "contact limit (%d per %lldd): yields to higher-priority campaign %s "
@@ -1369,9 +1416,19 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		    step, st->channel->name, d->tz, why, NULL, NULL);
 		step++;
 	}
-	blocked = d->sent_before ? 0 : contact_blocked(e, d, now, why, sizeof(why));
+	blocked = d->sent_before ? 0 : contact_blocked(e, d, now, why, sizeof(why), &held);
 	if (blocked < 0)
 		return -1;
+	if (blocked && held > 0) {
+		/* A slot frees before it expires: it waits for it (steps walked past stay so). */
+		fmt_time(held, t1);
+		snprintf(why + strlen(why), sizeof(why) - strlen(why), "; held until %s", t1);
+		if (set_state(e, d->id, "scheduled", step, held, 0, now) < 0 ||
+		    transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
+			why) < 0)
+			return -1;
+		return stop;
+	}
 	if (blocked)
 		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
 	if (e->gate && !e->gate(e->gate_arg, st->channel->name)) {

@@ -846,6 +846,69 @@ test_contact_limit_and_priority(void **state)
 	assert_non_null(strstr(a->reason, "contacted by campaign high"));
 }
 
+/*
+ * A higher-priority first step that cannot reach the customer (no consent for its only
+ * channel) does not take the last slot: the lower campaign is sent, and the higher one is
+ * skipped as unreachable (it was: both skipped, nobody asked).
+ */
+static void
+test_unreachable_rival_does_not_win(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "low", "campaign: low\ntype: one-off\npriority: low\n"
+			   "schedule: { at: 2027-02-02T10:00 }\n" SURVEY
+			   "steps:\n  - channel: email\n    message: { en: \"Hi {{survey_url}}\" }\n");
+	campaign(f, "high", "campaign: high\ntype: one-off\npriority: high\n"
+			    "schedule: { at: 2027-02-02T14:00 }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "e", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_non_null(find(f, 1, "c1", "low", 1));
+	assert_null(find(f, 1, "c1", "high", 1));
+	assert_non_null(strstr(find(f, 0, "c1", "high", 1)->reason, "consent"));
+}
+
+/*
+ * The contact limit holds a first step whose expire_after reaches past the instant a slot
+ * frees, until then (then sent); with a shorter expire_after it is skipped at once, naming
+ * the earlier contact.
+ */
+static void
+test_contact_limit_holds_until_expiry(void **state)
+{
+	struct fx *f = *state;
+	const struct act *a;
+	int ins;
+
+	f->c->policy.contact_max = 1;
+	f->c->policy.contact_per = 86400;
+	campaign(f, "first", "campaign: first\ntype: one-off\n"
+			     "schedule: { at: 2027-03-02T10:00 }\n" SURVEY ONE_SMS);
+	campaign(f, "tx", TX_HEAD "trigger: { event: go, expire_after: 24h }\n" SURVEY ONE_SMS);
+	campaign(f, "tx2", "campaign: tx2\ntype: transactional\n"
+			   "trigger: { event: go2, expire_after: 30m }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	customer(f, "c2", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-03-01T00:00:00Z"));
+	/* first asks both at 09:00Z; each has an event the next day at 08:00Z (09:00 Oslo). */
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "go", T("2027-03-03T08:00:00Z"), NULL,
+			     T("2027-03-03T08:00:00Z"), &ins),
+	    0);
+	assert_int_equal(store_event_add(f->st, "e2", "c2", "go2", T("2027-03-03T08:00:00Z"), NULL,
+			     T("2027-03-03T08:00:00Z"), &ins),
+	    0);
+	run(f, T("2027-03-01T00:00:00Z"), T("2027-03-06T00:00:00Z"));
+	a = find(f, 1, "c1", "tx", 1);
+	assert_non_null(a);
+	assert_int_equal(a->at, T("2027-03-03T09:00:00Z"));
+	assert_null(find(f, 0, "c1", "tx", 1));
+	a = find(f, 0, "c2", "tx2", 1);
+	assert_non_null(a);
+	assert_non_null(strstr(a->reason, "contacted by campaign first"));
+	assert_null(find(f, 1, "c2", "tx2", 1));
+}
+
 static void
 test_escalation_offsets_and_unreachable_steps(void **state)
 {
@@ -1075,6 +1138,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rule_starts_at_first_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
