@@ -220,13 +220,13 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		free(detail);
 		return;
 	}
-	if (o == CHAN_TRANSIENT) {
+	if (o == CHAN_TRANSIENT && !d->stopping) {
 		char *why = xasprintf("gave up after %d attempts: %s", j->attempt + 1,
 		    detail ? detail : "transient failure");
 
 		free(detail);
 		detail = why;
-		o = d->stopping ? CHAN_TRANSIENT : CHAN_PERMANENT;
+		o = CHAN_PERMANENT;
 	}
 	if (o == CHAN_TRANSIENT) {
 		/* Shutting down: leave it 'sending'; the next start resends it with the same key. */
