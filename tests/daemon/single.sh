@@ -43,25 +43,25 @@ second() {
 	env "$@" timeout 5 "$d_bin" -c "$conf" --foreground >"$log" 2>&1 || rc=$?
 }
 
+# refused DESC LOG PATTERN: a TAP point: the second campaignd exited 1 with PATTERN in LOG,
+# and the first still answers.
+refused() {
+	if [ "$rc" = 1 ] && grep -q "$3" "$2" && [ "$(status_pid)" = "$daemon_pid" ]; then
+		ok "$1"
+	else
+		not_ok "$1" "exit $rc; $(cat "$2"); status pid $(status_pid), daemon $daemon_pid"
+	fi
+}
+
 conf=$tmp/campaignd.yaml
 second "$tmp/second.log"
-if [ "$rc" = 1 ] && grep -q 'state.db is in use by another campaignd' "$tmp/second.log" &&
-	[ "$(status_pid)" = "$daemon_pid" ]; then
-	ok "a second campaignd on the same database exits 1; the first still answers"
-else
-	not_ok "a second campaignd on the same database exits 1; the first still answers" \
-		"exit $rc; $(cat "$tmp/second.log"); status pid $(status_pid), daemon $daemon_pid"
-fi
+refused "a second campaignd on the same database exits 1; the first still answers" \
+	"$tmp/second.log" 'state.db is in use by another campaignd'
 
 conf=$tmp/b/campaignd.yaml
 second "$tmp/third.log" CAMPAIGND_SOCKET="$tmp/campaignd.sock"
-if [ "$rc" = 1 ] && grep -q "another campaignd answers on $tmp/campaignd.sock" "$tmp/third.log" &&
-	[ "$(status_pid)" = "$daemon_pid" ]; then
-	ok "a campaignd on another database exits 1 rather than take the running one's socket"
-else
-	not_ok "a campaignd on another database exits 1 rather than take the running one's socket" \
-		"exit $rc; $(cat "$tmp/third.log"); status pid $(status_pid), daemon $daemon_pid"
-fi
+refused "a campaignd on another database exits 1 rather than take the running one's socket" \
+	"$tmp/third.log" "another campaignd answers on $tmp/campaignd.sock"
 
 sed 's/^database: state.db$/database: other.db/' "$tmp/campaignd.yaml" >"$tmp/moved.yaml"
 cp "$tmp/campaignd.yaml" "$tmp/kept.yaml"
