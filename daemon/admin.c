@@ -14,7 +14,7 @@
 #include "log.h"
 #include "util.h"
 
-#define TEXT_MAX (256 * 1024) /* bytes of diagnostics in one reply (json_text) */
+#define TEXT_MAX (128 * 1024) /* bytes of diagnostics in one reply (json_text) */
 
 #define ADMIN_MAX_REQUEST 256
 
@@ -93,7 +93,6 @@ text_col(sqlite3_stmt *s, int col)
 	return xstrdup(t ? (const char *)t : "");
 }
 
-/* status_work: on the thread pool: both reads in one snapshot; r->error when one fails. */
 /*
  * json_text: a JSON string of text from files and the database, as a reply can carry it: any
  * byte that is not well-formed UTF-8 (a file name in another encoding) becomes U+FFFD, which
@@ -134,6 +133,7 @@ json_text(const char *text)
 	return j ? j : json_string("");
 }
 
+/* status_work: on the thread pool: both reads in one snapshot; r->error when one fails. */
 static void
 status_work(uv_work_t *w)
 {

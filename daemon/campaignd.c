@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -813,6 +814,18 @@ reload_cancel(struct daemon *d, struct gen *g, const char *campaign, int64_t now
 		*cancelled += (size_t)n;
 }
 
+/* same_file: whether two paths name one file (./state.db and state.db, a symlink). */
+static int
+same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (strcmp(a, b) == 0)
+		return 1;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	    sa.st_ino == sb.st_ino;
+}
+
 /*
  * daemon_reload: all or nothing.  Parse and check everything into a new generation; on any
  * error keep the old one, log every diagnostic and record the refused attempt; on success swap,
@@ -836,7 +849,7 @@ daemon_reload(struct daemon *d, char **summary, char **diagnostics)
 	daemon_flush(d);
 	diag_init(&dl);
 	c = conf_load(d->config_path, &dl);
-	if (c != NULL && strcmp(c->database, d->db_path) != 0) {
+	if (c != NULL && !same_file(c->database, d->db_path)) {
 		/* The store, its lock and the admin socket stay where they are until a restart:
 		 * applying the rest would split the daemon from campaignctl's new database. */
 		diag_add(&dl, DIAG_ERROR, c->database_pos.file, c->database_pos.line,

@@ -15,7 +15,7 @@
 #include "ctl.h"
 #include "util.h"
 
-#define REPLY_MAX (1024 * 1024)
+#define REPLY_MAX (4 * 1024 * 1024)
 
 /* ask: send one request line, read the one-line JSON reply (caller decrefs), or NULL. */
 static json_t *

@@ -101,6 +101,22 @@ dispatch_ungate(struct daemon *d)
 		d->queues[i].gated = 0;
 }
 
+/*
+ * gen_of: the generation a send of `campaign` is made under: the current one, or for a removed
+ * campaign that drains, the one it had (its channels too).  Borrowed.
+ */
+static struct gen *
+gen_of(struct daemon *d, const char *campaign)
+{
+	size_t i;
+
+	if (conf_campaign_find(d->cur->conf, campaign) == NULL)
+		for (i = 0; i < d->cur->n_drains; i++)
+			if (strcmp(d->cur->drains[i].cp->name, campaign) == 0)
+				return d->cur->drains[i].owner;
+	return d->cur;
+}
+
 static void
 job_closed(uv_handle_t *h)
 {
@@ -646,12 +662,21 @@ channel_wait(struct daemon *d, struct job *j, char *detail)
 static void
 start_job(struct daemon *d, struct job *j)
 {
-	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
-	const struct chan_driver *drv = ch ? chan_driver_for(ch) : NULL;
+	const struct conf_channel *ch;
+	const struct chan_driver *drv;
 	struct chanq *q = queue_for(d, j->channel);
 	char *detail = NULL;
 	void *inst;
 
+	if (j->waits > 0 && j->msg.idem_key == NULL && gen_of(d, j->campaign) != j->gen) {
+		/* It waits for its channel, not yet loaded: a reload since may have mended the
+		 * channel (another secret_file), so it goes on under the new settings. */
+		gen_put(j->gen);
+		j->gen = gen_of(d, j->campaign);
+		j->gen->refs++;
+	}
+	ch = conf_channel_find(j->gen->conf, j->channel);
+	drv = ch ? chan_driver_for(ch) : NULL;
 	q->inflight++;
 	d->inflight++;
 	if (drv == NULL) {
@@ -794,15 +819,7 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	struct chanq *q;
 
 	j->d = d;
-	j->gen = d->cur;
-	/* A removed campaign that drains is sent as its generation had it (channels too). */
-	if (conf_campaign_find(d->cur->conf, a->campaign) == NULL) {
-		size_t i;
-
-		for (i = 0; i < d->cur->n_drains; i++)
-			if (strcmp(d->cur->drains[i].cp->name, a->campaign) == 0)
-				j->gen = d->cur->drains[i].owner;
-	}
+	j->gen = gen_of(d, a->campaign);
 	j->gen->refs++;
 	j->delivery = a->delivery;
 	j->seq = d->decided++;

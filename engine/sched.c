@@ -1242,7 +1242,8 @@ reachable_rival(struct sched *e, const struct due *d, sqlite3_stmt *s)
 	char buf[200];
 	int step, u;
 
-	if (rp == NULL || (expires > 0 && expires < due))
+	if (rp == NULL || (!rp->enabled && rp->on_remove == CONF_REMOVE_CANCEL) ||
+	    (expires > 0 && expires < due))
 		return 0;
 	for (step = sqlite3_column_int(s, 3); step <= (int)rp->n_steps; step++) {
 		u = unreachable(e, &rp->steps[step - 1], step, d, buf, sizeof(buf));
@@ -1345,9 +1346,9 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 
 /*
  * decide: one due delivery.  Order of checks: campaign still loaded (or draining), not
- * disabled with on_remove: cancel, opt-out, expiry, the allowed hours, a reachable step (unreachable steps are
- * skipped at once to the next), contact limit (first send only), the channel's room (the
- * gate), then the send itself.
+ * disabled with on_remove: cancel, opt-out, expiry, a reachable step (unreachable steps are
+ * skipped at once to the next), the allowed hours, contact limit (first send only), the
+ * channel's room (the gate), then the send itself.
  */
 static int
 decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
@@ -1373,21 +1374,6 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		fmt_duration(cp->expire_after, dur);
 		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %s)", t1, dur);
 		return skip(e, d, now, step, cp->steps[step - 1].channel->name, why, sink, arg);
-	}
-	/*
-	 * A delivery decided late (the daemon was down, an event imported the next day, a full
-	 * channel) or whose quiet hours changed since it was scheduled waits for the recipient's
-	 * next allowed instant: its due time moved there, with the reason.
-	 */
-	held = sched_next_allowed(e, cp, d->tz, now);
-	if (held > now) {
-		fmt_time(held, t1);
-		snprintf(why, sizeof(why), "outside the allowed hours: held until %s", t1);
-		if (set_state(e, d->id, "scheduled", step, held, 0, now) < 0 ||
-		    transition(e, d->id, now, "scheduled", "scheduled", step,
-			cp->steps[step - 1].channel->name, NULL, why) < 0)
-			return -1;
-		return 0;
 	}
 	/* Walk past unreachable steps, recording each. */
 	for (;;) {
@@ -1415,6 +1401,22 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 		stop |= emit(sink, arg, SCHED_SKIP, d->id, now, d->due_at, d->customer, d->campaign,
 		    step, st->channel->name, d->tz, why, NULL, NULL);
 		step++;
+	}
+	/*
+	 * A delivery decided late (the daemon was down, an event imported the next day, a full
+	 * channel) or whose quiet hours changed since it was scheduled waits for the recipient's
+	 * next allowed instant: its due time moved there, with the reason (the steps walked past
+	 * stay walked).
+	 */
+	held = sched_next_allowed(e, cp, d->tz, now);
+	if (held > now) {
+		fmt_time(held, t1);
+		snprintf(why, sizeof(why), "outside the allowed hours: held until %s", t1);
+		if (set_state(e, d->id, "scheduled", step, held, 0, now) < 0 ||
+		    transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
+			why) < 0)
+			return -1;
+		return stop;
 	}
 	blocked = d->sent_before ? 0 : contact_blocked(e, d, now, why, sizeof(why), &held);
 	if (blocked < 0)

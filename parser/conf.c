@@ -1,6 +1,6 @@
 /* conf.c: campaignd.yaml (settings, policy, channels, notify), campaign directories, lookups. */
-#include <dirent.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,11 +125,17 @@ url_problem(const char *s, const char *const *schemes)
 		h = at + 1; /* user:password@ */
 	if (*h == '[') {
 		p = memchr(h, ']', (size_t)(end - h));
-		if (p == NULL || p == h + 1)
+		if (p == NULL)
 			return "its IPv6 address has no closing ]";
-		for (h++; h < p; h++)
+		if (p == h + 1)
+			return "its IPv6 address is empty";
+		/* Hexadecimal digits, colons and dots, then an optional zone: %25eth0. */
+		for (h++; h < p && *h != '%'; h++)
 			if (!isxdigit((unsigned char)*h) && *h != ':' && *h != '.')
 				return "its IPv6 address holds a character that is not hexadecimal, : or .";
+		for (; h < p; h++)
+			if (!isalnum((unsigned char)*h) && strchr("%-._~", *h) == NULL)
+				return "its IPv6 zone holds a character an interface name cannot have";
 		h = p + 1;
 	} else {
 		p = h;

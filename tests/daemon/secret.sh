@@ -1,8 +1,9 @@
 #!/bin/sh
-# secret.sh: a webhook channel whose secret_file is missing holds its sends until the file is
-# restored, however long, without spending their attempts (max_retries 1 here): the delivery
-# stays 'sending' with one recorded wait and one outcome=wait log line; once the file is
-# written the send goes out with its key, signed, and ends 'sent'.  SIGTERM: exit 0.
+# secret.sh: a webhook channel whose secret_file is missing holds its sends until it can be
+# opened, however long, without spending their attempts (max_retries 1 here): the delivery
+# stays 'sending' with one recorded wait and one outcome=wait log line; once a reload names a
+# secret file that exists, the waiting send goes out under the new settings with its key and
+# ends 'sent'.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -36,11 +37,14 @@ is "a missing secret_file: the send waits, still 'sending', one wait recorded an
 	"$(state_of "$id") $waits $(grep -c 'outcome=wait' "$dlog") $(cat "$tmp/sink.log" 2>/dev/null | wc -l | tr -d ' ')" \
 	"sending 1 1 1 0"
 
-printf 'it-is-a-secret\n' >"$tmp/hook.secret"
+# Mended by a reload that names another file: the waiting send takes the new settings.
+printf 'it-is-a-secret\n' >"$tmp/new.secret"
+sed -i 's/secret_file: hook.secret/secret_file: new.secret/' "$tmp/campaignd.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >/dev/null 2>&1
 if wait_for 15 grep -q "d$id-s1" "$tmp/sink.log" && wait_for 5 eval '[ "$(state_of "$id")" = "sent 1" ]'; then
-	ok "the secret restored: the send goes out with its key and ends 'sent'"
+	ok "a reload naming a secret that exists: the send goes out with its key and ends 'sent'"
 else
-	not_ok "the secret restored: the send goes out with its key and ends 'sent'" \
+	not_ok "a reload naming a secret that exists: the send goes out with its key and ends 'sent'" \
 		"state $(state_of "$id"); $(tail -3 "$dlog")"
 fi
 is "one request reached the sink" "$(grep -c "d$id-s1" "$tmp/sink.log")" 1

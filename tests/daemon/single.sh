@@ -5,11 +5,12 @@
 #   - a second campaignd on another database whose admin socket is the first one's (a
 #     `--demo` or a debugging run beside a service) exits 1 and leaves the socket alone;
 #   - a reload whose campaignd.yaml names another database is refused with the line and
-#     column of `database:`; the daemon goes on with its database;
+#     column of `database:`; the daemon goes on with its database; the same file under
+#     another name (./state.db) is no change;
 #   - an admin socket path longer than a unix socket takes is refused with a log line, not
 #     bound cut short;
 #   - a refused reload's reply and status show that attempt's diagnostics: a file name that
-#     is not UTF-8 (shown with U+FFFD), 3,000 diagnostics (cut at 256 KiB with a count);
+#     is not UTF-8 (shown with U+FFFD), 3,000 diagnostics (cut at 128 KiB with a count);
 #   - SIGTERM: exit 0, clean log.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -22,7 +23,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..7"
+echo "1..8"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -82,6 +83,13 @@ case "$rc:$out" in
 	"exit $rc: $out" ;;
 esac
 
+# The same file under another name is the same database: applied.
+sed 's|^database: state.db$|database: ./state.db|' "$tmp/kept.yaml" >"$tmp/campaignd.yaml"
+rc=0
+out=$("$ctl" -c "$tmp/kept.yaml" reload 2>&1) || rc=$?
+cp "$tmp/kept.yaml" "$tmp/campaignd.yaml"
+is "database: ./state.db for state.db: the reload applies" "$rc:$(echo "$out" | cut -c1-9)" "0:reload ok"
+
 long=$tmp/$(printf 'x%.0s' $(seq 1 120)).sock
 second "$tmp/long.log" CAMPAIGND_SOCKET="$long"
 # It runs on without its socket until timeout stops it; nothing is bound under a cut name.
@@ -94,7 +102,7 @@ else
 fi
 
 # A refused reload's reply and status carry this attempt's diagnostics, whatever the bytes of a
-# file's name, and however many: cut at 256 KiB with a count of the lines left out.
+# file's name, and however many: cut at 128 KiB with a count of the lines left out.
 printf 'campaign: x\ntype: nonsense\n' >"$tmp/campaigns.d/$(printf 'kampanje-\370').yaml"
 rc=0
 out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1) || rc=$?

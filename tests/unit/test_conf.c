@@ -498,6 +498,8 @@ test_url_checks(void **state)
 		{ "https://crm.example.com/h", NULL },
 		{ "http://127.0.0.1:8080/x", NULL },
 		{ "https://[::1]:443/h", NULL },
+		{ "http://[fe80::1%25eth0]:8080/h", NULL },
+		{ "http://[]/h", "is empty" },
 		{ "http://user:pw@hook.example.com/a?b#c", NULL },
 		{ "http://exa mple.com/x", "a space or a control character" },
 		{ "https://[::1", "no closing ]" },

@@ -192,6 +192,8 @@ count(const struct fx *f, int send, const char *campaign)
 	"survey:\n  metric: nps\n  questions:\n"                                       \
 	"    - { id: nps, type: nps, text: { en: \"Recommend us?\" } }\n"
 #define ONE_SMS "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n"
+#define TX_HEAD                                                                        \
+	"campaign: tx\ntype: transactional\n"
 
 static void
 test_recurring_in_each_recipients_zone(void **state)
@@ -220,6 +222,43 @@ test_recurring_in_each_recipients_zone(void **state)
 	assert_int_equal(count(f, 1, "monthly"), 3);
 	assert_int_equal(count(f, 0, "monthly"), 3);
 	assert_non_null(strstr(find(f, 0, "oslo", "monthly", 1)->reason, "contact limit"));
+}
+
+static long in_state(struct fx *f, const char *campaign, const char *state);
+
+/*
+ * A reminder whose step a reload removed, decided late outside the allowed hours, ends
+ * (exhausted) rather than being held under a step that no longer exists (the hold read past
+ * the campaign's steps).
+ */
+static void
+test_removed_step_decided_late(void **state)
+{
+	struct fx *f = *state;
+	int ins;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS
+			  "  - channel: sms\n    after: 1d\n    message: { en: \"Again {{survey_url}}\" }\n");
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "go", T("2027-01-04T09:00:00Z"), NULL,
+			     T("2027-01-04T09:00:00Z"), &ins),
+	    0);
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T12:00:00Z"));
+	assert_int_equal(count(f, 1, "tx"), 1);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 1); /* step 2, due a day later */
+	sched_free(f->e);
+	f->e = NULL;
+	conf_free(f->c);
+	f->c = test_conf_new();
+	free(f->c->policy.default_timezone);
+	f->c->policy.default_timezone = xstrdup("Europe/Oslo");
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
+	/* 03:00 in Oslo, a day after step 2 was due. */
+	start(f, T("2027-01-06T02:00:00Z"));
+	run(f, T("2027-01-06T02:00:00Z"), T("2027-01-07T00:00:00Z"));
+	assert_int_equal(in_state(f, "tx", "exhausted"), 1);
+	assert_int_equal(count(f, 1, "tx"), 1);
 }
 
 /*
@@ -279,8 +318,6 @@ test_fixed_zone_and_one_off(void **state)
 	assert_int_equal(find(f, 1, "ny", "once", 1)->at, T("2027-02-02T13:00:00Z"));
 }
 
-#define TX_HEAD                                                                        \
-	"campaign: tx\ntype: transactional\n"
 
 static void
 test_transactional_delay_quiet_and_once_per_event(void **state)
@@ -308,7 +345,6 @@ test_transactional_delay_quiet_and_once_per_event(void **state)
 	assert_int_equal(f->acts[1].at, T("2027-03-11T07:00:00Z"));
 }
 
-static long in_state(struct fx *f, const char *campaign, const char *state);
 
 /*
  * A delivery decided after its due time (the daemon was down overnight) is not sent at 03:00
@@ -1138,6 +1174,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rule_starts_at_first_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_removed_step_decided_late, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
