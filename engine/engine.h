@@ -144,8 +144,10 @@ int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *w
 
 /*
  * sched_resend: a delivery found in 'sending' after a crash or a shutdown: record that it is
- * sent again with the same idempotency key, and report it to the sink as a SEND.  -EINVAL when
- * it is not in 'sending'.
+ * sent again with the same idempotency key, and report it to the sink as a SEND.  When its
+ * step's channel is no longer the one it was being sent on (the campaign edited meanwhile),
+ * it is not repeated on the new one: the step fails with that reason (sched_failed).  -EINVAL
+ * when it is not in 'sending'.
  */
 int sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sched_sink sink,
     void *arg);

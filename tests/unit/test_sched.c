@@ -33,6 +33,7 @@ struct fx {
 	size_t n;
 	int sms_room; /* test_gate: sends the sms channel can still take */
 	int stop_every; /* the sink stops the engine after this many sends (0: never) */
+	int no_outcome; /* the sink leaves sends in 'sending' (a crash before their outcome) */
 	int sends;
 };
 
@@ -42,7 +43,7 @@ sink(void *arg, const struct sched_action *a)
 	struct fx *f = arg;
 	struct act *x;
 
-	if (a->kind == SCHED_SEND)
+	if (a->kind == SCHED_SEND && !f->no_outcome)
 		assert_int_equal(sched_sent(f->e, a->delivery, a->at), 0);
 	if (a->kind == SCHED_SEND && strcmp(a->channel, "sms") == 0)
 		f->sms_room--;
@@ -259,6 +260,79 @@ test_removed_step_decided_late(void **state)
 	run(f, T("2027-01-06T02:00:00Z"), T("2027-01-07T00:00:00Z"));
 	assert_int_equal(in_state(f, "tx", "exhausted"), 1);
 	assert_int_equal(count(f, 1, "tx"), 1);
+}
+
+/* state_reason: "STATE|REASON" of a delivery, the reason of its last transition (static). */
+static const char *
+state_reason(struct fx *f, int64_t id)
+{
+	static char out[512];
+	sqlite3_stmt *s;
+
+	out[0] = '\0';
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
+			     "SELECT d.state || '|' || t.reason FROM deliveries d JOIN transitions t "
+			     "ON t.delivery = d.id WHERE d.id = ?1 ORDER BY t.id DESC LIMIT 1",
+			     -1, &s, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_int64(s, 1, id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return out;
+}
+
+/*
+ * A send interrupted by a crash is resent with its key on the channel it was being sent on;
+ * when the campaign was edited meanwhile so that the step uses another channel, it is not
+ * repeated there (the key means nothing to that receiver, and the first attempt may have
+ * reached the customer): the step fails with the reason and the next step follows.
+ */
+static void
+test_resend_only_on_its_channel(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL;
+	int ins;
+
+#define TWO_STEPS(first)                                                                     \
+	TX_HEAD "trigger: { event: go }\n" SURVEY "steps:\n  - channel: " first                    \
+		"\n    message: { en: \"Hi {{survey_url}}\" }\n  - channel: email\n    after: 1d\n" \
+		"    message: { en: \"Again {{survey_url}}\" }\n"
+	campaign(f, "tx", TWO_STEPS("sms"));
+	customer(f, "c1", "Europe/Oslo", "se", NULL);
+	customer(f, "c2", "Europe/Oslo", "se", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_event_add(f->st, "e1", "c1", "go", T("2027-01-04T09:00:00Z"), NULL,
+			     T("2027-01-04T09:00:00Z"), &ins),
+	    0);
+	assert_int_equal(store_event_add(f->st, "e2", "c2", "go", T("2027-01-04T09:00:00Z"), NULL,
+			     T("2027-01-04T09:00:00Z"), &ins),
+	    0);
+	f->no_outcome = 1;
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	assert_int_equal(in_state(f, "tx", "sending"), 2);
+	/* Unchanged: resent on sms with the same key. */
+	f->n = 0;
+	assert_int_equal(sched_resend(f->e, 1, T("2027-01-04T10:00:00Z"), "restart", sink, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_true(f->acts[0].send);
+	assert_string_equal(f->acts[0].channel, "sms");
+	/* Step 1 now on e-mail: not resent; step 2 scheduled at once. */
+	sched_free(f->e);
+	f->e = NULL;
+	conf_free(f->c);
+	f->c = test_conf_new();
+	free(f->c->policy.default_timezone);
+	f->c->policy.default_timezone = xstrdup("Europe/Oslo");
+	campaign(f, "tx", TWO_STEPS("email"));
+	assert_int_equal(sched_new(f->st, f->c, T("2027-01-04T10:00:00Z"), &f->e, &err), 0);
+	f->n = 0;
+	assert_int_equal(sched_resend(f->e, 2, T("2027-01-04T10:00:00Z"), "restart", sink, f), 0);
+	assert_int_equal(count(f, 1, NULL), 0);
+	assert_string_equal(state_reason(f, 2), "scheduled|step 1 failed: interrupted on channel "
+	    "sms, which step 1 no longer uses (now email): not repeated on another channel");
+#undef TWO_STEPS
 }
 
 /*
@@ -1175,6 +1249,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rule_starts_at_first_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_removed_step_decided_late, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resend_only_on_its_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
