@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1099,6 +1100,7 @@ main(int argc, char **argv)
 	struct conf *c;
 	char *err = NULL;
 	int ch, check_only = 0, demo = 0;
+	sigset_t early;
 
 	memset(&d, 0, sizeof(d));
 	d.config_path = getenv("CAMPAIGND_CONFIG");
@@ -1115,6 +1117,18 @@ main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	/*
+	 * Until its handlers are in place, a SIGHUP (whose default is to end the process) or a
+	 * SIGTERM waits, blocked, and is handled then: a reload asked for during a long start
+	 * does not kill the daemon, and a stop stops it cleanly.  The threads started meanwhile
+	 * keep them blocked, so they reach the loop's thread.
+	 */
+	sigemptyset(&early);
+	sigaddset(&early, SIGHUP);
+	sigaddset(&early, SIGTERM);
+	sigaddset(&early, SIGINT);
+	if (!check_only)
+		pthread_sigmask(SIG_BLOCK, &early, NULL);
 	log_init(CONF_LOG_INFO);
 	/*
 	 * Each due query and commit allocates and frees SQLite's temporary tables and buffers; by
@@ -1196,6 +1210,7 @@ main(int argc, char **argv)
 	uv_signal_start(&d.sighup, hup_cb, SIGHUP);
 	uv_signal_start(&d.sigterm, stop_cb, SIGTERM);
 	uv_signal_start(&d.sigint, stop_cb, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &early, NULL);
 	log_info("event=start version=%s pid=%ld config=%s database=%s campaigns=%zu channels=%zu%s%s",
 	    PACKAGE_VERSION, (long)getpid(), d.config_path, c->database, c->n_campaigns,
 	    c->n_channels, d.outbox_hint ? " outbox=" : "", d.outbox_hint ? d.outbox_hint : "");

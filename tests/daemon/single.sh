@@ -11,6 +11,7 @@
 #     bound cut short;
 #   - a refused reload's reply and status show that attempt's diagnostics: a file name that
 #     is not UTF-8 (shown with U+FFFD), 3,000 diagnostics (cut at 128 KiB with a count);
+#   - a SIGHUP during the start is a reload once the daemon runs, not its end;
 #   - SIGTERM: exit 0, clean log.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -23,7 +24,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..8"
+echo "1..9"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -128,6 +129,29 @@ case "$rc:$src:$out" in
 *) not_ok "3,000 diagnostics: reload and status still answer, the list cut with a count" 	"exit $rc, status exit $src: $(echo "$out" | tail -3)" ;;
 esac
 rm -f "$tmp/campaigns.d/big.yaml"
+
+# A SIGHUP during the start, before the handlers are in place, waits for them: the daemon
+# starts and reloads (SIGHUP's default action would end it).  It is sent once the daemon has
+# opened a file of its configuration (its main() has begun), and 1,000 campaign files keep it
+# from being ready by then.
+for i in $(seq 1 1000); do
+	campaign_yaml "c$i" "{ event: go$i }" "  - channel: sms
+    message:
+      en: \"Hi {{survey_url}}\"" >"$tmp/b/campaigns.d/c$i.yaml"
+done
+(cd "$tmp/b" && exec "$d_bin" -c "$tmp/b/campaignd.yaml" --foreground 2>"$tmp/b/daemon.log") &
+early=$!
+limit=$(($(now_ms) + 10000))
+until ls -l "/proc/$early/fd" 2>/dev/null | grep -q "$tmp/b/campaign" || [ "$(now_ms)" -ge "$limit" ]; do :; done
+kill -HUP "$early"
+if wait_for 15 grep -q 'event=reload ok=1' "$tmp/b/daemon.log" && kill -0 "$early" 2>/dev/null; then
+	ok "a SIGHUP during the start is a reload once the daemon runs, not its end"
+else
+	not_ok "a SIGHUP during the start is a reload once the daemon runs, not its end" \
+		"$(kill -0 "$early" 2>&1 || echo gone); $(cat "$tmp/b/daemon.log")"
+fi
+kill -TERM "$early" 2>/dev/null
+wait "$early" 2>/dev/null
 
 stop_daemon
 check_stopped
