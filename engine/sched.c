@@ -59,7 +59,7 @@ static const char *const sql_text[S_COUNT] = {
 	[S_GET] = "SELECT d.campaign, d.step, d.state, c.id, COALESCE(c.timezone, ?2) "
 		  "FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ?1",
 	[S_SENT_ON] = "SELECT channel FROM transitions WHERE delivery = ?1 AND to_state = 'sending' "
-		      "ORDER BY id DESC LIMIT 1",
+		      "AND channel IS NOT NULL ORDER BY id DESC LIMIT 1",
 	[S_MIN_DUE] = "SELECT due_at FROM deliveries WHERE state = 'scheduled' ORDER BY due_at LIMIT 1",
 	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
 		     "COALESCE(c.timezone, ?3), o.at FROM events e "
@@ -1727,6 +1727,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
     void *arg)
 {
 	const struct conf_campaign *cp;
+	const char *channel;
 	char key[64], token[STORE_TOKEN_SIZE];
 	sqlite3_stmt *s;
 	struct due d;
@@ -1750,17 +1751,17 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	 * first attempt may have reached the customer.  Not repeated there: the step fails with
 	 * the reason and the next one (if any) follows, as after a permanent failure.
 	 */
+	channel = cp->steps[d.step - 1].channel->name;
 	s = sched_stmt(e, S_SENT_ON);
 	sqlite3_bind_int64(s, 1, delivery);
 	rc = sched_step_row(e, s);
-	if (rc == 1 && sqlite3_column_type(s, 0) != SQLITE_NULL &&
-	    strcmp((const char *)sqlite3_column_text(s, 0), cp->steps[d.step - 1].channel->name) != 0) {
+	if (rc == 1 && strcmp((const char *)sqlite3_column_text(s, 0), channel) != 0) {
 		char why_not[300];
 
 		snprintf(why_not, sizeof(why_not),
 		    "interrupted on channel %s, which step %d no longer uses (now %s): not repeated on "
 		    "another channel",
-		    (const char *)sqlite3_column_text(s, 0), d.step, cp->steps[d.step - 1].channel->name);
+		    (const char *)sqlite3_column_text(s, 0), d.step, channel);
 		sqlite3_reset(s);
 		return sched_failed(e, delivery, now, why_not, sink, arg);
 	}
@@ -1769,11 +1770,10 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 		return -EIO;
 	snprintf(key, sizeof(key), "d%lld-s%d", (long long)delivery, d.step);
 	if (store_token(e->st, delivery, token) < 0 ||
-	    transition(e, delivery, now, "sending", "sending", d.step, cp->steps[d.step - 1].channel->name,
-		key, why) < 0)
+	    transition(e, delivery, now, "sending", "sending", d.step, channel, key, why) < 0)
 		return -EIO;
 	return emit(sink, arg, SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
-	    cp->steps[d.step - 1].channel->name, d.tz, NULL, key, token) < 0 ? -EIO : 0;
+	    channel, d.tz, NULL, key, token) < 0 ? -EIO : 0;
 }
 
 long

@@ -318,6 +318,8 @@ test_resend_only_on_its_channel(void **state)
 	assert_int_equal(f->n, 1);
 	assert_true(f->acts[0].send);
 	assert_string_equal(f->acts[0].channel, "sms");
+	/* A retry recorded since (its transition names no channel) changes nothing below. */
+	assert_int_equal(sched_retrying(f->e, 2, T("2027-01-04T09:30:00Z"), "HTTP 503"), 0);
 	/* Step 1 now on e-mail: not resent; step 2 scheduled at once. */
 	sched_free(f->e);
 	f->e = NULL;
