@@ -150,6 +150,28 @@ start(struct fx *f, int64_t now)
 	}
 }
 
+/* event: an event `type` of customer at `iso` (received then), with no data. */
+static void
+event(struct fx *f, const char *id, const char *customer, const char *type, const char *iso)
+{
+	int ins;
+
+	assert_int_equal(store_event_add(f->st, id, customer, type, T(iso), NULL, T(iso), &ins), 0);
+}
+
+/* fresh_conf: drop the engine and the conf (as a restart with edited files would), and start a
+ * new conf with Europe/Oslo as the default zone, for the test to add campaigns to. */
+static void
+fresh_conf(struct fx *f)
+{
+	sched_free(f->e);
+	f->e = NULL;
+	conf_free(f->c);
+	f->c = test_conf_new();
+	free(f->c->policy.default_timezone);
+	f->c->policy.default_timezone = xstrdup("Europe/Oslo");
+}
+
 /* run: the plan loop: materialise, decide, jump to the next wakeup, until `to`. */
 static void
 run(struct fx *f, int64_t from, int64_t to)
@@ -236,24 +258,16 @@ static void
 test_removed_step_decided_late(void **state)
 {
 	struct fx *f = *state;
-	int ins;
 
 	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS
 			  "  - channel: sms\n    after: 1d\n    message: { en: \"Again {{survey_url}}\" }\n");
 	customer(f, "c1", "Europe/Oslo", "s", NULL);
 	start(f, T("2027-01-01T00:00:00Z"));
-	assert_int_equal(store_event_add(f->st, "e1", "c1", "go", T("2027-01-04T09:00:00Z"), NULL,
-			     T("2027-01-04T09:00:00Z"), &ins),
-	    0);
+	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
 	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T12:00:00Z"));
 	assert_int_equal(count(f, 1, "tx"), 1);
 	assert_int_equal(in_state(f, "tx", "scheduled"), 1); /* step 2, due a day later */
-	sched_free(f->e);
-	f->e = NULL;
-	conf_free(f->c);
-	f->c = test_conf_new();
-	free(f->c->policy.default_timezone);
-	f->c->policy.default_timezone = xstrdup("Europe/Oslo");
+	fresh_conf(f);
 	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
 	/* 03:00 in Oslo, a day after step 2 was due. */
 	start(f, T("2027-01-06T02:00:00Z"));
@@ -293,7 +307,6 @@ test_resend_only_on_its_channel(void **state)
 {
 	struct fx *f = *state;
 	char *err = NULL;
-	int ins;
 
 #define TWO_STEPS(first)                                                                     \
 	TX_HEAD "trigger: { event: go }\n" SURVEY "steps:\n  - channel: " first                    \
@@ -303,12 +316,8 @@ test_resend_only_on_its_channel(void **state)
 	customer(f, "c1", "Europe/Oslo", "se", NULL);
 	customer(f, "c2", "Europe/Oslo", "se", NULL);
 	start(f, T("2027-01-01T00:00:00Z"));
-	assert_int_equal(store_event_add(f->st, "e1", "c1", "go", T("2027-01-04T09:00:00Z"), NULL,
-			     T("2027-01-04T09:00:00Z"), &ins),
-	    0);
-	assert_int_equal(store_event_add(f->st, "e2", "c2", "go", T("2027-01-04T09:00:00Z"), NULL,
-			     T("2027-01-04T09:00:00Z"), &ins),
-	    0);
+	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
+	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
 	f->no_outcome = 1;
 	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
 	assert_int_equal(in_state(f, "tx", "sending"), 2);
@@ -321,12 +330,7 @@ test_resend_only_on_its_channel(void **state)
 	/* A retry recorded since (its transition names no channel) changes nothing below. */
 	assert_int_equal(sched_retrying(f->e, 2, T("2027-01-04T09:30:00Z"), "HTTP 503"), 0);
 	/* Step 1 now on e-mail: not resent; step 2 scheduled at once. */
-	sched_free(f->e);
-	f->e = NULL;
-	conf_free(f->c);
-	f->c = test_conf_new();
-	free(f->c->policy.default_timezone);
-	f->c->policy.default_timezone = xstrdup("Europe/Oslo");
+	fresh_conf(f);
 	campaign(f, "tx", TWO_STEPS("email"));
 	assert_int_equal(sched_new(f->st, f->c, T("2027-01-04T10:00:00Z"), &f->e, &err), 0);
 	f->n = 0;
@@ -431,15 +435,12 @@ test_overdue_waits_for_allowed_hours(void **state)
 {
 	struct fx *f = *state;
 	sqlite3_stmt *s;
-	int ins;
 
 	campaign(f, "tx", TX_HEAD "trigger: { event: purchase.completed, delay: 2h }\n" SURVEY ONE_SMS);
 	customer(f, "c1", "Europe/Oslo", "s", NULL);
 	start(f, T("2027-01-01T00:00:00Z"));
 	/* 16:00 Oslo + 2h: due 18:00 local (17:00Z), allowed. */
-	assert_int_equal(store_event_add(f->st, "e1", "c1", "purchase.completed",
-			     T("2027-01-04T15:00:00Z"), NULL, T("2027-01-04T15:00:00Z"), &ins),
-	    0);
+	event(f, "e1", "c1", "purchase.completed", "2027-01-04T15:00:00Z");
 	assert_int_equal(sched_materialize(f->e, T("2027-01-04T15:00:00Z"), sink, f), 1);
 	/* Nothing decides it until 03:00 local the next night. */
 	run(f, T("2027-01-05T02:00:00Z"), T("2027-01-06T00:00:00Z"));
@@ -991,7 +992,6 @@ test_contact_limit_holds_until_expiry(void **state)
 {
 	struct fx *f = *state;
 	const struct act *a;
-	int ins;
 
 	f->c->policy.contact_max = 1;
 	f->c->policy.contact_per = 86400;
@@ -1004,12 +1004,8 @@ test_contact_limit_holds_until_expiry(void **state)
 	customer(f, "c2", "Europe/Oslo", "s", NULL);
 	start(f, T("2027-03-01T00:00:00Z"));
 	/* first asks both at 09:00Z; each has an event the next day at 08:00Z (09:00 Oslo). */
-	assert_int_equal(store_event_add(f->st, "e1", "c1", "go", T("2027-03-03T08:00:00Z"), NULL,
-			     T("2027-03-03T08:00:00Z"), &ins),
-	    0);
-	assert_int_equal(store_event_add(f->st, "e2", "c2", "go2", T("2027-03-03T08:00:00Z"), NULL,
-			     T("2027-03-03T08:00:00Z"), &ins),
-	    0);
+	event(f, "e1", "c1", "go", "2027-03-03T08:00:00Z");
+	event(f, "e2", "c2", "go2", "2027-03-03T08:00:00Z");
 	run(f, T("2027-03-01T00:00:00Z"), T("2027-03-06T00:00:00Z"));
 	a = find(f, 1, "c1", "tx", 1);
 	assert_non_null(a);
