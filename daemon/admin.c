@@ -192,13 +192,12 @@ fail:
 static json_t *
 queue_json(const struct status_read *r)
 {
-	json_t *queue = json_object();
+	json_t *queue;
 	size_t i;
 
-	if (r->error != NULL) {
-		json_decref(queue);
+	if (r->error != NULL)
 		return json_null();
-	}
+	queue = json_object();
 	for (i = 0; i < r->n_rows; i++) {
 		const struct qrow *q = &r->rows[i];
 		const struct conf_campaign *cp = sched_campaign(r->d->cur->e, q->campaign);
@@ -226,7 +225,7 @@ status_done(uv_work_t *w, int status)
 {
 	struct status_read *r = w->data;
 	struct daemon *d = r->d;
-	json_t *o = status_memory(d), *last = json_null();
+	json_t *o = status_memory(d), *last;
 	size_t i;
 
 	(void)status;
@@ -235,22 +234,19 @@ status_done(uv_work_t *w, int status)
 		status_run(d, d->status_next);
 		d->status_next = NULL;
 	}
+	last = json_null();
 	if (r->have_reload) {
 		char t[21];
 
 		store_format_time(r->reload_at, t);
-		json_decref(last);
 		last = json_pack("{s:s,s:b,s:o,s:o}", "at", t, "ok", r->reload_ok, "summary",
 		    json_text(r->summary), "diagnostics", json_text(r->diagnostics));
 	}
 	json_object_set_new(o, "last_reload", last);
 	json_object_set_new(o, "queue", queue_json(r));
 	json_object_set_new(o, "inflight", json_integer(d->inflight));
-	if (r->error != NULL) {
-		json_t *e = json_string(r->error); /* NULL when not UTF-8 (a path) */
-
-		json_object_set_new(o, "error", e ? e : json_string("the database could not be read"));
-	}
+	if (r->error != NULL)
+		json_object_set_new(o, "error", json_text(r->error)); /* a path may not be UTF-8 */
 	for (i = 0; i < r->n_clients; i++) {
 		struct client *cl = r->clients[i];
 

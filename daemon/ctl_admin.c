@@ -168,11 +168,11 @@ ctl_status(const char *config, int argc, char **argv)
 	else
 		printf("last reload: none since the database was created\n");
 	if (rc != CTL_EXIT_OK) {
+		const char *why = json_string_value(json_object_get(r, "error"));
+
 		printf("queue: unknown\n");
 		fprintf(stderr, "campaignctl status: %s\n",
-		    json_string_value(json_object_get(r, "error")) ?
-			json_string_value(json_object_get(r, "error")) :
-			"the daemon could not read its database");
+		    why ? why : "the daemon could not read its database");
 		json_decref(r);
 		return rc;
 	}

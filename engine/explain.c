@@ -25,8 +25,7 @@ prepare(struct sched *e, const char *sql, sqlite3_stmt **s)
 {
 	if (sqlite3_prepare_v2(e->db, sql, -1, s, NULL) == SQLITE_OK)
 		return 0;
-	e->read_errors++;
-	fprintf(stderr, "campaignd: engine: %s\n", sqlite3_errmsg(e->db));
+	sched_read_failed(e);
 	return -1;
 }
 

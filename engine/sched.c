@@ -135,9 +135,15 @@ sched_step_row(struct sched *e, sqlite3_stmt *s)
 		return 1;
 	if (rc == SQLITE_DONE)
 		return 0;
+	sched_read_failed(e);
+	return -EIO;
+}
+
+void
+sched_read_failed(struct sched *e)
+{
 	e->read_errors++;
 	fprintf(stderr, "campaignd: engine: %s\n", sqlite3_errmsg(e->db));
-	return -EIO;
 }
 
 /*
@@ -542,6 +548,14 @@ retry_wait(const struct sched *e, const struct camp *k)
 	int d = k->fails > 1 ? k->fails - 1 : 0;
 
 	return e->retry_s << (d < RETRY_DOUBLINGS ? d : RETRY_DOUBLINGS);
+}
+
+/* retry_stale: k's retry is further ahead than its wait: from before a step back of the clock,
+ * so it is due now. */
+static int
+retry_stale(const struct sched *e, const struct camp *k, int64_t now)
+{
+	return k->retry_at > now + retry_wait(e, k);
 }
 
 void
@@ -1188,8 +1202,7 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		struct camp *k = &e->camps[i];
 		char why[512];
 
-		/* A retry further ahead than its wait is from before a step back of the clock. */
-		if (k->retry_at > now + retry_wait(e, k))
+		if (retry_stale(e, k, now))
 			k->retry_at = 0;
 		if (!k->cp->enabled || k->retry_at > now || camp_idle(k, now, max_rowid))
 			continue;
@@ -1347,6 +1360,24 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 }
 
 /*
+ * hold: a due delivery waits at step `step` until `until`: its due time moved there, with the
+ * reason "WHY<sep> held until T" recorded.  0, or -1.
+ */
+static int
+hold(struct sched *e, const struct due *d, int step, const char *channel, int64_t until,
+    int64_t now, const char *why, const char *sep)
+{
+	char t[21], reason[460];
+
+	fmt_time(until, t);
+	snprintf(reason, sizeof(reason), "%s%s held until %s", why, sep, t);
+	if (set_state(e, d->id, "scheduled", step, until, 0, now) < 0 ||
+	    transition(e, d->id, now, "scheduled", "scheduled", step, channel, NULL, reason) < 0)
+		return -1;
+	return 0;
+}
+
+/*
  * decide: one due delivery.  Order of checks: campaign still loaded (or draining), not
  * disabled with on_remove: cancel, opt-out, expiry, a reachable step (unreachable steps are
  * skipped at once to the next), the allowed hours, contact limit (first send only), the
@@ -1412,27 +1443,14 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	 */
 	held = sched_next_allowed(e, cp, d->tz, now);
 	if (held > now) {
-		fmt_time(held, t1);
-		snprintf(why, sizeof(why), "outside the allowed hours: held until %s", t1);
-		if (set_state(e, d->id, "scheduled", step, held, 0, now) < 0 ||
-		    transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
-			why) < 0)
-			return -1;
-		return stop;
+		return hold(e, d, step, st->channel->name, held, now, "outside the allowed hours",
+		    ":") < 0 ? -1 : stop;
 	}
 	blocked = d->sent_before ? 0 : contact_blocked(e, d, now, why, sizeof(why), &held);
 	if (blocked < 0)
 		return -1;
-	if (blocked && held > 0) {
-		/* A slot frees before it expires: it waits for it (steps walked past stay so). */
-		fmt_time(held, t1);
-		snprintf(why + strlen(why), sizeof(why) - strlen(why), "; held until %s", t1);
-		if (set_state(e, d->id, "scheduled", step, held, 0, now) < 0 ||
-		    transition(e, d->id, now, "scheduled", "scheduled", step, st->channel->name, NULL,
-			why) < 0)
-			return -1;
-		return stop;
-	}
+	if (blocked && held > 0) /* a slot frees before it expires: it waits for it */
+		return hold(e, d, step, st->channel->name, held, now, why, ";") < 0 ? -1 : stop;
 	if (blocked)
 		return skip(e, d, now, step, st->channel->name, why, sink, arg) | stop;
 	if (e->gate && !e->gate(e->gate_arg, st->channel->name)) {
@@ -1853,13 +1871,10 @@ sched_next_wakeup(struct sched *e, int64_t now)
 	m = sched_next_materialization(e, now);
 	if (m >= 0 && (next < 0 || m < next))
 		next = m;
-	/* A campaign whose making failed is tried again then (not past its wait: a retry further
-	 * ahead is from before a step back of the clock, and is due now). */
+	/* A campaign whose making failed is tried again then (a stale retry: at once). */
 	for (i = 0; i < e->n_camps; i++) {
-		int64_t r = e->camps[i].retry_at;
+		int64_t r = retry_stale(e, &e->camps[i], now) ? now + 1 : e->camps[i].retry_at;
 
-		if (r > now + retry_wait(e, &e->camps[i]))
-			r = now + 1;
 		if (r > now && (next < 0 || r < next))
 			next = r;
 	}
