@@ -58,8 +58,7 @@ chmod 600 "$tmp/hook.secret"
 : >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
 
-settings_yaml 1s "{ max: 100, per: 1d }" "  sms: { driver: outbox, path: outbox/sms }
-  email: { driver: outbox, path: outbox/email }
+settings_yaml 1s "{ max: 100, per: 1d }" "$(outbox_channels)
   hook:
     driver: webhook
     url: http://127.0.0.1:$port/hook

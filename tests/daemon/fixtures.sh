@@ -1,6 +1,13 @@
 # fixtures.sh: the settings and campaign files the daemon tests and benchmarks run on, as text
 # on stdout.  Sourced by tests/daemon/common.sh and by bench/*.sh; it defines functions only.
 
+# outbox_channels: the `channels:` lines of outbox channels sms and email (outbox/sms,
+# outbox/email), for settings_yaml.
+outbox_channels() {
+	printf '%s\n' "  sms: { driver: outbox, path: outbox/sms }" \
+		"  email: { driver: outbox, path: outbox/email }"
+}
+
 # settings_yaml SHUTDOWN_TIMEOUT CONTACT_LIMIT CHANNELS: a campaignd.yaml beside its
 # state.db and campaigns.d, times in UTC, quiet hours allowing the whole week, the policy's
 # contact limit CONTACT_LIMIT (a flow map such as "{ max: 100, per: 1d }"; "" keeps the

@@ -22,8 +22,7 @@ daemon_test_setup remove
 echo "1..11"
 
 mkdir -p "$tmp/campaigns.d"
-settings_yaml 1s "{ max: 100, per: 1d }" "  sms: { driver: outbox, path: outbox/sms }
-  email: { driver: outbox, path: outbox/email }" >"$tmp/campaignd.yaml"
+settings_yaml 1s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
 
 followup_campaign drain-me drain 1s 4s >"$tmp/campaigns.d/drain-me.yaml"
 followup_campaign cancel-me cancel 4s 1h >"$tmp/campaigns.d/cancel-me.yaml"

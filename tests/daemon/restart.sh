@@ -24,9 +24,7 @@ daemon_test_setup restart
 echo "1..10"
 
 mkdir -p "$tmp/campaigns.d"
-channels="  sms: { driver: outbox, path: outbox/sms }
-  email: { driver: outbox, path: outbox/email }"
-settings_yaml 5s "{ max: 100, per: 1d }" "$channels
+settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)
   push: { driver: outbox, kind: sms, path: outbox/push }" >"$tmp/campaignd.yaml"
 
 followup_campaign drain-me drain 1s 7s >"$tmp/campaigns.d/drain-me.yaml"
@@ -60,7 +58,7 @@ stop_daemon 10
 first_stop=$stop_rc
 rm "$tmp/campaigns.d/gone-drain.yaml" "$tmp/campaigns.d/gone-cancel.yaml" \
 	"$tmp/campaigns.d/gone-channel.yaml"
-settings_yaml 5s "{ max: 100, per: 1d }" "$channels" >"$tmp/campaignd.yaml"
+settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
 start_daemon_or_bail "again"
 
 # 2
@@ -131,7 +129,7 @@ fi
 # The channel is back: the next start restores the campaign that did not load.
 stop_daemon 10
 third_stop=$stop_rc
-settings_yaml 5s "{ max: 100, per: 1d }" "$channels
+settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)
   push: { driver: outbox, kind: sms, path: outbox/push }" >"$tmp/campaignd.yaml"
 start_daemon_or_bail "a fourth time"
 # 9

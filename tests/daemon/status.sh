@@ -22,8 +22,7 @@ daemon_test_setup status
 echo "1..7"
 
 mkdir -p "$tmp/campaigns.d"
-settings_yaml 1s "{ max: 100, per: 1d }" "  sms: { driver: outbox, path: outbox/sms }
-  email: { driver: outbox, path: outbox/email }" >"$tmp/campaignd.yaml"
+settings_yaml 1s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
 # Both first steps an hour away: three deliveries each stay scheduled.
 followup_campaign by-sms drain 1h 1d >"$tmp/campaigns.d/by-sms.yaml"
 followup_campaign by-mail drain 1h 1d true email >"$tmp/campaigns.d/by-mail.yaml"
