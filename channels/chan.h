@@ -46,7 +46,7 @@ struct chan_message {
 	char *text; /* the body (plain text); NULL for a webhook step without a message */
 	char *html; /* e-mail HTML part, or NULL */
 	char *survey_url, *optout_url; /* as given to chan_render (NULL when none was) */
-	int64_t created; /* when it was rendered (Unix seconds; signatures use the send time) */
+	int64_t created; /* when the send was decided (Unix seconds; signatures use the send time) */
 };
 
 /*
@@ -64,7 +64,7 @@ struct chan_message {
  * no address for an sms/email/whatsapp step, or a part over the cap.
  */
 int chan_render(const struct conf_campaign *cp, int step, const struct chan_recipient *r,
-    int64_t delivery, const char *survey_url, const char *optout_url, int64_t now,
+    int64_t delivery, const char *survey_url, const char *optout_url, int64_t created,
     struct chan_message *out, char **err);
 
 /* chan_message_free: release a message's strings; accepts a zeroed message. */

@@ -362,7 +362,7 @@ render_part(const char *tpl, const char *what, const struct rctx *x, int html, c
 
 int
 chan_render(const struct conf_campaign *cp, int step, const struct chan_recipient *r,
-    int64_t delivery, const char *survey_url, const char *optout_url, int64_t now,
+    int64_t delivery, const char *survey_url, const char *optout_url, int64_t created,
     struct chan_message *out, char **err)
 {
 	const struct conf_step *st;
@@ -423,7 +423,7 @@ chan_render(const struct conf_campaign *cp, int step, const struct chan_recipien
 	out->lang = lang != NULL ? xstrdup(lang) : NULL;
 	out->survey_url = survey_url != NULL ? xstrdup(survey_url) : NULL;
 	out->optout_url = optout_url != NULL ? xstrdup(optout_url) : NULL;
-	out->created = now;
+	out->created = created;
 	rc = render_part(subject != NULL ? conf_text_get(subject, lang) : NULL, "subject", &x, 0,
 	    &out->subject, err);
 	if (rc == 0)

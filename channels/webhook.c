@@ -33,8 +33,8 @@
  * at each reload), and kept only as OpenSSL's keyed HMAC state.  `t` is when this attempt was
  * set up (the daemon does that up to 50 ms before a send decided ahead leaves), not when the
  * message was made, so that a receiver rejecting old timestamps still accepts a retry.
- * Absent values are JSON null; "created" is when the message was made: its customer and event
- * read (RFC 3339, UTC).  Text that is not valid UTF-8 is sent with U+FFFD in place of the bad
+ * Absent values are JSON null; "created" is when the send was decided: its step's first move to
+ * 'sending' (RFC 3339, UTC), so that a retry or a resend after a restart has the same body.  Text that is not valid UTF-8 is sent with U+FFFD in place of the bad
  * bytes.
  *
  * Redirects are not followed: a POST redirected is a misconfigured URL, and following it

@@ -53,14 +53,15 @@ struct job {
 	int64_t not_before_ms; /* its due instant (later if a rate limit moved it): decided
 				* ahead (LEAD_MS), it waits for that */
 	int step;
-	int attempt; /* transient failures so far */
+	int attempt; /* transient failures so far (a resend's include those before the restart) */
+	int64_t created; /* when the message was made (sched_action.created) */
+	int64_t retry_at; /* a resend: not started before this instant (engine seconds), or 0 */
 	int waits; /* times its channel could not be opened (not attempts: channel_wait) */
 	char channel[72], campaign[72], customer[STORE_ID_MAX + 1], key[32];
 	char token[STORE_TOKEN_SIZE];
 	/* What the message is made of, read on the loop (owned; freed once rendered). */
 	struct store_context ctx;
 	const struct conf_campaign *cp;
-	int64_t now;
 	struct chan_message msg; /* rendered at start, off the loop */
 	void *state; /* the driver's, between start and finish (or deliver: blocking drivers) */
 	/* Started off the loop (the HTTP thread, or the thread pool for a blocking driver): its

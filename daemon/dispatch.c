@@ -24,6 +24,7 @@
 static void start_queued(struct daemon *d);
 static CURL *begin(void *job, CURL *easy);
 static void show(struct daemon *d);
+static void resume_wait(struct daemon *d, struct job *j);
 
 /* ---- queues ---- */
 
@@ -51,6 +52,10 @@ dispatch_start(struct daemon *d)
 
 		d->fresh = j->next;
 		j->next = NULL;
+		if (j->retry_at > 0) {
+			resume_wait(d, j);
+			continue;
+		}
 		if (q->tail)
 			q->tail->next = j;
 		else
@@ -168,7 +173,7 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
  * resent with the same key at the next start.
  */
 static int
-record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
+record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, int64_t retry_at)
 {
 	int64_t now = daemon_now(d);
 	int rc;
@@ -186,7 +191,8 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 	else if (o == CHAN_PERMANENT)
 		rc = sched_failed(j->gen->e, j->delivery, now, why ? why : "failed", NULL, NULL);
 	else
-		rc = sched_retrying(j->gen->e, j->delivery, now, why);
+		rc = sched_retrying(j->gen->e, j->delivery, now, why, retry_at > 0 ? j->attempt : 0,
+		    retry_at);
 	if (rc < 0) {
 		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
 		    store_errmsg(d->st));
@@ -197,6 +203,38 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why)
 }
 
 static void retry_fired(uv_timer_t *t);
+
+/* engine_after: the engine's instant (seconds, rounded up) `ms` of real time from now. */
+static int64_t
+engine_after(const struct daemon *d, uint64_t ms)
+{
+	double sp = d->speed > 1.0 ? d->speed : 1.0;
+
+	return (daemon_now_ms(d) + (int64_t)ceil((double)ms * sp) + 999) / 1000;
+}
+
+/*
+ * resume_wait: a send resent after a restart whose last attempt failed with a wait still to
+ * run (its backoff, or the receiver's Retry-After): it waits the rest, as a retry, then takes
+ * its place at the front of its channel's queue (retry_fired).
+ */
+static void
+resume_wait(struct daemon *d, struct job *j)
+{
+	double sp = d->speed > 1.0 ? d->speed : 1.0;
+	int64_t ms = j->retry_at * 1000 - daemon_now_ms(d);
+	char why[160], t[21];
+
+	store_format_time(j->retry_at, t);
+	snprintf(why, sizeof(why), "resent after the restart: attempt %d waits until %s, as after "
+				   "attempt %d failed",
+	    j->attempt + 1, t, j->attempt);
+	log_outcome(j, "retry", why);
+	j->retry_at = 0;
+	j->next = d->active;
+	d->active = j;
+	uv_timer_start(&j->retry, retry_fired, ms > 0 ? (uint64_t)ceil((double)ms / sp) : 0, 0);
+}
 
 /*
  * outcome: the end of one attempt: record it, retry with backoff, or move on.  The caller
@@ -230,7 +268,7 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		j->attempt++;
 		snprintf(why, sizeof(why), "attempt %d failed (%s); retry in %.1fs with the same key",
 		    j->attempt, detail ? detail : "transient failure", (double)delay / 1000.0);
-		record(d, j, CHAN_TRANSIENT, why);
+		record(d, j, CHAN_TRANSIENT, why, engine_after(d, delay));
 		log_outcome(j, "retry", why);
 		uv_timer_start(&j->retry, retry_fired, delay, 0);
 		free(detail);
@@ -246,11 +284,11 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 	}
 	if (o == CHAN_TRANSIENT) {
 		/* Shutting down: leave it 'sending'; the next start resends it with the same key. */
-		record(d, j, CHAN_TRANSIENT, ABANDONED);
+		record(d, j, CHAN_TRANSIENT, ABANDONED, 0);
 		log_outcome(j, "abandoned", detail);
 	} else {
 		log_outcome(j, o == CHAN_SENT ? "sent" : "failed", detail);
-		record(d, j, o, detail);
+		record(d, j, o, detail, 0);
 	}
 	free(detail);
 	job_free(j);
@@ -363,7 +401,6 @@ load(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("campaign no longer loaded");
 		return -1;
 	}
-	j->now = daemon_now(d);
 	return 0;
 }
 
@@ -401,7 +438,7 @@ render(struct job *j, char **err)
 	r.segment = x->segment;
 	r.attrs_json = x->attrs_json;
 	r.event_json = x->event_json;
-	rc = chan_render(j->cp, j->step, &r, j->delivery, survey, optout, j->now, &j->msg, err);
+	rc = chan_render(j->cp, j->step, &r, j->delivery, survey, optout, j->created, &j->msg, err);
 	free(survey);
 	free(optout);
 	store_context_free(&j->ctx);
@@ -645,7 +682,7 @@ channel_wait(struct daemon *d, struct job *j, char *detail)
 	snprintf(why, sizeof(why), "%s: the send waits for the channel; tried again in %llus",
 	    detail, (unsigned long long)(delay / 1000));
 	if (j->waits++ == 0) {
-		record(d, j, CHAN_TRANSIENT, why);
+		record(d, j, CHAN_TRANSIENT, why, 0);
 		log_outcome(j, "wait", why);
 	} else {
 		log_debug("event=send delivery=%lld outcome=wait detail=%s", (long long)j->delivery,
@@ -825,6 +862,9 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	j->seq = d->decided++;
 	j->not_before_ms = a->at * 1000;
 	j->step = a->step;
+	j->created = a->created;
+	j->attempt = a->attempts;
+	j->retry_at = a->retry_at;
 	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
 	snprintf(j->campaign, sizeof(j->campaign), "%s", a->campaign);
 	snprintf(j->customer, sizeof(j->customer), "%s", a->customer);
@@ -923,7 +963,7 @@ dispatch_abandon(struct daemon *d)
 			continue;
 		}
 		free(detail);
-		record(d, j, CHAN_TRANSIENT, ABANDONED);
+		record(d, j, CHAN_TRANSIENT, ABANDONED, 0);
 		log_outcome(j, "abandoned", "shutdown");
 		job_free(j);
 	}
@@ -945,7 +985,7 @@ dispatch_abandon(struct daemon *d)
 			j->staged = 0;
 			queue_for(d, j->channel)->held++; /* given up when written; job_free takes it */
 		}
-		record(d, j, CHAN_TRANSIENT, ABANDONED);
+		record(d, j, CHAN_TRANSIENT, ABANDONED, 0);
 		log_outcome(j, "abandoned", "shutdown");
 		uv_timer_stop(&j->retry);
 		job_free(j);

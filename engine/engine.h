@@ -38,6 +38,13 @@ struct sched_action {
 	const char *reason; /* skips: why; sends: NULL */
 	const char *idem_key; /* sends: the idempotency key ("d<delivery>-s<step>") */
 	const char *token; /* sends: the survey token */
+	/* Sends: when the message was made (its step's first move to 'sending', so that a resend
+	 * renders the same), the step's attempts that failed already, and the instant before
+	 * which the next may not start (0: none); a resend after a restart has them from the
+	 * store, a new send has at, 0 and 0. */
+	int64_t created;
+	int attempts;
+	int64_t retry_at;
 };
 
 /* A sink gets every action; a non-zero return stops sched_run_due after the current one. */
@@ -138,13 +145,19 @@ int sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why
 
 /*
  * sched_retrying: a transient failure of the current step: the delivery stays 'sending' (the
- * same idempotency key will be used) and the failure is logged with `why`.
+ * same idempotency key will be used) and the failure is logged with `why`.  With attempt > 0
+ * it is the step's attempt number `attempt` that failed and the next may start at retry_at:
+ * both are recorded, for a resend after a restart (sched_resend).  0: a wait that spends no
+ * attempt (a shutdown, a channel that cannot be opened yet).
  */
-int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why);
+int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why, int attempt,
+    int64_t retry_at);
 
 /*
  * sched_resend: a delivery found in 'sending' after a crash or a shutdown: record that it is
- * sent again with the same idempotency key, and report it to the sink as a SEND.  When its
+ * sent again with the same idempotency key, and report it to the sink as a SEND that goes on
+ * where the step stopped: made at its first move to 'sending', with the attempts it spent and
+ * the wait before its next one (struct sched_action).  When its
  * step's channel is no longer the one it was being sent on (the campaign edited meanwhile),
  * it is not repeated on the new one: the step fails with that reason (sched_failed).  -EINVAL
  * when it is not in 'sending'.

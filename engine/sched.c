@@ -53,13 +53,19 @@ static const char *const sql_text[S_COUNT] = {
 	[S_SET] = "UPDATE deliveries SET state = ?2, step = ?3, due_at = ?4, "
 		  "attempts = attempts + ?5, updated_at = ?6 WHERE id = ?1",
 	[S_TRANS] = "INSERT INTO transitions(delivery, at, from_state, to_state, step, channel, "
-		    "idem_key, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		    "idem_key, reason, attempt, retry_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+		    "?10)",
 	[S_CONTACT_ADD] = "INSERT OR IGNORE INTO contacts(customer, at, campaign, delivery) "
 			  "VALUES (?1, ?2, ?3, ?4)",
 	[S_GET] = "SELECT d.campaign, d.step, d.state, c.id, COALESCE(c.timezone, ?2) "
 		  "FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ?1",
 	[S_SENT_ON] = "SELECT channel FROM transitions WHERE delivery = ?1 AND to_state = 'sending' "
 		      "AND channel IS NOT NULL ORDER BY id DESC LIMIT 1",
+	/* Where an interrupted send of delivery ?1, key ?2, step ?3 stopped (sched_resend). */
+	[S_RESUME] = "SELECT (SELECT min(at) FROM transitions WHERE delivery = ?1 AND idem_key = ?2 "
+		     "AND to_state = 'sending'), a.attempt, a.retry_at FROM (SELECT 1) LEFT JOIN "
+		     "(SELECT attempt, retry_at FROM transitions WHERE delivery = ?1 AND step = ?3 "
+		     "AND attempt IS NOT NULL ORDER BY id DESC LIMIT 1) a",
 	[S_MIN_DUE] = "SELECT due_at FROM deliveries WHERE state = 'scheduled' ORDER BY due_at LIMIT 1",
 	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
 		     "COALESCE(c.timezone, ?3), o.at FROM events e "
@@ -277,9 +283,14 @@ fmt_duration(int64_t secs, char out[32])
 	}
 }
 
+/*
+ * transition_try: record a state change; for a failed attempt (attempt > 0) its number and
+ * when the next may start.
+ */
 static int
-transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to, int step,
-    const char *channel, const char *key, const char *reason)
+transition_try(struct sched *e, int64_t id, int64_t now, const char *from, const char *to,
+    int step, const char *channel, const char *key, const char *reason, int attempt,
+    int64_t retry_at)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_TRANS);
 
@@ -293,7 +304,18 @@ transition(struct sched *e, int64_t id, int64_t now, const char *from, const cha
 	if (key)
 		sqlite3_bind_text(s, 7, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 8, reason, -1, SQLITE_STATIC);
+	if (attempt > 0) {
+		sqlite3_bind_int(s, 9, attempt);
+		sqlite3_bind_int64(s, 10, retry_at);
+	}
 	return step_done(e, s);
+}
+
+static int
+transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to, int step,
+    const char *channel, const char *key, const char *reason)
+{
+	return transition_try(e, id, now, from, to, step, channel, key, reason, 0, 0);
 }
 
 static int
@@ -320,7 +342,7 @@ emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at, i
     const char *reason, const char *key, const char *token)
 {
 	struct sched_action a = { kind, id, at, due, customer, campaign, step, channel, tz, reason,
-		key, token };
+		key, token, at, 0, 0 };
 
 	return sink ? sink(arg, &a) : 0;
 }
@@ -1727,7 +1749,8 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 }
 
 int
-sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why)
+sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why, int attempt,
+    int64_t retry_at)
 {
 	struct due d;
 	int rc;
@@ -1735,7 +1758,8 @@ sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why)
 	rc = load_sending(e, delivery, &d);
 	if (rc < 0)
 		return rc;
-	return transition(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why) < 0 ?
+	return transition_try(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why,
+		   attempt, retry_at) < 0 ?
 	    -EIO :
 	    0;
 }
@@ -1747,6 +1771,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	const struct conf_campaign *cp;
 	const char *channel;
 	char key[64], token[STORE_TOKEN_SIZE];
+	struct sched_action a;
 	sqlite3_stmt *s;
 	struct due d;
 	int rc;
@@ -1787,11 +1812,24 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	if (rc < 0)
 		return -EIO;
 	snprintf(key, sizeof(key), "d%lld-s%d", (long long)delivery, d.step);
+	/* It goes on where it stopped: made when first moved to 'sending', its attempts spent. */
+	s = sched_stmt(e, S_RESUME);
+	sqlite3_bind_int64(s, 1, delivery);
+	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, d.step);
+	if (sched_step_row(e, s) != 1)
+		return -EIO;
+	a = (struct sched_action){ SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
+		channel, d.tz, NULL, key, token,
+		sqlite3_column_type(s, 0) == SQLITE_NULL ? now : sqlite3_column_int64(s, 0),
+		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2) };
+	sqlite3_reset(s);
+	if (a.retry_at <= now)
+		a.retry_at = 0;
 	if (store_token(e->st, delivery, token) < 0 ||
 	    transition(e, delivery, now, "sending", "sending", d.step, channel, key, why) < 0)
 		return -EIO;
-	return emit(sink, arg, SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
-	    channel, d.tz, NULL, key, token) < 0 ? -EIO : 0;
+	return sink != NULL && sink(arg, &a) < 0 ? -EIO : 0;
 }
 
 long

@@ -131,6 +131,7 @@ CREATE TABLE transitions (
 	channel    TEXT,
 	idem_key   TEXT,                              -- set on moves to 'sending'
 	reason     TEXT NOT NULL
+	-- Version 4 (store.c) adds attempt and retry_at: a failed attempt's number, the next's time.
 );
 CREATE INDEX transitions_delivery ON transitions(delivery, id);
 

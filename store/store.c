@@ -41,6 +41,10 @@ static const char *const migrations[] = {
 	" version  INTEGER NOT NULL REFERENCES campaign_versions(id),"
 	" draining INTEGER NOT NULL DEFAULT 0,"
 	" since    INTEGER NOT NULL);",
+	/* 4: a failed attempt's number and when the next may start, on its transition, so that
+	 * a send resent after a restart keeps its retry budget and its wait. */
+	"ALTER TABLE transitions ADD COLUMN attempt INTEGER;"
+	"ALTER TABLE transitions ADD COLUMN retry_at INTEGER;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,

@@ -22,6 +22,8 @@ struct act {
 	int step;
 	int64_t due;
 	char customer[STORE_ID_MAX + 1], campaign[48], channel[16], reason[256];
+	int64_t created, retry_at; /* sends */
+	int attempts;
 };
 
 struct fx {
@@ -58,6 +60,9 @@ sink(void *arg, const struct sched_action *a)
 	snprintf(x->campaign, sizeof(x->campaign), "%s", a->campaign);
 	snprintf(x->channel, sizeof(x->channel), "%s", a->channel ? a->channel : "");
 	snprintf(x->reason, sizeof(x->reason), "%s", a->reason ? a->reason : "");
+	x->created = a->created;
+	x->attempts = a->attempts;
+	x->retry_at = a->retry_at;
 	return a->kind == SCHED_SEND && f->stop_every > 0 && ++f->sends % f->stop_every == 0;
 }
 
@@ -249,6 +254,20 @@ test_recurring_in_each_recipients_zone(void **state)
 
 static long in_state(struct fx *f, const char *campaign, const char *state);
 
+/* scalar: the first column of the first row of `sql` (-1 when there is none). */
+static int64_t
+scalar(struct fx *f, const char *sql)
+{
+	sqlite3_stmt *s;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
 /*
  * A reminder whose step a reload removed, decided late outside the allowed hours, ends
  * (exhausted) rather than being held under a step that no longer exists (the hold read past
@@ -328,7 +347,9 @@ test_resend_only_on_its_channel(void **state)
 	assert_true(f->acts[0].send);
 	assert_string_equal(f->acts[0].channel, "sms");
 	/* A retry recorded since (its transition names no channel) changes nothing below. */
-	assert_int_equal(sched_retrying(f->e, 2, T("2027-01-04T09:30:00Z"), "HTTP 503"), 0);
+	assert_int_equal(sched_retrying(f->e, 2, T("2027-01-04T09:30:00Z"), "HTTP 503", 1,
+			     T("2027-01-04T09:30:01Z")),
+	    0);
 	/* Step 1 now on e-mail: not resent; step 2 scheduled at once. */
 	fresh_conf(f);
 	campaign(f, "tx", TWO_STEPS("email"));
@@ -339,6 +360,73 @@ test_resend_only_on_its_channel(void **state)
 	assert_string_equal(state_reason(f, 2), "scheduled|step 1 failed: interrupted on channel "
 	    "sms, which step 1 no longer uses (now email): not repeated on another channel");
 #undef TWO_STEPS
+}
+
+/*
+ * A send resent after a restart goes on where it stopped: it is made at its step's first move
+ * to 'sending' (so that the receiver gets the same body under the same key), with the attempts
+ * that failed before the restart (its retry budget) and the rest of the wait the last failure
+ * asked for.  A wait that spent no attempt (a shutdown) changes none of these, and the column
+ * of such a transition stays empty.  (It used to start again from attempt 0 at once, made at
+ * the resend.)
+ */
+static void
+test_resend_goes_on_where_it_stopped(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY
+	    "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n");
+	customer(f, "c1", "Europe/Oslo", "se", NULL);
+	customer(f, "c2", "Europe/Oslo", "se", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
+	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
+	f->no_outcome = 1;
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	assert_int_equal(in_state(f, "tx", "sending"), 2);
+	assert_int_equal(f->acts[0].created, T("2027-01-04T09:00:00Z"));
+	assert_int_equal(f->acts[0].attempts, 0);
+	assert_int_equal(f->acts[0].retry_at, 0);
+	/* Attempt 1 failed (Retry-After: 10 min), then the shutdown abandoned the wait. */
+	assert_int_equal(sched_retrying(f->e, 1, T("2027-01-04T09:00:05Z"), "HTTP 503", 1,
+			     T("2027-01-04T09:10:05Z")),
+	    0);
+	assert_int_equal(sched_retrying(f->e, 1, T("2027-01-04T09:00:06Z"), "abandoned", 0, 0), 0);
+	f->n = 0;
+	assert_int_equal(sched_resend(f->e, 1, T("2027-01-04T09:05:00Z"), "restart", sink, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_int_equal(f->acts[0].created, T("2027-01-04T09:00:00Z"));
+	assert_int_equal(f->acts[0].attempts, 1);
+	assert_int_equal(f->acts[0].retry_at, T("2027-01-04T09:10:05Z"));
+	assert_int_equal(f->acts[0].at, T("2027-01-04T09:05:00Z"));
+	/* Restarted again after the wait: at once, the budget and the making unchanged. */
+	f->n = 0;
+	assert_int_equal(sched_resend(f->e, 1, T("2027-01-04T09:20:00Z"), "restart", sink, f), 0);
+	assert_int_equal(f->acts[0].created, T("2027-01-04T09:00:00Z"));
+	assert_int_equal(f->acts[0].attempts, 1);
+	assert_int_equal(f->acts[0].retry_at, 0);
+	/* Attempt 2 failed too: the latest counts. */
+	assert_int_equal(sched_retrying(f->e, 1, T("2027-01-04T09:20:01Z"), "HTTP 503", 2,
+			     T("2027-01-04T09:20:03Z")),
+	    0);
+	f->n = 0;
+	assert_int_equal(sched_resend(f->e, 1, T("2027-01-04T09:20:02Z"), "restart", sink, f), 0);
+	assert_int_equal(f->acts[0].attempts, 2);
+	assert_int_equal(f->acts[0].retry_at, T("2027-01-04T09:20:03Z"));
+	/* Never retried: made at its move, no attempt spent, no wait. */
+	f->n = 0;
+	assert_int_equal(sched_resend(f->e, 2, T("2027-01-04T09:30:00Z"), "restart", sink, f), 0);
+	assert_int_equal(f->acts[0].created, T("2027-01-04T09:00:00Z"));
+	assert_int_equal(f->acts[0].attempts, 0);
+	assert_int_equal(f->acts[0].retry_at, 0);
+	/* The audit trail: the failed attempts with their numbers and waits, nothing else. */
+	assert_int_equal(scalar(f, "SELECT count(*) FROM transitions WHERE delivery = 1 AND "
+				   "attempt IS NOT NULL"),
+	    2);
+	assert_int_equal(scalar(f, "SELECT retry_at FROM transitions WHERE delivery = 1 AND "
+				   "attempt = 1"),
+	    T("2027-01-04T09:10:05Z"));
 }
 
 /*
@@ -1057,16 +1145,10 @@ static long
 in_state(struct fx *f, const char *campaign, const char *state)
 {
 	char sql[256];
-	sqlite3_stmt *s;
-	long n = -1;
 
 	snprintf(sql, sizeof(sql),
 	    "SELECT count(*) FROM deliveries WHERE campaign = '%s' AND state = '%s'", campaign, state);
-	assert_int_equal(sqlite3_prepare_v2(store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	return n;
+	return (long)scalar(f, sql);
 }
 
 /*
@@ -1248,6 +1330,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rule_starts_at_first_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_removed_step_decided_late, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resend_only_on_its_channel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resend_goes_on_where_it_stopped, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
