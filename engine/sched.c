@@ -93,8 +93,10 @@ static const char *const sql_text[S_COUNT] = {
 	[S_MAKE] = "SAVEPOINT make",
 	[S_MADE] = "RELEASE make",
 	[S_UNMAKE] = "ROLLBACK TO make",
-	[S_PENDING] = "SELECT count(*) FROM deliveries WHERE campaign = ?1 AND "
-		      "(state = 'scheduled' OR state = 'sending')",
+	/* Through the partial indexes, so that a campaign's history is not read. */
+	[S_PENDING] = "SELECT (SELECT count(*) FROM deliveries INDEXED BY deliveries_campaign WHERE "
+		      "campaign = ?1 AND state = 'scheduled') + (SELECT count(*) FROM deliveries "
+		      "INDEXED BY deliveries_sending WHERE state = 'sending' AND campaign = ?1)",
 };
 
 /* ---- small helpers ---- */
@@ -1841,7 +1843,9 @@ sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why
 	int steps, rc;
 
 	if (sqlite3_prepare_v2(e->db,
-		"SELECT id, step FROM deliveries WHERE campaign = ?1 AND state = 'scheduled'", -1, &s,
+		"SELECT id, step FROM deliveries INDEXED BY deliveries_campaign WHERE campaign = ?1 AND "
+		"state = 'scheduled'",
+		-1, &s,
 		NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);

@@ -45,6 +45,9 @@ static const char *const migrations[] = {
 	 * a send resent after a restart keeps its retry budget and its wait. */
 	"ALTER TABLE transitions ADD COLUMN attempt INTEGER;"
 	"ALTER TABLE transitions ADD COLUMN retry_at INTEGER;",
+	/* 5: a campaign's scheduled deliveries by campaign, so that counting or cancelling what a
+	 * removed, disabled or draining campaign has left reads those, not its whole history. */
+	"CREATE INDEX deliveries_campaign ON deliveries(campaign) WHERE state = 'scheduled';",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
