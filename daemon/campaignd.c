@@ -679,11 +679,13 @@ struct restore {
 };
 
 /*
- * restore_one: a campaign in force at the last run, or draining then, that the files no longer
- * have.  Removed while campaignd was stopped, its version last in force says what becomes of
- * its pending deliveries, as at a reload (on_remove); draining, it goes on draining.  A version
- * that no longer parses against campaignd.yaml (a channel gone) is logged: its deliveries are
- * skipped when due, as those of any campaign no longer loaded.
+ * restore_one: a campaign in force at the last run, or draining then.  Disabled with
+ * on_remove: cancel (perhaps while campaignd was stopped), its scheduled deliveries are
+ * cancelled now, as a reload would have, not as they come due.  Removed while campaignd was
+ * stopped, its version last in force says what becomes of its pending deliveries, as at a
+ * reload (on_remove); draining, it goes on draining.  A version that no longer parses against
+ * campaignd.yaml (a channel gone) is logged: its deliveries are skipped when due, as those of
+ * any campaign no longer loaded.
  */
 static int
 restore_one(void *arg, const char *name, int draining, const char *text, size_t len)
@@ -696,8 +698,16 @@ restore_one(void *arg, const char *name, int draining, const char *text, size_t 
 	long pending;
 	size_t i;
 
-	if (conf_campaign_find(d->cur->conf, name) != NULL)
+	if ((cp = conf_campaign_find(d->cur->conf, name)) != NULL) {
+		if (cp->enabled || cp->on_remove != CONF_REMOVE_CANCEL)
+			return 0;
+		pending = sched_cancel(d->cur->e, name, r->now,
+		    "campaign disabled while campaignd was stopped (on_remove: cancel)");
+		if (pending < 0)
+			return -1;
+		r->cancelled += (size_t)pending;
 		return 0;
+	}
 	pending = sched_pending(d->cur->e, name);
 	if (pending < 0)
 		return -1;
@@ -777,7 +787,7 @@ restore_removed(struct daemon *d)
 	}
 	free(err);
 	gen_put(r.owner); /* each drain holds its own reference */
-	if (rc == 0 && (r.removed > 0 || d->cur->n_drains > 0))
+	if (rc == 0 && (r.removed > 0 || r.cancelled > 0 || d->cur->n_drains > 0))
 		log_info("event=restore removed=%zu cancelled=%zu draining=%zu", r.removed,
 		    r.cancelled, d->cur->n_drains);
 	return rc;

@@ -5,7 +5,9 @@
 #     its follow-up step is still sent as planned;
 #   - campaigns whose files went away while campaignd was stopped are treated as a reload
 #     would, under their version last in force: on_remove: cancel skips the scheduled delivery
-#     at the start, with the reason; on_remove: drain sends it as planned;
+#     at the start, with the reason; on_remove: drain sends it as planned; one disabled
+#     meanwhile with on_remove: cancel has its scheduled delivery skipped at the start too,
+#     not when it comes due;
 #   - a removed campaign whose last version no longer loads (its channel is gone) is logged
 #     with the reason, and the daemon runs on; it is kept, and restored by a start once the
 #     channel is back;
@@ -31,11 +33,13 @@ followup_campaign drain-me drain 1s 7s >"$tmp/campaigns.d/drain-me.yaml"
 followup_campaign gone-drain drain 1s 7s >"$tmp/campaigns.d/gone-drain.yaml"
 followup_campaign gone-cancel cancel 1h 1h >"$tmp/campaigns.d/gone-cancel.yaml"
 followup_campaign gone-channel drain 1h 1h true push >"$tmp/campaigns.d/gone-channel.yaml"
-start_with_go 4
+followup_campaign off-cancel cancel 1h 1h >"$tmp/campaigns.d/off-cancel.yaml"
+start_with_go 5
 DR=$(delivery drain-me c1)
 GD=$(delivery gone-drain c1)
 GC=$(delivery gone-cancel c1)
 GH=$(delivery gone-channel c1)
+OC=$(delivery off-cancel c1)
 email=$tmp/outbox/email
 
 # 1
@@ -53,11 +57,12 @@ else
 		"states: $(state_of "$DR"), $(state_of "$GD")"
 fi
 
-# Stopped: two more files go, and the channel of a third.
+# Stopped: two more files go, and the channel of a third; a fourth is disabled.
 stop_daemon 10
 first_stop=$stop_rc
 rm "$tmp/campaigns.d/gone-drain.yaml" "$tmp/campaigns.d/gone-cancel.yaml" \
 	"$tmp/campaigns.d/gone-channel.yaml"
+followup_campaign off-cancel cancel 1h 1h false >"$tmp/campaigns.d/off-cancel.yaml"
 settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
 start_daemon_or_bail "again"
 
@@ -66,7 +71,7 @@ if [ "$first_stop" = 0 ] &&
 	grep -q 'event=reload-campaign campaign=drain-me change=draining .*on_remove=drain' "$dlog" &&
 	grep -q 'event=reload-campaign campaign=gone-drain change=removed .*on_remove=drain' "$dlog" &&
 	grep -q 'event=reload-campaign campaign=gone-cancel change=removed .*on_remove=cancel' "$dlog" &&
-	grep -q 'event=restore removed=2 cancelled=1 draining=2' "$dlog"; then
+	grep -q 'event=restore removed=2 cancelled=2 draining=2' "$dlog"; then
 	ok "the start names each campaign removed or draining, and sums them up"
 else
 	not_ok "the start names each campaign removed or draining, and sums them up" \
@@ -81,8 +86,10 @@ else
 		"$(grep 'event=restore' "$dlog")"
 fi
 # 4
-is "removed while stopped, on_remove: cancel: skipped at the start, with the reason" \
-	"$(state_reason "$GC")" "skipped 1|campaign removed while campaignd was stopped (on_remove: cancel)"
+is "removed or disabled while stopped, on_remove: cancel: skipped at the start, with the reason" \
+	"$(state_reason "$GC"); $(state_reason "$OC")" "skipped 1|campaign removed while campaignd \
+was stopped (on_remove: cancel); skipped 1|campaign disabled while campaignd was stopped \
+(on_remove: cancel)"
 # 5
 out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
 if printf '%s\n' "$out" | grep -q '^  drain-me .*(removed, draining)$' &&
@@ -105,7 +112,7 @@ in_force() {
 	   FROM campaigns_in_force ORDER BY campaign)"
 }
 is "in force: two draining, and the one not restored kept for a later start" "$(in_force)" \
-	"drain-me:1 gone-channel:0 gone-drain:1"
+	"drain-me:1 gone-channel:0 gone-drain:1 off-cancel:0"
 
 # Drained: the next start forgets them; the one whose channel is gone is still kept.
 stop_daemon 10
@@ -119,7 +126,7 @@ st_rc=$?
 got=$(in_force)
 if [ "$second_stop" = 0 ] && [ "$st_rc" = 0 ] && [ "$(grep -c 'event=restore ' "$dlog")" = "$restores" ] &&
 	[ "$(grep -c 'event=restore-campaign campaign=gone-channel ' "$dlog")" = $((warned + 1)) ] &&
-	[ "$got" = "gone-channel:0" ] && ! printf '%s' "$st" | grep -q 'drain-me'; then
+	[ "$got" = "gone-channel:0 off-cancel:0" ] && ! printf '%s' "$st" | grep -q 'drain-me'; then
 	ok "once drained, the next start forgets them"
 else
 	not_ok "once drained, the next start forgets them" "second stop: $second_stop; in force: $got
@@ -137,7 +144,7 @@ out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
 if [ "$third_stop" = 0 ] &&
 	grep -q 'event=reload-campaign campaign=gone-channel change=removed .*on_remove=drain' "$dlog" &&
 	printf '%s\n' "$out" | grep -q '^  gone-channel .*(removed, draining)$' &&
-	[ "$(in_force)" = "gone-channel:1" ] && [ "$(state_of "$GH")" = "scheduled 1" ]; then
+	[ "$(in_force)" = "gone-channel:1 off-cancel:0" ] && [ "$(state_of "$GH")" = "scheduled 1" ]; then
 	ok "with its channel back, a start restores the removed campaign as a drain"
 else
 	not_ok "with its channel back, a start restores the removed campaign as a drain" \
