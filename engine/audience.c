@@ -204,11 +204,27 @@ bind_value(struct aq *q, const struct conf_value *v)
 		aq_bind_text(q, v->str);
 }
 
+/*
+ * emit_same_type: an ordering (gt, gte, lt, lte, between) holds only between values of one
+ * type: a number and a number, text (a date) and text.  SQLite orders every text after every
+ * number, so without it an attribute or event value "n/a" would be at least 100.
+ */
+static void
+emit_same_type(struct aq *q, const struct subject *s, const struct conf_value *v, int64_t now,
+    const char *deftz)
+{
+	aq_add(q, "typeof(");
+	emit_subject(q, s, now, deftz);
+	aq_add(q, v->is_num ? ") IN ('integer', 'real') AND " : ") = 'text' AND ");
+}
+
 static void
 emit_cmp(struct aq *q, const struct subject *s, const char *op, const struct conf_value *v,
     int64_t now, const char *deftz)
 {
 	aq_add(q, "(");
+	if (strcmp(op, "=") != 0 && strcmp(op, "<>") != 0)
+		emit_same_type(q, s, v, now, deftz);
 	emit_subject(q, s, now, deftz);
 	aq_add(q, " %s ", op);
 	bind_value(q, v);
@@ -289,6 +305,7 @@ emit_ops(struct aq *q, const struct subject *s, const struct conf_ops *o, int64_
 	if (o->ops & CONF_OP_BETWEEN) {
 		AND();
 		aq_add(q, "(");
+		emit_same_type(q, s, &o->between[0], now, deftz);
 		emit_subject(q, s, now, deftz);
 		aq_add(q, " BETWEEN ");
 		bind_value(q, &o->between[0]);

@@ -54,7 +54,8 @@ check_value(struct pctx *p, const struct ynode *n, const char *field, int kind,
 	if (pctx_scalar(p, n, field) < 0)
 		return -1;
 	v->str = xstrdup(n->value);
-	v->is_num = n->plain && lex_number(n->value, &v->num) == 0;
+	/* A text field compares text, whatever it looks like: segment: { in: [2024, vip] }. */
+	v->is_num = kind != FIELD_STRING && n->plain && lex_number(n->value, &v->num) == 0;
 	if (kind == FIELD_NUMBER && !v->is_num) {
 		pctx_error(p, n, "type", NULL, "%s compares numbers; '%s' is not one", field, n->value);
 		return -1;
@@ -131,7 +132,6 @@ conf_parse_ops(struct pctx *p, const struct ynode *n, const char *field, int kin
 		const struct ynode *v = n->items[i];
 		int o, y, m, d;
 		unsigned bit;
-		int vk = kind == FIELD_ANY ? FIELD_STRING : kind;
 
 		for (o = 0; op_names[o] != NULL; o++)
 			if (strcmp(op_names[o], k) == 0)
@@ -158,36 +158,36 @@ conf_parse_ops(struct pctx *p, const struct ynode *n, const char *field, int kin
 		/* Comparisons on "any" fields (attr.*, event.*) take numbers or dates as written. */
 		switch (bit) {
 		case CONF_OP_EQ:
-			rc |= check_value(p, v, field, vk, &out->eq);
+			rc |= check_value(p, v, field, kind, &out->eq);
 			break;
 		case CONF_OP_NE:
-			rc |= check_value(p, v, field, vk, &out->ne);
+			rc |= check_value(p, v, field, kind, &out->ne);
 			break;
 		case CONF_OP_IN:
-			rc |= value_list(p, v, field, vk, &out->in, &out->n_in);
+			rc |= value_list(p, v, field, kind, &out->in, &out->n_in);
 			break;
 		case CONF_OP_NOT_IN:
-			rc |= value_list(p, v, field, vk, &out->not_in, &out->n_not_in);
+			rc |= value_list(p, v, field, kind, &out->not_in, &out->n_not_in);
 			break;
 		case CONF_OP_GT:
-			rc |= check_value(p, v, field, kind == FIELD_ANY ? FIELD_STRING : kind, &out->gt);
+			rc |= check_value(p, v, field, kind, &out->gt);
 			break;
 		case CONF_OP_GTE:
-			rc |= check_value(p, v, field, kind == FIELD_ANY ? FIELD_STRING : kind, &out->gte);
+			rc |= check_value(p, v, field, kind, &out->gte);
 			break;
 		case CONF_OP_LT:
-			rc |= check_value(p, v, field, kind == FIELD_ANY ? FIELD_STRING : kind, &out->lt);
+			rc |= check_value(p, v, field, kind, &out->lt);
 			break;
 		case CONF_OP_LTE:
-			rc |= check_value(p, v, field, kind == FIELD_ANY ? FIELD_STRING : kind, &out->lte);
+			rc |= check_value(p, v, field, kind, &out->lte);
 			break;
 		case CONF_OP_BETWEEN:
 			if (pctx_seq(p, v, "between", 2, 2) < 0) {
 				rc = -1;
 				break;
 			}
-			if (check_value(p, v->items[0], field, vk, &out->between[0]) < 0 ||
-			    check_value(p, v->items[1], field, vk, &out->between[1]) < 0) {
+			if (check_value(p, v->items[0], field, kind, &out->between[0]) < 0 ||
+			    check_value(p, v->items[1], field, kind, &out->between[1]) < 0) {
 				rc = -1;
 				break;
 			}

@@ -976,6 +976,60 @@ test_none_with_empty_field(void **state)
 	assert_int_equal(count(f, 1, "a"), 1);
 }
 
+/* audience_of: the customers a campaign made deliveries for, sorted, comma-separated. */
+static const char *
+audience_of(struct fx *f, const char *campaign)
+{
+	static char out[256];
+	sqlite3_stmt *s;
+
+	out[0] = '\0';
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
+			     "SELECT group_concat(id, ',') FROM (SELECT c.id FROM deliveries d JOIN "
+			     "customers c ON c.cid = d.customer WHERE d.campaign = ?1 ORDER BY c.id)",
+			     -1, &s, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
+		snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return out;
+}
+
+/*
+ * Audience comparisons take values as their field's type: an ordering on an attribute holds
+ * between numbers (or between texts), so "gold" and "n/a" are not at least 100 (SQLite orders
+ * every text after every number, so they were); a text field compares text, so a segment
+ * "2024" is in [2024, vip] (the 2024 was compared as the number 2024.0, so it never was).
+ */
+static void
+test_audience_compares_like_types(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "big", "campaign: big\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			   "audience:\n  all:\n    - attr.tier: { gte: 100 }\n" SURVEY ONE_SMS);
+	campaign(f, "mid", "campaign: mid\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			   "audience:\n  all:\n    - attr.tier: { between: [2, 200] }\n" SURVEY
+			   ONE_SMS);
+	campaign(f, "year", "campaign: year\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			    "audience:\n  all:\n    - segment: { in: [2024, vip] }\n" SURVEY ONE_SMS);
+	customer(f, "num", "Europe/Oslo", "s", "2024");
+	customer(f, "gold", "Europe/Oslo", "s", "vip");
+	customer(f, "text", "Europe/Oslo", "s", NULL);
+	customer(f, "none", "Europe/Oslo", "s", "staff");
+	assert_int_equal(store_exec(f->st, "UPDATE customers SET attrs = CASE id "
+					   "WHEN 'num' THEN '{\"tier\": 150}' "
+					   "WHEN 'gold' THEN '{\"tier\": \"gold\"}' "
+					   "WHEN 'text' THEN '{\"tier\": \"n/a\"}' ELSE '{}' END"),
+	    0);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_string_equal(audience_of(f, "big"), "num");
+	assert_string_equal(audience_of(f, "mid"), "num");
+	assert_string_equal(audience_of(f, "year"), "gold,num");
+}
+
 /*
  * A transactional campaign's sample asks a stable share of the qualifying events, chosen by
  * the same hash as the occurrences' (sched_hash of customer, campaign, "event:<id>"); the
@@ -1391,6 +1445,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_resend_goes_on_where_it_stopped, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pending_reads_no_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
