@@ -432,7 +432,9 @@ render(struct job *j, char **err)
 	r.email = x->email;
 	r.phone = x->phone;
 	r.whatsapp = x->whatsapp;
-	r.language = x->language;
+	/* A customer without a language has the policy's (default_language). */
+	r.language = x->language != NULL && *x->language != '\0' ? x->language :
+								   c->policy.default_language;
 	r.country = x->country;
 	r.timezone = x->timezone;
 	r.segment = x->segment;

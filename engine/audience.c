@@ -137,7 +137,7 @@ iso_ago(int64_t now, int64_t secs, char out[21])
 }
 
 void
-audience_field(struct aq *q, const char *field, int64_t now, const char *deftz)
+audience_field(struct aq *q, const char *field, int64_t now, const struct conf_policy *pol)
 {
 	char path[160];
 
@@ -145,11 +145,13 @@ audience_field(struct aq *q, const char *field, int64_t now, const char *deftz)
 		aq_add(q, "c.segment");
 	else if (strcmp(field, "country") == 0)
 		aq_add(q, "c.country");
-	else if (strcmp(field, "language") == 0)
-		aq_add(q, "c.language");
-	else if (strcmp(field, "timezone") == 0) {
+	else if (strcmp(field, "language") == 0) {
+		aq_add(q, "COALESCE(c.language, ");
+		aq_bind_text(q, pol->default_language);
+		aq_add(q, ")");
+	} else if (strcmp(field, "timezone") == 0) {
 		aq_add(q, "COALESCE(c.timezone, ");
-		aq_bind_text(q, deftz);
+		aq_bind_text(q, pol->default_timezone);
 		aq_add(q, ")");
 	} else if (strcmp(field, "age") == 0) {
 		aq_add(q, "sched_age(c.birth_date, ");
@@ -185,10 +187,10 @@ static void emit_history_subquery(struct aq *q, const struct conf_pred *pr, int 
     int64_t now);
 
 static void
-emit_subject(struct aq *q, const struct subject *s, int64_t now, const char *deftz)
+emit_subject(struct aq *q, const struct subject *s, int64_t now, const struct conf_policy *pol)
 {
 	if (s->field != NULL)
-		audience_field(q, s->field, now, deftz);
+		audience_field(q, s->field, now, pol);
 	else if (s->count_of != NULL)
 		emit_history_subquery(q, s->count_of, s->amount, now);
 	else
@@ -211,21 +213,21 @@ bind_value(struct aq *q, const struct conf_value *v)
  */
 static void
 emit_same_type(struct aq *q, const struct subject *s, const struct conf_value *v, int64_t now,
-    const char *deftz)
+    const struct conf_policy *pol)
 {
 	aq_add(q, "typeof(");
-	emit_subject(q, s, now, deftz);
+	emit_subject(q, s, now, pol);
 	aq_add(q, v->is_num ? ") IN ('integer', 'real') AND " : ") = 'text' AND ");
 }
 
 static void
 emit_cmp(struct aq *q, const struct subject *s, const char *op, const struct conf_value *v,
-    int64_t now, const char *deftz)
+    int64_t now, const struct conf_policy *pol)
 {
 	aq_add(q, "(");
 	if (strcmp(op, "=") != 0 && strcmp(op, "<>") != 0)
-		emit_same_type(q, s, v, now, deftz);
-	emit_subject(q, s, now, deftz);
+		emit_same_type(q, s, v, now, pol);
+	emit_subject(q, s, now, pol);
 	aq_add(q, " %s ", op);
 	bind_value(q, v);
 	aq_add(q, ")");
@@ -233,16 +235,16 @@ emit_cmp(struct aq *q, const struct subject *s, const char *op, const struct con
 
 static void
 emit_list(struct aq *q, const struct subject *s, int negate, const struct conf_value *v,
-    size_t n, int64_t now, const char *deftz)
+    size_t n, int64_t now, const struct conf_policy *pol)
 {
 	size_t i;
 
 	aq_add(q, "(");
 	if (negate) {
-		emit_subject(q, s, now, deftz);
+		emit_subject(q, s, now, pol);
 		aq_add(q, " IS NULL OR ");
 	}
-	emit_subject(q, s, now, deftz);
+	emit_subject(q, s, now, pol);
 	aq_add(q, negate ? " NOT IN (" : " IN (");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
@@ -254,7 +256,7 @@ emit_list(struct aq *q, const struct subject *s, int negate, const struct conf_v
 
 static void
 emit_ops(struct aq *q, const struct subject *s, const struct conf_ops *o, int64_t now,
-    const char *deftz)
+    const struct conf_policy *pol)
 {
 	int first = 1;
 	char date[21];
@@ -268,45 +270,45 @@ emit_ops(struct aq *q, const struct subject *s, const struct conf_ops *o, int64_
 	aq_add(q, "(");
 	if (o->ops & CONF_OP_EQ) {
 		AND();
-		emit_cmp(q, s, "=", &o->eq, now, deftz);
+		emit_cmp(q, s, "=", &o->eq, now, pol);
 	}
 	if (o->ops & CONF_OP_NE) {
 		AND();
 		aq_add(q, "(");
-		emit_subject(q, s, now, deftz);
+		emit_subject(q, s, now, pol);
 		aq_add(q, " IS NULL OR ");
-		emit_cmp(q, s, "<>", &o->ne, now, deftz);
+		emit_cmp(q, s, "<>", &o->ne, now, pol);
 		aq_add(q, ")");
 	}
 	if (o->ops & CONF_OP_IN) {
 		AND();
-		emit_list(q, s, 0, o->in, o->n_in, now, deftz);
+		emit_list(q, s, 0, o->in, o->n_in, now, pol);
 	}
 	if (o->ops & CONF_OP_NOT_IN) {
 		AND();
-		emit_list(q, s, 1, o->not_in, o->n_not_in, now, deftz);
+		emit_list(q, s, 1, o->not_in, o->n_not_in, now, pol);
 	}
 	if (o->ops & CONF_OP_GT) {
 		AND();
-		emit_cmp(q, s, ">", &o->gt, now, deftz);
+		emit_cmp(q, s, ">", &o->gt, now, pol);
 	}
 	if (o->ops & CONF_OP_GTE) {
 		AND();
-		emit_cmp(q, s, ">=", &o->gte, now, deftz);
+		emit_cmp(q, s, ">=", &o->gte, now, pol);
 	}
 	if (o->ops & CONF_OP_LT) {
 		AND();
-		emit_cmp(q, s, "<", &o->lt, now, deftz);
+		emit_cmp(q, s, "<", &o->lt, now, pol);
 	}
 	if (o->ops & CONF_OP_LTE) {
 		AND();
-		emit_cmp(q, s, "<=", &o->lte, now, deftz);
+		emit_cmp(q, s, "<=", &o->lte, now, pol);
 	}
 	if (o->ops & CONF_OP_BETWEEN) {
 		AND();
 		aq_add(q, "(");
-		emit_same_type(q, s, &o->between[0], now, deftz);
-		emit_subject(q, s, now, deftz);
+		emit_same_type(q, s, &o->between[0], now, pol);
+		emit_subject(q, s, now, pol);
 		aq_add(q, " BETWEEN ");
 		bind_value(q, &o->between[0]);
 		aq_add(q, " AND ");
@@ -316,9 +318,9 @@ emit_ops(struct aq *q, const struct subject *s, const struct conf_ops *o, int64_
 	if (o->ops & CONF_OP_EXISTS) {
 		AND();
 		aq_add(q, "(");
-		emit_subject(q, s, now, deftz);
+		emit_subject(q, s, now, pol);
 		aq_add(q, o->exists ? " IS NOT NULL AND " : " IS NULL OR ");
-		emit_subject(q, s, now, deftz);
+		emit_subject(q, s, now, pol);
 		aq_add(q, o->exists ? " <> '')" : " = '')");
 	}
 	if (o->ops & CONF_OP_WITHIN) {
@@ -328,7 +330,7 @@ emit_ops(struct aq *q, const struct subject *s, const struct conf_ops *o, int64_
 		else
 			iso_ago(now, o->within, date);
 		aq_add(q, "(");
-		emit_subject(q, s, now, deftz);
+		emit_subject(q, s, now, pol);
 		aq_add(q, " >= ");
 		aq_bind_text(q, date);
 		aq_add(q, ")");
@@ -342,7 +344,7 @@ emit_ops(struct aq *q, const struct subject *s, const struct conf_ops *o, int64_
 		else
 			iso_ago(now, o->before_secs, date);
 		aq_add(q, "(");
-		emit_subject(q, s, now, deftz);
+		emit_subject(q, s, now, pol);
 		aq_add(q, " < ");
 		aq_bind_text(q, date);
 		aq_add(q, ")");
@@ -404,7 +406,7 @@ audience_everyone(const struct conf_pred *pr)
 }
 
 void
-audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char *deftz)
+audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const struct conf_policy *pol)
 {
 	static const char *const kinds[] = { "sms", "email", "whatsapp" };
 	struct subject s;
@@ -424,7 +426,7 @@ audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char
 		for (i = 0; i < pr->n_children; i++) {
 			if (i > 0)
 				aq_add(q, pr->kind == CONF_PRED_ALL ? " AND " : " OR ");
-			audience_where(q, &pr->children[i], now, deftz);
+			audience_where(q, &pr->children[i], now, pol);
 		}
 		aq_add(q, ")");
 		return;
@@ -435,7 +437,7 @@ audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char
 		s.field = pr->field;
 		s.is_date = strcmp(pr->field, "customer_since") == 0;
 		aq_add(q, "COALESCE(");
-		emit_ops(q, &s, &pr->ops, now, deftz);
+		emit_ops(q, &s, &pr->ops, now, pol);
 		aq_add(q, ", 0)");
 		return;
 	case CONF_PRED_CONSENT:
@@ -459,15 +461,15 @@ audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char
 		aq_add(q, "(");
 		s.count_of = pr;
 		if (pr->has_count) {
-			emit_ops(q, &s, &pr->count, now, deftz);
+			emit_ops(q, &s, &pr->count, now, pol);
 		} else {
-			emit_subject(q, &s, now, deftz);
+			emit_subject(q, &s, now, pol);
 			aq_add(q, " >= 1");
 		}
 		if (pr->has_amount) {
 			aq_add(q, " AND ");
 			s.amount = 1;
-			emit_ops(q, &s, &pr->amount, now, deftz);
+			emit_ops(q, &s, &pr->amount, now, pol);
 		}
 		aq_add(q, ")");
 		return;
@@ -487,7 +489,7 @@ audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char
 		emit_campaign_window(q, "r", pr, now);
 		aq_add(q, " AND ");
 		s.plain = "r.num";
-		emit_ops(q, &s, &pr->ops, now, deftz);
+		emit_ops(q, &s, &pr->ops, now, pol);
 		aq_add(q, ")");
 		return;
 	}

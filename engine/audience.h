@@ -43,9 +43,9 @@ int aq_bind_all(const struct aq *q, sqlite3_stmt *stmt, int first);
  * audience_where: append to `q` a boolean SQL expression over `customers c` (and, for a
  * transactional campaign, the triggering event `e` from `events e`) that holds when the
  * predicate `pr` does at instant `now` (durations like within: count back from now).
- * `deftz` is policy.default_timezone (for timezone predicates).
+ * `pol` is the policy: its default zone and language stand for a customer's that is not set.
  */
-void audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const char *deftz);
+void audience_where(struct aq *q, const struct conf_pred *pr, int64_t now, const struct conf_policy *pol);
 
 /* audience_everyone: whether pr holds for every customer and event (no condition at all). */
 int audience_everyone(const struct conf_pred *pr);
@@ -54,7 +54,7 @@ int audience_everyone(const struct conf_pred *pr);
  * audience_field: append the SQL expression of a predicate field ("segment", "age",
  * "attr.NAME", "event.FIELD", ...); only whitelisted identifiers reach the text.
  */
-void audience_field(struct aq *q, const char *field, int64_t now, const char *deftz);
+void audience_field(struct aq *q, const char *field, int64_t now, const struct conf_policy *pol);
 
 /* audience_describe: a short human text of a predicate ("segment in [private, vip]"), into buf. */
 void audience_describe(const struct conf_pred *pr, char *buf, size_t size);

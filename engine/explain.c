@@ -99,7 +99,7 @@ eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now)
 
 	aq_init(&q);
 	aq_add(&q, "SELECT ");
-	audience_where(&q, pr, now, e->conf->policy.default_timezone);
+	audience_where(&q, pr, now, &e->conf->policy);
 	aq_add(&q, " FROM customers c WHERE c.cid = ");
 	aq_bind_int(&q, cid);
 	if (prepare(e, q.sql, &s) == 0) {
@@ -123,7 +123,7 @@ field_value(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t no
 	snprintf(out, size, "unknown");
 	aq_init(&q);
 	aq_add(&q, "SELECT ");
-	audience_field(&q, pr->field, now, e->conf->policy.default_timezone);
+	audience_field(&q, pr->field, now, &e->conf->policy);
 	aq_add(&q, " FROM customers c WHERE c.cid = ");
 	aq_bind_int(&q, cid);
 	if (prepare(e, q.sql, &s) == 0) {

@@ -899,7 +899,7 @@ materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
 			   "count(*) OVER () AS n");
 	aq_add(&q, " FROM customers c WHERE NOT EXISTS (SELECT 1 FROM optouts o WHERE "
 		   "o.customer = c.cid) AND ");
-	audience_where(&q, &au->root, now, e->conf->policy.default_timezone);
+	audience_where(&q, &au->root, now, &e->conf->policy);
 	if (au->has_sample) {
 		aq_add(&q, " AND sched_hash(c.id, ?1, ?4) %% 1000000 < ");
 		aq_bind_int(&q, (int64_t)(au->sample_pct * 10000.0 + 0.5));
@@ -994,7 +994,7 @@ event_qualifies(struct sched *e, const struct conf_campaign *cp, sqlite3_stmt **
 
 		aq_init(&q);
 		aq_add(&q, "SELECT 1 FROM customers c JOIN events e ON e.id = ?1 WHERE c.cid = ?2 AND ");
-		audience_where(&q, &cp->audience.root, now, e->conf->policy.default_timezone);
+		audience_where(&q, &cp->audience.root, now, &e->conf->policy);
 		if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) != SQLITE_OK) {
 			fprintf(stderr, "campaignd: engine: %s: %s\n", cp->name, sqlite3_errmsg(e->db));
 			aq_free(&q);

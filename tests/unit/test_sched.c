@@ -1031,6 +1031,30 @@ test_audience_compares_like_types(void **state)
 }
 
 /*
+ * A customer without a language has the policy's default_language, for the language
+ * predicate too (as a customer without a zone has default_timezone): with nb as the default,
+ * language: { eq: nb } takes the customer who has none (it took nobody but an explicit nb).
+ */
+static void
+test_default_language_in_audience(void **state)
+{
+	struct fx *f = *state;
+
+	free(f->c->policy.default_language);
+	f->c->policy.default_language = xstrdup("nb");
+	campaign(f, "nb", "campaign: nb\ntype: one-off\nschedule: { at: 2027-02-02T10:00 }\n"
+			  "audience:\n  all:\n    - language: { eq: nb }\n" SURVEY ONE_SMS);
+	customer(f, "unset", "Europe/Oslo", "s", NULL);
+	customer(f, "english", "Europe/Oslo", "s", NULL);
+	assert_int_equal(store_exec(f->st, "UPDATE customers SET language = 'en' WHERE id = "
+					   "'english'"),
+	    0);
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_string_equal(audience_of(f, "nb"), "unset");
+}
+
+/*
  * A transactional campaign's sample asks a stable share of the qualifying events, chosen by
  * the same hash as the occurrences' (sched_hash of customer, campaign, "event:<id>"); the
  * others are skipped with the reason.
@@ -1446,6 +1470,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pending_reads_no_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
