@@ -100,6 +100,8 @@ sqlite3_stmt *sched_stmt(struct sched *e, int which);
  * read_errors).  A read that fails is never taken for "no row".
  */
 int sched_step_row(struct sched *e, sqlite3_stmt *s);
+/* sched_duration: a duration as the language writes it ("2h", "1d12h", "30s"). */
+void sched_duration(int64_t secs, char out[32]);
 /* sched_read_failed: log SQLite's message and count it in read_errors. */
 void sched_read_failed(struct sched *e);
 /* sched_camp_find: the engine's record of a campaign, or NULL. */

@@ -89,14 +89,39 @@ has_event_field(const struct conf_pred *pr)
 	return 0;
 }
 
-/* eval: the truth of one predicate for the customer now (1, 0, or -1 on error). */
+/*
+ * eval: the truth of one predicate for the customer now (1, 0, or -1 on error).  A predicate
+ * on the triggering event (event.FIELD) is tested when an event arrives: here it is taken as
+ * letting the customer in, so true, or false under none: (`negated`), and a group with one is
+ * worked out from its members.
+ */
 static int
-eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now)
+eval(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now, int negated)
 {
 	sqlite3_stmt *s;
 	struct aq q;
-	int v = -1;
+	size_t i;
+	int v = -1, cv;
 
+	if (pr->kind == CONF_PRED_FIELD && strncmp(pr->field, "event.", 6) == 0)
+		return !negated;
+	if (has_event_field(pr)) {
+		/* all: every member holds; any: one does; none: none does. */
+		v = pr->kind == CONF_PRED_ANY ? 0 : 1;
+		for (i = 0; i < pr->n_children; i++) {
+			cv = eval(e, &pr->children[i], cid, now,
+			    pr->kind == CONF_PRED_NONE ? !negated : negated);
+			if (cv < 0)
+				return -1;
+			if (pr->kind == CONF_PRED_ALL && !cv)
+				v = 0;
+			else if (pr->kind == CONF_PRED_ANY && cv)
+				v = 1;
+			else if (pr->kind == CONF_PRED_NONE && cv)
+				v = 0;
+		}
+		return v;
+	}
 	aq_init(&q);
 	aq_add(&q, "SELECT ");
 	audience_where(&q, pr, now, &e->conf->policy);
@@ -155,12 +180,12 @@ why_not(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now, i
 	int v, any = 0;
 
 	if (pr->kind == CONF_PRED_ALL || pr->kind == CONF_PRED_ANY || pr->kind == CONF_PRED_NONE) {
-		v = eval(e, pr, cid, now);
+		v = eval(e, pr, cid, now, negated);
 		if (v == (negated ? 0 : 1))
 			return v;
 		for (i = 0; i < pr->n_children; i++) {
 			const struct conf_pred *c = &pr->children[i];
-			int cv = eval(e, c, cid, now);
+			int cv = eval(e, c, cid, now, negated ^ (pr->kind == CONF_PRED_NONE));
 
 			if (pr->kind == CONF_PRED_NONE && cv == 1)
 				why_not(e, c, cid, now, 1, out);
@@ -175,7 +200,7 @@ why_not(struct sched *e, const struct conf_pred *pr, int64_t cid, int64_t now, i
 		}
 		return v;
 	}
-	v = eval(e, pr, cid, now);
+	v = eval(e, pr, cid, now, negated);
 	audience_describe(pr, desc, sizeof(desc));
 	if (pr->kind == CONF_PRED_FIELD) {
 		field_value(e, pr, cid, now, val, sizeof(val));
@@ -348,8 +373,12 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 		if (cp->audience.has_sample)
 			fprintf(out, "; of those, %g%% are asked (a stable sample)",
 			    cp->audience.sample_pct);
-		if (cp->delay > 0)
-			fprintf(out, "; sent %lldh after it", (long long)(cp->delay / 3600));
+		if (cp->delay > 0) {
+			char dur[32];
+
+			sched_duration(cp->delay, dur);
+			fprintf(out, "; sent %s after it", dur);
+		}
 		fputc('\n', out);
 		return;
 	}

@@ -266,9 +266,8 @@ fmt_time(int64_t t, char out[21])
 	store_format_time(t, out);
 }
 
-/* fmt_duration: a duration as the language writes it ("2h", "1d12h", "30s"). */
-static void
-fmt_duration(int64_t secs, char out[32])
+void
+sched_duration(int64_t secs, char out[32])
 {
 	static const char units[] = "dhms";
 	static const int64_t size[] = { 86400, 3600, 60, 1 };
@@ -1428,7 +1427,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	}
 	if (!d->sent_before && d->expires_at > 0 && now > d->expires_at) {
 		fmt_time(d->expires_at, t1);
-		fmt_duration(cp->expire_after, dur);
+		sched_duration(cp->expire_after, dur);
 		snprintf(why, sizeof(why), "expired: not sent by %s (expire_after %s)", t1, dur);
 		return skip(e, d, now, step, cp->steps[step - 1].channel->name, why, sink, arg);
 	}
@@ -1719,7 +1718,7 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 	/* One write for "sent" and "next step scheduled"; both transitions are logged. */
 	due = sched_next_allowed(e, cp, d.tz, now + cp->steps[d.step].after);
 	fmt_time(due, t);
-	fmt_duration(cp->steps[d.step].after, dur);
+	sched_duration(cp->steps[d.step].after, dur);
 	snprintf(why, sizeof(why), "step %d due at %s (%s after step %d)", d.step + 1, t, dur,
 	    d.step);
 	return next_step(e, delivery, cp, d.step, "sent", due, now, why);

@@ -19,7 +19,7 @@ sum_before=$(sqlite3 "$tmp/state.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/nu
 rc=$?
 "$py" "$src/tests/plan/check_plan.py" "$tmp/plan.jsonl" "$tmp" >"$tmp/tap"
 n=$(grep -c '^\(not \)\?ok' "$tmp/tap")
-echo "1..$((n + 8))"
+echo "1..$((n + 10))"
 sed -n 's/^\(\(not \)\?ok\) \([0-9]*\) /\1 \3 /p' "$tmp/tap"
 i=$n
 t() { i=$((i + 1)); if eval "$2"; then echo "ok $i - $1"; else echo "not ok $i - $1"; fi; }
@@ -35,7 +35,14 @@ t "csv has the header and only the asked customer" 'head -1 "$tmp/plan.csv" | gr
 "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z --format json --campaign support-ces >"$tmp/ces.jsonl"
 t "--campaign filters" '[ -s "$tmp/ces.jsonl" ] && ! grep -qv "\"campaign\":\"support-ces\"" "$tmp/ces.jsonl"'
 "$ctl" -c "$tmp/campaignd.yaml" explain --at 2027-01-10T00:00:00Z c3 >"$tmp/explain.txt"
+rc=$?
 t "explain names the failing predicate with its file and line (c3 is staff)" 'grep -q "segment in \[staff, test\] holds, and is excluded by none: (segment is .staff.) at .*quarterly-nps.yaml:[0-9]*:[0-9]*" "$tmp/explain.txt"'
+# post-purchase-csat's audience tests event.amount, which only an event has.
+t "explain of every campaign, event fields in an audience included, exits 0" '[ $rc -eq 0 ] && grep -q "^post-purchase-csat " "$tmp/explain.txt"'
+ok_customer=$(sed -n 's/^\(c[0-9]*\),.*,\(private\|vip\),.*/\1/p' "$tmp/customers.csv" | head -1)
+"$ctl" -c "$tmp/campaignd.yaml" explain --at 2027-01-10T00:00:00Z "$ok_customer" post-purchase-csat >"$tmp/explain2.txt"
+rc=$?
+t "explain: a private or vip customer qualifies but for the event's fields; the delay as written (2h)" '[ $rc -eq 0 ] && grep -q "audience: holds for the customer; the event.s fields are tested when one arrives" "$tmp/explain2.txt" && grep -q "sent 2h after it" "$tmp/explain2.txt"'
 "$ctl" -c "$tmp/campaignd.yaml" explain c0 nope >/dev/null 2>&1
 rc=$?
 t "explain of an unknown campaign fails" '[ $rc -eq 1 ]'
