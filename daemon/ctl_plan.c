@@ -205,10 +205,14 @@ print_plan(const struct plan *p, enum plan_format fmt, FILE *out)
 	free(chans);
 }
 
-/* open_state: load the config and open its database (an empty in-memory one when missing). */
+/*
+ * open_state: load the config and open its database (an empty in-memory one when missing), or
+ * with `copy` a private copy of it (store_open_copy).
+ */
 static int
-open_state(const char *config, struct conf **c, struct store **st)
+open_state(const char *config, int copy, struct conf **c, struct store **st)
 {
+	int missing, rc;
 	struct diag_list d;
 	char *err = NULL;
 	const char *path;
@@ -222,8 +226,10 @@ open_state(const char *config, struct conf **c, struct store **st)
 		return d.n_errors ? CTL_EXIT_FAIL : CTL_EXIT_USAGE;
 	}
 	diag_free(&d);
-	path = access((*c)->database, F_OK) == 0 ? (*c)->database : ":memory:";
-	if (store_open(path, 0, st, &err) < 0) {
+	missing = access((*c)->database, F_OK) != 0;
+	path = missing ? ":memory:" : (*c)->database;
+	rc = copy && !missing ? store_open_copy(path, st, &err) : store_open(path, 0, st, &err);
+	if (rc < 0) {
 		fprintf(stderr, "campaignctl: %s: %s\n", (*c)->database, err ? err : "cannot open");
 		free(err);
 		conf_free(*c);
@@ -306,7 +312,7 @@ ctl_plan(const char *config, int argc, char **argv)
 		fprintf(stderr, "campaignctl plan: --to must be after --from\n");
 		return CTL_EXIT_USAGE;
 	}
-	rc = open_state(config, &c, &st);
+	rc = open_state(config, 1, &c, &st);
 	if (rc != 0)
 		return rc;
 	if (p.campaign != NULL && conf_campaign_find(c, p.campaign) == NULL) {
@@ -314,12 +320,12 @@ ctl_plan(const char *config, int argc, char **argv)
 		rc = CTL_EXIT_USAGE;
 		goto out;
 	}
-	/* Everything happens inside one transaction that is rolled back: the real database
-	 * never changes.  A large page cache keeps the transaction's pages in memory instead of
-	 * spilling them to the WAL file. */
+	/* On a copy of the database (the daemon and imports go on meanwhile), inside one
+	 * transaction that is rolled back.  A large page cache keeps the transaction's pages in
+	 * memory instead of spilling them to the WAL file. */
 	if (store_exec(st, "PRAGMA cache_size = -262144") < 0 || store_begin(st) < 0) {
 		fprintf(stderr, "campaignctl plan: %s\n", store_errmsg(st));
-		rc = CTL_EXIT_USAGE;
+		rc = CTL_EXIT_FAIL;
 		goto out;
 	}
 	if (sched_new(st, c, from, &p.e, &err) < 0) {
@@ -396,7 +402,7 @@ ctl_explain(const char *config, int argc, char **argv)
 		fprintf(stderr, "usage: campaignctl [-c CONFIG] explain [--at TIME] CUSTOMER [CAMPAIGN]\n");
 		return CTL_EXIT_USAGE;
 	}
-	rc = open_state(config, &c, &st);
+	rc = open_state(config, 0, &c, &st);
 	if (rc != 0)
 		return rc;
 	/* Read-only: the engine records campaign versions; roll that back. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -138,6 +139,7 @@ struct store {
 	struct batch *batch; /* imports' queue of customers (store_int.h), NULL until used */
 	struct util_hmac *token_mac; /* keyed with meta's token_key on first use */
 	int wal_pages; /* the WAL's size after the last commit (store_defer_checkpoints) */
+	char *copy_path; /* store_open_copy's temporary file, removed by store_close */
 	char err[512];
 };
 
@@ -388,6 +390,95 @@ fail:
 	return rc;
 }
 
+/*
+ * copy_db: copy the database at `from` into the new file `to` (SQLite's online backup: a
+ * read snapshot of `from`, which its writers do not wait for in WAL mode).  0, or -EIO with
+ * the reason in err.
+ */
+static int
+copy_db(const char *from, const char *to, char *err, size_t len)
+{
+	sqlite3 *src = NULL, *dst = NULL;
+	sqlite3_backup *b;
+	int rc = -EIO;
+
+	if (sqlite3_open_v2(from, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		snprintf(err, len, "%s: %s", from, src ? sqlite3_errmsg(src) : "out of memory");
+		goto out;
+	}
+	sqlite3_busy_timeout(src, 5000);
+	if (sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		snprintf(err, len, "%s: %s", to, dst ? sqlite3_errmsg(dst) : "out of memory");
+		goto out;
+	}
+	b = sqlite3_backup_init(dst, "main", src, "main");
+	if (b == NULL) {
+		snprintf(err, len, "copying %s: %s", from, sqlite3_errmsg(dst));
+		goto out;
+	}
+	rc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, len, "copying %s: %s", from, sqlite3_errstr(rc));
+		rc = -EIO;
+		goto out;
+	}
+	rc = sqlite3_errcode(dst) == SQLITE_OK ? 0 : -EIO;
+	if (rc < 0)
+		snprintf(err, len, "copying %s: %s", from, sqlite3_errmsg(dst));
+out:
+	sqlite3_close(src);
+	sqlite3_close(dst);
+	return rc;
+}
+
+/* remove_copy: a copy's file and its WAL and shared-memory files. */
+static void
+remove_copy(const char *path)
+{
+	char side[4096];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
+int
+store_open_copy(const char *path, struct store **out, char **err)
+{
+	const char *dir = getenv("TMPDIR");
+	char *tmp, msg[600];
+	int fd, rc;
+
+	*out = NULL;
+	if (err != NULL)
+		*err = NULL;
+	library_init();
+	tmp = xasprintf("%s/campaignd-copy-XXXXXX", dir != NULL && *dir != '\0' ? dir : "/tmp");
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		if (err != NULL)
+			*err = xasprintf("%s: %s", tmp, strerror(errno));
+		free(tmp);
+		return -EIO;
+	}
+	close(fd);
+	rc = copy_db(path, tmp, msg, sizeof(msg));
+	if (rc == 0)
+		rc = store_open(tmp, 0, out, err);
+	else if (err != NULL)
+		*err = xstrdup(msg);
+	if (rc < 0) {
+		remove_copy(tmp);
+		free(tmp);
+		return rc;
+	}
+	(*out)->copy_path = tmp;
+	return 0;
+}
+
 void
 store_close(struct store *s)
 {
@@ -405,6 +496,10 @@ store_close(struct store *s)
 		/* Every statement is finalized by its owner: one left over is a bug. */
 		assert(sqlite3_next_stmt(s->db, NULL) == NULL);
 		sqlite3_close(s->db);
+	}
+	if (s->copy_path != NULL) {
+		remove_copy(s->copy_path);
+		free(s->copy_path);
 	}
 	free(s);
 }

@@ -34,6 +34,15 @@ enum { STORE_READONLY = 1 };
 int store_open(const char *path, int flags, struct store **out, char **err);
 
 /*
+ * store_open_copy: a store on a private copy of the database at `path` (taken from one read
+ * snapshot, which writers of `path` do not wait for), in a temporary file under $TMPDIR (else
+ * /tmp) that store_close removes; migrated like store_open, the original left as it is.  For a
+ * dry run, whose writes and long transaction must not hold up the daemon or campaignctl.
+ * 0, or -EIO with *err (malloc'd) when err is not NULL.
+ */
+int store_open_copy(const char *path, struct store **out, char **err);
+
+/*
  * Checkpoints off the writer's path.  store_defer_checkpoints: the store stops checkpointing
  * the WAL when its own commits grow it (SQLite's default); store_wal_pages then tells how many
  * pages the WAL held after the last commit, and store_checkpoint copies them into the database

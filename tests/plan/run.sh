@@ -19,7 +19,7 @@ sum_before=$(sqlite3 "$tmp/state.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/nu
 rc=$?
 "$py" "$src/tests/plan/check_plan.py" "$tmp/plan.jsonl" "$tmp" >"$tmp/tap"
 n=$(grep -c '^\(not \)\?ok' "$tmp/tap")
-echo "1..$((n + 10))"
+echo "1..$((n + 11))"
 sed -n 's/^\(\(not \)\?ok\) \([0-9]*\) /\1 \3 /p' "$tmp/tap"
 i=$n
 t() { i=$((i + 1)); if eval "$2"; then echo "ok $i - $1"; else echo "not ok $i - $1"; fi; }
@@ -34,6 +34,23 @@ t "the text format ends with totals per day and per channel" 'grep -q "^totals p
 t "csv has the header and only the asked customer" 'head -1 "$tmp/plan.csv" | grep -q "^kind,at,local,tz,customer,campaign,step,channel,reason$" && [ "$(tail -n +2 "$tmp/plan.csv" | cut -d, -f5 | sort -u)" = c1 ]'
 "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z --format json --campaign support-ces >"$tmp/ces.jsonl"
 t "--campaign filters" '[ -s "$tmp/ces.jsonl" ] && ! grep -qv "\"campaign\":\"support-ces\"" "$tmp/ces.jsonl"'
+# A plan works on a copy: it needs no write lock, so it neither waits for a writer (one holds
+# the lock here for 8 s; the busy timeout is 5 s) nor holds one up; its copy is removed.
+mkdir "$tmp/tmpdir"
+"$py" -c '
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+time.sleep(8)
+c.execute("ROLLBACK")' "$tmp/state.db" "$tmp/locked" &
+locker=$!
+for _ in $(seq 1 100); do [ -e "$tmp/locked" ] && break; sleep 0.05; done
+TMPDIR=$tmp/tmpdir "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z >"$tmp/plan2.txt" 2>"$tmp/plan2.err"
+rc=$?
+locked=$(kill -0 "$locker" 2>/dev/null && echo held)
+wait "$locker"
+t "plan while another process holds the write lock: same plan, the lock still held, no copy left" '[ $rc -eq 0 ] && [ "$locked" = held ] && cmp -s "$tmp/plan.txt" "$tmp/plan2.txt" && [ -z "$(ls -A "$tmp/tmpdir")" ]'
 "$ctl" -c "$tmp/campaignd.yaml" explain --at 2027-01-10T00:00:00Z c3 >"$tmp/explain.txt"
 rc=$?
 t "explain names the failing predicate with its file and line (c3 is staff)" 'grep -q "segment in \[staff, test\] holds, and is excluded by none: (segment is .staff.) at .*quarterly-nps.yaml:[0-9]*:[0-9]*" "$tmp/explain.txt"'
