@@ -169,8 +169,9 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
 
 /*
  * record: write an outcome through the engine into the loop pass's transaction, as one part
- * of it (a failing part is undone alone).  0, or -1 logged: the row stays 'sending' and is
- * resent with the same key at the next start.
+ * of it (a failing part is undone alone).  0; 1 for a retry when an answer ended the
+ * delivery meanwhile (sched_retrying); or -1 logged: the row stays 'sending' and is resent
+ * with the same key at the next start.
  */
 static int
 record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, int64_t retry_at)
@@ -199,7 +200,7 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, in
 		daemon_undo(d);
 		return -1;
 	}
-	return store_release(d->st, 1) < 0 ? -1 : 0;
+	return store_release(d->st, 1) < 0 ? -1 : rc;
 }
 
 static void retry_fired(uv_timer_t *t);
@@ -268,7 +269,14 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		j->attempt++;
 		snprintf(why, sizeof(why), "attempt %d failed (%s); retry in %.1fs with the same key",
 		    j->attempt, detail ? detail : "transient failure", (double)delay / 1000.0);
-		record(d, j, CHAN_TRANSIENT, why, engine_after(d, delay));
+		if (record(d, j, CHAN_TRANSIENT, why, engine_after(d, delay)) == 1) {
+			log_outcome(j, "dropped", "an answer ended the delivery meanwhile: not tried "
+						  "again");
+			free(detail);
+			job_free(j);
+			daemon_after_outcome(d);
+			return;
+		}
 		log_outcome(j, "retry", why);
 		uv_timer_start(&j->retry, retry_fired, delay, 0);
 		free(detail);

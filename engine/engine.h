@@ -133,7 +133,13 @@ long sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink,
 /* sched_next_materialization: when the next occurrence is materialised (> now), or -1. */
 int64_t sched_next_materialization(struct sched *e, int64_t now);
 
-/* sched_sent: the channel took the current step: record it and schedule the next step. */
+/*
+ * The outcomes of a step in a channel's hands.  When an answer ended the delivery meanwhile
+ * (it is no longer 'sending'), each is recorded as a transition that keeps its ended state,
+ * with the reason, and nothing follows.
+ *
+ * sched_sent: the channel took the current step: record it and schedule the next step.
+ */
 int sched_sent(struct sched *e, int64_t delivery, int64_t now);
 
 /*
@@ -148,7 +154,8 @@ int sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why
  * same idempotency key will be used) and the failure is logged with `why`.  With attempt > 0
  * it is the step's attempt number `attempt` that failed and the next may start at retry_at:
  * both are recorded, for a resend after a restart (sched_resend).  0: a wait that spends no
- * attempt (a shutdown, a channel that cannot be opened yet).
+ * attempt (a shutdown, a channel that cannot be opened yet).  1 when an answer ended the
+ * delivery meanwhile: recorded, and the step is not to be tried again.
  */
 int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why, int attempt,
     int64_t retry_at);

@@ -91,6 +91,7 @@ struct due {
 	int has_email, has_phone, has_whatsapp;
 	int64_t optout_at;
 	int opted_out;
+	char state[16]; /* load_sending's: its state */
 };
 
 /* sched_stmt: a prepared statement, reset and with its bindings cleared (owned by e). */

@@ -1650,15 +1650,14 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 }
 
 /*
- * load_sending: a delivery being sent, by id, into d (its campaign, step, customer and zone only,
- * all an outcome needs): the subject of every outcome below.  -ENOENT when there is no such
- * delivery, -EINVAL when it is not "sending".
+ * load_sending: a delivery being sent, by id, into d (its campaign, step, customer, zone and
+ * state only, all an outcome needs): the subject of every outcome below.  -ENOENT when there
+ * is no such delivery, -EINVAL when it is not "sending" (d filled all the same).
  */
 static int
 load_sending(struct sched *e, int64_t id, struct due *d)
 {
 	sqlite3_stmt *s = sched_stmt(e, S_GET);
-	char state[16] = "";
 	int found;
 
 	memset(d, 0, sizeof(*d));
@@ -1669,7 +1668,7 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 		d->id = id;
 		copy_col(d->campaign, sizeof(d->campaign), s, 0);
 		d->step = sqlite3_column_int(s, 1);
-		copy_col(state, sizeof(state), s, 2);
+		copy_col(d->state, sizeof(d->state), s, 2);
 		copy_col(d->customer, sizeof(d->customer), s, 3);
 		copy_col(d->tz, sizeof(d->tz), s, 4);
 	}
@@ -1678,7 +1677,22 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 		return -EIO;
 	if (!found)
 		return -ENOENT;
-	return strcmp(state, "sending") == 0 ? 0 : -EINVAL;
+	return strcmp(d->state, "sending") == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * ended_meanwhile: the outcome of a step whose delivery an answer ended while the step was in
+ * a channel's hands (d->state is then 'responded' or 'completed'): recorded, with `what`, as
+ * a transition that keeps that state, so that the audit trail still shows the send.
+ */
+static int
+ended_meanwhile(struct sched *e, const struct due *d, int64_t now, const char *what)
+{
+	char why[600];
+
+	snprintf(why, sizeof(why), "%s; the delivery had ended meanwhile (%s)", what, d->state);
+	return transition(e, d->id, now, d->state, d->state, d->step, NULL, NULL, why) < 0 ? -EIO :
+											      0;
 }
 
 /*
@@ -1706,10 +1720,12 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 	int rc;
 
 	rc = load_sending(e, delivery, &d);
+	snprintf(why, sizeof(why), "step %d sent", d.step);
+	if (rc == -EINVAL)
+		return ended_meanwhile(e, &d, now, why);
 	if (rc < 0)
 		return rc;
 	cp = sched_campaign(e, d.campaign);
-	snprintf(why, sizeof(why), "step %d sent", d.step);
 	if (transition(e, delivery, now, "sending", "sent", d.step,
 		cp ? cp->steps[d.step - 1].channel->name : NULL, NULL, why) < 0)
 		return -EIO;
@@ -1734,10 +1750,12 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	int rc;
 
 	rc = load_sending(e, delivery, &d);
+	snprintf(reason, sizeof(reason), "step %d failed: %s", d.step, why);
+	if (rc == -EINVAL)
+		return ended_meanwhile(e, &d, now, reason);
 	if (rc < 0)
 		return rc;
 	cp = sched_campaign(e, d.campaign);
-	snprintf(reason, sizeof(reason), "step %d failed: %s", d.step, why);
 	if (cp == NULL || d.step >= (int)cp->n_steps) {
 		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||
 		    transition(e, delivery, now, "sending", "failed", d.step, NULL, NULL, reason) < 0)
@@ -1757,6 +1775,12 @@ sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why, 
 	int rc;
 
 	rc = load_sending(e, delivery, &d);
+	if (rc == -EINVAL) {
+		char what[600];
+
+		snprintf(what, sizeof(what), "%s; not tried again", why);
+		return ended_meanwhile(e, &d, now, what) < 0 ? -EIO : 1;
+	}
 	if (rc < 0)
 		return rc;
 	return transition_try(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why,

@@ -429,6 +429,48 @@ test_resend_goes_on_where_it_stopped(void **state)
 	    T("2027-01-04T09:10:05Z"));
 }
 
+/*
+ * An answer that ends a delivery while one of its steps is in a channel's hands: the step's
+ * outcome is still recorded (the audit trail shows the send), keeping the ended state, and
+ * nothing follows: no next step, no retry.  (sched_sent and sched_failed returned -EINVAL and
+ * recorded nothing: the daemon logged a store error and the send was missing from the trail.)
+ */
+static void
+test_outcome_after_answer(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY
+	    "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n"
+	    "  - channel: email\n    after: 1d\n    message: { en: \"Again {{survey_url}}\" }\n");
+	customer(f, "c1", "Europe/Oslo", "se", NULL);
+	customer(f, "c2", "Europe/Oslo", "se", NULL);
+	customer(f, "c3", "Europe/Oslo", "se", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
+	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
+	event(f, "e3", "c3", "go", "2027-01-04T09:00:00Z");
+	f->no_outcome = 1;
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	assert_int_equal(in_state(f, "tx", "sending"), 3);
+	/* The answers (store_answer's move) come while the three sends are out. */
+	assert_int_equal(store_exec(f->st, "UPDATE deliveries SET state = 'completed'"), 0);
+	f->n = 0;
+	assert_int_equal(sched_sent(f->e, 1, T("2027-01-04T09:00:02Z")), 0);
+	assert_int_equal(sched_failed(f->e, 2, T("2027-01-04T09:00:02Z"), "HTTP 400", sink, f), 0);
+	assert_int_equal(sched_retrying(f->e, 3, T("2027-01-04T09:00:02Z"), "HTTP 503", 1,
+			     T("2027-01-04T09:00:03Z")),
+	    1);
+	assert_int_equal(f->n, 0);
+	assert_int_equal(in_state(f, "tx", "completed"), 3);
+	assert_string_equal(state_reason(f, 1),
+	    "completed|step 1 sent; the delivery had ended meanwhile (completed)");
+	assert_string_equal(state_reason(f, 2),
+	    "completed|step 1 failed: HTTP 400; the delivery had ended meanwhile (completed)");
+	assert_string_equal(state_reason(f, 3), "completed|HTTP 503; not tried again; the delivery "
+						"had ended meanwhile (completed)");
+}
+
 static long vm_ops;
 
 static int
@@ -1469,6 +1511,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_resend_goes_on_where_it_stopped, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pending_reads_no_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outcome_after_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
