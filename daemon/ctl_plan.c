@@ -262,7 +262,7 @@ ctl_plan(const char *config, int argc, char **argv)
 	struct plan p;
 	struct conf *c = NULL;
 	struct store *st = NULL;
-	int64_t from = (int64_t)time(NULL), to = -1, now, next;
+	int64_t from = (int64_t)time(NULL), to = -1, now, next, cid;
 	char *err = NULL;
 	int ch, rc = CTL_EXIT_OK;
 	size_t i;
@@ -317,6 +317,11 @@ ctl_plan(const char *config, int argc, char **argv)
 		return rc;
 	if (p.campaign != NULL && conf_campaign_find(c, p.campaign) == NULL) {
 		fprintf(stderr, "campaignctl plan: no campaign named '%s'\n", p.campaign);
+		rc = CTL_EXIT_USAGE;
+		goto out;
+	}
+	if (p.customer != NULL && store_customer_cid(st, p.customer, &cid) < 0) {
+		fprintf(stderr, "campaignctl plan: no customer '%s'\n", p.customer);
 		rc = CTL_EXIT_USAGE;
 		goto out;
 	}

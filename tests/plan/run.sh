@@ -19,7 +19,7 @@ sum_before=$(sqlite3 "$tmp/state.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/nu
 rc=$?
 "$py" "$src/tests/plan/check_plan.py" "$tmp/plan.jsonl" "$tmp" >"$tmp/tap"
 n=$(grep -c '^\(not \)\?ok' "$tmp/tap")
-echo "1..$((n + 11))"
+echo "1..$((n + 12))"
 sed -n 's/^\(\(not \)\?ok\) \([0-9]*\) /\1 \3 /p' "$tmp/tap"
 i=$n
 t() { i=$((i + 1)); if eval "$2"; then echo "ok $i - $1"; else echo "not ok $i - $1"; fi; }
@@ -31,6 +31,9 @@ t "plan wrote no delivery" '[ "$(sqlite3 "$tmp/state.db" "select count(*) from d
 "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z >"$tmp/plan.txt"
 t "the text format ends with totals per day and per channel" 'grep -q "^totals per day" "$tmp/plan.txt" && grep -q "^totals per channel" "$tmp/plan.txt"'
 "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z --format csv --customer c1 >"$tmp/plan.csv"
+"$ctl" -c "$tmp/campaignd.yaml" plan --customer nosuch >/dev/null 2>"$tmp/nosuch.err"
+rc=$?
+t "--customer of an unknown customer: exit 2, named (as an unknown --campaign is)" '[ $rc -eq 2 ] && grep -q "no customer .nosuch." "$tmp/nosuch.err"'
 t "csv has the header and only the asked customer" 'head -1 "$tmp/plan.csv" | grep -q "^kind,at,local,tz,customer,campaign,step,channel,reason$" && [ "$(tail -n +2 "$tmp/plan.csv" | cut -d, -f5 | sort -u)" = c1 ]'
 "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z --format json --campaign support-ces >"$tmp/ces.jsonl"
 t "--campaign filters" '[ -s "$tmp/ces.jsonl" ] && ! grep -qv "\"campaign\":\"support-ces\"" "$tmp/ces.jsonl"'
