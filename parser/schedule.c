@@ -144,15 +144,45 @@ libical_misexpands(const struct icalrecurrencetype *r, const char **why)
 	return 0;
 }
 
+/*
+ * banned_parts: an error for each part of the parsed rule `r` that a campaign keeps elsewhere.
+ * The parsed rule is checked, not the text: libical reads part names in any case (byhour=8
+ * is BYHOUR=8) and an empty BYHOUR= as hour 0.  DTSTART is no RRULE part: libical refuses it.
+ */
+static int
+banned_parts(struct pctx *p, const struct ynode *n, const struct icalrecurrencetype *r)
+{
+	static const char at[] = "the time of day is at:";
+	static const char span[] = "use the schedule's starts: and ends:";
+	const struct {
+		int set;
+		const char *name, *hint;
+	} parts[] = {
+		{ r->by_hour[0] != ICAL_RECURRENCE_ARRAY_MAX, "BYHOUR", at },
+		{ r->by_minute[0] != ICAL_RECURRENCE_ARRAY_MAX, "BYMINUTE", at },
+		{ r->by_second[0] != ICAL_RECURRENCE_ARRAY_MAX, "BYSECOND", at },
+		{ !icaltime_is_null_time(r->until), "UNTIL", span },
+		{ r->count != 0, "COUNT", span },
+	};
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		if (parts[i].set) {
+			pctx_error(p, n, "rrule", parts[i].hint, "%s is not allowed in a campaign's rrule",
+			    parts[i].name);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
 /* check_rrule: RFC 5545 syntax via libical, plus the parts campaigns keep elsewhere. */
 static int
 check_rrule(struct pctx *p, const struct ynode *n, const char *s)
 {
-	static const char *const banned[] = { "BYHOUR", "BYMINUTE", "BYSECOND", "UNTIL", "COUNT",
-		"DTSTART", "WKST=", NULL };
 	struct icalrecurrencetype r;
 	const char *why;
-	size_t i;
 
 	if (strncmp(s, "RRULE:", 6) == 0) {
 		pctx_error(p, n, "rrule", "write only the rule, e.g. FREQ=MONTHLY;BYDAY=1TU",
@@ -178,20 +208,7 @@ check_rrule(struct pctx *p, const struct ynode *n, const char *s)
 		    "write the rule another way", "%s", why);
 		return -1;
 	}
-	for (i = 0; banned[i] != NULL; i++) {
-		if (strstr(s, banned[i]) != NULL && strcmp(banned[i], "WKST=") != 0) {
-			const char *hint = strcmp(banned[i], "UNTIL") == 0 ||
-				    strcmp(banned[i], "COUNT") == 0 ?
-			    "use the schedule's starts: and ends:" :
-			    strcmp(banned[i], "DTSTART") == 0 ? "use starts: and at:" :
-								 "the time of day is at:";
-
-			pctx_error(p, n, "rrule", hint, "%s is not allowed in a campaign's rrule",
-			    banned[i]);
-			return -1;
-		}
-	}
-	return 0;
+	return banned_parts(p, n, &r);
 }
 
 int

@@ -243,6 +243,55 @@ test_rrule_checks(void **state)
 	assert_non_null(strstr(f->d.v[0].message, "BYSETPOS in a WEEKLY rule"));
 }
 
+/*
+ * The parts a campaign keeps elsewhere are refused whatever their case (libical reads
+ * byhour=8 as BYHOUR=8), each one by name, at the rule.
+ */
+static void
+test_rrule_parts_any_case(void **state)
+{
+	static const struct {
+		const char *rule;
+		const char *parts[3];
+	} cases[] = {
+		{ "FREQ=DAILY;byhour=8,12,16;count=2", { "BYHOUR", "COUNT" } },
+		{ "FREQ=WEEKLY;ByMinute=30", { "BYMINUTE" } },
+		{ "FREQ=MONTHLY;bysecond=0", { "BYSECOND" } },
+		{ "FREQ=DAILY;until=20271231T000000Z", { "UNTIL" } },
+		{ "FREQ=YEARLY;BYHOUR=", { "BYHOUR" } }, /* libical reads an empty list as hour 0 */
+	};
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct conf *c = test_conf_new();
+		struct diag_list d;
+		char *text = xasprintf("campaign: t\ntype: recurring\n"
+				       "schedule: { rrule: \"%s\", at: \"10:00\" }\n" SURVEY_EN STEP_SMS,
+		    cases[i].rule);
+
+		diag_init(&d);
+		assert_int_equal(conf_add_campaign_buffer(c, "campaigns.d/t.yaml", text, strlen(text),
+				     &d),
+		    -1);
+		for (j = 0; cases[i].parts[j] != NULL; j++) {
+			char *want = xasprintf("%s is not allowed in a campaign's rrule",
+			    cases[i].parts[j]);
+
+			assert_true(j < d.n);
+			assert_string_equal(d.v[j].code, "rrule");
+			assert_int_equal(d.v[j].line, 3);
+			assert_int_equal(d.v[j].col, 20);
+			assert_string_equal(d.v[j].message, want);
+			free(want);
+		}
+		assert_int_equal(d.n_errors, j);
+		conf_free(c);
+		diag_free(&d);
+		free(text);
+	}
+}
+
 static void
 test_frequency_lint(void **state)
 {
@@ -648,6 +697,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_event_placeholder_only_transactional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schedule_sugar, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rrule_checks, setup, teardown),
+		cmocka_unit_test(test_rrule_parts_any_case),
 		cmocka_unit_test_setup_teardown(test_frequency_lint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quiet_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lints, setup, teardown),
