@@ -343,6 +343,16 @@ ytree_parse(struct ydoc *doc, const char *file, const char *buf, size_t len,
 
 	memset(doc, 0, sizeof(*doc));
 	memset(&b, 0, sizeof(b));
+	/*
+	 * YAML allows a leading byte order mark, and Windows editors write one.  With the encoding
+	 * set, libyaml's scanner skips it as a character that takes a column, which moves the
+	 * first line's keys one column right of the next line's: a syntax error.  Skip it here,
+	 * so that marks and reader offsets count from the character after it.
+	 */
+	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+		buf += 3;
+		len -= 3;
+	}
 	b.doc = doc;
 	b.file = file;
 	b.buf = buf;

@@ -149,6 +149,40 @@ test_invalid_utf8(void **state)
 	diag_free(&d);
 }
 
+/* A UTF-8 byte order mark is skipped: column 1 is the character after it. */
+static void
+test_bom_skipped(void **state)
+{
+	struct ydoc doc;
+	struct diag_list d;
+
+	assert_int_equal(parse("\xef\xbb\xbf" "a: 1\nb: [x]\n", &doc, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(ytree_key(doc.root, "a")->line, 1);
+	assert_int_equal(ytree_key(doc.root, "a")->col, 1);
+	assert_int_equal(ytree_get(doc.root, "a")->col, 4);
+	assert_int_equal(ytree_get(doc.root, "b")->line, 2);
+	assert_int_equal(ytree_get(doc.root, "b")->col, 4);
+	ytree_free(&doc);
+	diag_free(&d);
+	/* Diagnostics of the tree, of libyaml's scanner and of its reader. */
+	assert_int_equal(parse("\xef\xbb\xbf" "a: 1\nb: 2\n  a: 3\n", &doc, &d), -1);
+	assert_true(has_diag(&d, "syntax", 3));
+	assert_int_equal(d.v[0].col, 4);
+	ytree_free(&doc);
+	diag_free(&d);
+	assert_int_equal(parse("\xef\xbb\xbf" "a: 1\nb: 2\na: 3\n", &doc, &d), -1);
+	assert_true(has_diag(&d, "duplicate-key", 3));
+	assert_int_equal(d.v[0].col, 1);
+	ytree_free(&doc);
+	diag_free(&d);
+	assert_int_equal(parse("\xef\xbb\xbf" "a: \xff\n", &doc, &d), -1);
+	assert_true(has_diag(&d, "syntax", 1));
+	assert_int_equal(d.v[0].col, 4);
+	ytree_free(&doc);
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -160,6 +194,7 @@ main(void)
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_empty_and_multi_document),
 		cmocka_unit_test(test_invalid_utf8),
+		cmocka_unit_test(test_bom_skipped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
