@@ -107,6 +107,38 @@ lint_sms(struct pctx *p, const struct ynode *at, const struct conf_text *t)
 
 /* ---- survey ---- */
 
+/*
+ * check_options: every value that the operator map `ops` (parsed without error for a choice
+ * answer) compares the answer of `ref` with is one of its options; each one that is not is
+ * reported where it is written.
+ */
+static void
+check_options(struct pctx *p, const struct ynode *ops, const struct conf_question *ref)
+{
+	size_t i, j, k;
+
+	for (i = 0; i < ops->n; i++) {
+		struct ynode *const *vals = &ops->items[i];
+		size_t nv = 1;
+
+		/* The other operators a choice answer takes: eq and ne (a value), in and not_in. */
+		if (strcmp(ops->keys[i]->value, "exists") == 0)
+			continue;
+		if (ops->items[i]->type == YNODE_SEQ) {
+			vals = ops->items[i]->items;
+			nv = ops->items[i]->n;
+		}
+		for (j = 0; j < nv; j++) {
+			for (k = 0; k < ref->n_options; k++)
+				if (strcmp(ref->options[k], vals[j]->value) == 0)
+					break;
+			if (k == ref->n_options)
+				pctx_error(p, vals[j], "reference", NULL,
+				    "'%s' is not an option of question '%s'", vals[j]->value, ref->id);
+		}
+	}
+}
+
 static int
 parse_question(struct pctx *p, const struct ynode *n, struct conf_survey *sv, size_t idx,
     unsigned ph)
@@ -251,26 +283,8 @@ parse_question(struct pctx *p, const struct ynode *n, struct conf_survey *sv, si
 							   FIELD_NUMBER;
 			q->ask_if_id = xstrdup(rid);
 			if (conf_parse_ops(p, v->items[0], rid, kind, &q->ask_if) == 0 &&
-			    ref->type == CONF_Q_CHOICE) {
-				const struct conf_value *vals = q->ask_if.in;
-				size_t nv = q->ask_if.n_in;
-
-				if (q->ask_if.ops & CONF_OP_EQ) {
-					vals = &q->ask_if.eq;
-					nv = 1;
-				}
-				for (i = 0; i < nv; i++) {
-					int found = 0;
-
-					for (j = 0; j < ref->n_options; j++)
-						if (strcmp(ref->options[j], vals[i].str) == 0)
-							found = 1;
-					if (!found)
-						pctx_error(p, v->items[0], "reference", NULL,
-						    "'%s' is not an option of question '%s'", vals[i].str,
-						    rid);
-				}
-			}
+			    ref->type == CONF_Q_CHOICE)
+				check_options(p, v->items[0], ref);
 		}
 	}
 	return 0;

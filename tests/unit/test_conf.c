@@ -428,6 +428,47 @@ test_survey_checks(void **state)
 	assert_true(has_diag(&f->d, "unknown-language", 13));
 }
 
+/*
+ * ask_if on a choice question: every value of eq, ne, in and not_in must be an option (a typo
+ * in ne or not_in made the test always hold), reported at the value.
+ */
+static void
+test_ask_if_values_are_options(void **state)
+{
+	static const struct {
+		int line, col;
+		const char *value;
+	} want[] = { { 9, 76, "sped" }, { 10, 68, "desing" }, { 11, 73, "sped" }, { 12, 80, "colour" } };
+	struct fx *f = *state;
+	size_t i, j;
+
+	load(f, HEAD_TX
+	    "survey:\n"
+	    "  metric: csat\n"
+	    "  questions:\n"
+	    "    - { id: score, type: csat, text: { en: \"How was it?\" } }\n"
+	    "    - { id: liked, type: choice, options: [speed, design, price], text: { en: l } }\n"
+	    "    - { id: a, type: text, text: { en: a }, ask_if: { liked: { in: [speed, sped] } } }\n"
+	    "    - { id: b, type: text, text: { en: b }, ask_if: { liked: { ne: desing } } }\n"
+	    "    - { id: c, type: text, text: { en: c }, ask_if: { liked: { not_in: [sped] } } }\n"
+	    "    - { id: d, type: text, text: { en: d }, ask_if: { liked: { eq: speed, in: [colour] } } }\n"
+	    "    - { id: e, type: text, text: { en: e }, ask_if: { liked: { ne: price, not_in: [speed] } } }\n"
+	    STEP_SMS);
+	assert_int_equal(f->d.n_errors, 4);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char *msg = xasprintf("'%s' is not an option of question 'liked'", want[i].value);
+
+		for (j = 0; j < f->d.n; j++)
+			if (strcmp(f->d.v[j].code, "reference") == 0 && f->d.v[j].line == want[i].line)
+				break;
+		assert_true(j < f->d.n);
+		assert_int_equal(f->d.v[j].col, want[i].col);
+		assert_string_equal(f->d.v[j].message, msg);
+		free(msg);
+	}
+	assert_null(conf_campaign_find(f->c, "t"));
+}
+
 static void
 test_steps_checks(void **state)
 {
@@ -705,6 +746,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_transactional_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survey_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ask_if_values_are_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
 		cmocka_unit_test(test_dir_shares_templates),
 		cmocka_unit_test(test_settings),
