@@ -1,4 +1,5 @@
 /* campaign.c: one campaign file: identity, trigger, survey, steps, templates, incentive, lints. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,8 +238,24 @@ parse_question(struct pctx *p, const struct ynode *n, struct conf_survey *sv, si
 		if (v != NULL && pctx_seq(p, v, "options", 2, 20) == 0) {
 			q->options = xcalloc(v->n, sizeof(char *));
 			for (i = 0; i < v->n; i++) {
+				const char *o;
+				size_t len;
+
 				if (pctx_str(p, v->items[i], "option", &q->options[q->n_options]) < 0)
 					continue;
+				o = q->options[q->n_options];
+				len = strlen(o);
+				/* An answer names its options separated by commas, each trimmed. */
+				if (strchr(o, ',') != NULL)
+					pctx_error(p, v->items[i], "type",
+					    "an answer lists the options it picks separated by commas; "
+					    "e.g. 'Yes - definitely'",
+					    "option '%s' holds a comma", o);
+				else if (len > 0 && (isspace((unsigned char)o[0]) ||
+							 isspace((unsigned char)o[len - 1])))
+					pctx_error(p, v->items[i], "type",
+					    "answers are compared without the blanks at either end",
+					    "option '%s' starts or ends with a blank", o);
 				for (j = 0; j < q->n_options; j++)
 					if (strcmp(q->options[j], q->options[q->n_options]) == 0)
 						pctx_error(p, v->items[i], "duplicate-key", NULL,
