@@ -346,27 +346,45 @@ placeholder_ok(const char *name, unsigned ph)
 	return 0;
 }
 
-/* Position of byte `off` of scalar `n`'s value, counting characters as libyaml does. */
+/*
+ * placeholder_pos: where the placeholder at byte `off` of scalar `n`'s value (a "{{") is in
+ * the file.  The value is not the source text (a folded or literal block drops indentation
+ * and line breaks, quotes take escapes), but each "{{" of the value is written as such in the
+ * source, in the same order: the k-th of the value is the k-th of the source from the
+ * scalar's start, whose line and column are counted from there, in characters as libyaml
+ * counts them.
+ */
 static void
-scalar_offset_pos(const struct ynode *n, size_t off, int *line, int *col)
+placeholder_pos(const struct ynode *n, size_t off, int *line, int *col)
 {
-	size_t i;
-	int l = n->line, c = n->col + (n->plain || n->block ? 0 : 1);
+	const char *v = n->value, *s = n->src, *end = n->src + n->src_len, *hit;
+	size_t k = 0;
 
-	if (n->block)
-		l++;
-	for (i = 0; i < off && i < n->len; i++) {
-		unsigned char ch = (unsigned char)n->value[i];
-
-		if (ch == '\n') {
-			l++;
-			c = n->block ? n->col : 1;
-		} else if ((ch & 0xC0) != 0x80) {
-			c++;
+	*line = n->line;
+	*col = n->col;
+	if (s == NULL)
+		return;
+	while ((hit = strstr(v, "{{")) != NULL && (size_t)(hit - n->value) < off) {
+		k++;
+		v = hit + 2;
+	}
+	for (;;) {
+		for (hit = s; hit + 1 < end && !(hit[0] == '{' && hit[1] == '{'); hit++)
+			;
+		if (hit + 1 >= end)
+			return; /* not in the source as written: the scalar's own position */
+		if (k-- == 0)
+			break;
+		s = hit + 2;
+	}
+	for (s = n->src; s < hit; s++) {
+		if (*s == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)*s & 0xC0) != 0x80) {
+			(*col)++;
 		}
 	}
-	*line = l;
-	*col = c;
 }
 
 static void
@@ -379,7 +397,7 @@ check_placeholders(struct pctx *p, const struct ynode *n, unsigned ph)
 		const char *a, *b;
 		int line, col;
 
-		scalar_offset_pos(n, (size_t)(open - n->value), &line, &col);
+		placeholder_pos(n, (size_t)(open - n->value), &line, &col);
 		close = strstr(open + 2, "}}");
 		if (close == NULL) {
 			pctx_error_at(p, line, col, "placeholder", "close it with '}}'",

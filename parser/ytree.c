@@ -25,6 +25,8 @@ struct builder {
 	struct anchor *anchors;
 	size_t n_anchors, cap_anchors;
 	int failed;
+	size_t at_index; /* src_at's cursor: the character index of at_byte */
+	const char *at_byte;
 };
 
 /*
@@ -79,6 +81,28 @@ doc_strndup(struct ydoc *doc, const char *s, size_t n)
 
 	memcpy(p, s, n);
 	return p;
+}
+
+/*
+ * src_at: the byte of the buffer at character index `index` (libyaml's marks count
+ * characters).  Scalars come in document order, so a cursor walks the buffer once.
+ */
+static const char *
+src_at(struct builder *b, size_t index)
+{
+	const char *end = b->buf + b->len;
+
+	if (b->at_byte == NULL || index < b->at_index) {
+		b->at_byte = b->buf;
+		b->at_index = 0;
+	}
+	while (b->at_index < index && b->at_byte < end) {
+		b->at_byte++;
+		while (b->at_byte < end && ((unsigned char)*b->at_byte & 0xC0) == 0x80)
+			b->at_byte++;
+		b->at_index++;
+	}
+	return b->at_byte;
 }
 
 static struct ynode *
@@ -288,6 +312,8 @@ handle(struct builder *b, yaml_event_t *ev, int *done)
 			n->value = doc_strndup(b->doc, target->value, target->len);
 			n->len = target->len;
 			n->plain = target->plain;
+			n->src = target->src;
+			n->src_len = target->src_len;
 			return attach(b, n);
 		}
 		return attach(b, target);
@@ -298,6 +324,8 @@ handle(struct builder *b, yaml_event_t *ev, int *done)
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 		n->block = ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
 		    ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE;
+		n->src = src_at(b, ev->start_mark.index);
+		n->src_len = (size_t)(src_at(b, ev->end_mark.index) - n->src);
 		if (ev->data.scalar.anchor != NULL)
 			anchor_add(b, xstrdup((char *)ev->data.scalar.anchor), n);
 		return attach(b, n);

@@ -17,6 +17,8 @@ struct ynode {
 	int line, col; /* 1-based start mark */
 	int plain; /* scalar written without quotes (so `true` and `12` may be typed) */
 	int block; /* scalar in literal or folded style: columns inside are not exact */
+	const char *src; /* scalar: its source text in the parsed buffer (valid while it is) */
+	size_t src_len;
 	char *value; /* scalar text, NUL-terminated; NULL for collections */
 	size_t len;
 	size_t n; /* SEQ: items; MAP: pairs */

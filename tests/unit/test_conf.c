@@ -183,6 +183,52 @@ test_placeholders(void **state)
 	assert_int_equal(f->d.n_errors, 1);
 }
 
+/*
+ * A placeholder's position is where it is written, whatever the scalar's style: a folded
+ * block (its line breaks and indentation are not the value's), a literal block with a line
+ * indented further, and quoted text with escapes and a character of two bytes.  (The position
+ * was worked out from the value: 12:45 for 13:23, 19:17 for 19:15, 23:24 for 23:26.)
+ */
+static void
+test_placeholder_positions_in_any_style(void **state)
+{
+	struct fx *f = *state;
+	size_t i;
+	int seen = 0;
+
+	load(f, HEAD_TX SURVEY_EN
+	    "steps:\n"
+	    "  - channel: sms\n"
+	    "    message:\n"
+	    "      en: >-\n"
+	    "        Hello there friend,\n"
+	    "        please answer {{survey_ur}} now\n"
+	    "  - channel: sms\n"
+	    "    after: 1d\n"
+	    "    message:\n"
+	    "      en: |\n"
+	    "        Hello there friend,\n"
+	    "          and {{bad1}} here\n"
+	    "  - channel: sms\n"
+	    "    after: 2d\n"
+	    "    message:\n"
+	    "      en: \"Hello \\\"x\\\" \xc3\xa5 {{bad2}}\"\n");
+	for (i = 0; i < f->d.n; i++) {
+		const struct diag *g = &f->d.v[i];
+
+		if (strcmp(g->code, "placeholder") != 0)
+			continue;
+		if (strstr(g->message, "survey_ur") != NULL)
+			seen |= (g->line == 13 && g->col == 23) << 0;
+		else if (strstr(g->message, "bad1") != NULL)
+			seen |= (g->line == 19 && g->col == 15) << 1;
+		else if (strstr(g->message, "bad2") != NULL)
+			seen |= (g->line == 23 && g->col == 26) << 2;
+	}
+	assert_int_equal(seen, 7);
+	assert_int_equal(f->d.n_errors, 3);
+}
+
 static void
 test_event_placeholder_only_transactional(void **state)
 {
@@ -735,6 +781,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_did_you_mean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_name_must_match, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placeholders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_placeholder_positions_in_any_style, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_event_placeholder_only_transactional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schedule_sugar, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rrule_checks, setup, teardown),
