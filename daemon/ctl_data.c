@@ -216,9 +216,11 @@ ctl_event(const char *config, int argc, char **argv)
 	type = argv[optind];
 	at = now;
 	if (at_text != NULL && store_parse_time(at_text, &at) < 0) {
+		/* A date alone is said to be one: it reads like a time, but whose midnight? */
 		fprintf(stderr, "campaignctl event: --at '%s' is not an ISO 8601 time with Z or an "
-				"offset (e.g. 2027-03-01T12:00:00Z)\n",
-		    at_text);
+				"offset (%se.g. 2027-03-01T12:00:00Z)\n",
+		    at_text,
+		    store_parse_time_or_date(at_text, &at) == 0 ? "a date alone is not one; " : "");
 		return CTL_EXIT_USAGE;
 	}
 	if (data_text != NULL) {

@@ -241,7 +241,7 @@ open_state(const char *config, int copy, struct conf **c, struct store **st)
 static int
 parse_time_opt(const char *opt, const char *s, int64_t *t)
 {
-	if (store_parse_time(s, t) < 0) {
+	if (store_parse_time_or_date(s, t) < 0) {
 		fprintf(stderr, "campaignctl: %s: '%s' is not a time (ISO 8601, e.g. "
 				"2027-01-05T10:00:00Z or 2027-01-05)\n",
 		    opt, s);

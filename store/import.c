@@ -1020,8 +1020,11 @@ jl_event(struct imp *im, json_t *o, const char *text, int line)
 		return 0;
 	}
 	if (store_parse_time(at_text, &at) < 0) {
+		/* A date alone is said to be one: it reads like a time, but whose midnight? */
 		bad_row(im, line, key_col(text, "at"), "e.g. 2027-03-01T12:00:00Z or 2027-03-01T13:00:00+01:00",
-		    "at: not an ISO 8601 time with Z or an offset, got '%s'", shown(at_text, v48));
+		    "at: not an ISO 8601 time with Z or an offset%s, got '%s'",
+		    store_parse_time_or_date(at_text, &at) == 0 ? " (a date alone is not one)" : "",
+		    shown(at_text, v48));
 		return 0;
 	}
 	v = json_object_get(o, "data");

@@ -1571,8 +1571,12 @@ digits(const char *s, int n, int *v)
 	return 0;
 }
 
-int
-store_parse_time(const char *s, int64_t *t)
+/*
+ * parse_time: store_parse_time, and with date_ok a date alone as UTC midnight (only where it
+ * is documented: a range of days, not an instant that happened somewhere).
+ */
+static int
+parse_time(const char *s, int date_ok, int64_t *t)
 {
 	int y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0, sign = 1;
 	const char *p;
@@ -1584,6 +1588,8 @@ store_parse_time(const char *s, int64_t *t)
 		return -EINVAL;
 	p = s + 10;
 	if (*p == '\0') {
+		if (!date_ok)
+			return -EINVAL;
 		*t = util_days_from_civil(y, mo, d) * 86400;
 		return 0;
 	}
@@ -1628,6 +1634,18 @@ store_parse_time(const char *s, int64_t *t)
 	*t = util_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
 	    sign * (oh * 3600 + om * 60);
 	return 0;
+}
+
+int
+store_parse_time(const char *s, int64_t *t)
+{
+	return parse_time(s, 0, t);
+}
+
+int
+store_parse_time_or_date(const char *s, int64_t *t)
+{
+	return parse_time(s, 1, t);
 }
 
 void

@@ -251,8 +251,14 @@ int store_token_delivery(struct store *s, const char *token, int64_t *delivery);
 
 /* ---- time ---- */
 
-/* store_parse_time: ISO 8601 "YYYY-MM-DDTHH:MM[:SS](Z|+HH:MM)" or "YYYY-MM-DD" (UTC midnight). */
+/*
+ * store_parse_time: an instant in ISO 8601, "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM)", the zone
+ * required (an event's time: a date alone, or a time without a zone, is a shop's local day or
+ * hour taken for UTC's).  store_parse_time_or_date: that, or a date "YYYY-MM-DD" as UTC
+ * midnight (the ranges of plan and explain).  Both return 0, or -EINVAL.
+ */
 int store_parse_time(const char *s, int64_t *t);
+int store_parse_time_or_date(const char *s, int64_t *t);
 /* store_format_time: "YYYY-MM-DDTHH:MM:SSZ" into out[21]. */
 void store_format_time(int64_t t, char out[21]);
 

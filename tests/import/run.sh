@@ -184,6 +184,8 @@ check "unknown customer at line 2" err_has "$fx/events-bad.jsonl:2:"
 check "unknown customer named" err_has "unknown customer 'ghost'"
 check "bad time at line 3" err_has "$fx/events-bad.jsonl:3:"
 check "broken JSON at line 4" err_has "$fx/events-bad.jsonl:4:"
+check "a date alone at line 5, the column of \"at\"" \
+	err_has "$fx/events-bad.jsonl:5:68: error: at: not an ISO 8601 time with Z or an offset (a date alone is not one), got '2027-01-10'"
 check "bad events file: nothing imported" test "$(q 'select count(*) from events')" = 3
 run events import --skip-bad "$fx/events-bad.jsonl"
 check "bad events --skip-bad imports the good line" test "$(q 'select count(*) from events')" = 4
@@ -206,6 +208,13 @@ run event purchase.completed --customer c006 --data '[1]'
 check "event with non-object data is a usage error" test "$rc" -eq 2
 run event purchase.completed --customer c006 --at tomorrow
 check "event with a bad time is a usage error" test "$rc" -eq 2
+run event purchase.completed --customer c006 --id date-only --at 2027-03-01
+check "event with a date alone is a usage error" test "$rc" -eq 2
+check "event with a date alone says what is wanted" \
+	err_has "--at '2027-03-01' is not an ISO 8601 time with Z or an offset (a date alone is not one; e.g. 2027-03-01T12:00:00Z)"
+check "event with a date alone records nothing" test "$(q "select count(*) from events where id = 'date-only'")" = 0
+run event purchase.completed --customer c006 --id no-zone --at 2027-03-01T10:00:00
+check "event with a time without a zone is a usage error" test "$rc" -eq 2
 run event --customer c006
 check "event without a type is a usage error" test "$rc" -eq 2
 

@@ -19,7 +19,7 @@ sum_before=$(sqlite3 "$tmp/state.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/nu
 rc=$?
 "$py" "$src/tests/plan/check_plan.py" "$tmp/plan.jsonl" "$tmp" >"$tmp/tap"
 n=$(grep -c '^\(not \)\?ok' "$tmp/tap")
-echo "1..$((n + 12))"
+echo "1..$((n + 14))"
 sed -n 's/^\(\(not \)\?ok\) \([0-9]*\) /\1 \3 /p' "$tmp/tap"
 i=$n
 t() { i=$((i + 1)); if eval "$2"; then echo "ok $i - $1"; else echo "not ok $i - $1"; fi; }
@@ -66,4 +66,11 @@ t "explain: a private or vip customer qualifies but for the event's fields; the 
 "$ctl" -c "$tmp/campaignd.yaml" explain c0 nope >/dev/null 2>&1
 rc=$?
 t "explain of an unknown campaign fails" '[ $rc -eq 1 ]'
+"$ctl" -c "$tmp/campaignd.yaml" plan --from 2027-01-10 --to 2027-01-12 >"$tmp/days.txt"
+rc=$?
+"$ctl" -c "$tmp/campaignd.yaml" plan --from 2027-01-10T00:00:00Z --to 2027-01-12T00:00:00Z >"$tmp/instants.txt"
+t "plan takes a date alone for --from and --to, as UTC midnight" '[ $rc -eq 0 ] && cmp -s "$tmp/days.txt" "$tmp/instants.txt"'
+"$ctl" -c "$tmp/campaignd.yaml" explain --at 2027-01-10 c3 >"$tmp/explain-day.txt" 2>/dev/null
+rc=$?
+t "explain --at takes a date alone, as UTC midnight" '[ $rc -ne 2 ] && cmp -s "$tmp/explain.txt" "$tmp/explain-day.txt"'
 exit 0

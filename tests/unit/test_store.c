@@ -847,7 +847,8 @@ test_events_import(void **state)
 	    "\"at\": \"2027-01-10T12:00:00Z\", \"data\": {\"amount\": 250, \"category\": \"tv\"}}\n"
 	    "{\"id\": \"e2\", \"customer\": \"c2\", \"type\": \"ticket.closed\", "
 	    "\"at\": \"2027-01-10T13:00:00+01:00\"}\n"
-	    "{\"id\": \"e3\", \"customer\": \"nobody\", \"type\": \"x\", \"at\": \"2027-01-10\"}\n"
+	    "{\"id\": \"e3\", \"customer\": \"nobody\", \"type\": \"x\", "
+	    "\"at\": \"2027-01-10T12:00:00Z\"}\n"
 	    "{\"id\": \"e4\", \"customer\": \"c1\", \"type\": \"x\", \"at\": \"yesterday\"}\n"
 	    "{\"id\": \"e5\", \"customer\": \"c1\", \"type\": \"x\", \"at\": \"2027-01-10\", "
 	    "\"datta\": {}}\n"
@@ -886,6 +887,42 @@ test_events_import(void **state)
 	assert_int_equal(store_import_events(f->s, path, 1, NOW + 60, &f->d, &f->st), 0);
 	assert_int_equal(f->st.inserted, 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM events"), 2);
+}
+
+/*
+ * An event's time is an instant: a date alone is refused (it was taken as UTC midnight, a
+ * shop's local day moved by hours), as is a time without a zone, with the column of "at".
+ */
+static void
+test_event_time_needs_zone(void **state)
+{
+	struct fx *f = *state;
+	const char *jl =
+	    "{\"id\": \"d1\", \"customer\": \"c1\", \"type\": \"x\", \"at\": \"2027-01-10\"}\n"
+	    "{\"id\": \"d2\", \"customer\": \"c1\", \"type\": \"x\", \"at\": \"2027-01-10T10:00:00\"}\n"
+	    "{\"id\": \"d3\", \"customer\": \"c1\", \"type\": \"x\", \"at\": \"2027-01-10T10:00Z\"}\n";
+	const char *path;
+	const struct diag *g;
+
+	add_customers(f, (const char *const[]){ "c1", NULL });
+	path = write_file(f, "dates.jsonl", jl);
+	assert_int_equal(store_import_events(f->s, path, 0, NOW, &f->d, &f->st), -EINVAL);
+	assert_int_equal(f->st.bad, 2);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM events"), 0);
+	g = find_diag(&f->d, 1);
+	assert_non_null(g);
+	assert_string_equal(g->code, "bad-row");
+	assert_int_equal(g->col, col_of(jl, 1, "\"at\""));
+	assert_non_null(strstr(g->message, "not an ISO 8601 time with Z or an offset (a date alone "
+					   "is not one), got '2027-01-10'"));
+	g = find_diag(&f->d, 2);
+	assert_non_null(g);
+	assert_non_null(strstr(g->message, "not an ISO 8601 time with Z or an offset, got"));
+	assert_null(find_diag(&f->d, 3));
+
+	diag_free(&f->d);
+	assert_int_equal(store_import_events(f->s, path, 1, NOW, &f->d, &f->st), 0);
+	assert_string_equal(q_text(f, "SELECT group_concat(id) FROM events"), "d3");
 }
 
 /* ---- answers ---- */
@@ -1252,10 +1289,10 @@ test_time_parse(void **state)
 		{ "2027-01-15T09:00+01", NOW, 1 },
 		{ "2027-01-15T02:30:00-05:30", NOW, 1 },
 		{ "2027-01-15T08:00:00.123456Z", NOW, 1 },
-		{ "2027-01-15", NOW - 8 * 3600, 1 },
 		{ "2024-02-29T12:00:00Z", 1709208000, 1 },
 		{ "1969-12-31T23:59:59Z", -1, 1 },
 		{ "2027-01-15T08:00:00", 0, 0 }, /* no zone: ambiguous */
+		{ "2027-01-15", 0, 0 }, /* a date: not an instant (store_parse_time_or_date) */
 		{ "2027-01-15 08:00:00Z", 0, 0 },
 		{ "2027-02-29", 0, 0 },
 		{ "2027-13-01", 0, 0 },
@@ -1268,6 +1305,7 @@ test_time_parse(void **state)
 		{ "yesterday", 0, 0 },
 		{ "2027-01-15T08:00:00.Z", 0, 0 },
 	};
+	int64_t day = 0;
 	size_t i;
 
 	(void)state;
@@ -1282,6 +1320,18 @@ test_time_parse(void **state)
 			fail_msg("'%s' was accepted", cases[i].in);
 	}
 	assert_int_equal(store_parse_time(NULL, NULL), -EINVAL);
+
+	/* The ranges of plan and explain also take a date alone, as UTC midnight. */
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t t = 0;
+
+		if (cases[i].ok && (store_parse_time_or_date(cases[i].in, &t) != 0 || t != cases[i].want))
+			fail_msg("'%s' or a date: t %lld", cases[i].in, (long long)t);
+	}
+	assert_int_equal(store_parse_time_or_date("2027-01-15", &day), 0);
+	assert_int_equal(day, NOW - 8 * 3600);
+	assert_int_equal(store_parse_time_or_date("2027-02-29", &day), -EINVAL);
+	assert_int_equal(store_parse_time_or_date("2027-01-15T08:00:00", &day), -EINVAL);
 }
 
 static void
@@ -1373,6 +1423,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_jsonl_customers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_time_needs_zone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_validation, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_flow, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_text_and_ask_if_in_one_call, answers_setup,
