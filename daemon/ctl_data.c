@@ -17,7 +17,7 @@
 /*
  * Every command loads the whole configuration (as the daemon would: an answer is checked
  * against its campaign's survey) and opens its database.  Exit codes: 0 done, 1 refused or
- * failed (diagnostics on stderr), 2 usage.
+ * failed (diagnostics on stderr), 2 usage or a file that cannot be read (campaignctl(1)).
  */
 
 /* open_all: load the config and open its database; an exit code other than 0 on failure. */
@@ -67,6 +67,18 @@ plural(long n, const char *one, const char *many)
 }
 
 /* ---- customers import, events import ---- */
+
+/* unreadable: whether the import reported that its file cannot be opened or read. */
+static int
+unreadable(const struct diag_list *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (strcmp(d->v[i].code, "io") == 0)
+			return 1;
+	return 0;
+}
 
 static int
 import_usage(int events, FILE *out)
@@ -141,7 +153,7 @@ import_cmd(const char *config, int argc, char **argv, int events)
 		ex = CTL_EXIT_FAIL;
 	} else if (d.n_errors > 0) {
 		fprintf(stderr, "%s: nothing imported\n", file);
-		ex = CTL_EXIT_FAIL;
+		ex = unreadable(&d) ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
 	} else {
 		fprintf(stderr, "campaignctl %s: %s: %s; nothing imported\n", cmd, file,
 		    store_errmsg(s));

@@ -1130,16 +1130,18 @@ run_import(struct store *s, const char *path, int skip_bad, int64_t now, struct 
 			rc = import_jsonl(&im, r, jl_event);
 		else if (first == '{')
 			rc = import_jsonl(&im, r, jl_customer);
-		else if (first == EOF) {
+		else if (first != EOF)
+			rc = import_csv(&im, r);
+		else if (r->err == 0) {
+			/* Not after a read error (a directory, say): that is reported below. */
 			diag_add(d, DIAG_ERROR, path, 1, 1, "bad-header", NULL,
 			    "empty file: no header row");
 			rc = -EINVAL;
-		} else
-			rc = import_csv(&im, r);
+		}
 		if (rc == 0 && r->err != 0) {
 			diag_add(d, DIAG_ERROR, path, r->line, 0, "io", NULL, "read error: %s",
 			    strerror(r->err));
-			rc = -EIO;
+			rc = -r->err;
 		}
 		if (rc == 0 && !events)
 			rc = store_batch_flush(s);

@@ -4,9 +4,9 @@
 # A temporary directory gets a campaignd.yaml (version 1, its database inside the directory,
 # a copy of SRCDIR/campaigns.d with its templates and codes, channels sms/email/whatsapp as
 # outboxes) and then: customers import (CSV, CSV with CRLF, an update, JSON Lines), bad files
-# (exit 1, each bad row printed as FILE:LINE:COL, the database unchanged), --skip-bad, events
-# import twice (no duplicates), `event`, `answer` on deliveries inserted with sqlite3, `optout`
-# and usage errors (exit 2).  The fixtures are the files beside this script.
+# (exit 1, each bad row printed as FILE:LINE:COL, the database unchanged), --skip-bad, files
+# that cannot be read (exit 2), events import twice (no duplicates), `event`, `answer` on
+# deliveries inserted with sqlite3, `optout` and usage errors (exit 2).  The fixtures are the files beside this script.
 #
 # Without arguments (as an automake test) $CAMPAIGNCTL and $SRCDIR are used.  Needs bash, the
 # sqlite3 shell, coreutils and python3 (for survey tokens: $PYTHON3, default /usr/bin/python3).
@@ -162,8 +162,15 @@ check "--skip-bad still reports the bad rows" err_has "customers-bad.csv:3:15: w
 check "--skip-bad imports the good rows" test "$(q "select group_concat(id) from (select id from customers where id like 'b%' order by id)")" = "b001,b006"
 
 run customers import "$tmp/no-such-file.csv"
-check "missing file exits 1" test "$rc" -eq 1
+check "missing file exits 2, as a file that cannot be read" test "$rc" -eq 2
 check "missing file named" err_has "no-such-file.csv"
+mkdir "$tmp/a-directory"
+for what in customers events; do
+	run "$what" import "$tmp/a-directory"
+	check "$what import of a directory exits 2" test "$rc" -eq 2
+	check "$what import of a directory: a read error" err_has "$tmp/a-directory:1:0: error: read error: Is a directory [io]"
+	check "$what import of a directory: not an empty file" sh -c "! grep -q 'empty file' '$tmp/err'"
+done
 
 # ---- events ----------------------------------------------------------------------------------
 

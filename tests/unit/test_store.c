@@ -588,6 +588,30 @@ test_csv_header_errors(void **state)
 	assert_true(has_diag(&f->d, "io", 0));
 }
 
+/*
+ * A file that cannot be read (here a directory: it opens, and the first read fails) is an I/O
+ * error for customers as for events, not an empty file; nothing is imported.
+ */
+static void
+test_import_unreadable(void **state)
+{
+	struct fx *f = *state;
+	const struct diag *g;
+
+	assert_int_equal(store_import_customers(f->s, f->dir, 0, NOW, &f->d, &f->st), -EISDIR);
+	assert_int_equal(f->d.n, 1);
+	g = &f->d.v[0];
+	assert_string_equal(g->code, "io");
+	assert_int_equal(g->severity, DIAG_ERROR);
+	assert_string_equal(g->file, f->dir);
+	assert_string_equal(g->message, "read error: Is a directory");
+	diag_free(&f->d);
+	assert_int_equal(store_import_events(f->s, f->dir, 1, NOW, &f->d, &f->st), -EISDIR);
+	assert_int_equal(f->d.n, 1);
+	assert_string_equal(f->d.v[0].code, "io");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM customers"), 0);
+}
+
 static void
 test_csv_attrs_and_consents(void **state)
 {
@@ -1418,6 +1442,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_csv_skip_bad, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csv_nul_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csv_header_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_unreadable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csv_attrs_and_consents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_batches_match_upsert, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jsonl_customers, setup, teardown),
