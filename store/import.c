@@ -31,12 +31,14 @@
  * as given.  A null clears a field (or removes an attribute); an absent key keeps it.
  *
  * Every bad row is reported as FILE:LINE:COL with its reason (the column of the offending
- * field where known); the file is read to its end so that one run shows every problem.
+ * field where known); the file is read to its end so that one run shows every problem.  A
+ * customers file has one row per id: a repeat is a bad row (upsert_row).
  */
 
 #define IMPORT_MAX_RECORD (1u << 20) /* bytes in one CSV record or JSON line */
 #define IMPORT_MAX_FIELDS 256 /* columns in a CSV file */
 #define IMPORT_MAX_ATTRS_JSON (1u << 20)
+#define IMPORT_MAX_CUSTOMERS (1u << 24) /* rows imported from one customers file (ids kept) */
 
 /* ---- reading bytes with positions ---- */
 
@@ -153,7 +155,24 @@ struct imp {
 	char *source; /* "import:PATH:LINE" of the current row */
 	size_t source_base; /* length of "import:PATH:" */
 	size_t source_cap;
+	struct util_map seen; /* customer id -> its struct seen_id; owns them (seen_free) */
 };
+
+/* A customer id imported from this file so far, and the line of its row. */
+struct seen_id {
+	int line;
+	char id[];
+};
+
+static void
+seen_free(struct util_map *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->cap; i++)
+		free(m->slots[i].val);
+	util_map_free(m);
+}
 
 /* bad_row: report the current row (once) and count it; a warning when it is being skipped. */
 static void __attribute__((format(printf, 5, 6)))
@@ -274,14 +293,39 @@ parse_consent(const char *v, int *out)
 
 /*
  * upsert_row: queue one checked customer for writing (store_batch_add: the effect of
- * store_customer_upsert, a batch at a time); counted at the end.  Errors here are the
- * database's, not the row's: fatal (< 0).
+ * store_customer_upsert, a batch at a time); counted at the end.  An id that an earlier row
+ * of the file gave is a bad row at `col`.  Errors here are the database's, or too many
+ * customers for the ids kept: fatal (< 0).
  */
 static int
-upsert_row(struct imp *im, const struct store_customer *c, int line)
+upsert_row(struct imp *im, const struct store_customer *c, int line, int col)
 {
+	struct seen_id *e = util_map_get(&im->seen, c->id);
+	char v48[48];
 	int rc;
 
+	/*
+	 * One row per customer: rows that repeat an id would each apply their consents in
+	 * turn, and every import of the same file would log them again.  The first row stands
+	 * (with skip_bad); the others are bad rows, found without a query per row.
+	 */
+	if (e != NULL) {
+		bad_row(im, line, col,
+		    "a file has one row per customer: merge the rows into one, or import the later "
+		    "change from another file",
+		    "id '%s' is on line %d already", shown(c->id, v48), e->line);
+		return 0;
+	}
+	if (im->seen.n >= IMPORT_MAX_CUSTOMERS) {
+		diag_add(im->d, DIAG_ERROR, im->path, line, 1, "too-many-rows",
+		    "split the file; each part is imported on its own", "more than %u customers in one file",
+		    IMPORT_MAX_CUSTOMERS);
+		return -EFBIG;
+	}
+	e = xmalloc(sizeof(*e) + strlen(c->id) + 1);
+	e->line = line;
+	memcpy(e->id, c->id, strlen(c->id) + 1);
+	util_map_put(&im->seen, e->id, e);
 	set_source(im, line);
 	rc = store_batch_add(im->s, c, im->now, im->source);
 	if (rc < 0)
@@ -727,7 +771,9 @@ csv_row(struct imp *im, struct csv *c, const struct csv_col *cols, size_t ncols,
 			bad_row(im, line, col, NULL, "%s", why);
 		return 0;
 	}
-	return upsert_row(im, &cu, c->line);
+	for (i = 0; cols[i].kind != 0; i++)
+		;
+	return upsert_row(im, &cu, c->line, c->f[i].col);
 }
 
 static int
@@ -970,7 +1016,7 @@ jl_customer(struct imp *im, json_t *o, const char *text, int line)
 		bad = 1;
 	}
 	if (!bad)
-		rc = upsert_row(im, &cu, line);
+		rc = upsert_row(im, &cu, line, key_col(text, "id"));
 	free(attrs_text);
 	json_decref(attrs);
 	return rc;
@@ -1120,7 +1166,7 @@ run_import(struct store *s, const char *path, int skip_bad, int64_t now, struct 
 	rc = store_begin(s);
 	/*
 	 * Customers are written in batches that insert or update; how many were new follows from
-	 * the table's size before and after (a repeated id in one file counts as an update).
+	 * the table's size before and after.
 	 */
 	if (rc == 0 && !events && count_customers(s, &before) < 0)
 		rc = -EIO;
@@ -1168,6 +1214,7 @@ run_import(struct store *s, const char *path, int skip_bad, int64_t now, struct 
 		snprintf(sql, sizeof(sql), "PRAGMA cache_size = %ld", cache);
 		store_exec(s, sql);
 	}
+	seen_free(&im.seen);
 	free(im.source);
 	free(r);
 	fclose(f);

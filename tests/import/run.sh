@@ -161,6 +161,24 @@ check "--skip-bad summary" out_has "imported 2 customers (2 new, 0 updated) from
 check "--skip-bad still reports the bad rows" err_has "customers-bad.csv:3:15: warning:"
 check "--skip-bad imports the good rows" test "$(q "select group_concat(id) from (select id from customers where id like 'b%' order by id)")" = "b001,b006"
 
+# One row per customer: a repeated id is a bad row naming the earlier line, so that importing
+# the same file again logs no consent change (it logged two more at every run).
+printf 'id,consent.sms\nx1,true\nx1,false\n' >"$tmp/repeat.csv"
+run customers import "$tmp/repeat.csv"
+check "a repeated id exits 1" test "$rc" -eq 1
+check "a repeated id names the earlier line" err_has "$tmp/repeat.csv:3:1: error: id 'x1' is on line 2 already [bad-row]"
+check "a repeated id: nothing imported" test "$(q "select count(*) from customers where id = 'x1'")" = 0
+run customers import --skip-bad "$tmp/repeat.csv"
+check "a repeated id with --skip-bad: the first row imported" out_has "imported 1 customer (1 new, 0 updated) from $tmp/repeat.csv; skipped 1 bad row"
+consent_x1="select count(*) || ' ' || min(granted) || ' ' || min(at) || ' ' || min(source) from consent_log join customers on cid = customer where customers.id = 'x1'"
+first=$(q "$consent_x1")
+check "a repeated id with --skip-bad: one consent logged" test "${first%% *}" = 1
+sleep 1
+run customers import --skip-bad "$tmp/repeat.csv"
+check "the same file again logs no consent and keeps its time" test "$(q "$consent_x1")" = "$first"
+check "the same file again: the consent stays the first row's" \
+	test "$(q "select granted || ' ' || source from consents join customers on cid = customer where customers.id = 'x1'")" = "1 import:repeat.csv:2"
+
 run customers import "$tmp/no-such-file.csv"
 check "missing file exits 2, as a file that cannot be read" test "$rc" -eq 2
 check "missing file named" err_has "no-such-file.csv"

@@ -662,7 +662,7 @@ dump(struct store *s, const char *sql)
 
 /*
  * Imports write customers a batch (32) at a time; the result must be exactly that of
- * store_customer_upsert row by row: new, existing and repeated ids, consents, attributes.
+ * store_customer_upsert row by row: new and existing ids, consents, attributes.
  */
 static void
 test_import_batches_match_upsert(void **state)
@@ -705,14 +705,12 @@ test_import_batches_match_upsert(void **state)
 		static const char *const cons[3] = { "false", "true", "" };
 
 		/*
-		 * In the first three batches of 32, every 7th row names an existing customer and every
-		 * 11th repeats the row before; the next two batches are all new; the rest (30 rows)
-		 * is a partial batch.
+		 * In the first three batches of 32, every 7th row names an existing customer (each
+		 * once: a file has one row per customer); the next two batches are all new; the rest
+		 * (30 rows) is a partial batch.
 		 */
-		if (i < 96 && i % 7 == 3)
-			snprintf(ids[i], sizeof(ids[i]), "p%02zu", i % 10);
-		else if (i < 96 && i % 11 == 5)
-			snprintf(ids[i], sizeof(ids[i]), "%s", ids[i - 1]);
+		if (i < 70 && i % 7 == 3)
+			snprintf(ids[i], sizeof(ids[i]), "p%02zu", i / 7);
 		else
 			snprintf(ids[i], sizeof(ids[i]), "n%03zu", i);
 		snprintf(names[i], sizeof(names[i]), "%s", i % 3 == 0 ? "" : "Name");
@@ -749,6 +747,63 @@ test_import_batches_match_upsert(void **state)
 	}
 	store_close(b);
 	free(csv);
+}
+
+/*
+ * A file has one row per customer.  Rows with the same id applied in turn logged their
+ * consents again at every import of the file (two rows in consent_log, then four) and moved
+ * the consent's time: a repeated id is a bad row naming the earlier line, in CSV and JSON
+ * Lines alike ("7" and 7 are one id), and with skip_bad the earlier row stands.
+ */
+static void
+test_import_repeated_id(void **state)
+{
+	static const char *const sql_log = "SELECT group_concat(x) FROM (SELECT c.id || ':' || "
+					   "l.granted || ':' || l.at || ':' || l.source AS x FROM "
+					   "consent_log l JOIN customers c ON c.cid = l.customer "
+					   "ORDER BY l.id)";
+	struct fx *f = *state;
+	const char *csv = "id,first_name,consent.sms\nx1,A,true\nx2,B,false\nx1,C,false\n";
+	const char *jl = "{\"id\": \"7\", \"consent.sms\": true}\n"
+			 "{\"id\": 7, \"consent.sms\": false}\n";
+	const char *path = write_file(f, "dup.csv", csv);
+	const struct diag *g;
+	int run;
+
+	assert_int_equal(store_import_customers(f->s, path, 0, NOW, &f->d, &f->st), -EINVAL);
+	assert_int_equal(f->st.bad, 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM customers"), 0);
+	g = find_diag(&f->d, 4);
+	assert_non_null(g);
+	assert_int_equal(g->severity, DIAG_ERROR);
+	assert_string_equal(g->code, "bad-row");
+	assert_int_equal(g->col, 1);
+	assert_string_equal(g->message, "id 'x1' is on line 2 already");
+	assert_non_null(g->hint);
+	assert_null(find_diag(&f->d, 2));
+
+	/* With skip_bad the first row stands; the same file again logs nothing, moves nothing. */
+	for (run = 0; run < 2; run++) {
+		diag_free(&f->d);
+		assert_int_equal(
+		    store_import_customers(f->s, path, 1, NOW + run * 60, &f->d, &f->st), 0);
+		assert_int_equal(f->st.bad, 1);
+		assert_int_equal(f->st.inserted + f->st.updated, 2);
+		assert_int_equal(find_diag(&f->d, 4)->severity, DIAG_WARNING);
+		assert_string_equal(q_text(f, sql_log),
+		    "x1:1:1800000000:import:dup.csv:2,x2:0:1800000000:import:dup.csv:3");
+		assert_string_equal(q_text(f, "SELECT first_name FROM customers WHERE id = 'x1'"),
+		    "A");
+	}
+
+	diag_free(&f->d);
+	path = write_file(f, "dup.jsonl", jl);
+	assert_int_equal(store_import_customers(f->s, path, 0, NOW, &f->d, &f->st), -EINVAL);
+	g = find_diag(&f->d, 2);
+	assert_non_null(g);
+	assert_int_equal(g->col, col_of(jl, 2, "\"id\""));
+	assert_string_equal(g->message, "id '7' is on line 1 already");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM customers WHERE id = '7'"), 0);
 }
 
 /* ---- JSON Lines ---- */
@@ -1445,6 +1500,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_import_unreadable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csv_attrs_and_consents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_batches_match_upsert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_repeated_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jsonl_customers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_import, setup, teardown),
