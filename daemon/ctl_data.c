@@ -15,14 +15,16 @@
 #include "util.h"
 
 /*
- * Every command loads the whole configuration (as the daemon would: an answer is checked
- * against its campaign's survey) and opens its database.  Exit codes: 0 done, 1 refused or
- * failed (diagnostics on stderr), 2 usage or a file that cannot be read (campaignctl(1)).
+ * Every command loads the settings and opens the database; an answer is checked against the
+ * survey of the campaign version its delivery was made under (stored with the delivery), so
+ * that neither an edit since nor a broken file of another campaign stands in its way.  Exit
+ * codes: 0 done, 1 refused or failed (diagnostics on stderr), 2 usage or a file that cannot be
+ * read (campaignctl(1)).
  */
 
-/* open_all: load the config and open its database; an exit code other than 0 on failure. */
+/* open_all: load the settings and open the database; an exit code other than 0 on failure. */
 static int
-open_all(const char *config, const char *cmd, int campaigns, struct conf **cp, struct store **sp)
+open_all(const char *config, const char *cmd, struct conf **cp, struct store **sp)
 {
 	struct diag_list d;
 	char *err = NULL;
@@ -31,9 +33,9 @@ open_all(const char *config, const char *cmd, int campaigns, struct conf **cp, s
 	*cp = NULL;
 	*sp = NULL;
 	diag_init(&d);
-	/* Only answers need the campaigns (to check them against the questions): a broken
-	 * campaign file in a bad deploy must not stop the intake of customers and events. */
-	*cp = campaigns ? conf_load(config, &d) : conf_load_settings(config, &d);
+	/* The campaign files are not read: a broken one in a bad deploy must not stop the
+	 * intake of customers, events and answers. */
+	*cp = conf_load_settings(config, &d);
 	if (*cp == NULL) {
 		diag_sort(&d);
 		diag_print_text(&d, stderr);
@@ -125,7 +127,7 @@ import_cmd(const char *config, int argc, char **argv, int events)
 		return import_usage(events, stderr);
 	file = argv[optind];
 	snprintf(cmd, sizeof(cmd), "%s import", what);
-	ex = open_all(config, cmd, 0, &c, &s);
+	ex = open_all(config, cmd, &c, &s);
 	if (ex != CTL_EXIT_OK)
 		return ex;
 	diag_init(&d);
@@ -258,7 +260,7 @@ ctl_event(const char *config, int argc, char **argv)
 		util_hex(rnd, sizeof(rnd), rid);
 		id = rid;
 	}
-	ex = open_all(config, "event", 0, &c, &s);
+	ex = open_all(config, "event", &c, &s);
 	if (ex != CTL_EXIT_OK) {
 		free(data);
 		return ex;
@@ -313,6 +315,42 @@ delivery_state(struct store *s, const char *ref, long long *id, char *campaign, 
 	sqlite3_finalize(st);
 }
 
+/*
+ * answer_campaign: add to c the campaign version the delivery `ref` was made under, named as
+ * its file is (templates resolve as they did).  0, or -1 with the reason on stderr.
+ */
+static int
+answer_campaign(struct conf *c, struct store *s, const char *ref)
+{
+	char *campaign, *text, *why, *path;
+	struct diag_list d;
+	int rc;
+
+	if (store_answer_source(s, ref, &campaign, &text, &why) < 0) {
+		fprintf(stderr, "campaignctl answer: %s\n", why);
+		free(why);
+		return -1;
+	}
+	diag_init(&d);
+	path = xasprintf("%s/%s.yaml", c->campaigns_dir, campaign);
+	rc = conf_add_campaign_buffer(c, path, text, strlen(text), &d) != 0 || d.n_errors > 0 ||
+		conf_campaign_find(c, campaign) == NULL ?
+	    -1 :
+	    0;
+	if (rc < 0) {
+		diag_sort(&d);
+		diag_print_text(&d, stderr);
+		fprintf(stderr, "campaignctl answer: the version of campaign %s that the delivery was "
+				"made under does not load with the current settings\n",
+		    campaign);
+	}
+	diag_free(&d);
+	free(path);
+	free(campaign);
+	free(text);
+	return rc;
+}
+
 int
 ctl_answer(const char *config, int argc, char **argv)
 {
@@ -347,8 +385,11 @@ ctl_answer(const char *config, int argc, char **argv)
 		qs[i] = arg;
 		vs[i] = eq + 1;
 	}
-	ex = open_all(config, "answer", 1, &c, &s);
-	if (ex == CTL_EXIT_OK) {
+	ex = open_all(config, "answer", &c, &s);
+	if (ex == CTL_EXIT_OK && answer_campaign(c, s, ref) < 0) {
+		close_all(c, s);
+		ex = CTL_EXIT_FAIL;
+	} else if (ex == CTL_EXIT_OK) {
 		rc = store_answer(s, c, ref, n, qs, vs, (int64_t)time(NULL), "cli", &why);
 		if (rc < 0) {
 			fprintf(stderr, "campaignctl answer: %s\n", why ? why : store_errmsg(s));
@@ -423,7 +464,7 @@ ctl_optout(const char *config, int argc, char **argv)
 	if (optind != argc - 1 || source[0] == '\0')
 		return optout_usage(stderr);
 	customer = argv[optind];
-	ex = open_all(config, "optout", 0, &c, &s);
+	ex = open_all(config, "optout", &c, &s);
 	if (ex != CTL_EXIT_OK)
 		return ex;
 	optout_before(s, customer, &already, &scheduled);

@@ -97,6 +97,36 @@ find_delivery(struct store *s, const char *ref, struct delivery *dv, char **why)
 	return 0;
 }
 
+int
+store_answer_source(struct store *s, const char *ref, char **campaign, char **text, char **why)
+{
+	sqlite3 *db = store_db(s);
+	sqlite3_stmt *st = NULL;
+	struct delivery dv;
+	int rc;
+
+	*campaign = *text = *why = NULL;
+	memset(&dv, 0, sizeof(dv));
+	rc = find_delivery(s, ref, &dv, why);
+	if (rc < 0)
+		return rc;
+	if (sqlite3_prepare_v2(db,
+		"SELECT v.source FROM deliveries d JOIN campaign_versions v ON v.id = d.version "
+		"WHERE d.id = ?1",
+		-1, &st, NULL) != SQLITE_OK)
+		return db_fail(db, "reading the campaign version", why);
+	sqlite3_bind_int64(st, 1, dv.id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*campaign = xstrdup(dv.campaign);
+		*text = xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return db_fail(db, "reading the campaign version", why);
+	return 0;
+}
+
 /* ---- values ---- */
 
 static const char *const emoji_names[] = { "not_good", "sufficient", "good", "excellent" };

@@ -174,6 +174,15 @@ int store_answer(struct store *s, const struct conf *c, const char *ref, int n,
     char **why);
 
 /*
+ * store_answer_source: the campaign of the delivery named by `ref` (as store_answer finds it)
+ * and the text of the campaign version it was created under: what its answers are checked
+ * against.  0 with *campaign and *text (malloc'd, the caller frees); -ENOENT or -EIO with
+ * *why (malloc'd) as store_answer says.
+ */
+int store_answer_source(struct store *s, const char *ref, char **campaign, char **text,
+    char **why);
+
+/*
  * store_optout: record an opt-out (idempotent: the first one's time and source stay); the
  * customer's scheduled deliveries are skipped, each with a transition "opted out (SOURCE)".
  * -ENOENT for an unknown customer.

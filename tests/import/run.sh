@@ -247,8 +247,10 @@ check "event without a type is a usage error" test "$rc" -eq 2
 
 now=$(date +%s)
 q "INSERT INTO campaign_versions (id, campaign, sha256, loaded_at, source) VALUES
-     (1, 'new-checkout-feedback', 'test', $now, 'test'),
-     (2, 'post-purchase-csat', 'test', $now, 'test');
+     (1, 'new-checkout-feedback', 'test', $now,
+      CAST(readfile('$tmp/campaigns.d/new-checkout-feedback.yaml') AS TEXT)),
+     (2, 'post-purchase-csat', 'test', $now,
+      CAST(readfile('$tmp/campaigns.d/post-purchase-csat.yaml') AS TEXT));
    INSERT INTO batches (id, campaign, version, occurrence, created_at) VALUES
      (1, 'new-checkout-feedback', 1, '2027-02-02T10:00:00', $now),
      (2, 'post-purchase-csat', 2, 'event', $now);
@@ -342,15 +344,25 @@ rc=$?
 check "missing config exits 1" test "$rc" -eq 1
 check "missing config: diagnostics" err_has "missing.yaml"
 
-# A broken campaign file (a bad deploy) must not stop the intake of events; answers, which are
-# checked against the campaigns, are refused with the diagnostics.
+# A broken campaign file (a bad deploy) must not stop the intake of events nor of answers:
+# an answer is checked against the campaign version its delivery was made under (stored), not
+# against the files, so an edit since (a question removed) does not refuse it either.
 cp "$tmp/campaigns.d/support-ces.yaml" "$tmp/support-ces.yaml.good"
 echo "bogus_key: 1" >>"$tmp/campaigns.d/support-ces.yaml"
 run event purchase.completed --customer "$(q "select id from customers order by cid limit 1")" --id during-bad-deploy --data '{"amount": 10}'
 check "event intake goes on while a campaign file is broken" test "$rc" -eq 0
-run answer 1 ease=5
-check "answer refuses while the campaigns do not load" test "$rc" -eq 1
-check "answer names the broken file" err_has "support-ces.yaml"
+rm "$tmp/campaigns.d/post-purchase-csat.yaml"
+q "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,
+     due_at, created_at, updated_at) VALUES
+     (5, 'post-purchase-csat', 2, 2, 4, 'event:ev-y', 'sent', 1, NULL, $now, $now)"
+run answer 5 score=4
+check "answers go on while another campaign's file is broken and their own is gone" \
+	out_has "recorded 1 answer for delivery 5 (post-purchase-csat)"
+q "UPDATE campaign_versions SET source = 'campaign: post-purchase-csat' || char(10) ||
+     'type: nonsense' || char(10) WHERE id = 2"
+run answer 5 comment=late
+check "a version that no longer loads: refused, with its diagnostics" \
+	eval '[ "$rc" -eq 1 ] && err_has "post-purchase-csat.yaml:2:" && err_has "does not load with the current settings"'
 cp "$tmp/support-ces.yaml.good" "$tmp/campaigns.d/support-ces.yaml"
 check "no sanitizer report at the end" no_sanitizer
 
