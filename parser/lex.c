@@ -132,6 +132,15 @@ lex_zone(const char *s)
 	/* Only plain IANA names: no paths, nothing libical would look up outside zoneinfo. */
 	if (*s == '\0' || *s == '/' || strstr(s, "..") != NULL || strlen(s) > 64)
 		return -1;
+	/*
+	 * Nor the files of zoneinfo that are no place: the machine's own zone (localtime,
+	 * posixrules), a placeholder (Factory), the copies that count leap seconds or not
+	 * (right/, posix/).
+	 */
+	if (strcmp(s, "localtime") == 0 || strcmp(s, "posixrules") == 0 ||
+	    strcmp(s, "Factory") == 0 || strcmp(s, "leapseconds") == 0 ||
+	    strncmp(s, "right/", 6) == 0 || strncmp(s, "posix/", 6) == 0)
+		return -1;
 	for (p = s; *p; p++)
 		if (!isalnum((unsigned char)*p) && strchr("/_+-", *p) == NULL)
 			return -1;
