@@ -461,6 +461,13 @@ pctx_text(struct pctx *p, const struct ynode *n, const char *what, size_t n_lang
 			rc = -1;
 			continue;
 		}
+		if (n->items[i]->value[strspn(n->items[i]->value, " \t\r\n")] == '\0') {
+			/* A message or question of nothing would be sent or asked as such. */
+			pctx_error(p, n->items[i], "type", NULL, "%s: the '%s' text is empty", what,
+			    n->keys[i]->value);
+			rc = -1;
+			continue;
+		}
 		if (ph != PH_NONE)
 			check_placeholders(p, n->items[i], ph);
 	}
@@ -510,6 +517,9 @@ parse_days(const char *s, size_t len, unsigned *days)
 		return -1;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
+	/* strtok_r would pass over an empty item: "mon,,fri" and ",mon" are not lists. */
+	if (buf[0] == ',' || buf[len - 1] == ',' || strstr(buf, ",,") != NULL)
+		return -1;
 	*days = 0;
 	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 		char *dash = strchr(tok, '-');
