@@ -326,7 +326,7 @@ placeholder_ok(const char *name, unsigned ph)
 	if (strcmp(name, "code") == 0)
 		return (ph & PH_CODE) != 0;
 	if (strncmp(name, "customer.attr.", 14) == 0)
-		return name[14] != '\0';
+		return lex_qid(name + 14) == 0; /* as attributes are named: attr.tier */
 	if (strncmp(name, "customer.", 9) == 0) {
 		for (i = 0; customer_fields[i] != NULL; i++)
 			if (strcmp(name + 9, customer_fields[i]) == 0)
@@ -335,7 +335,9 @@ placeholder_ok(const char *name, unsigned ph)
 	}
 	if (strncmp(name, "event.", 6) == 0) {
 		f = name + 6;
-		if (!(ph & PH_EVENT) || *f == '\0')
+		/* A path of names: no empty one (event..x, event.x.). */
+		if (!(ph & PH_EVENT) || *f == '\0' || *f == '.' || strstr(f, "..") != NULL ||
+		    f[strlen(f) - 1] == '.')
 			return 0;
 		for (; *f; f++)
 			if (!((*f >= 'a' && *f <= 'z') || (*f >= '0' && *f <= '9') || *f == '_' ||

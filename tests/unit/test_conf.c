@@ -229,6 +229,25 @@ test_placeholder_positions_in_any_style(void **state)
 	assert_int_equal(f->d.n_errors, 3);
 }
 
+/*
+ * Placeholder names as the data is named: an attribute as imports name them (attr.tier, not
+ * attr.Tier, which no customer can have: it rendered as nothing), an event field as a path of
+ * names (not event.a..b); customer.whatsapp is a field like phone.
+ */
+static void
+test_placeholder_names(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, HEAD_TX SURVEY_EN
+	    "steps:\n"
+	    "  - channel: sms\n"
+	    "    message: { en: \"{{customer.attr.tier}} {{event.order.total}} "
+	    "{{customer.whatsapp}} {{customer.attr.Tier}} {{event.a..b}} {{event.x.}}\" }\n");
+	assert_int_equal(f->d.n_errors, 3);
+	assert_true(has_diag(&f->d, "placeholder", 10));
+}
+
 static void
 test_event_placeholder_only_transactional(void **state)
 {
@@ -781,6 +800,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_did_you_mean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_name_must_match, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placeholders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_placeholder_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placeholder_positions_in_any_style, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_event_placeholder_only_transactional, setup, teardown),
