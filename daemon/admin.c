@@ -17,6 +17,14 @@
 #define TEXT_MAX (128 * 1024) /* bytes of diagnostics in one reply (json_text) */
 
 #define ADMIN_MAX_REQUEST 256
+/*
+ * A connection that has not sent its request line this long after it was accepted is closed,
+ * with a reply that says so, and at most ADMIN_MAX_CLIENTS are served at once (the next are
+ * told so and closed): a script that opens connections and leaves them (a health check that
+ * timed out) must not use up the daemon's descriptors, which its sends need.
+ */
+#define ADMIN_IDLE_MS 5000
+#define ADMIN_MAX_CLIENTS 64
 
 struct client {
 	uv_pipe_t pipe;
@@ -26,6 +34,7 @@ struct client {
 	int replied;
 	int reading; /* its status's database part is being read (status_work) */
 	int closed; /* its pipe is closed: status_done frees it */
+	uint64_t since; /* uv_now() when it was accepted */
 	struct client *next, **prevp; /* in d->clients */
 };
 
@@ -314,6 +323,7 @@ client_closed(uv_handle_t *h)
 	*cl->prevp = cl->next;
 	if (cl->next != NULL)
 		cl->next->prevp = cl->prevp;
+	cl->d->n_clients--;
 	cl->closed = 1;
 	if (!cl->reading)
 		free(cl);
@@ -400,26 +410,62 @@ read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
+/* idle_cb: each second while there are connections: end those still without a request. */
+static void
+idle_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	struct client *cl;
+	uint64_t now = uv_now(d->loop);
+
+	if (d->clients == NULL) {
+		uv_timer_stop(t);
+		return;
+	}
+	for (cl = d->clients; cl != NULL; cl = cl->next)
+		if (!cl->replied && !cl->reading && !uv_is_closing((uv_handle_t *)&cl->pipe) &&
+		    now - cl->since >= ADMIN_IDLE_MS) {
+			uv_read_stop((uv_stream_t *)&cl->pipe);
+			reply(cl, json_pack("{s:b,s:s}", "ok", 0, "error",
+				      "no request within 5 s (reload, status)"));
+		}
+}
+
 static void
 connection_cb(uv_stream_t *server, int status)
 {
 	struct daemon *d = server->data;
 	struct client *cl;
+	int full = d->n_clients >= ADMIN_MAX_CLIENTS;
 
 	if (status < 0)
 		return;
 	cl = xcalloc(1, sizeof(*cl));
 	cl->d = d;
+	cl->since = uv_now(d->loop);
 	cl->next = d->clients;
 	if (cl->next != NULL)
 		cl->next->prevp = &cl->next;
 	cl->prevp = &d->clients;
 	d->clients = cl;
+	d->n_clients++;
 	uv_pipe_init(d->loop, &cl->pipe, 0);
 	cl->pipe.data = cl;
-	if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0 ||
-	    uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb) < 0)
+	if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0) {
 		uv_close((uv_handle_t *)&cl->pipe, client_closed);
+		return;
+	}
+	if (full) {
+		reply(cl, json_pack("{s:b,s:s}", "ok", 0, "error",
+			      "too many admin connections at once; try again"));
+		return;
+	}
+	if (uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb) < 0) {
+		uv_close((uv_handle_t *)&cl->pipe, client_closed);
+		return;
+	}
+	if (!uv_is_active((uv_handle_t *)&d->admin_idle))
+		uv_timer_start(&d->admin_idle, idle_cb, 1000, 1000);
 }
 
 /* answers: whether a server accepts connections at the unix socket `path`. */
@@ -447,6 +493,9 @@ admin_listen(struct daemon *d, uv_pipe_t *server)
 	size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
 	mode_t old;
 	int rc;
+
+	uv_timer_init(d->loop, &d->admin_idle);
+	d->admin_idle.data = d;
 
 	if (strlen(path) > max) {
 		/* libuv would bind a name cut short, which campaignctl never finds. */
@@ -480,6 +529,8 @@ admin_close(struct daemon *d)
 {
 	struct client *cl;
 
+	if (uv_is_active((uv_handle_t *)&d->admin_idle))
+		uv_timer_stop(&d->admin_idle);
 	for (cl = d->clients; cl != NULL; cl = cl->next)
 		if (!uv_is_closing((uv_handle_t *)&cl->pipe))
 			uv_close((uv_handle_t *)&cl->pipe, client_closed);

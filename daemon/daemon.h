@@ -126,6 +126,8 @@ struct daemon {
 	struct status_read *status_read; /* admin.c's: the status read running, or NULL */
 	struct status_read *status_next; /* admin.c's: the one that waits for it, or NULL */
 	struct client *clients; /* admin.c's: the admin socket's connections, a list */
+	size_t n_clients; /* admin.c's: how many */
+	uv_timer_t admin_idle; /* admin.c's: closes connections that sent no request in time */
 	/* Removed campaigns whose version last in force did not load at start (a channel gone):
 	 * kept in campaigns_in_force, so that a start after the settings are mended restores
 	 * them.  Owned. */

@@ -7,6 +7,8 @@
 #   - eight requests at once (they share one read of the database, made off the daemon's
 #     loop): each answered, with the same queue;
 #   - the text format's queue lines;
+#   - connections that send no request (a health check that gave up): at most 64 are served
+#     at once, the next told so at once; each is closed after 5 s with a reply that says why;
 #   - the daemon keeps running and stops cleanly, also when a SIGTERM comes while status is
 #     counting a queue of 200,000.
 #
@@ -19,7 +21,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup status
 
-echo "1..7"
+echo "1..8"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 1s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
@@ -110,9 +112,43 @@ if kill -0 "$daemon_pid" 2>/dev/null && [ "$(q "SELECT count(*) FROM deliveries 
 else
 	not_ok "the daemon is still running; the deliveries are untouched" "$(tail -5 "$dlog")"
 fi
+# 6
+sock=$(sed -n 's/.*event=admin-socket path=\([^ ]*\).*/\1/p' "$dlog" | tail -1)
+got=$("$py" - "$sock" <<'EOF' 2>&1
+import json, socket, sys, time
+conns = []
+for i in range(70):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.settimeout(10)
+    conns.append(s)
+def answer(s):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data or b"{}").get("error", "none")
+t0 = time.time()
+late = [answer(s) for s in conns[64:]]
+t_full = time.time() - t0
+idle = [answer(s) for s in conns[:64]]
+t_idle = time.time() - t0
+print("full=%d in %s idle=%d in %s" % (
+    sum(e.startswith("too many admin connections") for e in late), t_full < 1,
+    sum(e.startswith("no request within 5 s") for e in idle), 4 <= t_idle < 8))
+EOF
+)
+st=$("$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 | summary 2>&1)
+case "$got $st" in
+"full=6 in True idle=64 in True "*"queue=$want_queue inflight=0 error=None")
+	ok "70 connections without a request: 6 told at once there are too many, 64 closed after 5 s; status answers" ;;
+*) not_ok "70 connections without a request: 6 told at once there are too many, 64 closed after 5 s; status answers" "$got; $st" ;;
+esac
 
 stop_daemon 10
-# 6
+# 7
 check_stopped
 
 # 200,000 more scheduled deliveries, due in two days: counting them takes a while, and a
@@ -136,7 +172,7 @@ stop_daemon 15
 wait_for 15 eval '! kill -0 $late 2>/dev/null'
 kill -KILL "$late" 2>/dev/null
 wait "$late" 2>/dev/null
-# 7
+# 8
 bad=$(log_problems "$dlog")
 if [ "$stop_rc" = 0 ] && [ -z "$bad" ]; then
 	ok "SIGTERM while status counts: exit 0, a clean log (the status is answered or cut off)"
