@@ -47,6 +47,7 @@ struct chan_message {
 	char *html; /* e-mail HTML part, or NULL */
 	char *survey_url, *optout_url; /* as given to chan_render (NULL when none was) */
 	int64_t created; /* when the send was decided (Unix seconds; signatures use the send time) */
+	char *followup; /* a followup's kind (chan_render_followup), or NULL for a step */
 };
 
 /*
@@ -66,6 +67,26 @@ struct chan_message {
 int chan_render(const struct conf_campaign *cp, int step, const struct chan_recipient *r,
     int64_t delivery, const char *survey_url, const char *optout_url, int64_t created,
     struct chan_message *out, char **err);
+
+/* A followup of an answer (engine/followup.c): what chan_render_followup makes a message of. */
+struct chan_followup {
+	const char *kind; /* incentive, response, detractor, completed */
+	const char *idem_key; /* "d<delivery>-f<followup>" */
+	const char *code; /* incentive: the code given, for {{code}} */
+	const char *body; /* notifications: the text, as store_answer made it */
+};
+
+/*
+ * chan_render_followup: the message of followup f of a delivery of cp on channel ch (step 0):
+ * a thank-you renders the campaign's incentive message in the customer's language (as a step's
+ * message, {{code}} too) to the customer's address for the channel's kind; a notification
+ * carries f->body as its text, to no customer address (the channel reaches the team).  0, or
+ * -EINVAL with *err as chan_render.
+ */
+int chan_render_followup(const struct conf_campaign *cp, const struct conf_channel *ch,
+    const struct chan_followup *f, const struct chan_recipient *r, int64_t delivery,
+    const char *survey_url, const char *optout_url, int64_t created, struct chan_message *out,
+    char **err);
 
 /* chan_message_free: release a message's strings; accepts a zeroed message. */
 void chan_message_free(struct chan_message *m);

@@ -188,6 +188,7 @@ format(const struct chan_message *m, size_t *len)
 	snprintf(num, sizeof(num), "%d", m->step);
 	header(f, "Step", num);
 	header(f, "Campaign", m->campaign);
+	header(f, "Followup", m->followup);
 	header(f, "Campaign-Version", m->campaign_sha256);
 	header(f, "Channel", m->channel);
 	header(f, "Kind", m->kind);

@@ -28,6 +28,7 @@ struct rctx {
 	const struct chan_recipient *r;
 	json_t *attrs, *event; /* parsed once per render; NULL when absent */
 	const char *survey_url, *optout_url;
+	const char *code; /* an incentive's code, or NULL */
 };
 
 static void
@@ -218,6 +219,8 @@ fill(struct rbuf *b, const char *name, const struct rctx *x, int html)
 		s = x->cp->name;
 	else if (strcmp(name, "campaign.description") == 0)
 		s = x->cp->description;
+	else if (strcmp(name, "code") == 0)
+		s = x->code;
 	else if (strncmp(name, "customer.attr.", 14) == 0) {
 		json_t *v = json_lookup(x->attrs, name + 14);
 
@@ -447,6 +450,71 @@ done:
 	return rc;
 }
 
+int
+chan_render_followup(const struct conf_campaign *cp, const struct conf_channel *ch,
+    const struct chan_followup *f, const struct chan_recipient *r, int64_t delivery,
+    const char *survey_url, const char *optout_url, int64_t created, struct chan_message *out,
+    char **err)
+{
+	int incentive = strcmp(f->kind, "incentive") == 0;
+	const char *lang, *to = NULL;
+	struct rctx x;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	*err = NULL;
+	if (cp == NULL || ch == NULL || r == NULL || (incentive && !cp->has_incentive)) {
+		*err = xstrdup("nothing to render (no campaign, channel or incentive)");
+		return -EINVAL;
+	}
+	if (incentive) {
+		/* The thank-you goes to the customer; a notification to whoever the channel
+		 * reaches (a CRM, a team), not to the customer's address. */
+		to = address(r, ch->kind);
+		if (to == NULL && ch->kind != CONF_KIND_WEBHOOK) {
+			*err = xasprintf("customer %s has no %s address", r->id != NULL ? r->id : "?",
+			    conf_kind_name(ch->kind));
+			return -EINVAL;
+		}
+	}
+	memset(&x, 0, sizeof(x));
+	x.cp = cp;
+	x.r = r;
+	x.survey_url = survey_url;
+	x.optout_url = optout_url;
+	x.code = f->code;
+	lang = pick_lang(&cp->survey, r->language);
+	out->delivery = delivery;
+	out->step = 0;
+	out->idem_key = xstrdup(f->idem_key);
+	out->followup = xstrdup(f->kind);
+	out->campaign = xstrdup(cp->name);
+	out->campaign_sha256 = xstrdup(cp->sha256);
+	out->channel = xstrdup(ch->name);
+	out->kind = xstrdup(conf_kind_name(ch->kind));
+	out->customer = r->id != NULL ? xstrdup(r->id) : NULL;
+	out->to = to != NULL ? xstrdup(to) : NULL;
+	out->lang = lang != NULL ? xstrdup(lang) : NULL;
+	out->survey_url = survey_url != NULL ? xstrdup(survey_url) : NULL;
+	out->optout_url = optout_url != NULL ? xstrdup(optout_url) : NULL;
+	out->created = created;
+	if (incentive) {
+		rc = parse_obj(r->attrs_json, "customer attributes", &x.attrs, err);
+		if (rc == 0)
+			rc = parse_obj(r->event_json, "event data", &x.event, err);
+		if (rc == 0)
+			rc = render_part(conf_text_get(&cp->incentive.message, lang), "text", &x, 0,
+			    &out->text, err);
+	} else {
+		out->text = xstrdup(f->body != NULL ? f->body : "");
+	}
+	json_decref(x.attrs);
+	json_decref(x.event);
+	if (rc < 0)
+		chan_message_free(out);
+	return rc;
+}
+
 void
 chan_message_free(struct chan_message *m)
 {
@@ -465,5 +533,6 @@ chan_message_free(struct chan_message *m)
 	free(m->html);
 	free(m->survey_url);
 	free(m->optout_url);
+	free(m->followup);
 	memset(m, 0, sizeof(*m));
 }

@@ -265,6 +265,8 @@ body_json(const struct chan_message *m)
 	jb_field(&b, "survey_url", m->survey_url);
 	jb_field(&b, "optout_url", m->optout_url);
 	jb_field(&b, "created", date[0] != '\0' ? date : NULL);
+	if (m->followup != NULL) /* a followup of an answer: which (a step's body has no member) */
+		jb_field(&b, "followup", m->followup);
 	jb_put(&b, "}", 1);
 	return b.p;
 }

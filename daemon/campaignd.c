@@ -424,6 +424,9 @@ daemon_tick(struct daemon *d, int materialise)
 	if (materialise)
 		made = sched_materialize(d->cur->e, until, engine_sink, d);
 	decided = made < 0 ? -1 : sched_run_due(d->cur->e, now, until, engine_sink, d);
+	/* And what answers asked for meanwhile: thank-yous, notifications. */
+	if (decided >= 0 && !d->more && sched_followups_due(d->cur->e, now, engine_sink, d) < 0)
+		decided = -1;
 	if (made < 0 || decided < 0) {
 		/* Undo the decisions and drop their jobs; keep the outcomes; try again in a second. */
 		log_warnx("event=engine-error error=\"%s\"", sqlite3_errmsg(store_db(d->st)));
@@ -1026,10 +1029,6 @@ resend_orphans(struct daemon *d, const char *why)
 		free(ids);
 		return;
 	}
-	if (n == 0) {
-		free(ids);
-		return;
-	}
 	if (store_begin(d->st) < 0) {
 		free(ids);
 		d->orphans = 1;
@@ -1048,6 +1047,16 @@ resend_orphans(struct daemon *d, const char *why)
 			    (long long)ids[i], sqlite3_errmsg(store_db(d->st)));
 	}
 	free(ids);
+	/* And the followups (thank-yous, notifications) in the same case. */
+	if (rc != -EIO) {
+		long fu = sched_followups_resend(d->cur->e, daemon_now(d), why,
+		    dispatch_has_followup, engine_sink, d);
+
+		if (fu < 0)
+			rc = -EIO;
+		else
+			resent += (size_t)fu;
+	}
 	/* A resend that could not be written is not dropped: all of them again, later. */
 	if (rc == -EIO || store_commit(d->st) < 0) {
 		store_rollback(d->st);

@@ -55,6 +55,9 @@ struct job {
 	int step;
 	int attempt; /* transient failures so far (a resend's include those before the restart) */
 	int64_t created; /* when the message was made (sched_action.created) */
+	int64_t followup; /* a followup's send (its id), or 0 for a step's */
+	char followup_kind[16];
+	char *code, *body; /* the followup's, owned */
 	int64_t retry_at; /* a resend: not started before this instant (engine seconds), or 0 */
 	int waits; /* times its channel could not be opened (not attempts: channel_wait) */
 	char channel[72], campaign[72], customer[STORE_ID_MAX + 1], key[32];
@@ -205,8 +208,12 @@ void dispatch_discard(struct daemon *d);
  * the loop's pass calls this once that is done.
  */
 void dispatch_reap(struct daemon *d);
-/* dispatch_has_job: is delivery `delivery` held by a job here (fresh, queued, live)? */
+/*
+ * dispatch_has_job: is a step of delivery `delivery` held by a job here (fresh, queued, live)?
+ * dispatch_has_followup: is followup `followup` (arg: the daemon; for sched_followups_resend)?
+ */
 int dispatch_has_job(struct daemon *d, int64_t delivery);
+int dispatch_has_followup(void *arg, int64_t followup);
 /*
  * dispatch_stop_workers: at shutdown, cancel the worker-thread sends (blocking drivers) that
  * have not begun (they end as abandoned); returns how many have not reported back yet.

@@ -130,6 +130,8 @@ job_closed(uv_handle_t *h)
 	chan_message_free(&j->msg);
 	store_context_free(&j->ctx);
 	free(j->detail);
+	free(j->code);
+	free(j->body);
 	gen_put(j->gen);
 	free(j);
 }
@@ -161,9 +163,16 @@ job_free(struct job *j)
 static void
 log_outcome(const struct job *j, const char *outcome, const char *detail)
 {
-	log_info("event=send campaign=%s customer=%s delivery=%lld step=%d channel=%s key=%s "
+	char what[48];
+
+	/* A step's send, or a followup's (followup=incentive, detractor, ...). */
+	if (j->followup != 0)
+		snprintf(what, sizeof(what), "followup=%s", j->followup_kind);
+	else
+		snprintf(what, sizeof(what), "step=%d", j->step);
+	log_info("event=send campaign=%s customer=%s delivery=%lld %s channel=%s key=%s "
 		 "outcome=%s%s%s",
-	    j->campaign, j->customer, (long long)j->delivery, j->step, j->channel, j->key, outcome,
+	    j->campaign, j->customer, (long long)j->delivery, what, j->channel, j->key, outcome,
 	    detail ? " detail=" : "", detail ? detail : "");
 }
 
@@ -187,7 +196,11 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, in
 		d->orphans = 1;
 		return -1;
 	}
-	if (o == CHAN_SENT)
+	if (j->followup != 0)
+		rc = sched_followup_outcome(j->gen->e, j->followup, now,
+		    o == CHAN_SENT ? 1 : o == CHAN_PERMANENT ? 0 : -1, why ? why : "failed",
+		    retry_at > 0 ? j->attempt : 0, retry_at);
+	else if (o == CHAN_SENT)
 		rc = sched_sent(j->gen->e, j->delivery, now);
 	else if (o == CHAN_PERMANENT)
 		rc = sched_failed(j->gen->e, j->delivery, now, why ? why : "failed", NULL, NULL);
@@ -448,7 +461,15 @@ render(struct job *j, char **err)
 	r.segment = x->segment;
 	r.attrs_json = x->attrs_json;
 	r.event_json = x->event_json;
-	rc = chan_render(j->cp, j->step, &r, j->delivery, survey, optout, j->created, &j->msg, err);
+	if (j->followup != 0) {
+		struct chan_followup f = { j->followup_kind, j->key, j->code, j->body };
+
+		rc = chan_render_followup(j->cp, j->ch, &f, &r, j->delivery, survey, optout,
+		    j->created, &j->msg, err);
+	} else {
+		rc = chan_render(j->cp, j->step, &r, j->delivery, survey, optout, j->created, &j->msg,
+		    err);
+	}
 	free(survey);
 	free(optout);
 	store_context_free(&j->ctx);
@@ -875,6 +896,11 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	j->created = a->created;
 	j->attempt = a->attempts;
 	j->retry_at = a->retry_at;
+	j->followup = a->followup;
+	snprintf(j->followup_kind, sizeof(j->followup_kind), "%s",
+	    a->followup_kind ? a->followup_kind : "");
+	j->code = a->code ? xstrdup(a->code) : NULL;
+	j->body = a->body ? xstrdup(a->body) : NULL;
 	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
 	snprintf(j->campaign, sizeof(j->campaign), "%s", a->campaign);
 	snprintf(j->customer, sizeof(j->customer), "%s", a->customer);
@@ -904,23 +930,31 @@ dispatch_discard(struct daemon *d)
 	d->fresh_tail = &d->fresh;
 }
 
+/* has_job: whether a job of `delivery` (followup 0: a step's) or of followup `followup` lives. */
+static int
+has_job(struct daemon *d, int64_t delivery, int64_t followup)
+{
+	const struct job *lists[2] = { d->fresh, d->active }, *j;
+	size_t i;
+
+	for (i = 0; i < 2 + d->n_queues; i++)
+		for (j = i < 2 ? lists[i] : d->queues[i - 2].head; j != NULL; j = j->next)
+			if (followup != 0 ? j->followup == followup :
+					    j->followup == 0 && j->delivery == delivery)
+				return 1;
+	return 0;
+}
+
 int
 dispatch_has_job(struct daemon *d, int64_t delivery)
 {
-	const struct job *j;
-	size_t i;
+	return has_job(d, delivery, 0);
+}
 
-	for (j = d->fresh; j != NULL; j = j->next)
-		if (j->delivery == delivery)
-			return 1;
-	for (j = d->active; j != NULL; j = j->next)
-		if (j->delivery == delivery)
-			return 1;
-	for (i = 0; i < d->n_queues; i++)
-		for (j = d->queues[i].head; j != NULL; j = j->next)
-			if (j->delivery == delivery)
-				return 1;
-	return 0;
+int
+dispatch_has_followup(void *arg, int64_t followup)
+{
+	return has_job(arg, 0, followup);
 }
 
 int

@@ -45,6 +45,10 @@ struct sched_action {
 	int64_t created;
 	int attempts;
 	int64_t retry_at;
+	/* A followup's send (sched_followups_due): its id (0 for a step's), its kind (incentive,
+	 * response, detractor, completed), its code (incentive) and text (notifications). */
+	int64_t followup;
+	const char *followup_kind, *code, *body;
 };
 
 /* A sink gets every action; a non-zero return stops sched_run_due after the current one. */
@@ -159,6 +163,26 @@ int sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why
  */
 int sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why, int attempt,
     int64_t retry_at);
+
+/*
+ * Followups: the messages an answer asks for, which store_answer records due: a thank-you
+ * with its code (incentive) and notifications (notify).  They go through the channels as
+ * steps do, each state change recorded in its delivery's history (whose state they keep).
+ *
+ * sched_followups_due: report the due ones (a page) to the sink as SENDs (followup set), each
+ * moved to 'sending' with its key ("d<delivery>-f<followup>") first; a thank-you to a customer
+ * who opted out or has no consent to its channel fails with the reason instead; one whose
+ * channel the gate says is full stays due.  How many were reported, or < 0.
+ * sched_followup_outcome: the end of an attempt: sent (outcome 1), failed for good (0, why),
+ * or failed for now (-1: why, with the attempt's number and when the next may start).
+ * sched_followups_resend: those found in 'sending' (a crash, a stop) without a job (has_job)
+ * are reported again with their keys, the resend recorded with `why`.
+ */
+long sched_followups_due(struct sched *e, int64_t now, sched_sink sink, void *arg);
+int sched_followup_outcome(struct sched *e, int64_t followup, int64_t now, int outcome,
+    const char *why, int attempt, int64_t retry_at);
+long sched_followups_resend(struct sched *e, int64_t now, const char *why,
+    int (*has_job)(void *arg, int64_t followup), sched_sink sink, void *arg);
 
 /*
  * sched_resend: a delivery found in 'sending' after a crash or a shutdown: record that it is

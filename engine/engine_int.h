@@ -68,6 +68,7 @@ struct sched {
 	const struct conf_campaign **drains; /* removed campaigns still decided (sched_drain) */
 	size_t n_drains;
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
+	sqlite3_stmt *fu_stmt[8]; /* followup.c's, prepared on first use */
 	void *gate_arg;
 	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
 	int event_slice; /* events read per campaign per sched_materialize (0: all) */
@@ -103,6 +104,8 @@ sqlite3_stmt *sched_stmt(struct sched *e, int which);
 int sched_step_row(struct sched *e, sqlite3_stmt *s);
 /* sched_duration: a duration as the language writes it ("2h", "1d12h", "30s"). */
 void sched_duration(int64_t secs, char out[32]);
+/* sched_followups_free: finalize followup.c's statements (sched_free). */
+void sched_followups_free(struct sched *e);
 /* sched_read_failed: log SQLite's message and count it in read_errors. */
 void sched_read_failed(struct sched *e);
 /* sched_camp_find: the engine's record of a campaign, or NULL. */

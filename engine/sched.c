@@ -343,7 +343,7 @@ emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at, i
     const char *reason, const char *key, const char *token)
 {
 	struct sched_action a = { kind, id, at, due, customer, campaign, step, channel, tz, reason,
-		key, token, at, 0, 0 };
+		key, token, at, 0, 0, 0, NULL, NULL, NULL };
 
 	return sink ? sink(arg, &a) : 0;
 }
@@ -677,6 +677,7 @@ sched_free(struct sched *e)
 		fn_owner = NULL;
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(e->stmt[i]);
+	sched_followups_free(e);
 	for (i = 0; i < e->n_camps; i++)
 		tz_rrule_free(e->camps[i].cur.it);
 	free(e->camps);
@@ -1847,7 +1848,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	a = (struct sched_action){ SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
 		channel, d.tz, NULL, key, token,
 		sqlite3_column_type(s, 0) == SQLITE_NULL ? now : sqlite3_column_int64(s, 0),
-		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2) };
+		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2), 0, NULL, NULL, NULL };
 	sqlite3_reset(s);
 	if (a.retry_at <= now)
 		a.retry_at = 0;

@@ -1,9 +1,10 @@
-/* answer.c: recording a customer's answers to a delivery's survey: validation, ask_if, completion, transitions. */
+/* answer.c: recording a customer's answers to a delivery's survey: validation, ask_if, completion, followups. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "lex.h"
 #include "store.h"
@@ -528,6 +529,236 @@ move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const 
 	return 0;
 }
 
+/* note: a transition of the delivery that keeps its state (now `state`), with the reason. */
+static int
+note(sqlite3 *db, const struct delivery *dv, const char *state, const char *channel,
+    const char *reason, int64_t now, char **why)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+		"INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, reason) "
+		"VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+		-1, &st, NULL) != SQLITE_OK)
+		return db_fail(db, "recording a transition", why);
+	sqlite3_bind_int64(st, 1, dv->id);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, dv->step);
+	if (channel != NULL)
+		sqlite3_bind_text(st, 5, channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, "recording a transition", why);
+}
+
+/* ---- what an answer asks for: the thank-you and the notifications (followups) ---- */
+
+static const char *const notify_kinds[] = { "response", "detractor", "completed" };
+
+/* is_detractor: a negative score: NPS 0 to 6, CSAT and CES 1 or 2 (campaignd.yaml(5) NOTIFY). */
+static int
+is_detractor(const struct conf_question *q, const struct ans *a)
+{
+	if (a->value == NULL || !a->has_num)
+		return 0;
+	if (q->type == CONF_Q_NPS)
+		return a->num <= 6;
+	return (q->type == CONF_Q_CSAT || q->type == CONF_Q_CES) && a->num <= 2;
+}
+
+/*
+ * followup_add: a followup of the delivery, due now, with its transition on the delivery (its
+ * state, now `state`, unchanged), the reason saying what is due.  1 when added, 0 when
+ * `code` is given already in this campaign (the unique index), or -EIO.
+ */
+static int
+followup_add(sqlite3 *db, const struct delivery *dv, const char *state, const char *kind,
+    const char *channel, const char *code, const char *body, int64_t now, char **why)
+{
+	sqlite3_stmt *st = NULL;
+	char *reason;
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+		"INSERT OR IGNORE INTO followups (delivery, campaign, kind, channel, state, code, body, "
+		"created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'due', ?5, ?6, ?7, ?7)",
+		-1, &st, NULL) != SQLITE_OK)
+		return db_fail(db, "recording a followup", why);
+	sqlite3_bind_int64(st, 1, dv->id);
+	sqlite3_bind_text(st, 2, dv->campaign, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, channel, -1, SQLITE_STATIC);
+	if (code != NULL)
+		sqlite3_bind_text(st, 5, code, -1, SQLITE_STATIC);
+	if (body != NULL)
+		sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 7, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, "recording a followup", why);
+	if (sqlite3_changes(db) == 0)
+		return 0;
+	reason = strcmp(kind, "incentive") == 0 ?
+	    xasprintf("thank-you due on %s with code %s", channel, code) :
+	    xasprintf("notification (%s) due on %s", kind, channel);
+	rc = note(db, dv, state, channel, reason, now, why);
+	free(reason);
+	return rc < 0 ? rc : 1;
+}
+
+/* read_codes: the codes of a codes file, one a line (blank lines and # comments left out). */
+static char **
+read_codes(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "r");
+	char line[512], **v = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	if (f == NULL)
+		return NULL;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *s = line + strspn(line, " \t"), *e = s + strlen(s);
+
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		*e = '\0';
+		if (*s == '\0' || *s == '#')
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 64;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		v[(*n)++] = xstrdup(s);
+	}
+	fclose(f);
+	return v;
+}
+
+/*
+ * incentive: the thank-you of a delivery completed now, with the first code of the campaign's
+ * codes file that no delivery of the campaign has yet (codes go out in the file's order: the
+ * search starts after as many as were given).  No code left, or no file to read: the answer
+ * stands, and the delivery's history says why no thank-you follows.
+ */
+static int
+incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv, int64_t now,
+    char **why)
+{
+	const struct conf_channel *ch =
+	    cp->incentive.channel ? cp->incentive.channel : cp->steps[0].channel;
+	sqlite3_stmt *st = NULL;
+	char **codes, *reason = NULL;
+	size_t n = 0, i, given = 0;
+	int rc = 0;
+
+	/* Not for a customer who opted out: no code is spent on a message that may not go. */
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM optouts WHERE customer = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_fail(db, "reading the opt-out", why);
+	sqlite3_bind_int64(st, 1, dv->customer);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(db, "reading the opt-out", why);
+	if (rc == SQLITE_ROW)
+		return note(db, dv, "completed", NULL, "no thank-you: the customer opted out", now,
+		    why);
+	rc = 0;
+	codes = read_codes(cp->incentive.codes_file, &n);
+	if (codes == NULL && n == 0 && access(cp->incentive.codes_file, R_OK) != 0)
+		reason = xasprintf("no thank-you: codes file %s cannot be read", cp->incentive.codes_file);
+	if (reason == NULL) {
+		if (sqlite3_prepare_v2(db,
+			"SELECT count(*) FROM followups WHERE campaign = ?1 AND code IS NOT NULL", -1,
+			&st, NULL) != SQLITE_OK) {
+			rc = db_fail(db, "reading the codes given", why);
+			goto out;
+		}
+		sqlite3_bind_text(st, 1, dv->campaign, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			given = (size_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		for (i = 0; i < n && rc == 0; i++)
+			rc = followup_add(db, dv, "completed", "incentive", ch->name,
+			    codes[(given + i) % n], NULL, now, why);
+		if (rc == 0)
+			reason = xasprintf("no thank-you: every code of %s is given",
+			    cp->incentive.codes_file);
+	}
+	if (reason != NULL)
+		rc = note(db, dv, "completed", NULL, reason, now, why);
+out:
+	for (i = 0; i < n; i++)
+		free(codes[i]);
+	free(codes);
+	free(reason);
+	return rc < 0 ? rc : 0;
+}
+
+/* answers_text: "q=v, q=v" of the answers given now (or all known, with `all`). */
+static char *
+answers_text(const struct conf_survey *sv, const struct ans *a, int all)
+{
+	char *out = xstrdup(""), *t;
+	size_t i;
+
+	for (i = 0; i < sv->n_questions; i++) {
+		if (a[i].value == NULL || (!all && !a[i].is_new))
+			continue;
+		t = xasprintf("%s%s%s=%s", out, out[0] ? ", " : "", sv->questions[i].id, a[i].value);
+		free(out);
+		out = t;
+	}
+	return out;
+}
+
+/*
+ * followups: what this call's answers ask for: the thank-you when they complete the survey,
+ * and each notification (the campaign's, then campaignd.yaml's) whose event they are.
+ */
+static int
+followups(sqlite3 *db, const struct conf *c, const struct conf_campaign *cp,
+    const struct delivery *dv, const struct ans *a, int complete, int64_t now, char **why)
+{
+	const struct conf_survey *sv = &cp->survey;
+	const char *state = complete ? "completed" : "responded";
+	int detractor = 0, rc = 0, pass;
+	size_t i;
+
+	if (complete && cp->has_incentive && cp->n_steps > 0 &&
+	    (rc = incentive(db, cp, dv, now, why)) < 0)
+		return rc;
+	for (i = 0; i < sv->n_questions; i++)
+		if (a[i].is_new && is_detractor(&sv->questions[i], &a[i]))
+			detractor = 1;
+	for (pass = 0; pass < 2 && rc >= 0; pass++) {
+		const struct conf_notify *v = pass == 0 ? cp->notify : c->notify;
+		size_t nv = pass == 0 ? cp->n_notify : c->n_notify;
+
+		for (i = 0; i < nv && rc >= 0; i++) {
+			int on = v[i].on;
+			char *answers, *body;
+
+			if ((on == CONF_NOTIFY_DETRACTOR && !detractor) ||
+			    (on == CONF_NOTIFY_COMPLETED && !complete))
+				continue;
+			answers = answers_text(sv, a, on == CONF_NOTIFY_COMPLETED);
+			body = xasprintf("%s: campaign %s, delivery %lld: %s", notify_kinds[on],
+			    cp->name, (long long)dv->id, answers);
+			rc = followup_add(db, dv, state, notify_kinds[on], v[i].channel->name, NULL,
+			    body, now, why);
+			free(answers);
+			free(body);
+		}
+	}
+	return rc < 0 ? rc : 0;
+}
+
 static char *
 question_ids(const struct conf_survey *sv)
 {
@@ -632,7 +863,8 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 		if (!sv->questions[i].optional && a[i].value == NULL && asked(sv, i, a))
 			complete = 0;
 	}
-	return move(db, &dv, complete ? "completed" : "responded", now, source, why);
+	rc = move(db, &dv, complete ? "completed" : "responded", now, source, why);
+	return rc < 0 ? rc : followups(db, c, cp, &dv, a, complete, now, why);
 }
 
 int

@@ -49,6 +49,24 @@ static const char *const migrations[] = {
 	/* 5: a campaign's scheduled deliveries by campaign, so that counting or cancelling what a
 	 * removed, disabled or draining campaign has left reads those, not its whole history. */
 	"CREATE INDEX deliveries_campaign ON deliveries(campaign) WHERE state = 'scheduled';",
+	/* 6: the messages an answer asks for, sent like steps: a thank-you with its code
+	 * (incentive), each code given once per campaign, and notifications (notify). */
+	"CREATE TABLE followups ("
+	" id         INTEGER PRIMARY KEY,"
+	" delivery   INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,"
+	" campaign   TEXT NOT NULL,"
+	" kind       TEXT NOT NULL CHECK (kind = 'incentive' OR kind = 'response' OR"
+	"              kind = 'detractor' OR kind = 'completed'),"
+	" channel    TEXT NOT NULL,"
+	" state      TEXT NOT NULL CHECK (state = 'due' OR state = 'sending' OR state = 'sent' OR"
+	"              state = 'failed'),"
+	" code       TEXT,"
+	" body       TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL);"
+	"CREATE INDEX followups_open ON followups(state) WHERE state = 'due' OR state = 'sending';"
+	"CREATE UNIQUE INDEX followups_incentive ON followups(delivery) WHERE kind = 'incentive';"
+	"CREATE UNIQUE INDEX followups_code ON followups(campaign, code) WHERE code IS NOT NULL;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,

@@ -1,0 +1,337 @@
+/* followup.c: the messages an answer asks for (a thank-you with its code, notifications), sent as steps are. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "util.h"
+
+#define FU_PAGE 64 /* due followups read at a time */
+
+enum { FU_DUE, FU_SENDING, FU_GET, FU_SET, FU_TRANS, FU_CONSENT, FU_COUNT };
+_Static_assert(FU_COUNT <= sizeof(((struct sched *)0)->fu_stmt) / sizeof(sqlite3_stmt *),
+    "struct sched has room for followup.c's statements");
+
+/* A followup as read with its delivery and customer (columns 0 to 10 of FU_DUE and FU_GET). */
+#define FU_ROW                                                                                 \
+	"SELECT f.id, f.delivery, f.kind, f.channel, f.code, f.body, d.campaign, d.state, "       \
+	"d.step, c.id, COALESCE(c.timezone, ?1), o.at, d.customer FROM followups f "              \
+	"JOIN deliveries d ON d.id = f.delivery JOIN customers c ON c.cid = d.customer "          \
+	"LEFT JOIN optouts o ON o.customer = d.customer "
+
+static const char *const fu_sql[FU_COUNT] = {
+	/* The open ones through their partial index (its condition written as it is). */
+	[FU_DUE] = FU_ROW "WHERE (f.state = 'due' OR f.state = 'sending') AND f.state = 'due' "
+			  "ORDER BY f.id LIMIT ?2",
+	[FU_SENDING] = FU_ROW "WHERE (f.state = 'due' OR f.state = 'sending') AND "
+			      "f.state = 'sending' ORDER BY f.id LIMIT ?2 OFFSET ?3",
+	[FU_GET] = FU_ROW "WHERE f.id = ?2",
+	[FU_SET] = "UPDATE followups SET state = ?2, updated_at = ?3 WHERE id = ?1",
+	/* On the delivery, which keeps its state: its history tells the followup's. */
+	[FU_TRANS] = "INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, "
+		     "idem_key, reason, attempt, retry_at) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[FU_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
+};
+
+/* A followup as FU_ROW reads it. */
+struct fu {
+	int64_t id, delivery, cid;
+	int step, opted_out;
+	char kind[16], channel[72], code[256], campaign[72], state[16], customer[STORE_ID_MAX + 1];
+	char tz[64];
+	char *body; /* owned */
+};
+
+static sqlite3_stmt *
+fu_stmt(struct sched *e, int which)
+{
+	sqlite3_stmt *s = e->fu_stmt[which];
+
+	if (s == NULL && sqlite3_prepare_v2(e->db, fu_sql[which], -1, &e->fu_stmt[which], NULL) !=
+	    SQLITE_OK)
+		return NULL;
+	s = e->fu_stmt[which];
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+void
+sched_followups_free(struct sched *e)
+{
+	int i;
+
+	for (i = 0; i < FU_COUNT; i++)
+		sqlite3_finalize(e->fu_stmt[i]);
+}
+
+static void
+col(char *dst, size_t size, sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static void
+read_fu(sqlite3_stmt *s, struct fu *f)
+{
+	const unsigned char *body = sqlite3_column_text(s, 5);
+
+	memset(f, 0, sizeof(*f));
+	f->id = sqlite3_column_int64(s, 0);
+	f->delivery = sqlite3_column_int64(s, 1);
+	col(f->kind, sizeof(f->kind), s, 2);
+	col(f->channel, sizeof(f->channel), s, 3);
+	col(f->code, sizeof(f->code), s, 4);
+	f->body = body ? xstrdup((const char *)body) : NULL;
+	col(f->campaign, sizeof(f->campaign), s, 6);
+	col(f->state, sizeof(f->state), s, 7);
+	f->step = sqlite3_column_int(s, 8);
+	col(f->customer, sizeof(f->customer), s, 9);
+	col(f->tz, sizeof(f->tz), s, 10);
+	f->opted_out = sqlite3_column_type(s, 11) != SQLITE_NULL;
+	f->cid = sqlite3_column_int64(s, 12);
+}
+
+/* what: how a followup is named in its delivery's history. */
+static const char *
+what(const struct fu *f)
+{
+	return strcmp(f->kind, "incentive") == 0 ? "thank-you" : "notification";
+}
+
+/*
+ * record: the followup moves to `state` (NULL: stays), with a transition on its delivery:
+ * channel and key on a move to 'sending', attempt and retry_at for a failed attempt.
+ */
+static int
+record(struct sched *e, const struct fu *f, const char *state, int64_t now, const char *key,
+    const char *reason, int attempt, int64_t retry_at)
+{
+	sqlite3_stmt *s;
+
+	if (state != NULL) {
+		s = fu_stmt(e, FU_SET);
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, f->id);
+		sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, now);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			return -EIO;
+	}
+	s = fu_stmt(e, FU_TRANS);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, f->delivery);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_text(s, 3, f->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, f->step);
+	sqlite3_bind_text(s, 5, f->channel, -1, SQLITE_STATIC);
+	if (key != NULL)
+		sqlite3_bind_text(s, 6, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 7, reason, -1, SQLITE_STATIC);
+	if (attempt > 0) {
+		sqlite3_bind_int(s, 8, attempt);
+		sqlite3_bind_int64(s, 9, retry_at);
+	}
+	return sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+}
+
+/*
+ * blocked: why a thank-you may not go to the customer now (opted out, no consent to its
+ * channel's kind), or NULL; notifications go to the team, not the customer.  -EIO in *rc when
+ * the consent cannot be read.
+ */
+static const char *
+blocked(struct sched *e, const struct fu *f, int *rc)
+{
+	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
+	const struct conf_channel *ch = conf_channel_find(e->conf, f->channel);
+	sqlite3_stmt *s;
+	int step;
+
+	*rc = 0;
+	if (strcmp(f->kind, "incentive") != 0)
+		return NULL;
+	if (f->opted_out)
+		return "the customer opted out";
+	if (ch == NULL)
+		return "its channel is no longer configured";
+	if (ch->kind == CONF_KIND_WEBHOOK && !ch->has_consent_kind)
+		return NULL;
+	s = fu_stmt(e, FU_CONSENT);
+	if (s == NULL) {
+		*rc = -EIO;
+		return NULL;
+	}
+	sqlite3_bind_int64(s, 1, f->cid);
+	sqlite3_bind_text(s, 2,
+	    kinds[ch->kind == CONF_KIND_WEBHOOK ? ch->consent_kind : ch->kind], -1, SQLITE_STATIC);
+	step = sqlite3_step(s);
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		*rc = -EIO;
+		return NULL;
+	}
+	return step == SQLITE_ROW && sqlite3_column_int(s, 0) == 1 ? NULL :
+									 "no consent to its channel";
+}
+
+/* emit: the followup to the sink as a SEND with its key, its token and what it renders. */
+static int
+emit(struct sched *e, const struct fu *f, int64_t now, const char *key, sched_sink sink,
+    void *arg)
+{
+	char token[STORE_TOKEN_SIZE];
+	struct sched_action a;
+
+	if (store_token(e->st, f->delivery, token) < 0)
+		return -EIO;
+	memset(&a, 0, sizeof(a));
+	a.kind = SCHED_SEND;
+	a.delivery = f->delivery;
+	a.at = a.due = a.created = now;
+	a.customer = f->customer;
+	a.campaign = f->campaign;
+	a.channel = f->channel;
+	a.tz = f->tz;
+	a.idem_key = key;
+	a.token = token;
+	a.followup = f->id;
+	a.followup_kind = f->kind;
+	a.code = f->code[0] ? f->code : NULL;
+	a.body = f->body;
+	return sink != NULL && sink(arg, &a) < 0 ? -EIO : 0;
+}
+
+long
+sched_followups_due(struct sched *e, int64_t now, sched_sink sink, void *arg)
+{
+	struct fu *v;
+	sqlite3_stmt *s = fu_stmt(e, FU_DUE);
+	size_t n = 0, i;
+	long sent = 0;
+	int rc;
+
+	if (s == NULL)
+		return -EIO;
+	v = xcalloc(FU_PAGE, sizeof(*v));
+	sqlite3_bind_text(s, 1, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, FU_PAGE);
+	while (n < FU_PAGE && (rc = sched_step_row(e, s)) == 1)
+		read_fu(s, &v[n++]);
+	sqlite3_reset(s);
+	for (i = 0; i < n && rc >= 0; i++) {
+		const char *no = blocked(e, &v[i], &rc);
+		char key[64], reason[160];
+
+		if (rc < 0)
+			break;
+		if (no != NULL) {
+			snprintf(reason, sizeof(reason), "%s (%s) not sent: %s", what(&v[i]),
+			    v[i].kind, no);
+			rc = record(e, &v[i], "failed", now, NULL, reason, 0, 0);
+			continue;
+		}
+		if (e->gate != NULL && !e->gate(e->gate_arg, v[i].channel))
+			continue; /* its channel is full: still due, read again later */
+		snprintf(key, sizeof(key), "d%lld-f%lld", (long long)v[i].delivery,
+		    (long long)v[i].id);
+		snprintf(reason, sizeof(reason), "%s (%s) sending", what(&v[i]), v[i].kind);
+		rc = record(e, &v[i], "sending", now, key, reason, 0, 0);
+		if (rc == 0)
+			rc = emit(e, &v[i], now, key, sink, arg);
+		if (rc == 0)
+			sent++;
+	}
+	for (i = 0; i < n; i++)
+		free(v[i].body);
+	free(v);
+	return rc < 0 ? -EIO : sent;
+}
+
+/* load: followup `id` with its delivery; -ENOENT when gone, -EIO. */
+static int
+load(struct sched *e, int64_t id, struct fu *f)
+{
+	sqlite3_stmt *s = fu_stmt(e, FU_GET);
+	int rc;
+
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, id);
+	rc = sched_step_row(e, s);
+	if (rc == 1)
+		read_fu(s, f);
+	sqlite3_reset(s);
+	return rc < 0 ? -EIO : rc == 0 ? -ENOENT : 0;
+}
+
+int
+sched_followup_outcome(struct sched *e, int64_t followup, int64_t now, int outcome,
+    const char *why, int attempt, int64_t retry_at)
+{
+	char reason[600];
+	struct fu f;
+	int rc = load(e, followup, &f);
+
+	if (rc < 0)
+		return rc;
+	if (outcome > 0)
+		snprintf(reason, sizeof(reason), "%s (%s) sent%s%s", what(&f), f.kind,
+		    f.code[0] ? " with code " : "", f.code);
+	else if (outcome == 0)
+		snprintf(reason, sizeof(reason), "%s (%s) failed: %s", what(&f), f.kind, why);
+	else
+		snprintf(reason, sizeof(reason), "%s (%s): %s", what(&f), f.kind, why);
+	rc = record(e, &f, outcome > 0 ? "sent" : outcome == 0 ? "failed" : NULL, now, NULL, reason,
+	    outcome < 0 ? attempt : 0, retry_at);
+	free(f.body);
+	return rc;
+}
+
+long
+sched_followups_resend(struct sched *e, int64_t now, const char *why,
+    int (*has_job)(void *arg, int64_t followup), sched_sink sink, void *arg)
+{
+	sqlite3_stmt *s;
+	struct fu f;
+	long resent = 0, skipped = 0;
+	int rc;
+
+	for (;;) {
+		char key[64];
+
+		s = fu_stmt(e, FU_SENDING);
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, 1);
+		sqlite3_bind_int64(s, 3, skipped);
+		rc = sched_step_row(e, s);
+		if (rc == 1)
+			read_fu(s, &f);
+		sqlite3_reset(s);
+		if (rc < 0)
+			return -EIO;
+		if (rc == 0)
+			return resent;
+		if (has_job != NULL && has_job(arg, f.id)) {
+			skipped++;
+			free(f.body);
+			continue;
+		}
+		snprintf(key, sizeof(key), "d%lld-f%lld", (long long)f.delivery, (long long)f.id);
+		rc = record(e, &f, NULL, now, key, why, 0, 0);
+		if (rc == 0)
+			rc = emit(e, &f, now, key, sink, arg);
+		free(f.body);
+		if (rc < 0)
+			return -EIO;
+		resent++;
+		skipped++; /* still 'sending', now with a job: passed over from here on */
+	}
+}
