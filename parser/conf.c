@@ -255,6 +255,14 @@ parse_channel(struct pctx *p, const struct ynode *key, const struct ynode *m,
 	if (v == NULL || pctx_enum(p, v, "driver", driver_names, &drv) < 0)
 		return -1;
 	ch->driver = (enum conf_driver)drv;
+	/* Checked in full, but no driver sends through them yet (channels/drivers.c). */
+	if (ch->driver == CONF_DRIVER_TWILIO || ch->driver == CONF_DRIVER_SMTP ||
+	    ch->driver == CONF_DRIVER_WHATSAPP_CLOUD)
+		pctx_warn(p, v, "driver",
+		    "use outbox or webhook meanwhile (a webhook to a gateway of your own)",
+		    "driver %s is not built into this version of campaignd: channel %s's sends would "
+		    "wait for it",
+		    driver_names[drv], ch->name);
 	for (i = 0; common[i] != NULL; i++)
 		allowed[na++] = common[i];
 	for (i = 0; by_driver[drv][i] != NULL; i++)
