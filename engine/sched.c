@@ -80,7 +80,10 @@ static const char *const sql_text[S_COUNT] = {
 			"VALUES (?1, ?2, ?3, ?4)",
 	[S_BATCH_GET] = "SELECT id FROM batches WHERE campaign = ?1 AND occurrence = ?2",
 	[S_BATCH_COUNT] = "UPDATE batches SET deliveries = deliveries + ?2 WHERE id = ?1",
-	[S_CURSOR_GET] = "SELECT next_local FROM cursors WHERE campaign = ?1",
+	/* The next occurrence planned, and the last one made ('' when none was). */
+	[S_CURSOR_GET] = "SELECT next_local, COALESCE((SELECT occurrence FROM batches WHERE "
+			 "campaign = ?1 AND occurrence GLOB '[0-9]*' ORDER BY occurrence DESC "
+			 "LIMIT 1), '') FROM cursors WHERE campaign = ?1",
 	[S_CURSOR_PUT] = "INSERT INTO cursors(campaign, next_local, updated_at) VALUES (?1, ?2, ?3) "
 			 "ON CONFLICT(campaign) DO UPDATE SET next_local = excluded.next_local, "
 			 "updated_at = excluded.updated_at",
@@ -740,17 +743,33 @@ cursor_advance(struct camp *k)
 }
 
 /*
- * cursor_load: position a campaign's cursor: from the store when it was materialised before,
- * else at the first occurrence that has not yet passed everywhere.
+ * counts_as_made: whether occurrence x of a campaign's rule counts as made, when the last one
+ * made was at `last` and the cursor had planned the next at `next` before the rule was edited
+ * (floating times as seconds): x is no later than `last`, or it is that occurrence moved
+ * later (at: later, on: a later day), nearer to it than to either of x's neighbours, the
+ * rule's occurrence before x (prev, when has_prev) and `next`.  So an occurrence moved
+ * earlier is not taken for made, and one moved later is not made twice.
+ */
+static int
+counts_as_made(int64_t x, int64_t last, int64_t next, int has_prev, int64_t prev)
+{
+	return x <= last || (x - last < next - x && (!has_prev || x - last < last - prev));
+}
+
+/*
+ * cursor_load: position a campaign's cursor: when it was materialised before, at the first
+ * occurrence of its rule (as it is now) that does not count as made; else at the first that
+ * has not yet passed everywhere.
  */
 int
 sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 {
 	const struct conf_schedule *sc = &k->cp->schedule;
 	struct cursor *c = &k->cur;
-	struct tz_local start, stored;
+	struct tz_local start, planned, made;
 	sqlite3_stmt *s = sched_stmt(e, S_CURSOR_GET);
-	int have_stored = 0, stored_done = 0;
+	int have_stored = 0, stored_done = 0, has_prev = 0;
+	int64_t last = 0, next = 0, prev = 0;
 	char buf[20];
 
 	int rc;
@@ -760,7 +779,8 @@ sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 	if (rc == 1) {
 		if (sqlite3_column_type(s, 0) == SQLITE_NULL)
 			stored_done = 1;
-		else if (tz_parse_local((const char *)sqlite3_column_text(s, 0), &stored) == 0)
+		else if (tz_parse_local((const char *)sqlite3_column_text(s, 0), &planned) == 0 &&
+		    tz_parse_local((const char *)sqlite3_column_text(s, 1), &made) == 0)
 			have_stored = 1;
 	}
 	sqlite3_reset(s);
@@ -796,6 +816,10 @@ sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 	start.hour = sc->at_min / 60;
 	start.minute = sc->at_min % 60;
 	start.second = 0;
+	if (have_stored) {
+		last = floating_as_utc(&made);
+		next = floating_as_utc(&planned);
+	}
 	c->it = tz_rrule_new(sc->rrule, &start);
 	if (c->it == NULL) {
 		c->done = 1;
@@ -806,12 +830,12 @@ sched_cursor_load(struct sched *e, struct camp *k, int64_t now)
 		if (c->done)
 			return 0;
 		if (have_stored) {
-			char a[20], b[20];
+			int64_t x = floating_as_utc(&c->next);
 
-			tz_format_local(&c->next, a);
-			tz_format_local(&stored, b);
-			if (strcmp(a, b) >= 0)
+			if (!counts_as_made(x, last, next, has_prev, prev))
 				return 0;
+			has_prev = 1;
+			prev = x;
 		} else if (!past_everywhere(k, &c->next, now)) {
 			return 0;
 		}

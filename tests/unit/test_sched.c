@@ -569,6 +569,79 @@ test_rule_starts_at_first_load(void **state)
 	assert_int_equal(find(f, 1, "c2", "mo", 1)->at, T("2027-01-20T09:00:00Z"));
 }
 
+/* occurrences: the occurrences a campaign made deliveries for, in order, comma-separated. */
+static const char *
+occurrences(struct fx *f, const char *campaign)
+{
+	static char out[512];
+	sqlite3_stmt *s;
+
+	out[0] = '\0';
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
+			     "SELECT group_concat(occurrence, ',') FROM (SELECT DISTINCT occurrence "
+			     "FROM deliveries WHERE campaign = ?1 ORDER BY occurrence)",
+			     -1, &s, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
+		snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return out;
+}
+
+/*
+ * A weekly rule edited after an occurrence was made goes on after that occurrence, whichever
+ * way the edit moves the rule: at: "13:50" made on Tuesday 5 January and moved to 13:49 asks
+ * on the 12th at 13:49 (the cursor held the 12th at 13:50 and took 13:49 for done: the next
+ * send was on the 19th); moved to 13:51, or on: tue to wed, the occurrence made is not asked
+ * again that week; on: mon asks on the 11th; every: day from the next day; unchanged, a
+ * restart neither repeats nor skips one.
+ */
+static void
+test_edited_rule_goes_on_after_the_last_made(void **state)
+{
+	struct fx *f = *state;
+	static const char *const name[] = { "early", "late", "same", "mon", "wed", "daily" };
+	static const char *const rule[] = { "every: week, on: tue, at: \"13:49\"",
+		"every: week, on: tue, at: \"13:51\"", "every: week, on: tue, at: \"13:50\"",
+		"every: week, on: mon, at: \"13:50\"", "every: week, on: wed, at: \"13:50\"",
+		"every: day, at: \"13:50\"" };
+	char text[512];
+	size_t i;
+
+	for (i = 0; i < 6; i++) {
+		snprintf(text, sizeof(text), "campaign: %s\ntype: recurring\nschedule: { every: week, "
+		    "on: tue, at: \"13:50\", starts: 2027-01-01 }\n" SURVEY ONE_SMS, name[i]);
+		campaign(f, name[i], text);
+	}
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-04T00:00:00Z"));
+	run(f, T("2027-01-04T00:00:00Z"), T("2027-01-06T00:00:00Z"));
+	for (i = 0; i < 6; i++)
+		assert_string_equal(occurrences(f, name[i]), "2027-01-05T13:50:00");
+	fresh_conf(f);
+	for (i = 0; i < 6; i++) {
+		snprintf(text, sizeof(text), "campaign: %s\ntype: recurring\nschedule: { %s, starts: "
+		    "2027-01-01 }\n" SURVEY ONE_SMS, name[i], rule[i]);
+		campaign(f, name[i], text);
+	}
+	start(f, T("2027-01-06T00:00:00Z"));
+	run(f, T("2027-01-06T00:00:00Z"), T("2027-01-20T00:00:00Z"));
+	assert_string_equal(occurrences(f, "early"),
+	    "2027-01-05T13:50:00,2027-01-12T13:49:00,2027-01-19T13:49:00");
+	assert_string_equal(occurrences(f, "late"),
+	    "2027-01-05T13:50:00,2027-01-12T13:51:00,2027-01-19T13:51:00");
+	assert_string_equal(occurrences(f, "same"),
+	    "2027-01-05T13:50:00,2027-01-12T13:50:00,2027-01-19T13:50:00");
+	assert_string_equal(occurrences(f, "mon"),
+	    "2027-01-05T13:50:00,2027-01-11T13:50:00,2027-01-18T13:50:00");
+	assert_string_equal(occurrences(f, "wed"),
+	    "2027-01-05T13:50:00,2027-01-13T13:50:00,2027-01-20T13:50:00");
+	assert_int_equal(strncmp(occurrences(f, "daily"),
+			     "2027-01-05T13:50:00,2027-01-06T13:50:00,2027-01-07T13:50:00,", 60),
+	    0);
+}
+
 static void
 test_fixed_zone_and_one_off(void **state)
 {
@@ -1506,6 +1579,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_audience_sample_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none_with_empty_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rule_starts_at_first_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edited_rule_goes_on_after_the_last_made, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_removed_step_decided_late, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resend_only_on_its_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resend_goes_on_where_it_stopped, setup,
