@@ -890,7 +890,8 @@ batch_count(struct sched *e, int64_t batch, long n)
  * materialise_occurrence: one INSERT ... SELECT creating every delivery of one occurrence.
  * The audience is the compiled predicate; the sample keeps customers whose stable hash of
  * (customer, campaign, occurrence) falls under the percentage; the limit keeps the first by
- * that hash; the spread orders the batch by it and hands each row its fraction.
+ * that hash (in the inner query, as window functions are computed before a LIMIT); the spread
+ * orders the rows kept by it and hands each its fraction.
  */
 static long
 materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
@@ -915,12 +916,13 @@ materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
 	aq_init(&q);
 	aq_add(&q, "INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "
 		   "state, step, due_at, priority, created_at, updated_at) SELECT ?1, ?2, ?3, s.cid, ?4, "
-		   "'scheduled', 1, sched_due(s.tz%s), ?5, ?6, ?6 FROM (SELECT c.cid, "
-		   "COALESCE(c.timezone, ?7) AS tz",
+		   "'scheduled', 1, sched_due(s.tz%s), ?5, ?6, ?6 FROM (SELECT a.cid, a.tz",
 	    cp->schedule.spread > 0 ? ", (s.rn - 1) * 1.0 / s.n" : "");
 	if (cp->schedule.spread > 0)
-		aq_add(&q, ", row_number() OVER (ORDER BY sched_hash(c.id, ?1, ?4)) AS rn, "
-			   "count(*) OVER () AS n");
+		aq_add(&q, ", row_number() OVER (ORDER BY a.h) AS rn, count(*) OVER () AS n");
+	aq_add(&q, " FROM (SELECT c.cid, COALESCE(c.timezone, ?7) AS tz");
+	if (cp->schedule.spread > 0 || au->limit > 0)
+		aq_add(&q, ", sched_hash(c.id, ?1, ?4) AS h");
 	aq_add(&q, " FROM customers c WHERE NOT EXISTS (SELECT 1 FROM optouts o WHERE "
 		   "o.customer = c.cid) AND ");
 	audience_where(&q, &au->root, now, &e->conf->policy);
@@ -929,10 +931,10 @@ materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
 		aq_bind_int(&q, (int64_t)(au->sample_pct * 10000.0 + 0.5));
 	}
 	if (au->limit > 0) {
-		aq_add(&q, " ORDER BY sched_hash(c.id, ?1, ?4) LIMIT ");
+		aq_add(&q, " ORDER BY h LIMIT ");
 		aq_bind_int(&q, au->limit);
 	}
-	aq_add(&q, ") s");
+	aq_add(&q, ") a) s");
 	if (sqlite3_prepare_v2(e->db, q.sql, -1, &s, NULL) != SQLITE_OK) {
 		fprintf(stderr, "campaignd: engine: %s: %s\n", cp->name, sqlite3_errmsg(e->db));
 		goto out;

@@ -1238,6 +1238,43 @@ test_limit(void **state)
 	assert_int_equal(count(f, 1, "s"), 7);
 }
 
+/*
+ * A spread with a limit places the limited sends over the whole spread: a one-off at 08:00 UTC
+ * with spread: 10h and limit: 10 over 100 customers asks one an hour, 08:00 to 17:00 (each row
+ * had its fraction of the whole audience, so the 10 went at 08:00, 08:06 ... 08:54).
+ */
+static void
+test_spread_with_limit(void **state)
+{
+	struct fx *f = *state;
+	int64_t at[10], t0 = T("2027-02-02T08:00:00Z"), t;
+	char id[16];
+	size_t i, j, n = 0;
+
+	campaign(f, "s", "campaign: s\ntype: one-off\n"
+			 "schedule: { at: 2027-02-02T08:00, timezone: UTC, spread: 10h }\n"
+			 "audience:\n  limit: 10\n" SURVEY ONE_SMS);
+	for (i = 0; i < 100; i++) {
+		snprintf(id, sizeof(id), "c%03zu", i);
+		customer(f, id, "UTC", "s", NULL);
+	}
+	f->c->policy.contact_max = 1;
+	start(f, T("2027-01-01T00:00:00Z"));
+	run(f, T("2027-01-01T00:00:00Z"), T("2027-03-01T00:00:00Z"));
+	assert_int_equal(count(f, 1, "s"), 10);
+	for (i = 0; i < f->n; i++) {
+		if (!f->acts[i].send)
+			continue;
+		t = f->acts[i].at;
+		for (j = n++; j > 0 && at[j - 1] > t; j--)
+			at[j] = at[j - 1];
+		at[j] = t;
+	}
+	/* An hour apart, give or take the second a fraction of the spread is rounded down to. */
+	for (i = 0; i < 10; i++)
+		assert_true(at[i] <= t0 + (int64_t)i * 3600 && at[i] >= t0 + (int64_t)i * 3600 - 1);
+}
+
 static void
 test_spread_inside_allowed_hours(void **state)
 {
@@ -1595,6 +1632,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spread_inside_allowed_hours, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spread_with_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_and_priority, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_escalation_offsets_and_unreachable_steps, setup,
 		    teardown),
