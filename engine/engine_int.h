@@ -49,7 +49,7 @@ struct mat {
 };
 
 enum {
-	S_DUE, S_CONSENT, S_LAST_CONTACT, S_CONTACTS, S_SLOT, S_RIVAL, S_SET, S_TRANS, S_CONTACT_ADD,
+	S_DUE, S_CONSENT, S_CONTACTS, S_SLOT, S_RIVAL, S_SET, S_TRANS, S_CONTACT_ADD,
 	S_GET, S_SENT_ON, S_RESUME, S_MIN_DUE, S_EVENTS, S_EVENT_COUNT, S_INS, S_BATCH_ADD, S_BATCH_GET, S_BATCH_COUNT,
 	S_CURSOR_GET, S_CURSOR_PUT, S_ECURSOR_GET, S_ECURSOR_PUT, S_ACTIVE, S_MAX_ROWID, S_PENDING,
 	S_MAKE, S_MADE, S_UNMAKE, S_COUNT
@@ -122,6 +122,19 @@ int64_t sched_next_allowed(const struct sched *e, const struct conf_campaign *cp
  * ending at `now` (the contact limit's count), or -EIO when it cannot be read.
  */
 long sched_contacts(struct sched *e, int64_t cid, int64_t now);
+/* A contact that counts against the contact limit, and when it leaves the window. */
+struct sched_contact {
+	char campaign[72];
+	int64_t delivery, at, frees;
+};
+/*
+ * sched_slot_holder: for customer cid with n >= contact_max contacts in the window at `now`
+ * (sched_contacts), the contact whose leaving the window frees a slot (the (n - max + 1)-th
+ * oldest) into *h: 1, 0 when there is none, or -EIO.  The engine's hold and reason and
+ * explain's "free again" both come from it.
+ */
+int sched_slot_holder(struct sched *e, int64_t cid, int64_t now, long n,
+    struct sched_contact *h);
 /*
  * sched_in_sample: whether (customer id, campaign, occurrence) falls in the audience's sample
  * (always, without one): the stable hash the occurrences' SQL (sched_hash) uses too.

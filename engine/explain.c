@@ -257,29 +257,27 @@ reach(const struct conf_campaign *cp, const struct who *w, FILE *out)
 	return ok;
 }
 
-/* contact_state: the contact limit as it stands now for the customer; 1 when exhausted. */
+/*
+ * contact_state: the contact limit as it stands now for the customer, naming the contact whose
+ * leaving the window frees a slot, as the engine does; 1 when exhausted.
+ */
 static int
 contact_state(struct sched *e, const struct who *w, int64_t now, FILE *out)
 {
 	const struct conf_policy *pol = &e->conf->policy;
-	sqlite3_stmt *s;
+	struct sched_contact h;
+	long n = sched_contacts(e, w->cid, now);
 
-	if (sched_contacts(e, w->cid, now) < pol->contact_max)
+	if (n < pol->contact_max)
 		return 0;
-	s = sched_stmt(e, S_LAST_CONTACT);
-	sqlite3_bind_int64(s, 1, w->cid);
-	sqlite3_bind_int64(s, 2, now - pol->contact_per);
-	if (sched_step_row(e, s) == 1) {
-		int64_t at = sqlite3_column_int64(s, 2);
-
+	if (sched_slot_holder(e, w->cid, now, n, &h) == 1) {
 		fprintf(out, "    contact limit (%d per %lldd) reached: contacted by campaign %s "
 			     "(delivery %lld); ",
-		    pol->contact_max, (long long)(pol->contact_per / 86400),
-		    (const char *)sqlite3_column_text(s, 0), (long long)sqlite3_column_int64(s, 1));
-		print_when(e, out, "free again after", at + pol->contact_per, w->tz);
+		    pol->contact_max, (long long)(pol->contact_per / 86400), h.campaign,
+		    (long long)h.delivery);
+		print_when(e, out, "free again after", h.frees, w->tz);
 		fputc('\n', out);
 	}
-	sqlite3_reset(s);
 	return 1;
 }
 

@@ -42,11 +42,9 @@ static const char *const sql_text[S_COUNT] = {
 		  "LEFT JOIN optouts o ON o.customer = d.customer "
 		  "ORDER BY d.due_at, d.priority DESC, d.id",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
-	[S_LAST_CONTACT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND "
-			   "at > ?2 ORDER BY at DESC LIMIT 1",
 	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
-	[S_SLOT] = "SELECT at FROM contacts WHERE customer = ?1 AND at > ?2 ORDER BY at "
-		   "LIMIT 1 OFFSET ?3",
+	[S_SLOT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND at > ?2 "
+		   "ORDER BY at LIMIT 1 OFFSET ?3",
 	[S_RIVAL] = "SELECT id, campaign, due_at, step, expires_at FROM deliveries WHERE "
 		    "customer = ?1 AND +state = 'scheduled' AND +attempts = 0 AND priority > ?2 AND "
 		    "due_at <= ?3 AND id <> ?4 ORDER BY priority DESC, due_at LIMIT 8",
@@ -1294,6 +1292,27 @@ sched_contacts(struct sched *e, int64_t cid, int64_t now)
 	return step_int(e, s, &n) < 0 ? -EIO : (long)n;
 }
 
+int
+sched_slot_holder(struct sched *e, int64_t cid, int64_t now, long n, struct sched_contact *h)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_SLOT);
+	int rc;
+
+	/* The (n - max + 1)-th oldest contact in the window leaves it first. */
+	sqlite3_bind_int64(s, 1, cid);
+	sqlite3_bind_int64(s, 2, now - e->conf->policy.contact_per);
+	sqlite3_bind_int64(s, 3, n - e->conf->policy.contact_max);
+	rc = sched_step_row(e, s);
+	if (rc == 1) {
+		copy_col(h->campaign, sizeof(h->campaign), s, 0);
+		h->delivery = sqlite3_column_int64(s, 1);
+		h->at = sqlite3_column_int64(s, 2);
+		h->frees = h->at + e->conf->policy.contact_per;
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
 /*
  * reachable_rival: whether a higher-priority delivery of the same customer (the row of
  * S_RIVAL in s) would be sent: its campaign loaded, some step from its current one on able to
@@ -1330,6 +1349,7 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
     int64_t *until)
 {
 	const struct conf_policy *pol = &e->conf->policy;
+	struct sched_contact h;
 	sqlite3_stmt *s;
 	char t[21];
 	long n = sched_contacts(e, d->cid, now);
@@ -1339,34 +1359,22 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 	if (n < 0)
 		return (int)n;
 	if (n >= pol->contact_max) {
-		int64_t freed = 0;
-
-		/* The (n - max + 1)-th oldest contact in the window leaves it first. */
-		s = sched_stmt(e, S_SLOT);
-		sqlite3_bind_int64(s, 1, d->cid);
-		sqlite3_bind_int64(s, 2, now - pol->contact_per);
-		sqlite3_bind_int64(s, 3, n - pol->contact_max);
-		if (step_int(e, s, &freed) < 0)
-			return -EIO;
-		if (freed > 0 && d->expires_at > 0 && freed + pol->contact_per <= d->expires_at)
-			*until = freed + pol->contact_per;
-		s = sched_stmt(e, S_LAST_CONTACT);
-		sqlite3_bind_int64(s, 1, d->cid);
-		sqlite3_bind_int64(s, 2, now - pol->contact_per);
-		rc = sched_step_row(e, s);
+		rc = sched_slot_holder(e, d->cid, now, n, &h);
+		if (rc < 0)
+			return rc;
 		if (rc == 1) {
-			fmt_time(sqlite3_column_int64(s, 2), t);
+			if (d->expires_at > 0 && h.frees <= d->expires_at)
+				*until = h.frees;
+			fmt_time(h.at, t);
 			snprintf(why, size,
 			    "contact limit (%d per %lldd): contacted by campaign %s (delivery %lld) at %s",
-			    pol->contact_max, (long long)(pol->contact_per / 86400),
-			    (const char *)sqlite3_column_text(s, 0), (long long)sqlite3_column_int64(s, 1),
-			    t);
+			    pol->contact_max, (long long)(pol->contact_per / 86400), h.campaign,
+			    (long long)h.delivery, t);
 		} else {
 			snprintf(why, size, "contact limit (%d per %lldd)", pol->contact_max,
 			    (long long)(pol->contact_per / 86400));
 		}
-		sqlite3_reset(s);
-		return rc < 0 ? rc : 1;
+		return 1;
 	}
 	if (n + 1 < pol->contact_max)
 		return 0;

@@ -1393,6 +1393,48 @@ test_contact_limit_holds_until_expiry(void **state)
 	assert_null(find(f, 1, "c2", "tx2", 1));
 }
 
+/*
+ * With a limit of 2 per 30 days and contacts 20 and 5 days ago, a slot frees when the older
+ * leaves the window, in 10 days: the engine holds a send until then naming that contact, and
+ * explain names it and that time (both named the newer contact, and explain said "free again"
+ * at its leaving, in 25 days).
+ */
+static void
+test_contact_slot_named_alike(void **state)
+{
+	struct fx *f = *state;
+	int64_t now = T("2027-03-01T09:00:00Z");
+	char *text = NULL;
+	size_t size = 0;
+	FILE *out;
+
+	f->c->policy.contact_max = 2;
+	campaign(f, "a", "campaign: a\ntype: one-off\n"
+			 "schedule: { at: 2027-02-09T10:00 }\n" SURVEY ONE_SMS);
+	campaign(f, "b", "campaign: b\ntype: one-off\n"
+			 "schedule: { at: 2027-02-24T10:00 }\n" SURVEY ONE_SMS);
+	campaign(f, "tx", TX_HEAD "trigger: { event: go, expire_after: 20d }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-02-01T00:00:00Z"));
+	run(f, T("2027-02-01T00:00:00Z"), now);
+	event(f, "e1", "c1", "go", "2027-03-01T09:00:00Z");
+	run(f, now, now + 1);
+	assert_int_equal(find(f, 1, "c1", "a", 1)->at, now - 20 * 86400);
+	assert_int_equal(find(f, 1, "c1", "b", 1)->at, now - 5 * 86400);
+	assert_string_equal(state_reason(f, scalar(f, "SELECT id FROM deliveries WHERE campaign = "
+						     "'tx'")),
+	    "scheduled|contact limit (2 per 30d): contacted by campaign a (delivery 1) at "
+	    "2027-02-09T09:00:00Z; held until 2027-03-11T09:00:00Z");
+	out = open_memstream(&text, &size);
+	assert_non_null(out);
+	assert_int_equal(sched_explain(f->e, "c1", "a", now, out), 0);
+	fclose(out);
+	assert_non_null(strstr(text, "contact limit (2 per 30d) reached: contacted by campaign a "
+				     "(delivery 1); free again after 2027-03-11T09:00:00Z"));
+	free(text);
+}
+
+
 static void
 test_escalation_offsets_and_unreachable_steps(void **state)
 {
@@ -1628,6 +1670,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_holds_until_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_contact_slot_named_alike, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overdue_waits_for_allowed_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
