@@ -901,7 +901,6 @@ materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
 	sqlite3_stmt *s = NULL;
 	int64_t batch;
 	long n = -1;
-	int idx;
 
 	tz_format_local(&k->cur.next, occ);
 	batch = batch_id(e, k, occ, now);
@@ -944,8 +943,7 @@ materialise_occurrence(struct sched *e, struct camp *k, int64_t now)
 	sqlite3_bind_int(s, 5, (int)cp->priority);
 	sqlite3_bind_int64(s, 6, now);
 	sqlite3_bind_text(s, 7, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
-	idx = aq_bind_all(&q, s, 8);
-	(void)idx;
+	aq_bind_all(&q, s, 8);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		fprintf(stderr, "campaignd: engine: %s: %s\n", cp->name, sqlite3_errmsg(e->db));
 		goto out;
