@@ -1104,7 +1104,8 @@ size_pool(const struct conf *c)
 static void
 usage(FILE *out)
 {
-	fprintf(out, "usage: campaignd [-c CONFIG] [--foreground] [--check] [--demo]\n");
+	fprintf(out, "usage: campaignd [-c CONFIG] [--foreground] [--check] [--demo] [--version] "
+		     "[--help]\n");
 }
 
 int
@@ -1135,6 +1136,12 @@ main(int argc, char **argv)
 		case 'V': printf("campaignd %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (optind < argc) { /* "campaignd --check FILE": the -c forgotten */
+		fprintf(stderr, "campaignd: unexpected argument '%s' (the settings file is -c FILE)\n",
+		    argv[optind]);
+		usage(stderr);
+		return 2;
 	}
 	/*
 	 * Until its handlers are in place, a SIGHUP (whose default is to end the process) or a

@@ -92,11 +92,14 @@ ctl_reload(const char *config, int argc, char **argv)
 	const char *diags;
 	int ok;
 
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		printf("usage: campaignctl [-c CONFIG] reload\n");
+		return CTL_EXIT_OK;
+	}
 	if (argc > 1) {
 		fprintf(stderr, "usage: campaignctl [-c CONFIG] reload\n");
 		return CTL_EXIT_USAGE;
 	}
-	(void)argv;
 	r = ask(config, "reload");
 	if (r == NULL)
 		return CTL_EXIT_USAGE;
@@ -115,13 +118,17 @@ int
 ctl_status(const char *config, int argc, char **argv)
 {
 	static const struct option opts[] = { { "format", required_argument, NULL, 'F' },
-		{ NULL, 0, NULL, 0 } };
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	json_t *r, *v, *q;
 	const char *key;
 	size_t i;
 	int ch, json = 0, rc;
 
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ch == 'h') {
+			printf("usage: campaignctl [-c CONFIG] status [--format text|json]\n");
+			return CTL_EXIT_OK;
+		}
 		if (ch == 'F' && (strcmp(optarg, "json") == 0 || strcmp(optarg, "text") == 0))
 			json = strcmp(optarg, "json") == 0;
 		else {

@@ -24,7 +24,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..9"
+echo "1..10"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -152,6 +152,15 @@ else
 fi
 kill -TERM "$early" 2>/dev/null
 wait "$early" 2>/dev/null
+
+# The settings file given without -c, and --help everywhere.
+"$d_bin" --check "$tmp/campaignd.yaml" >"$tmp/operand.out" 2>&1
+op_rc=$?
+"$ctl" -c "$tmp/campaignd.yaml" status --help >/dev/null 2>&1
+st_rc=$?
+"$ctl" -c "$tmp/campaignd.yaml" reload --help >/dev/null 2>&1
+is "campaignd FILE without -c: a usage error naming it (2); status and reload --help: 0" \
+	"$op_rc $(grep -c "unexpected argument '$tmp/campaignd.yaml'" "$tmp/operand.out") $st_rc $?" "2 1 0 0"
 
 stop_daemon
 check_stopped
