@@ -24,7 +24,7 @@ find_campaigns(const char *argv0)
 
 	cand[0] = getenv("CAMPAIGND_DEMO_CAMPAIGNS") ? xstrdup(getenv("CAMPAIGND_DEMO_CAMPAIGNS")) : NULL;
 	cand[1] = xasprintf("%s/../campaigns.d", dir);
-	cand[2] = xstrdup(CAMPAIGND_DATADIR "/examples/campaigns.d");
+	cand[2] = xstrdup(CAMPAIGND_DATADIR "/campaigns.d");
 	for (i = 0; i < 3; i++) {
 		if (found == NULL && cand[i] != NULL && stat(cand[i], &st) == 0 && S_ISDIR(st.st_mode))
 			found = realpath(cand[i], NULL);
