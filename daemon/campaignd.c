@@ -197,9 +197,14 @@ engine_sink(void *arg, const struct sched_action *a)
 		    a->reason);
 		return 0;
 	}
-	log_info("event=skip campaign=%s customer=%s delivery=%lld step=%d channel=%s reason=\"%s\"",
-	    a->campaign, a->customer, (long long)a->delivery, a->step, a->channel ? a->channel : "-",
-	    a->reason);
+	{
+		char cust[2 * STORE_ID_MAX + 16], why[1200];
+
+		log_info("event=skip campaign=%s customer=%s delivery=%lld step=%d channel=%s "
+			 "reason=%s",
+		    a->campaign, log_quote(a->customer, cust, sizeof(cust)), (long long)a->delivery,
+		    a->step, a->channel ? a->channel : "-", log_quote(a->reason, why, sizeof(why)));
+	}
 	return 0;
 }
 

@@ -170,10 +170,13 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
 		snprintf(what, sizeof(what), "followup=%s", j->followup_kind);
 	else
 		snprintf(what, sizeof(what), "step=%d", j->step);
+	char cust[2 * STORE_ID_MAX + 16], det[1200];
+
 	log_info("event=send campaign=%s customer=%s delivery=%lld %s channel=%s key=%s "
 		 "outcome=%s%s%s",
-	    j->campaign, j->customer, (long long)j->delivery, what, j->channel, j->key, outcome,
-	    detail ? " detail=" : "", detail ? detail : "");
+	    j->campaign, log_quote(j->customer, cust, sizeof(cust)), (long long)j->delivery, what,
+	    j->channel, j->key, outcome, detail ? " detail=" : "",
+	    detail ? log_quote(detail, det, sizeof(det)) : "");
 }
 
 /*

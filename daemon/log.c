@@ -177,3 +177,40 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+const char *
+log_quote(const char *v, char *buf, size_t size)
+{
+	const unsigned char *p;
+	size_t n = 0;
+
+	if (v == NULL)
+		return "-";
+	for (p = (const unsigned char *)v; *p; p++)
+		if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p == 0x7f)
+			break;
+	if (*p == '\0' && *v != '\0')
+		return v;
+	/* Room kept for the closing quote and the NUL, and for "..." when cut. */
+	buf[n++] = '"';
+	for (p = (const unsigned char *)v; *p && n + 8 < size; p++) {
+		if (*p == '"' || *p == '\\') {
+			buf[n++] = '\\';
+			buf[n++] = (char)*p;
+		} else if (*p == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = 'n';
+		} else if (*p < ' ' || *p == 0x7f) {
+			n += (size_t)snprintf(buf + n, size - n, "\\x%02x", *p);
+		} else {
+			buf[n++] = (char)*p;
+		}
+	}
+	if (*p != '\0') {
+		memcpy(buf + n, "...", 3);
+		n += 3;
+	}
+	buf[n++] = '"';
+	buf[n] = '\0';
+	return buf;
+}

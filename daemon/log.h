@@ -26,6 +26,14 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* log_warn: like log_warnx, with ": " and strerror(errno) appended. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * log_quote: `v` as the value of a key=value field: as it is when it holds no blank, '=',
+ * '"', '\' or control character (and is not empty), else in double quotes, '"' and '\'
+ * escaped, line breaks as \n and other control characters as \xNN, cut with "..." to fit
+ * `size` (at least 16) bytes of buf; NULL is "-".  Returns v or buf.  For values that come from
+ * outside (customer ids, a receiver's answer, reasons): they cannot forge a field.
+ */
+const char *log_quote(const char *v, char *buf, size_t size);
 /* fatalx: log at error level and exit 1 (start-up failures and broken invariants only). */
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
