@@ -881,7 +881,8 @@ daemon_reload(struct daemon *d, char **summary, char **diagnostics)
 	}
 	diag_sort(&dl);
 	for (i = 0; i < dl.n; i++)
-		log_warnx("event=reload-diagnostic %s:%d:%d: %s: %s", dl.v[i].file, dl.v[i].line,
+		(dl.v[i].severity == DIAG_ERROR ? log_errx : log_warnx)(
+		    "event=reload-diagnostic %s:%d:%d: %s: %s", dl.v[i].file, dl.v[i].line,
 		    dl.v[i].col, dl.v[i].severity == DIAG_ERROR ? "error" : "warning",
 		    dl.v[i].message);
 	text = diags_text(&dl);
@@ -1106,6 +1107,33 @@ size_pool(const struct conf *c)
 	setenv("UV_THREADPOOL_SIZE", n, 0);
 }
 
+/*
+ * print_diags: the configuration's diagnostics as `campaignctl check` prints them, or under the
+ * journal one log line each at its priority (error, warning), so that `journalctl -p warning`
+ * shows why a start or a check failed.
+ */
+static void
+print_diags(struct diag_list *dl)
+{
+	size_t i;
+
+	diag_sort(dl);
+	if (!log_journal()) {
+		diag_print_text(dl, stderr);
+		return;
+	}
+	for (i = 0; i < dl->n; i++) {
+		const struct diag *g = &dl->v[i];
+
+		if (g->severity == DIAG_ERROR)
+			log_errx("event=config-diagnostic %s:%d:%d: error: %s [%s]", g->file, g->line,
+			    g->col, g->message, g->code);
+		else
+			log_warnx("event=config-diagnostic %s:%d:%d: warning: %s [%s]", g->file,
+			    g->line, g->col, g->message, g->code);
+	}
+}
+
 static void
 usage(FILE *out)
 {
@@ -1182,10 +1210,9 @@ main(int argc, char **argv)
 	}
 	diag_init(&dl);
 	c = conf_load(d.config_path, &dl);
-	diag_sort(&dl);
-	diag_print_text(&dl, stderr);
+	print_diags(&dl);
 	if (c == NULL) {
-		fprintf(stderr, "campaignd: %s: %zu error(s); not started\n", d.config_path, dl.n_errors);
+		log_errx("event=start config=%s errors=%zu: not started", d.config_path, dl.n_errors);
 		diag_free(&dl);
 		return check_only ? 1 : 78; /* EX_CONFIG: systemd's RestartPreventExitStatus */
 	}

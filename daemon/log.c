@@ -214,3 +214,19 @@ log_quote(const char *v, char *buf, size_t size)
 	buf[n] = '\0';
 	return buf;
 }
+
+int
+log_journal(void)
+{
+	return journal;
+}
+
+void
+log_errx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(CONF_LOG_ERROR, fmt, ap, NULL);
+	va_end(ap);
+}

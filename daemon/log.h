@@ -24,6 +24,9 @@ void log_flush(void);
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* log_journal: whether standard error is the journal (log_init found JOURNAL_STREAM's). */
+int log_journal(void);
 /* log_warn: like log_warnx, with ": " and strerror(errno) appended. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*

@@ -24,7 +24,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..10"
+echo "1..11"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -161,6 +161,16 @@ st_rc=$?
 "$ctl" -c "$tmp/campaignd.yaml" reload --help >/dev/null 2>&1
 is "campaignd FILE without -c: a usage error naming it (2); status and reload --help: 0" \
 	"$op_rc $(grep -c "unexpected argument '$tmp/campaignd.yaml'" "$tmp/operand.out") $st_rc $?" "2 1 0 0"
+
+# A configuration with an error, started with the journal as standard error: the diagnostic
+# and the refusal reach it at priority 3 (journalctl -p warning shows why the unit failed).
+sed 's/^version: 1$/version: 1\nbogus: 1/' "$tmp/campaignd.yaml" >"$tmp/broken.yaml"
+: >"$tmp/journal"
+JOURNAL_STREAM=$(stat -c %d:%i "$tmp/journal") "$d_bin" -c "$tmp/broken.yaml" 2>>"$tmp/journal"
+j_rc=$?
+is "a configuration error under the journal: exit 78, the diagnostic and the refusal at <3>" \
+	"$j_rc $(grep -c "^<3>event=config-diagnostic $tmp/broken.yaml:2:1: error: unknown key 'bogus'" "$tmp/journal") $(grep -c '^<3>event=start .*not started' "$tmp/journal")" \
+	"78 1 1"
 
 stop_daemon
 check_stopped
