@@ -1295,6 +1295,17 @@ main(int argc, char **argv)
 	gen_put(d.cur);
 	store_close(d.st);
 	uv_loop_close(d.loop);
+	if (demo) {
+		/* What the demo made stays, to be looked at: say where. */
+		char *dir = xstrdup(d.config_path), *slash = strrchr(dir, '/');
+
+		if (slash != NULL)
+			*slash = '\0';
+		fprintf(stderr, "campaignd: --demo: its database and outbox stay in %s (remove the "
+				"directory when done)\n",
+		    dir);
+		free(dir);
+	}
 	free(d.outbox_hint);
 	free(d.db_path);
 	while (d.n_unrestored > 0)
