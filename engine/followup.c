@@ -151,7 +151,7 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
 	const struct conf_channel *ch = conf_channel_find(e->conf, f->channel);
 	sqlite3_stmt *s;
-	int step;
+	int step, granted;
 
 	*rc = 0;
 	if (strcmp(f->kind, "incentive") != 0)
@@ -171,12 +171,13 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 	sqlite3_bind_text(s, 2,
 	    kinds[ch->kind == CONF_KIND_WEBHOOK ? ch->consent_kind : ch->kind], -1, SQLITE_STATIC);
 	step = sqlite3_step(s);
+	granted = step == SQLITE_ROW && sqlite3_column_int(s, 0) == 1;
+	sqlite3_reset(s); /* not left active: a reload redefines the SQL functions */
 	if (step != SQLITE_ROW && step != SQLITE_DONE) {
 		*rc = -EIO;
 		return NULL;
 	}
-	return step == SQLITE_ROW && sqlite3_column_int(s, 0) == 1 ? NULL :
-									 "no consent to its channel";
+	return granted ? NULL : "no consent to its channel";
 }
 
 /* emit: the followup to the sink as a SEND with its key, its token and what it renders. */

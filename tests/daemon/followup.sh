@@ -5,7 +5,8 @@
 # and for a detractor (campaignd.yaml's); a customer who opted out gets no thank-you and spends
 # no code; when the codes run out the delivery's history says so and no thank-you follows.
 # Each followup's move to sending (with its key) and its sending are recorded on its
-# delivery.  SIGTERM: exit 0.
+# delivery; one in flight at a SIGKILL goes out again with its key after the restart.
+# SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -16,7 +17,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup followup
 
-echo "1..7"
+echo "1..8"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
@@ -75,6 +76,31 @@ is "each followup recorded on its delivery: sending with its key, then sent" \
 	      AND t.idem_key = 'd' || f.delivery || '-f' || f.id WHERE t.reason LIKE '% sending'"),$(q "SELECT
 	      group_concat(state || ':' || n) FROM (SELECT state, count(*) AS n FROM followups GROUP BY state)")" \
 	"7,sent:7"
+
+# A notification in flight when the daemon is killed goes out again with its key after the
+# restart, and ends sent: crm becomes a webhook to a sink that answers c5's first request
+# after 3 s, the daemon is killed while it waits, and started again.
+printf '%s\n' "c5 200@3" >"$tmp/sink.script"
+start_sink --script "$tmp/sink.script"
+sed -i "s|  crm: { driver: outbox, kind: webhook, path: outbox/crm }|  crm: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s }|" \
+	"$tmp/campaignd.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >/dev/null 2>&1
+printf '%s\n' "id,first_name,phone,consent.sms" "c5,Eve,+4790000005,true" >"$tmp/c5.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/c5.csv" >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c5 >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$(delivery thanks c5)")" = "sent 1" ]'
+d5=$(delivery thanks c5)
+"$ctl" -c "$tmp/campaignd.yaml" answer "$d5" score=1 >/dev/null 2>&1
+wait_for 15 grep -q '"key": "d'"$d5"'-f' "$tmp/sink.log"
+kill -KILL "$daemon_pid" 2>/dev/null
+wait "$daemon_pid" 2>/dev/null
+daemon_pid=
+start_daemon_or_bail "after SIGKILL"
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE delivery = ${d5:-0} AND kind = '"'detractor'"' AND state = '"'sent'"'")" = 1 ]'
+# Two notifications (detractor, completed): the one held when the kill came twice, with its key.
+keys=$(grep -o '"key": "d'"$d5"'-f[0-9]*"' "$tmp/sink.log" | sort | uniq -c | awk '{ print $1 }' | sort -n | tr '\n' ' ')
+is "a notification in flight at a SIGKILL: sent again with its key after the restart, then sent" \
+	"$keys$(q "SELECT count(*) FROM transitions WHERE delivery = ${d5:-0} AND reason = 'found in ''sending'' at start: resent with the same idempotency key'")" "1 2 1"
 
 stop_daemon
 check_stopped
