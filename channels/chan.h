@@ -77,13 +77,15 @@ struct chan_followup {
 };
 
 /*
- * chan_render_followup: the message of followup f of a delivery of cp on channel ch (step 0):
- * a thank-you renders the campaign's incentive message in the customer's language (as a step's
- * message, {{code}} too) to the customer's address for the channel's kind; a notification
- * carries f->body as its text, to no customer address (the channel reaches the team).  0, or
- * -EINVAL with *err as chan_render.
+ * chan_render_followup: the message of followup f of a delivery of campaign `campaign` (cp:
+ * its configuration, NULL for a notification when the campaign is no longer loaded) on channel
+ * ch (step 0): a thank-you renders the campaign's incentive message in the customer's language
+ * (as a step's message, {{code}} too) to the customer's address for the channel's kind; a
+ * notification carries f->body as its text, to no customer address (the channel reaches the
+ * team).  0, or -EINVAL with *err as chan_render.
  */
-int chan_render_followup(const struct conf_campaign *cp, const struct conf_channel *ch,
+int chan_render_followup(const char *campaign, const struct conf_campaign *cp,
+    const struct conf_channel *ch,
     const struct chan_followup *f, const struct chan_recipient *r, int64_t delivery,
     const char *survey_url, const char *optout_url, int64_t created, struct chan_message *out,
     char **err);

@@ -451,7 +451,8 @@ done:
 }
 
 int
-chan_render_followup(const struct conf_campaign *cp, const struct conf_channel *ch,
+chan_render_followup(const char *campaign, const struct conf_campaign *cp,
+    const struct conf_channel *ch,
     const struct chan_followup *f, const struct chan_recipient *r, int64_t delivery,
     const char *survey_url, const char *optout_url, int64_t created, struct chan_message *out,
     char **err)
@@ -463,7 +464,7 @@ chan_render_followup(const struct conf_campaign *cp, const struct conf_channel *
 
 	memset(out, 0, sizeof(*out));
 	*err = NULL;
-	if (cp == NULL || ch == NULL || r == NULL || (incentive && !cp->has_incentive)) {
+	if (ch == NULL || r == NULL || (incentive && (cp == NULL || !cp->has_incentive))) {
 		*err = xstrdup("nothing to render (no campaign, channel or incentive)");
 		return -EINVAL;
 	}
@@ -483,13 +484,13 @@ chan_render_followup(const struct conf_campaign *cp, const struct conf_channel *
 	x.survey_url = survey_url;
 	x.optout_url = optout_url;
 	x.code = f->code;
-	lang = pick_lang(&cp->survey, r->language);
+	lang = cp != NULL ? pick_lang(&cp->survey, r->language) : NULL;
 	out->delivery = delivery;
 	out->step = 0;
 	out->idem_key = xstrdup(f->idem_key);
 	out->followup = xstrdup(f->kind);
-	out->campaign = xstrdup(cp->name);
-	out->campaign_sha256 = xstrdup(cp->sha256);
+	out->campaign = xstrdup(campaign);
+	out->campaign_sha256 = cp != NULL ? xstrdup(cp->sha256) : NULL;
 	out->channel = xstrdup(ch->name);
 	out->kind = xstrdup(conf_kind_name(ch->kind));
 	out->customer = r->id != NULL ? xstrdup(r->id) : NULL;

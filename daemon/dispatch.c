@@ -421,8 +421,16 @@ load(struct daemon *d, struct job *j, char **err)
 		return -1;
 	}
 	j->cp = sched_campaign(j->gen->e, j->ctx.campaign);
-	if (j->cp == NULL) {
+	/* A notification needs no campaign (its text is made); a step and a thank-you do. */
+	if (j->cp == NULL && (j->followup == 0 || strcmp(j->followup_kind, "incentive") == 0)) {
 		*err = xstrdup("campaign no longer loaded");
+		return -1;
+	}
+	/* A step whose delivery an answer ended while it waited (its rate, a retry, its
+	 * channel's secret): not sent (sched_failed records it on the ended delivery). */
+	if (j->followup == 0 && j->ctx.state != NULL && strcmp(j->ctx.state, "sending") != 0) {
+		*err = xasprintf("not sent: an answer ended the delivery meanwhile (%s)",
+		    j->ctx.state);
 		return -1;
 	}
 	return 0;
@@ -467,8 +475,8 @@ render(struct job *j, char **err)
 	if (j->followup != 0) {
 		struct chan_followup f = { j->followup_kind, j->key, j->code, j->body };
 
-		rc = chan_render_followup(j->cp, j->ch, &f, &r, j->delivery, survey, optout,
-		    j->created, &j->msg, err);
+		rc = chan_render_followup(j->campaign, j->cp, j->ch, &f, &r, j->delivery, survey,
+		    optout, j->created, &j->msg, err);
 	} else {
 		rc = chan_render(j->cp, j->step, &r, j->delivery, survey, optout, j->created, &j->msg,
 		    err);

@@ -8,8 +8,9 @@
 #include "util.h"
 
 #define FU_PAGE 64 /* due followups read at a time */
+#define FU_PAGES 16 /* pages read at most in one sched_followups_due */
 
-enum { FU_DUE, FU_SENDING, FU_GET, FU_SET, FU_TRANS, FU_CONSENT, FU_COUNT };
+enum { FU_DUE, FU_SENDING, FU_GET, FU_SET, FU_TRANS, FU_CONSENT, FU_RESUME, FU_COUNT };
 _Static_assert(FU_COUNT <= sizeof(((struct sched *)0)->fu_stmt) / sizeof(sqlite3_stmt *),
     "struct sched has room for followup.c's statements");
 
@@ -23,7 +24,7 @@ _Static_assert(FU_COUNT <= sizeof(((struct sched *)0)->fu_stmt) / sizeof(sqlite3
 static const char *const fu_sql[FU_COUNT] = {
 	/* The open ones through their partial index (its condition written as it is). */
 	[FU_DUE] = FU_ROW "WHERE (f.state = 'due' OR f.state = 'sending') AND f.state = 'due' "
-			  "ORDER BY f.id LIMIT ?2",
+			  "AND f.id > ?3 ORDER BY f.id LIMIT ?2",
 	[FU_SENDING] = FU_ROW "WHERE (f.state = 'due' OR f.state = 'sending') AND "
 			      "f.state = 'sending' ORDER BY f.id LIMIT ?2 OFFSET ?3",
 	[FU_GET] = FU_ROW "WHERE f.id = ?2",
@@ -32,6 +33,11 @@ static const char *const fu_sql[FU_COUNT] = {
 	[FU_TRANS] = "INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, "
 		     "idem_key, reason, attempt, retry_at) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[FU_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
+	/* Where a followup resent after a restart stopped (its key ?2 is on all its rows). */
+	[FU_RESUME] = "SELECT (SELECT min(at) FROM transitions WHERE delivery = ?1 AND idem_key = ?2), "
+		      "a.attempt, a.retry_at FROM (SELECT 1) LEFT JOIN (SELECT attempt, retry_at FROM "
+		      "transitions WHERE delivery = ?1 AND idem_key = ?2 AND attempt IS NOT NULL "
+		      "ORDER BY id DESC LIMIT 1) a",
 };
 
 /* A followup as FU_ROW reads it. */
@@ -102,15 +108,24 @@ what(const struct fu *f)
 	return strcmp(f->kind, "incentive") == 0 ? "thank-you" : "notification";
 }
 
+/* key: a followup's idempotency key, "d<delivery>-f<followup>". */
+static void
+key(const struct fu *f, char out[64])
+{
+	snprintf(out, 64, "d%lld-f%lld", (long long)f->delivery, (long long)f->id);
+}
+
 /*
- * record: the followup moves to `state` (NULL: stays), with a transition on its delivery:
- * channel and key on a move to 'sending', attempt and retry_at for a failed attempt.
+ * record: the followup moves to `state` (NULL: stays), with a transition on its delivery that
+ * carries its channel and key (every one of its rows: a resend finds them), and attempt and
+ * retry_at for a failed attempt.
  */
 static int
-record(struct sched *e, const struct fu *f, const char *state, int64_t now, const char *key,
-    const char *reason, int attempt, int64_t retry_at)
+record(struct sched *e, const struct fu *f, const char *state, int64_t now, const char *reason,
+    int attempt, int64_t retry_at)
 {
 	sqlite3_stmt *s;
+	char k[64];
 
 	if (state != NULL) {
 		s = fu_stmt(e, FU_SET);
@@ -130,8 +145,8 @@ record(struct sched *e, const struct fu *f, const char *state, int64_t now, cons
 	sqlite3_bind_text(s, 3, f->state, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 4, f->step);
 	sqlite3_bind_text(s, 5, f->channel, -1, SQLITE_STATIC);
-	if (key != NULL)
-		sqlite3_bind_text(s, 6, key, -1, SQLITE_STATIC);
+	key(f, k);
+	sqlite3_bind_text(s, 6, k, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 7, reason, -1, SQLITE_STATIC);
 	if (attempt > 0) {
 		sqlite3_bind_int(s, 8, attempt);
@@ -154,12 +169,12 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 	int step, granted;
 
 	*rc = 0;
+	if (ch == NULL)
+		return "its channel is no longer configured";
 	if (strcmp(f->kind, "incentive") != 0)
 		return NULL;
 	if (f->opted_out)
 		return "the customer opted out";
-	if (ch == NULL)
-		return "its channel is no longer configured";
 	if (ch->kind == CONF_KIND_WEBHOOK && !ch->has_consent_kind)
 		return NULL;
 	s = fu_stmt(e, FU_CONSENT);
@@ -180,25 +195,32 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 	return granted ? NULL : "no consent to its channel";
 }
 
-/* emit: the followup to the sink as a SEND with its key, its token and what it renders. */
+/*
+ * emit: the followup to the sink as a SEND with its key, its token and what it renders; made
+ * at `created`, with `attempts` spent and the next not before `retry_at` (a resend's).
+ */
 static int
-emit(struct sched *e, const struct fu *f, int64_t now, const char *key, sched_sink sink,
-    void *arg)
+emit(struct sched *e, const struct fu *f, int64_t now, int64_t created, int attempts,
+    int64_t retry_at, sched_sink sink, void *arg)
 {
-	char token[STORE_TOKEN_SIZE];
+	char token[STORE_TOKEN_SIZE], k[64];
 	struct sched_action a;
 
 	if (store_token(e->st, f->delivery, token) < 0)
 		return -EIO;
+	key(f, k);
 	memset(&a, 0, sizeof(a));
 	a.kind = SCHED_SEND;
 	a.delivery = f->delivery;
-	a.at = a.due = a.created = now;
+	a.at = a.due = now;
+	a.created = created;
+	a.attempts = attempts;
+	a.retry_at = retry_at > now ? retry_at : 0;
 	a.customer = f->customer;
 	a.campaign = f->campaign;
 	a.channel = f->channel;
 	a.tz = f->tz;
-	a.idem_key = key;
+	a.idem_key = k;
 	a.token = token;
 	a.followup = f->id;
 	a.followup_kind = f->kind;
@@ -210,45 +232,56 @@ emit(struct sched *e, const struct fu *f, int64_t now, const char *key, sched_si
 long
 sched_followups_due(struct sched *e, int64_t now, sched_sink sink, void *arg)
 {
-	struct fu *v;
-	sqlite3_stmt *s = fu_stmt(e, FU_DUE);
-	size_t n = 0, i;
+	struct fu *v = xcalloc(FU_PAGE, sizeof(*v));
+	int64_t after = 0;
 	long sent = 0;
-	int rc;
+	int rc = 0, pages = 0;
+	size_t n, i;
 
-	if (s == NULL)
-		return -EIO;
-	v = xcalloc(FU_PAGE, sizeof(*v));
-	sqlite3_bind_text(s, 1, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 2, FU_PAGE);
-	while (n < FU_PAGE && (rc = sched_step_row(e, s)) == 1)
-		read_fu(s, &v[n++]);
-	sqlite3_reset(s);
-	for (i = 0; i < n && rc >= 0; i++) {
-		const char *no = blocked(e, &v[i], &rc);
-		char key[64], reason[160];
+	/*
+	 * Page by page in id order, past the ones whose channel the gate says is full (they stay
+	 * due): a channel held back by its rate limit must not keep another's followups (a
+	 * detractor alert) waiting.  At most FU_PAGES pages a call; the rest at the next.
+	 */
+	do {
+		sqlite3_stmt *s = fu_stmt(e, FU_DUE);
 
-		if (rc < 0)
+		if (s == NULL) {
+			rc = -EIO;
 			break;
-		if (no != NULL) {
-			snprintf(reason, sizeof(reason), "%s (%s) not sent: %s", what(&v[i]),
-			    v[i].kind, no);
-			rc = record(e, &v[i], "failed", now, NULL, reason, 0, 0);
-			continue;
 		}
-		if (e->gate != NULL && !e->gate(e->gate_arg, v[i].channel))
-			continue; /* its channel is full: still due, read again later */
-		snprintf(key, sizeof(key), "d%lld-f%lld", (long long)v[i].delivery,
-		    (long long)v[i].id);
-		snprintf(reason, sizeof(reason), "%s (%s) sending", what(&v[i]), v[i].kind);
-		rc = record(e, &v[i], "sending", now, key, reason, 0, 0);
-		if (rc == 0)
-			rc = emit(e, &v[i], now, key, sink, arg);
-		if (rc == 0)
-			sent++;
-	}
-	for (i = 0; i < n; i++)
-		free(v[i].body);
+		n = 0;
+		sqlite3_bind_text(s, 1, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, FU_PAGE);
+		sqlite3_bind_int64(s, 3, after);
+		while (n < FU_PAGE && (rc = sched_step_row(e, s)) == 1)
+			read_fu(s, &v[n++]);
+		sqlite3_reset(s);
+		for (i = 0; i < n && rc >= 0; i++) {
+			const char *no = blocked(e, &v[i], &rc);
+			char reason[160];
+
+			after = v[i].id;
+			if (rc < 0)
+				break;
+			if (no != NULL) {
+				snprintf(reason, sizeof(reason), "%s (%s) not sent: %s", what(&v[i]),
+				    v[i].kind, no);
+				rc = record(e, &v[i], "failed", now, reason, 0, 0);
+				continue;
+			}
+			if (e->gate != NULL && !e->gate(e->gate_arg, v[i].channel))
+				continue; /* its channel is full: still due, read again later */
+			snprintf(reason, sizeof(reason), "%s (%s) sending", what(&v[i]), v[i].kind);
+			rc = record(e, &v[i], "sending", now, reason, 0, 0);
+			if (rc == 0)
+				rc = emit(e, &v[i], now, now, 0, 0, sink, arg);
+			if (rc == 0)
+				sent++;
+		}
+		for (i = 0; i < n; i++)
+			free(v[i].body);
+	} while (rc >= 0 && n == FU_PAGE && ++pages < FU_PAGES);
 	free(v);
 	return rc < 0 ? -EIO : sent;
 }
@@ -288,10 +321,33 @@ sched_followup_outcome(struct sched *e, int64_t followup, int64_t now, int outco
 		snprintf(reason, sizeof(reason), "%s (%s) failed: %s", what(&f), f.kind, why);
 	else
 		snprintf(reason, sizeof(reason), "%s (%s): %s", what(&f), f.kind, why);
-	rc = record(e, &f, outcome > 0 ? "sent" : outcome == 0 ? "failed" : NULL, now, NULL, reason,
+	rc = record(e, &f, outcome > 0 ? "sent" : outcome == 0 ? "failed" : NULL, now, reason,
 	    outcome < 0 ? attempt : 0, retry_at);
 	free(f.body);
 	return rc;
+}
+
+/* resume: where followup f stopped: made when, the attempts spent, the next attempt's time. */
+static int
+resume(struct sched *e, const struct fu *f, int64_t *created, int *attempts, int64_t *retry_at)
+{
+	sqlite3_stmt *s = fu_stmt(e, FU_RESUME);
+	char k[64];
+
+	if (s == NULL)
+		return -EIO;
+	key(f, k);
+	sqlite3_bind_int64(s, 1, f->delivery);
+	sqlite3_bind_text(s, 2, k, -1, SQLITE_TRANSIENT);
+	if (sched_step_row(e, s) != 1) {
+		sqlite3_reset(s);
+		return -EIO;
+	}
+	*created = sqlite3_column_int64(s, 0); /* 0: no row names it (the caller's now then) */
+	*attempts = sqlite3_column_int(s, 1);
+	*retry_at = sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return 0;
 }
 
 long
@@ -304,7 +360,8 @@ sched_followups_resend(struct sched *e, int64_t now, const char *why,
 	int rc;
 
 	for (;;) {
-		char key[64];
+		int64_t created, retry_at;
+		int attempts;
 
 		s = fu_stmt(e, FU_SENDING);
 		if (s == NULL)
@@ -325,10 +382,12 @@ sched_followups_resend(struct sched *e, int64_t now, const char *why,
 			free(f.body);
 			continue;
 		}
-		snprintf(key, sizeof(key), "d%lld-f%lld", (long long)f.delivery, (long long)f.id);
-		rc = record(e, &f, NULL, now, key, why, 0, 0);
+		rc = resume(e, &f, &created, &attempts, &retry_at);
 		if (rc == 0)
-			rc = emit(e, &f, now, key, sink, arg);
+			rc = record(e, &f, NULL, now, why, 0, 0);
+		if (rc == 0)
+			rc = emit(e, &f, now, created > 0 ? created : now, attempts, retry_at, sink,
+			    arg);
 		free(f.body);
 		if (rc < 0)
 			return -EIO;

@@ -63,7 +63,7 @@ static const char *const sql_text[S_COUNT] = {
 	[S_RESUME] = "SELECT (SELECT min(at) FROM transitions WHERE delivery = ?1 AND idem_key = ?2 "
 		     "AND to_state = 'sending'), a.attempt, a.retry_at FROM (SELECT 1) LEFT JOIN "
 		     "(SELECT attempt, retry_at FROM transitions WHERE delivery = ?1 AND step = ?3 "
-		     "AND attempt IS NOT NULL ORDER BY id DESC LIMIT 1) a",
+		     "AND attempt IS NOT NULL AND idem_key IS NULL ORDER BY id DESC LIMIT 1) a",
 	[S_MIN_DUE] = "SELECT due_at FROM deliveries WHERE state = 'scheduled' ORDER BY due_at LIMIT 1",
 	[S_EVENTS] = "SELECT e.rowid, e.id, e.customer, e.occurred_at, c.id, "
 		     "COALESCE(c.timezone, ?3), o.at FROM events e "
@@ -94,10 +94,8 @@ static const char *const sql_text[S_COUNT] = {
 	[S_MAKE] = "SAVEPOINT make",
 	[S_MADE] = "RELEASE make",
 	[S_UNMAKE] = "ROLLBACK TO make",
-	/* Through the partial indexes, so that a campaign's history is not read. */
-	[S_PENDING] = "SELECT (SELECT count(*) FROM deliveries INDEXED BY deliveries_campaign WHERE "
-		      "campaign = ?1 AND state = 'scheduled') + (SELECT count(*) FROM deliveries "
-		      "INDEXED BY deliveries_sending WHERE state = 'sending' AND campaign = ?1)",
+	[S_PENDING] = "SELECT count(*) FROM deliveries WHERE campaign = ?1 AND "
+		      "(state = 'scheduled' OR state = 'sending')",
 };
 
 /* ---- small helpers ---- */
@@ -1899,9 +1897,7 @@ sched_cancel(struct sched *e, const char *campaign, int64_t now, const char *why
 	int steps, rc;
 
 	if (sqlite3_prepare_v2(e->db,
-		"SELECT id, step FROM deliveries INDEXED BY deliveries_campaign WHERE campaign = ?1 AND "
-		"state = 'scheduled'",
-		-1, &s,
+		"SELECT id, step FROM deliveries WHERE campaign = ?1 AND state = 'scheduled'", -1, &s,
 		NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);

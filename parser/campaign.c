@@ -694,7 +694,8 @@ parse_incentive(struct pctx *p, const struct ynode *n, const char *dir, unsigned
 		in->codes_file = path[0] == '/' ? xstrdup(path) : xasprintf("%s/%s", dir, path);
 		free(path);
 		if (access(in->codes_file, R_OK) != 0)
-			pctx_warn(p, v, "codes-file", "the daemon needs it at run time",
+			pctx_warn(p, v, "codes-file",
+			    "campaignctl answer reads it when an answer completes a survey",
 			    "codes file '%s' is not readable here", in->codes_file);
 	}
 	v = ytree_get(n, "channel");

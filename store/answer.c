@@ -572,11 +572,12 @@ is_detractor(const struct conf_question *q, const struct ans *a)
 /*
  * followup_add: a followup of the delivery, due now, with its transition on the delivery (its
  * state, now `state`, unchanged), the reason saying what is due.  1 when added, 0 when
- * `code` is given already in this campaign (the unique index), or -EIO.
+ * `code` is given already from its pool (the unique index), or -EIO.
  */
 static int
 followup_add(sqlite3 *db, const struct delivery *dv, const char *state, const char *kind,
-    const char *channel, const char *code, const char *body, int64_t now, char **why)
+    const char *channel, const char *code, const char *pool, const char *body, int64_t now,
+    char **why)
 {
 	sqlite3_stmt *st = NULL;
 	char *reason;
@@ -584,7 +585,7 @@ followup_add(sqlite3 *db, const struct delivery *dv, const char *state, const ch
 
 	if (sqlite3_prepare_v2(db,
 		"INSERT OR IGNORE INTO followups (delivery, campaign, kind, channel, state, code, body, "
-		"created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'due', ?5, ?6, ?7, ?7)",
+		"created_at, updated_at, pool) VALUES (?1, ?2, ?3, ?4, 'due', ?5, ?6, ?7, ?7, ?8)",
 		-1, &st, NULL) != SQLITE_OK)
 		return db_fail(db, "recording a followup", why);
 	sqlite3_bind_int64(st, 1, dv->id);
@@ -596,6 +597,8 @@ followup_add(sqlite3 *db, const struct delivery *dv, const char *state, const ch
 	if (body != NULL)
 		sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, now);
+	if (pool != NULL)
+		sqlite3_bind_text(st, 8, pool, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -639,11 +642,72 @@ read_codes(const char *path, size_t *n)
 	return v;
 }
 
+/* cmp_str: strcmp for qsort and bsearch over arrays of strings. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * no_thanks: why the customer may not get the thank-you on `ch`, or NULL (a malloc'd reason
+ * otherwise, or -EIO in *rc): the campaign no longer in force (a reload removed it: the
+ * daemon could not render it), an opt-out, no address or no consent for the channel's kind.
+ * Checked before a code is spent.
+ */
+static char *
+no_thanks(sqlite3 *db, const struct delivery *dv, const struct conf_channel *ch, int *rc,
+    char **why)
+{
+	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
+	static const char *const address[] = { "c.phone", "c.email",
+		"COALESCE(c.whatsapp, c.phone)", "'-'" };
+	enum conf_kind k = ch->kind == CONF_KIND_WEBHOOK && ch->has_consent_kind ? ch->consent_kind :
+										   ch->kind;
+	sqlite3_stmt *st = NULL;
+	char *sql, *out = NULL;
+	int step;
+
+	*rc = 0;
+	sql = xasprintf("SELECT (SELECT count(*) FROM campaigns_in_force) = 0 OR EXISTS (SELECT 1 "
+			"FROM campaigns_in_force WHERE campaign = ?2), EXISTS (SELECT 1 FROM optouts "
+			"WHERE customer = ?1), %s IS NOT NULL, (SELECT granted FROM consents WHERE "
+			"customer = ?1 AND kind = ?3) FROM customers c WHERE c.cid = ?1",
+	    address[ch->kind]);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		free(sql);
+		*rc = db_fail(db, "reading what the thank-you needs", why);
+		return NULL;
+	}
+	free(sql);
+	sqlite3_bind_int64(st, 1, dv->customer);
+	sqlite3_bind_text(st, 2, dv->campaign, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, kinds[k], -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		*rc = db_fail(db, "reading what the thank-you needs", why);
+		return NULL;
+	}
+	if (!sqlite3_column_int(st, 0))
+		out = xasprintf("no thank-you: campaign %s is no longer in force", dv->campaign);
+	else if (sqlite3_column_int(st, 1))
+		out = xstrdup("no thank-you: the customer opted out");
+	else if (!sqlite3_column_int(st, 2))
+		out = xasprintf("no thank-you: the customer has no %s address", kinds[ch->kind]);
+	else if ((ch->kind != CONF_KIND_WEBHOOK || ch->has_consent_kind) &&
+	    sqlite3_column_int(st, 3) != 1)
+		out = xasprintf("no thank-you: no consent to %s", kinds[k]);
+	sqlite3_finalize(st);
+	return out;
+}
+
 /*
  * incentive: the thank-you of a delivery completed now, with the first code of the campaign's
- * codes file that no delivery of the campaign has yet (codes go out in the file's order: the
- * search starts after as many as were given).  No code left, or no file to read: the answer
- * stands, and the delivery's history says why no thank-you follows.
+ * codes file that nobody has had yet from that file (its pool: campaigns may share one).  No
+ * code is spent on a customer who may not get it (no_thanks); when none is left, or the file
+ * cannot be read, the answer stands and the delivery's history says why no thank-you follows.
+ * The codes file is read here, by whatever records the answer (campaignctl answer).
  */
 static int
 incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv, int64_t now,
@@ -651,44 +715,51 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 {
 	const struct conf_channel *ch =
 	    cp->incentive.channel ? cp->incentive.channel : cp->steps[0].channel;
+	const char *file = cp->incentive.codes_file;
 	sqlite3_stmt *st = NULL;
-	char **codes, *reason = NULL;
-	size_t n = 0, i, given = 0;
+	char **codes = NULL, **given = NULL, *reason, *pool;
+	size_t n = 0, n_given = 0, cap = 0, i;
 	int rc = 0;
 
-	/* Not for a customer who opted out: no code is spent on a message that may not go. */
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM optouts WHERE customer = ?1", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return db_fail(db, "reading the opt-out", why);
-	sqlite3_bind_int64(st, 1, dv->customer);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_fail(db, "reading the opt-out", why);
-	if (rc == SQLITE_ROW)
-		return note(db, dv, "completed", NULL, "no thank-you: the customer opted out", now,
-		    why);
-	rc = 0;
-	codes = read_codes(cp->incentive.codes_file, &n);
-	if (codes == NULL && n == 0 && access(cp->incentive.codes_file, R_OK) != 0)
-		reason = xasprintf("no thank-you: codes file %s cannot be read", cp->incentive.codes_file);
+	reason = no_thanks(db, dv, ch, &rc, why);
+	if (rc < 0)
+		return rc;
+	pool = realpath(file, NULL);
 	if (reason == NULL) {
-		if (sqlite3_prepare_v2(db,
-			"SELECT count(*) FROM followups WHERE campaign = ?1 AND code IS NOT NULL", -1,
-			&st, NULL) != SQLITE_OK) {
+		codes = read_codes(file, &n);
+		if (pool == NULL || (codes == NULL && access(file, R_OK) != 0))
+			reason = xasprintf("no thank-you: codes file %s cannot be read", file);
+	}
+	if (reason == NULL) {
+		/* The codes given from this file so far, sorted: each line is looked up once. */
+		if (sqlite3_prepare_v2(db, "SELECT code FROM followups WHERE pool = ?1 AND code IS "
+					   "NOT NULL",
+			-1, &st, NULL) != SQLITE_OK) {
 			rc = db_fail(db, "reading the codes given", why);
 			goto out;
 		}
-		sqlite3_bind_text(st, 1, dv->campaign, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			given = (size_t)sqlite3_column_int64(st, 0);
+		sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			if (n_given == cap) {
+				cap = cap ? 2 * cap : 64;
+				given = xreallocarray(given, cap, sizeof(*given));
+			}
+			given[n_given++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+		}
 		sqlite3_finalize(st);
-		for (i = 0; i < n && rc == 0; i++)
-			rc = followup_add(db, dv, "completed", "incentive", ch->name,
-			    codes[(given + i) % n], NULL, now, why);
-		if (rc == 0)
-			reason = xasprintf("no thank-you: every code of %s is given",
-			    cp->incentive.codes_file);
+		qsort(given, n_given, sizeof(*given), cmp_str);
+		for (i = 0; i < n; i++)
+			if (bsearch(&codes[i], given, n_given, sizeof(*given), cmp_str) == NULL)
+				break;
+		if (i < n) {
+			rc = followup_add(db, dv, "completed", "incentive", ch->name, codes[i], pool,
+			    NULL, now, why);
+			if (rc == 0) /* the unique index: given meanwhile, which a write lock excludes */
+				reason = xasprintf("no thank-you: code %s of %s is given already",
+				    codes[i], file);
+		} else {
+			reason = xasprintf("no thank-you: every code of %s is given", file);
+		}
 	}
 	if (reason != NULL)
 		rc = note(db, dv, "completed", NULL, reason, now, why);
@@ -696,7 +767,11 @@ out:
 	for (i = 0; i < n; i++)
 		free(codes[i]);
 	free(codes);
+	for (i = 0; i < n_given; i++)
+		free(given[i]);
+	free(given);
 	free(reason);
+	free(pool);
 	return rc < 0 ? rc : 0;
 }
 
@@ -751,7 +826,7 @@ followups(sqlite3 *db, const struct conf *c, const struct conf_campaign *cp,
 			body = xasprintf("%s: campaign %s, delivery %lld: %s", notify_kinds[on],
 			    cp->name, (long long)dv->id, answers);
 			rc = followup_add(db, dv, state, notify_kinds[on], v[i].channel->name, NULL,
-			    body, now, why);
+			    NULL, body, now, why);
 			free(answers);
 			free(body);
 		}

@@ -119,7 +119,8 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries(due_at) WHERE state = 'scheduled';
 CREATE INDEX deliveries_customer ON deliveries(customer, campaign);
 CREATE INDEX deliveries_sending ON deliveries(state) WHERE state = 'sending';
--- Version 5 (store.c) adds deliveries_campaign ON deliveries(campaign) WHERE state = 'scheduled'.
+-- Version 5 (store.c) added deliveries_campaign ON deliveries(campaign) WHERE state = 'scheduled';
+-- version 7 drops it.
 
 -- Every state change of a delivery after its creation, append-only, with its reason.
 CREATE TABLE transitions (

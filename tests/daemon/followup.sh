@@ -36,25 +36,29 @@ notify:
     channel: crm" >"$tmp/campaigns.d/thanks.yaml"
 printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
-	>"$tmp/customers.csv"
+	"c6,Fay,+4790000006,true" >"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
-for c in c1 c2 c3 c4; do
+for c in c1 c2 c3 c6 c4; do
 	"$ctl" -c "$tmp/campaignd.yaml" event go --customer "$c" >/dev/null 2>&1
 done
-wait_for 15 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE state = '"'sent'"'")" = 4 ]'
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE state = '"'sent'"'")" = 5 ]'
 d1=$(delivery thanks c1)
 d2=$(delivery thanks c2)
 d3=$(delivery thanks c3)
 d4=$(delivery thanks c4)
+d6=$(delivery thanks c6)
 "$ctl" -c "$tmp/campaignd.yaml" answer "$d1" score=5 >/dev/null 2>&1
 "$ctl" -c "$tmp/campaignd.yaml" answer "$d2" score=1 >/dev/null 2>&1
 "$ctl" -c "$tmp/campaignd.yaml" optout c3 >/dev/null 2>&1
 "$ctl" -c "$tmp/campaignd.yaml" answer "$d3" score=4 >/dev/null 2>&1
+printf '%s\n' "id,consent.sms" "c6,false" >"$tmp/revoke.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/revoke.csv" >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" answer "$d6" score=4 >/dev/null 2>&1
 "$ctl" -c "$tmp/campaignd.yaml" answer "$d4" score=4 >/dev/null 2>&1
 # The answers are noticed within a second; their followups go out then.
 wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE state IN ('"'due'"', '"'sending'"')")" = 0 ] &&
-	[ "$(q "SELECT count(*) FROM followups")" -ge 7 ]'
+	[ "$(q "SELECT count(*) FROM followups")" -ge 8 ]'
 
 # thankyou DELIVERY: the text of the thank-you file of a delivery in the sms outbox.
 thankyou() {
@@ -63,11 +67,11 @@ thankyou() {
 }
 is "c1 completed: the thank-you with the first code" "$(thankyou "$d1")" "Thanks Ann! Your code: CODE-1"
 is "c2 completed: the next code" "$(thankyou "$d2")" "Thanks Bob! Your code: CODE-2"
-is "c3 opted out: no thank-you and no code spent; c4: the codes ran out; the histories say why" \
-	"$(thankyou "$d3")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d3:-0} AND reason = 'no thank-you: the customer opted out'")|$(thankyou "$d4")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d4:-0} AND reason LIKE 'no thank-you: every code of %codes.txt is given'")" "|1||1"
+is "c3 opted out, c6 revoked its sms consent: no thank-you, no code spent; then c4: the codes ran out; the histories say why" \
+	"$(thankyou "$d3")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d3:-0} AND reason = 'no thank-you: the customer opted out'")|$(thankyou "$d6")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d6:-0} AND reason = 'no thank-you: no consent to sms'")|$(thankyou "$d4")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d4:-0} AND reason LIKE 'no thank-you: every code of %codes.txt is given'")" "|1||1||1"
 crm=$(grep -h "^Followup: " "$tmp"/outbox/crm/*.msg 2>/dev/null | sort | uniq -c | awk '{ printf "%s%s=%s", (NR > 1 ? " " : ""), $3, $1 }')
 is "crm: a notification for each completion and one for the detractor (c2, score 1)" "$crm" \
-	"completed=4 detractor=1"
+	"completed=5 detractor=1"
 is "the detractor notification carries the answer" \
 	"$(grep -l '^Followup: detractor$' "$tmp"/outbox/crm/*.msg | xargs sed -n '/^$/,$p' | sed -n 2p)" \
 	"detractor: campaign thanks, delivery $d2: score=1"
@@ -75,7 +79,7 @@ is "each followup recorded on its delivery: sending with its key, then sent" \
 	"$(q "SELECT count(*) FROM transitions t JOIN followups f ON t.delivery = f.delivery
 	      AND t.idem_key = 'd' || f.delivery || '-f' || f.id WHERE t.reason LIKE '% sending'"),$(q "SELECT
 	      group_concat(state || ':' || n) FROM (SELECT state, count(*) AS n FROM followups GROUP BY state)")" \
-	"7,sent:7"
+	"8,sent:8"
 
 # A notification in flight when the daemon is killed goes out again with its key after the
 # restart, and ends sent: crm becomes a webhook to a sink that answers c5's first request

@@ -471,64 +471,6 @@ test_outcome_after_answer(void **state)
 						"had ended meanwhile (completed)");
 }
 
-static long vm_ops;
-
-static int
-count_op(void *arg)
-{
-	(void)arg;
-	vm_ops++;
-	return 0;
-}
-
-/* left_ops: SQLite's VM operations to count and to cancel what campaign tx has left. */
-static long
-left_ops(struct fx *f, long *pending)
-{
-	vm_ops = 0;
-	sqlite3_progress_handler(store_db(f->st), 1, count_op, NULL);
-	*pending = sched_pending(f->e, "tx");
-	assert_int_equal(sched_cancel(f->e, "tx", T("2027-01-05T00:00:00Z"), "removed"), 0);
-	sqlite3_progress_handler(store_db(f->st), 0, NULL, NULL);
-	return vm_ops;
-}
-
-/*
- * What a removed, disabled or draining campaign has left (scheduled or being sent) is counted
- * and cancelled without reading its history: 20,000 deliveries long sent cost next to nothing
- * more.  (Both read every delivery the campaign ever had: 0.4 s for a million, on the loop, at
- * each reload while it drained.)
- */
-static void
-test_pending_reads_no_history(void **state)
-{
-	struct fx *f = *state;
-	long before, after, pending;
-
-	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
-	customer(f, "c1", "Europe/Oslo", "s", NULL);
-	customer(f, "c2", "Europe/Oslo", "s", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
-	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
-	f->no_outcome = 1;
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	assert_int_equal(in_state(f, "tx", "sending"), 2);
-	assert_int_equal(sched_sent(f->e, 2, T("2027-01-04T09:00:01Z")), 0);
-	before = left_ops(f, &pending);
-	assert_int_equal(pending, 1);
-	assert_int_equal(store_exec(f->st,
-			     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE "
-			     "i < 20000) INSERT INTO deliveries(campaign, version, batch, customer, "
-			     "occurrence, state, step, priority, created_at, updated_at) SELECT "
-			     "campaign, version, batch, customer, 'old:' || i, 'exhausted', step, "
-			     "priority, created_at, updated_at FROM deliveries, n WHERE id = 2"),
-	    0);
-	after = left_ops(f, &pending);
-	assert_int_equal(pending, 1);
-	assert_true(after < before + 200);
-}
-
 /*
  * Without starts:, a rule starts on the day the campaign was first loaded, and stays so across
  * restarts: the man page's FREQ=MONTHLY;INTERVAL=2;BYDAY=2WE first loaded on 2027-01-20 asks
@@ -1664,7 +1606,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_resend_only_on_its_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resend_goes_on_where_it_stopped, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_pending_reads_no_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcome_after_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
