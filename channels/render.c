@@ -363,6 +363,41 @@ render_part(const char *tpl, const char *what, const struct rctx *x, int html, c
 	return 0;
 }
 
+/* reach: the recipient's address for a channel of `kind` (NULL for a webhook); -EINVAL without. */
+static int
+reach(const struct chan_recipient *r, enum conf_kind kind, const char **to, char **err)
+{
+	*to = address(r, kind);
+	if (*to == NULL && kind != CONF_KIND_WEBHOOK) {
+		*err = xasprintf("customer %s has no %s address", r->id != NULL ? r->id : "?",
+		    conf_kind_name(kind));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* head: a message's fields other than its parts (subject, text, html), all copied. */
+static void
+head(struct chan_message *out, int64_t delivery, int step, const char *key, const char *campaign,
+    const char *sha256, const struct conf_channel *ch, const struct chan_recipient *r,
+    const char *to, const char *lang, const char *survey_url, const char *optout_url,
+    int64_t created)
+{
+	out->delivery = delivery;
+	out->step = step;
+	out->idem_key = xstrdup(key);
+	out->campaign = xstrdup(campaign);
+	out->campaign_sha256 = sha256 != NULL ? xstrdup(sha256) : NULL;
+	out->channel = xstrdup(ch->name);
+	out->kind = xstrdup(conf_kind_name(ch->kind));
+	out->customer = r->id != NULL ? xstrdup(r->id) : NULL;
+	out->to = to != NULL ? xstrdup(to) : NULL;
+	out->lang = lang != NULL ? xstrdup(lang) : NULL;
+	out->survey_url = survey_url != NULL ? xstrdup(survey_url) : NULL;
+	out->optout_url = optout_url != NULL ? xstrdup(optout_url) : NULL;
+	out->created = created;
+}
+
 int
 chan_render(const struct conf_campaign *cp, int step, const struct chan_recipient *r,
     int64_t delivery, const char *survey_url, const char *optout_url, int64_t created,
@@ -389,12 +424,8 @@ chan_render(const struct conf_campaign *cp, int step, const struct chan_recipien
 		*err = xasprintf("campaign %s step %d has no channel", cp->name, step);
 		return -EINVAL;
 	}
-	to = address(r, st->channel->kind);
-	if (to == NULL && st->channel->kind != CONF_KIND_WEBHOOK) {
-		*err = xasprintf("customer %s has no %s address", r->id != NULL ? r->id : "?",
-		    conf_kind_name(st->channel->kind));
+	if (reach(r, st->channel->kind, &to, err) < 0)
 		return -EINVAL;
-	}
 	memset(&x, 0, sizeof(x));
 	x.cp = cp;
 	x.r = r;
@@ -414,19 +445,13 @@ chan_render(const struct conf_campaign *cp, int step, const struct chan_recipien
 	} else {
 		text = &st->message;
 	}
-	out->delivery = delivery;
-	out->step = step;
-	out->idem_key = xasprintf("d%lld-s%d", (long long)delivery, step);
-	out->campaign = xstrdup(cp->name);
-	out->campaign_sha256 = xstrdup(cp->sha256);
-	out->channel = xstrdup(st->channel->name);
-	out->kind = xstrdup(conf_kind_name(st->channel->kind));
-	out->customer = r->id != NULL ? xstrdup(r->id) : NULL;
-	out->to = to != NULL ? xstrdup(to) : NULL;
-	out->lang = lang != NULL ? xstrdup(lang) : NULL;
-	out->survey_url = survey_url != NULL ? xstrdup(survey_url) : NULL;
-	out->optout_url = optout_url != NULL ? xstrdup(optout_url) : NULL;
-	out->created = created;
+	{
+		char key[64];
+
+		snprintf(key, sizeof(key), "d%lld-s%d", (long long)delivery, step);
+		head(out, delivery, step, key, cp->name, cp->sha256, st->channel, r, to, lang,
+		    survey_url, optout_url, created);
+	}
 	rc = render_part(subject != NULL ? conf_text_get(subject, lang) : NULL, "subject", &x, 0,
 	    &out->subject, err);
 	if (rc == 0)
@@ -471,12 +496,8 @@ chan_render_followup(const char *campaign, const struct conf_campaign *cp,
 	if (incentive) {
 		/* The thank-you goes to the customer; a notification to whoever the channel
 		 * reaches (a CRM, a team), not to the customer's address. */
-		to = address(r, ch->kind);
-		if (to == NULL && ch->kind != CONF_KIND_WEBHOOK) {
-			*err = xasprintf("customer %s has no %s address", r->id != NULL ? r->id : "?",
-			    conf_kind_name(ch->kind));
+		if (reach(r, ch->kind, &to, err) < 0)
 			return -EINVAL;
-		}
 	}
 	memset(&x, 0, sizeof(x));
 	x.cp = cp;
@@ -485,20 +506,9 @@ chan_render_followup(const char *campaign, const struct conf_campaign *cp,
 	x.optout_url = optout_url;
 	x.code = f->code;
 	lang = cp != NULL ? pick_lang(&cp->survey, r->language) : NULL;
-	out->delivery = delivery;
-	out->step = 0;
-	out->idem_key = xstrdup(f->idem_key);
+	head(out, delivery, 0, f->idem_key, campaign, cp != NULL ? cp->sha256 : NULL, ch, r, to,
+	    lang, survey_url, optout_url, created);
 	out->followup = xstrdup(f->kind);
-	out->campaign = xstrdup(campaign);
-	out->campaign_sha256 = cp != NULL ? xstrdup(cp->sha256) : NULL;
-	out->channel = xstrdup(ch->name);
-	out->kind = xstrdup(conf_kind_name(ch->kind));
-	out->customer = r->id != NULL ? xstrdup(r->id) : NULL;
-	out->to = to != NULL ? xstrdup(to) : NULL;
-	out->lang = lang != NULL ? xstrdup(lang) : NULL;
-	out->survey_url = survey_url != NULL ? xstrdup(survey_url) : NULL;
-	out->optout_url = optout_url != NULL ? xstrdup(optout_url) : NULL;
-	out->created = created;
 	if (incentive) {
 		rc = parse_obj(r->attrs_json, "customer attributes", &x.attrs, err);
 		if (rc == 0)

@@ -511,24 +511,29 @@ test_rule_starts_at_first_load(void **state)
 	assert_int_equal(find(f, 1, "c2", "mo", 1)->at, T("2027-01-20T09:00:00Z"));
 }
 
-/* occurrences: the occurrences a campaign made deliveries for, in order, comma-separated. */
+/* text_of: the text `sql` gives for campaign ?1 (its first column), or "" (static buffer). */
 static const char *
-occurrences(struct fx *f, const char *campaign)
+text_of(struct fx *f, const char *sql, const char *campaign)
 {
 	static char out[512];
 	sqlite3_stmt *s;
 
 	out[0] = '\0';
-	assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
-			     "SELECT group_concat(occurrence, ',') FROM (SELECT DISTINCT occurrence "
-			     "FROM deliveries WHERE campaign = ?1 ORDER BY occurrence)",
-			     -1, &s, NULL),
-	    SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
 	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
 		snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(s, 0));
 	sqlite3_finalize(s);
 	return out;
+}
+
+/* occurrences: the occurrences a campaign made deliveries for, in order, comma-separated. */
+static const char *
+occurrences(struct fx *f, const char *campaign)
+{
+	return text_of(f, "SELECT group_concat(occurrence, ',') FROM (SELECT DISTINCT occurrence "
+			  "FROM deliveries WHERE campaign = ?1 ORDER BY occurrence)",
+	    campaign);
 }
 
 /*
@@ -1037,20 +1042,9 @@ test_none_with_empty_field(void **state)
 static const char *
 audience_of(struct fx *f, const char *campaign)
 {
-	static char out[256];
-	sqlite3_stmt *s;
-
-	out[0] = '\0';
-	assert_int_equal(sqlite3_prepare_v2(store_db(f->st),
-			     "SELECT group_concat(id, ',') FROM (SELECT c.id FROM deliveries d JOIN "
-			     "customers c ON c.cid = d.customer WHERE d.campaign = ?1 ORDER BY c.id)",
-			     -1, &s, NULL),
-	    SQLITE_OK);
-	sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL)
-		snprintf(out, sizeof(out), "%s", (const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
-	return out;
+	return text_of(f, "SELECT group_concat(id, ',') FROM (SELECT c.id FROM deliveries d JOIN "
+			  "customers c ON c.cid = d.customer WHERE d.campaign = ?1 ORDER BY c.id)",
+	    campaign);
 }
 
 /*
