@@ -747,9 +747,11 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 			given[n_given++] = xstrdup((const char *)sqlite3_column_text(st, 0));
 		}
 		sqlite3_finalize(st);
-		qsort(given, n_given, sizeof(*given), cmp_str);
+		if (n_given > 0) /* qsort and bsearch take no NULL array, even empty */
+			qsort(given, n_given, sizeof(*given), cmp_str);
 		for (i = 0; i < n; i++)
-			if (bsearch(&codes[i], given, n_given, sizeof(*given), cmp_str) == NULL)
+			if (n_given == 0 ||
+			    bsearch(&codes[i], given, n_given, sizeof(*given), cmp_str) == NULL)
 				break;
 		if (i < n) {
 			rc = followup_add(db, dv, "completed", "incentive", ch->name, codes[i], pool,
