@@ -31,6 +31,9 @@ struct camp {
 	int64_t event_rowid; /* transactional: events processed up to this rowid */
 	int64_t retry_at; /* making its deliveries failed: not tried again before (UTC s) */
 	int fails; /* makings that failed in a row (the retry interval doubles with each) */
+	/* One customer in its audience? (unmade_rival): the statement and the text it has. */
+	sqlite3_stmt *one_stmt;
+	char *one_sql;
 };
 
 /* Per-zone results while materialising one occurrence (the SQL function's memo). */

@@ -677,8 +677,11 @@ sched_free(struct sched *e)
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(e->stmt[i]);
 	sched_followups_free(e);
-	for (i = 0; i < e->n_camps; i++)
+	for (i = 0; i < e->n_camps; i++) {
 		tz_rrule_free(e->camps[i].cur.it);
+		sqlite3_finalize(e->camps[i].one_stmt);
+		free(e->camps[i].one_sql);
+	}
 	free(e->camps);
 	free(e->drains);
 	free(e);
@@ -1334,6 +1337,106 @@ reachable_rival(struct sched *e, const struct due *d, sqlite3_stmt *s)
 }
 
 /*
+ * in_audience: whether the customer `cid` is in campaign cp's audience for occurrence `occ`
+ * (not opted out, its predicates, its sample; its limit is not judged here).  1, 0, or -EIO.
+ */
+static int
+in_audience(struct sched *e, struct camp *k, int64_t cid, const char *occ, int64_t now)
+{
+	const struct conf_campaign *cp = k->cp;
+	const struct conf_audience *au = &cp->audience;
+	struct aq q;
+	int rc = -EIO;
+
+	aq_init(&q);
+	aq_add(&q, "SELECT 1 FROM customers c WHERE c.cid = ");
+	aq_bind_int(&q, cid);
+	aq_add(&q, " AND NOT EXISTS (SELECT 1 FROM optouts o WHERE o.customer = c.cid) AND ");
+	audience_where(&q, &au->root, now, &e->conf->policy);
+	if (au->has_sample) {
+		aq_add(&q, " AND sched_hash(c.id, ");
+		aq_bind_text(&q, cp->name);
+		aq_add(&q, ", ");
+		aq_bind_text(&q, occ);
+		aq_add(&q, ") %% 1000000 < ");
+		aq_bind_int(&q, (int64_t)(au->sample_pct * 10000.0 + 0.5));
+	}
+	/* The text is the same from one call to the next (only its values change): prepared
+	 * once per campaign, again only when it differs. */
+	if (k->one_sql == NULL || strcmp(k->one_sql, q.sql) != 0) {
+		sqlite3_finalize(k->one_stmt);
+		k->one_stmt = NULL;
+		free(k->one_sql);
+		k->one_sql = NULL;
+		if (sqlite3_prepare_v2(e->db, q.sql, -1, &k->one_stmt, NULL) == SQLITE_OK)
+			k->one_sql = xstrdup(q.sql);
+	}
+	if (k->one_stmt != NULL) {
+		sqlite3_reset(k->one_stmt);
+		sqlite3_clear_bindings(k->one_stmt);
+		aq_bind_all(&q, k->one_stmt, 1);
+		rc = sched_step_row(e, k->one_stmt);
+		sqlite3_reset(k->one_stmt); /* not left active: a reload redefines the functions */
+	}
+	aq_free(&q);
+	return rc;
+}
+
+/*
+ * unmade_rival: a higher-priority recurring or one-off campaign whose next occurrence is not
+ * made yet (occurrences are made an hour or so before they are due) but is due for this
+ * customer within PRIORITY_HORIZON, with the customer in its audience and one of its steps
+ * able to reach them: S_RIVAL cannot see it, and it takes the last slot all the same.  1 with
+ * why, 0, or -EIO.
+ */
+static int
+unmade_rival(struct sched *e, const struct due *d, int64_t now, char *why, size_t size)
+{
+	const struct conf_policy *pol = &e->conf->policy;
+	char occ[20], t[21], buf[200];
+	size_t i;
+	int step, u, in;
+
+	for (i = 0; i < e->n_camps; i++) {
+		struct camp *k = &e->camps[i];
+		const struct conf_campaign *cp = k->cp;
+		const char *zone;
+		int64_t due;
+
+		if (cp->type == CONF_TRANSACTIONAL || !cp->enabled || (int)cp->priority <= d->priority ||
+		    cp->n_steps == 0)
+			continue;
+		if (!k->loaded && sched_cursor_load(e, k, now) < 0)
+			return -EIO;
+		if (k->cur.done || k->cur.mat_time <= now)
+			continue; /* none left, or made already: S_RIVAL sees its deliveries */
+		zone = cp->schedule.timezone != NULL ? cp->schedule.timezone : d->tz;
+		due = sched_next_allowed(e, cp, d->tz, tz_to_utc(sched_zone(e, zone), &k->cur.next));
+		if (due <= now || due > now + PRIORITY_HORIZON)
+			continue;
+		for (step = 1, u = 1; step <= (int)cp->n_steps && u == 1; step++)
+			u = unreachable(e, &cp->steps[step - 1], step, d, buf, sizeof(buf));
+		if (u < 0)
+			return -EIO;
+		if (u == 1)
+			continue;
+		tz_format_local(&k->cur.next, occ);
+		in = in_audience(e, k, d->cid, occ, now);
+		if (in < 0)
+			return -EIO;
+		if (in == 0)
+			continue;
+		fmt_time(due, t);
+		snprintf(why, size,
+		    "contact limit (%d per %lldd): yields to higher-priority campaign %s, due at %s "
+		    "(occurrence %s, not made yet)",
+		    pol->contact_max, (long long)(pol->contact_per / 86400), cp->name, t, occ);
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * contact_blocked: whether a first send now would exceed the contact limit, or should yield to
  * a higher-priority campaign's first step due within PRIORITY_HORIZON that can reach the
  * customer (1, *why explains; 0), or -EIO when the customer's contacts cannot be read.  When
@@ -1399,7 +1502,7 @@ contact_blocked(struct sched *e, const struct due *d, int64_t now, char *why, si
 		return 1;
 	}
 	sqlite3_reset(s);
-	return rc;
+	return rc < 0 ? rc : unmade_rival(e, d, now, why, size);
 }
 
 static int

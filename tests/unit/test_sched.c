@@ -1272,6 +1272,38 @@ test_contact_limit_and_priority(void **state)
 }
 
 /*
+ * The last slot goes to a higher-priority campaign due within 24 hours even before its
+ * occurrence is made (a fixed-zone one-off is made an hour before it is due): a low-priority
+ * purchase survey at 12:00 UTC yields to a critical one-off due at 09:00 UTC the next day,
+ * which is sent.  (It took the slot: the critical one was skipped for the contact limit.)  A
+ * customer outside the critical one's audience is asked by the purchase survey as before.
+ */
+static void
+test_priority_sees_unmade_occurrence(void **state)
+{
+	struct fx *f = *state;
+	const struct act *a;
+
+	campaign(f, "tx", TX_HEAD "priority: low\ntrigger: { event: purchase }\n" SURVEY ONE_SMS);
+	campaign(f, "big", "campaign: big\ntype: one-off\npriority: critical\n"
+			   "schedule: { at: 2027-03-11T10:00, timezone: Europe/Oslo }\n"
+			   "audience:\n  all:\n    - segment: { in: [vip] }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "s", "vip");
+	customer(f, "c2", "Europe/Oslo", "s", "private");
+	start(f, T("2027-03-01T00:00:00Z"));
+	event(f, "e1", "c1", "purchase", "2027-03-10T12:00:00Z");
+	event(f, "e2", "c2", "purchase", "2027-03-10T12:00:00Z");
+	run(f, T("2027-03-10T12:00:00Z"), T("2027-03-13T00:00:00Z"));
+	a = find(f, 0, "c1", "tx", 1);
+	assert_non_null(a);
+	assert_non_null(strstr(a->reason, "yields to higher-priority campaign big, due at "
+					  "2027-03-11T09:00:00Z (occurrence 2027-03-11T10:00:00, "
+					  "not made yet)"));
+	assert_non_null(find(f, 1, "c1", "big", 1));
+	assert_non_null(find(f, 1, "c2", "tx", 1));
+}
+
+/*
  * A higher-priority first step that cannot reach the customer (no consent for its only
  * channel) does not take the last slot: the lower campaign is sent, and the higher one is
  * skipped as unreachable (it was: both skipped, nobody asked).
@@ -1612,6 +1644,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_spread_inside_allowed_hours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spread_with_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_contact_limit_and_priority, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_priority_sees_unmade_occurrence, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_escalation_offsets_and_unreachable_steps, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_ends_chain_and_optout, setup, teardown),
