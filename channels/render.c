@@ -363,6 +363,18 @@ render_part(const char *tpl, const char *what, const struct rctx *x, int html, c
 	return 0;
 }
 
+/* rctx_init: what filling a message's placeholders reads (no attributes or event parsed yet). */
+static void
+rctx_init(struct rctx *x, const struct conf_campaign *cp, const struct chan_recipient *r,
+    const char *survey_url, const char *optout_url)
+{
+	memset(x, 0, sizeof(*x));
+	x->cp = cp;
+	x->r = r;
+	x->survey_url = survey_url;
+	x->optout_url = optout_url;
+}
+
 /* reach: the recipient's address for a channel of `kind` (NULL for a webhook); -EINVAL without. */
 static int
 reach(const struct chan_recipient *r, enum conf_kind kind, const char **to, char **err)
@@ -426,11 +438,7 @@ chan_render(const struct conf_campaign *cp, int step, const struct chan_recipien
 	}
 	if (reach(r, st->channel->kind, &to, err) < 0)
 		return -EINVAL;
-	memset(&x, 0, sizeof(x));
-	x.cp = cp;
-	x.r = r;
-	x.survey_url = survey_url;
-	x.optout_url = optout_url;
+	rctx_init(&x, cp, r, survey_url, optout_url);
 	rc = parse_obj(r->attrs_json, "customer attributes", &x.attrs, err);
 	if (rc == 0)
 		rc = parse_obj(r->event_json, "event data", &x.event, err);
@@ -499,11 +507,7 @@ chan_render_followup(const char *campaign, const struct conf_campaign *cp,
 		if (reach(r, ch->kind, &to, err) < 0)
 			return -EINVAL;
 	}
-	memset(&x, 0, sizeof(x));
-	x.cp = cp;
-	x.r = r;
-	x.survey_url = survey_url;
-	x.optout_url = optout_url;
+	rctx_init(&x, cp, r, survey_url, optout_url);
 	x.code = f->code;
 	lang = cp != NULL ? pick_lang(&cp->survey, r->language) : NULL;
 	head(out, delivery, 0, f->idem_key, campaign, cp != NULL ? cp->sha256 : NULL, ch, r, to,

@@ -31,9 +31,7 @@ struct camp {
 	int64_t event_rowid; /* transactional: events processed up to this rowid */
 	int64_t retry_at; /* making its deliveries failed: not tried again before (UTC s) */
 	int fails; /* makings that failed in a row (the retry interval doubles with each) */
-	/* One customer in its audience? (unmade_rival): the statement and the text it has. */
-	sqlite3_stmt *one_stmt;
-	char *one_sql;
+	sqlite3_stmt *one_stmt; /* one customer in its audience? (unmade_rival), or NULL */
 };
 
 /* Per-zone results while materialising one occurrence (the SQL function's memo). */
@@ -107,6 +105,16 @@ sqlite3_stmt *sched_stmt(struct sched *e, int which);
 int sched_step_row(struct sched *e, sqlite3_stmt *s);
 /* sched_duration: a duration as the language writes it ("2h", "1d12h", "30s"). */
 void sched_duration(int64_t secs, char out[32]);
+/*
+ * sched_transition: record a state change of delivery `id` (from, to, step; channel and key
+ * when given) with its reason; for a failed attempt (attempt > 0) its number and when the
+ * next may start.  0, or < 0.
+ * sched_copy_col: column `col` of s as text into dst (empty when NULL), cut to size.
+ */
+int sched_transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to,
+    int step, const char *channel, const char *key, const char *reason, int attempt,
+    int64_t retry_at);
+void sched_copy_col(char *dst, size_t size, sqlite3_stmt *s, int col);
 /* sched_followups_free: finalize followup.c's statements (sched_free). */
 void sched_followups_free(struct sched *e);
 /* sched_read_failed: log SQLite's message and count it in read_errors. */

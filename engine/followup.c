@@ -1,4 +1,4 @@
-/* followup.c: the messages an answer asks for (a thank-you with its code, notifications), sent as steps are. */
+/* followup.c: the thank-yous and notifications answers ask for, sent through channels as steps. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #define FU_PAGE 64 /* due followups read at a time */
 #define FU_PAGES 16 /* pages read at most in one sched_followups_due */
 
-enum { FU_DUE, FU_SENDING, FU_GET, FU_SET, FU_TRANS, FU_CONSENT, FU_RESUME, FU_COUNT };
+enum { FU_DUE, FU_SENDING, FU_GET, FU_SET, FU_RESUME, FU_COUNT };
 _Static_assert(FU_COUNT <= sizeof(((struct sched *)0)->fu_stmt) / sizeof(sqlite3_stmt *),
     "struct sched has room for followup.c's statements");
 
@@ -29,10 +29,6 @@ static const char *const fu_sql[FU_COUNT] = {
 			      "f.state = 'sending' ORDER BY f.id LIMIT ?2 OFFSET ?3",
 	[FU_GET] = FU_ROW "WHERE f.id = ?2",
 	[FU_SET] = "UPDATE followups SET state = ?2, updated_at = ?3 WHERE id = ?1",
-	/* On the delivery, which keeps its state: its history tells the followup's. */
-	[FU_TRANS] = "INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, "
-		     "idem_key, reason, attempt, retry_at) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[FU_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	/* Where a followup resent after a restart stopped (its key ?2 is on all its rows). */
 	[FU_RESUME] = "SELECT (SELECT min(at) FROM transitions WHERE delivery = ?1 AND idem_key = ?2), "
 		      "a.attempt, a.retry_at FROM (SELECT 1) LEFT JOIN (SELECT attempt, retry_at FROM "
@@ -73,14 +69,6 @@ sched_followups_free(struct sched *e)
 }
 
 static void
-col(char *dst, size_t size, sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
-}
-
-static void
 read_fu(sqlite3_stmt *s, struct fu *f)
 {
 	const unsigned char *body = sqlite3_column_text(s, 5);
@@ -88,15 +76,15 @@ read_fu(sqlite3_stmt *s, struct fu *f)
 	memset(f, 0, sizeof(*f));
 	f->id = sqlite3_column_int64(s, 0);
 	f->delivery = sqlite3_column_int64(s, 1);
-	col(f->kind, sizeof(f->kind), s, 2);
-	col(f->channel, sizeof(f->channel), s, 3);
-	col(f->code, sizeof(f->code), s, 4);
+	sched_copy_col(f->kind, sizeof(f->kind), s, 2);
+	sched_copy_col(f->channel, sizeof(f->channel), s, 3);
+	sched_copy_col(f->code, sizeof(f->code), s, 4);
 	f->body = body ? xstrdup((const char *)body) : NULL;
-	col(f->campaign, sizeof(f->campaign), s, 6);
-	col(f->state, sizeof(f->state), s, 7);
+	sched_copy_col(f->campaign, sizeof(f->campaign), s, 6);
+	sched_copy_col(f->state, sizeof(f->state), s, 7);
 	f->step = sqlite3_column_int(s, 8);
-	col(f->customer, sizeof(f->customer), s, 9);
-	col(f->tz, sizeof(f->tz), s, 10);
+	sched_copy_col(f->customer, sizeof(f->customer), s, 9);
+	sched_copy_col(f->tz, sizeof(f->tz), s, 10);
 	f->opted_out = sqlite3_column_type(s, 11) != SQLITE_NULL;
 	f->cid = sqlite3_column_int64(s, 12);
 }
@@ -137,22 +125,12 @@ record(struct sched *e, const struct fu *f, const char *state, int64_t now, cons
 		if (sqlite3_step(s) != SQLITE_DONE)
 			return -EIO;
 	}
-	s = fu_stmt(e, FU_TRANS);
-	if (s == NULL)
-		return -EIO;
-	sqlite3_bind_int64(s, 1, f->delivery);
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_text(s, 3, f->state, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 4, f->step);
-	sqlite3_bind_text(s, 5, f->channel, -1, SQLITE_STATIC);
+	/* On the delivery, which keeps its state: its history tells the followup's. */
 	key(f, k);
-	sqlite3_bind_text(s, 6, k, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 7, reason, -1, SQLITE_STATIC);
-	if (attempt > 0) {
-		sqlite3_bind_int(s, 8, attempt);
-		sqlite3_bind_int64(s, 9, retry_at);
-	}
-	return sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+	return sched_transition(e, f->delivery, now, f->state, f->state, f->step, f->channel, k,
+		   reason, attempt, retry_at) < 0 ?
+	    -EIO :
+	    0;
 }
 
 /*
@@ -177,11 +155,7 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 		return "the customer opted out";
 	if (ch->kind == CONF_KIND_WEBHOOK && !ch->has_consent_kind)
 		return NULL;
-	s = fu_stmt(e, FU_CONSENT);
-	if (s == NULL) {
-		*rc = -EIO;
-		return NULL;
-	}
+	s = sched_stmt(e, S_CONSENT);
 	sqlite3_bind_int64(s, 1, f->cid);
 	sqlite3_bind_text(s, 2,
 	    kinds[ch->kind == CONF_KIND_WEBHOOK ? ch->consent_kind : ch->kind], -1, SQLITE_STATIC);

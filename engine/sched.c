@@ -110,8 +110,8 @@ sched_stmt(struct sched *e, int which)
 	return s;
 }
 
-static void
-copy_col(char *dst, size_t size, sqlite3_stmt *s, int col)
+void
+sched_copy_col(char *dst, size_t size, sqlite3_stmt *s, int col)
 {
 	const unsigned char *t = sqlite3_column_text(s, col);
 
@@ -283,12 +283,8 @@ sched_duration(int64_t secs, char out[32])
 	}
 }
 
-/*
- * transition_try: record a state change; for a failed attempt (attempt > 0) its number and
- * when the next may start.
- */
-static int
-transition_try(struct sched *e, int64_t id, int64_t now, const char *from, const char *to,
+int
+sched_transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to,
     int step, const char *channel, const char *key, const char *reason, int attempt,
     int64_t retry_at)
 {
@@ -315,7 +311,7 @@ static int
 transition(struct sched *e, int64_t id, int64_t now, const char *from, const char *to, int step,
     const char *channel, const char *key, const char *reason)
 {
-	return transition_try(e, id, now, from, to, step, channel, key, reason, 0, 0);
+	return sched_transition(e, id, now, from, to, step, channel, key, reason, 0, 0);
 }
 
 static int
@@ -680,7 +676,6 @@ sched_free(struct sched *e)
 	for (i = 0; i < e->n_camps; i++) {
 		tz_rrule_free(e->camps[i].cur.it);
 		sqlite3_finalize(e->camps[i].one_stmt);
-		free(e->camps[i].one_sql);
 	}
 	free(e->camps);
 	free(e->drains);
@@ -1074,11 +1069,11 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 			struct ev *v = &evs[n++];
 
 			v->rowid = sqlite3_column_int64(s, 0);
-			copy_col(v->id, sizeof(v->id), s, 1);
+			sched_copy_col(v->id, sizeof(v->id), s, 1);
 			v->cid = sqlite3_column_int64(s, 2);
 			v->at = sqlite3_column_int64(s, 3);
-			copy_col(v->customer, sizeof(v->customer), s, 4);
-			copy_col(v->tz, sizeof(v->tz), s, 5);
+			sched_copy_col(v->customer, sizeof(v->customer), s, 4);
+			sched_copy_col(v->tz, sizeof(v->tz), s, 5);
 			v->opted_out = sqlite3_column_type(s, 6) != SQLITE_NULL;
 		}
 		sqlite3_reset(s);
@@ -1303,7 +1298,7 @@ sched_slot_holder(struct sched *e, int64_t cid, int64_t now, long n, struct sche
 	sqlite3_bind_int64(s, 3, n - e->conf->policy.contact_max);
 	rc = sched_step_row(e, s);
 	if (rc == 1) {
-		copy_col(h->campaign, sizeof(h->campaign), s, 0);
+		sched_copy_col(h->campaign, sizeof(h->campaign), s, 0);
 		h->delivery = sqlite3_column_int64(s, 1);
 		h->at = sqlite3_column_int64(s, 2);
 		h->frees = h->at + e->conf->policy.contact_per;
@@ -1363,13 +1358,13 @@ in_audience(struct sched *e, struct camp *k, int64_t cid, const char *occ, int64
 	}
 	/* The text is the same from one call to the next (only its values change): prepared
 	 * once per campaign, again only when it differs. */
-	if (k->one_sql == NULL || strcmp(k->one_sql, q.sql) != 0) {
+	if (k->one_stmt == NULL || strcmp(sqlite3_sql(k->one_stmt), q.sql) != 0) {
 		sqlite3_finalize(k->one_stmt);
 		k->one_stmt = NULL;
-		free(k->one_sql);
-		k->one_sql = NULL;
-		if (sqlite3_prepare_v2(e->db, q.sql, -1, &k->one_stmt, NULL) == SQLITE_OK)
-			k->one_sql = xstrdup(q.sql);
+		if (sqlite3_prepare_v2(e->db, q.sql, -1, &k->one_stmt, NULL) != SQLITE_OK) {
+			sqlite3_finalize(k->one_stmt);
+			k->one_stmt = NULL;
+		}
 	}
 	if (k->one_stmt != NULL) {
 		sqlite3_reset(k->one_stmt);
@@ -1646,20 +1641,20 @@ read_due(sqlite3_stmt *s, struct due *d)
 {
 	memset(d, 0, sizeof(*d));
 	d->id = sqlite3_column_int64(s, 0);
-	copy_col(d->campaign, sizeof(d->campaign), s, 1);
+	sched_copy_col(d->campaign, sizeof(d->campaign), s, 1);
 	d->cid = sqlite3_column_int64(s, 2);
 	d->step = sqlite3_column_int(s, 3);
 	d->expires_at = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
 	d->sent_before = sqlite3_column_int(s, 5) > 0;
-	copy_col(d->customer, sizeof(d->customer), s, 6);
-	copy_col(d->tz, sizeof(d->tz), s, 7);
+	sched_copy_col(d->customer, sizeof(d->customer), s, 6);
+	sched_copy_col(d->tz, sizeof(d->tz), s, 7);
 	d->has_email = sqlite3_column_bytes(s, 8) > 0;
 	d->has_phone = sqlite3_column_bytes(s, 9) > 0;
 	d->has_whatsapp = sqlite3_column_bytes(s, 10) > 0;
 	d->opted_out = sqlite3_column_type(s, 11) != SQLITE_NULL;
 	if (d->opted_out) {
 		d->optout_at = sqlite3_column_int64(s, 11);
-		copy_col(d->optout_source, sizeof(d->optout_source), s, 12);
+		sched_copy_col(d->optout_source, sizeof(d->optout_source), s, 12);
 	}
 	d->priority = sqlite3_column_int(s, 13);
 	d->due_at = sqlite3_column_int64(s, 14);
@@ -1800,11 +1795,11 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 	found = sched_step_row(e, s);
 	if (found == 1) {
 		d->id = id;
-		copy_col(d->campaign, sizeof(d->campaign), s, 0);
+		sched_copy_col(d->campaign, sizeof(d->campaign), s, 0);
 		d->step = sqlite3_column_int(s, 1);
-		copy_col(d->state, sizeof(d->state), s, 2);
-		copy_col(d->customer, sizeof(d->customer), s, 3);
-		copy_col(d->tz, sizeof(d->tz), s, 4);
+		sched_copy_col(d->state, sizeof(d->state), s, 2);
+		sched_copy_col(d->customer, sizeof(d->customer), s, 3);
+		sched_copy_col(d->tz, sizeof(d->tz), s, 4);
 	}
 	sqlite3_reset(s);
 	if (found < 0)
@@ -1917,7 +1912,7 @@ sched_retrying(struct sched *e, int64_t delivery, int64_t now, const char *why, 
 	}
 	if (rc < 0)
 		return rc;
-	return transition_try(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why,
+	return sched_transition(e, delivery, now, "sending", "sending", d.step, NULL, NULL, why,
 		   attempt, retry_at) < 0 ?
 	    -EIO :
 	    0;

@@ -487,6 +487,32 @@ insert_answer(sqlite3 *db, const struct delivery *dv, const struct conf_question
 	return 0;
 }
 
+/* transition: the delivery's move from -> to (to the same: it keeps its state), with why. */
+static int
+transition(sqlite3 *db, const struct delivery *dv, const char *from, const char *to,
+    const char *channel, const char *reason, int64_t now, char **why)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+		"INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, reason) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		-1, &st, NULL) != SQLITE_OK)
+		return db_fail(db, "recording a transition", why);
+	sqlite3_bind_int64(st, 1, dv->id);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, to, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, dv->step);
+	if (channel != NULL)
+		sqlite3_bind_text(st, 6, channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, reason, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(db, "recording a transition", why);
+}
+
 /* move: record the new state with its transition; the chain ends (no step is due any more). */
 static int
 move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const char *source,
@@ -497,23 +523,11 @@ move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const 
 	int rc;
 
 	if (strcmp(dv->state, to) != 0) {
-		if (sqlite3_prepare_v2(db,
-			"INSERT INTO transitions (delivery, at, from_state, to_state, step, reason) "
-			"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-			-1, &st, NULL) != SQLITE_OK)
-			return db_fail(db, "recording a transition", why);
 		reason = xasprintf("answer via %s", source);
-		sqlite3_bind_int64(st, 1, dv->id);
-		sqlite3_bind_int64(st, 2, now);
-		sqlite3_bind_text(st, 3, dv->state, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, to, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 5, dv->step);
-		sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
+		rc = transition(db, dv, dv->state, to, NULL, reason, now, why);
 		free(reason);
-		if (rc != SQLITE_DONE)
-			return db_fail(db, "recording a transition", why);
+		if (rc < 0)
+			return rc;
 	}
 	if (sqlite3_prepare_v2(db,
 		"UPDATE deliveries SET state = ?2, due_at = NULL, updated_at = ?3 WHERE id = ?1", -1,
@@ -527,31 +541,6 @@ move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const 
 	if (rc != SQLITE_DONE)
 		return db_fail(db, "updating the delivery", why);
 	return 0;
-}
-
-/* note: a transition of the delivery that keeps its state (now `state`), with the reason. */
-static int
-note(sqlite3 *db, const struct delivery *dv, const char *state, const char *channel,
-    const char *reason, int64_t now, char **why)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(db,
-		"INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, reason) "
-		"VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
-		-1, &st, NULL) != SQLITE_OK)
-		return db_fail(db, "recording a transition", why);
-	sqlite3_bind_int64(st, 1, dv->id);
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, dv->step);
-	if (channel != NULL)
-		sqlite3_bind_text(st, 5, channel, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_fail(db, "recording a transition", why);
 }
 
 /* ---- what an answer asks for: the thank-you and the notifications (followups) ---- */
@@ -608,7 +597,7 @@ followup_add(sqlite3 *db, const struct delivery *dv, const char *state, const ch
 	reason = strcmp(kind, "incentive") == 0 ?
 	    xasprintf("thank-you due on %s with code %s", channel, code) :
 	    xasprintf("notification (%s) due on %s", kind, channel);
-	rc = note(db, dv, state, channel, reason, now, why);
+	rc = transition(db, dv, state, state, channel, reason, now, why);
 	free(reason);
 	return rc < 0 ? rc : 1;
 }
@@ -764,7 +753,7 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 		}
 	}
 	if (reason != NULL)
-		rc = note(db, dv, "completed", NULL, reason, now, why);
+		rc = transition(db, dv, "completed", "completed", NULL, reason, now, why);
 out:
 	for (i = 0; i < n; i++)
 		free(codes[i]);

@@ -315,6 +315,37 @@ state_reason(struct fx *f, int64_t id)
 	return out;
 }
 
+/* TWO_STEPS: campaign tx on event go: step 1 on channel `first`, then e-mail a day later. */
+#define TWO_STEPS(first)                                                                     \
+	TX_HEAD "trigger: { event: go }\n" SURVEY "steps:\n  - channel: " first                    \
+		"\n    message: { en: \"Hi {{survey_url}}\" }\n  - channel: email\n    after: 1d\n" \
+		"    message: { en: \"Again {{survey_url}}\" }\n"
+
+/*
+ * interrupted: customers c1..cN (sms and e-mail), each with a "go" event at 2027-01-04 09:00
+ * UTC, decided then and left in 'sending' (no outcome: a crash) as deliveries 1..N of tx.
+ */
+static void
+interrupted(struct fx *f, int n)
+{
+	char id[8], ev[8];
+	int i;
+
+	for (i = 1; i <= n; i++) {
+		snprintf(id, sizeof(id), "c%d", i);
+		customer(f, id, "Europe/Oslo", "se", NULL);
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	for (i = 1; i <= n; i++) {
+		snprintf(id, sizeof(id), "c%d", i);
+		snprintf(ev, sizeof(ev), "e%d", i);
+		event(f, ev, id, "go", "2027-01-04T09:00:00Z");
+	}
+	f->no_outcome = 1;
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	assert_int_equal(in_state(f, "tx", "sending"), n);
+}
+
 /*
  * A send interrupted by a crash is resent with its key on the channel it was being sent on;
  * when the campaign was edited meanwhile so that the step uses another channel, it is not
@@ -327,19 +358,8 @@ test_resend_only_on_its_channel(void **state)
 	struct fx *f = *state;
 	char *err = NULL;
 
-#define TWO_STEPS(first)                                                                     \
-	TX_HEAD "trigger: { event: go }\n" SURVEY "steps:\n  - channel: " first                    \
-		"\n    message: { en: \"Hi {{survey_url}}\" }\n  - channel: email\n    after: 1d\n" \
-		"    message: { en: \"Again {{survey_url}}\" }\n"
 	campaign(f, "tx", TWO_STEPS("sms"));
-	customer(f, "c1", "Europe/Oslo", "se", NULL);
-	customer(f, "c2", "Europe/Oslo", "se", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
-	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
-	f->no_outcome = 1;
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	assert_int_equal(in_state(f, "tx", "sending"), 2);
+	interrupted(f, 2);
 	/* Unchanged: resent on sms with the same key. */
 	f->n = 0;
 	assert_int_equal(sched_resend(f->e, 1, T("2027-01-04T10:00:00Z"), "restart", sink, f), 0);
@@ -359,7 +379,6 @@ test_resend_only_on_its_channel(void **state)
 	assert_int_equal(count(f, 1, NULL), 0);
 	assert_string_equal(state_reason(f, 2), "scheduled|step 1 failed: interrupted on channel "
 	    "sms, which step 1 no longer uses (now email): not repeated on another channel");
-#undef TWO_STEPS
 }
 
 /*
@@ -377,14 +396,7 @@ test_resend_goes_on_where_it_stopped(void **state)
 
 	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY
 	    "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n");
-	customer(f, "c1", "Europe/Oslo", "se", NULL);
-	customer(f, "c2", "Europe/Oslo", "se", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
-	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
-	f->no_outcome = 1;
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	assert_int_equal(in_state(f, "tx", "sending"), 2);
+	interrupted(f, 2);
 	assert_int_equal(f->acts[0].created, T("2027-01-04T09:00:00Z"));
 	assert_int_equal(f->acts[0].attempts, 0);
 	assert_int_equal(f->acts[0].retry_at, 0);
@@ -440,19 +452,8 @@ test_outcome_after_answer(void **state)
 {
 	struct fx *f = *state;
 
-	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY
-	    "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n"
-	    "  - channel: email\n    after: 1d\n    message: { en: \"Again {{survey_url}}\" }\n");
-	customer(f, "c1", "Europe/Oslo", "se", NULL);
-	customer(f, "c2", "Europe/Oslo", "se", NULL);
-	customer(f, "c3", "Europe/Oslo", "se", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
-	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
-	event(f, "e3", "c3", "go", "2027-01-04T09:00:00Z");
-	f->no_outcome = 1;
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	assert_int_equal(in_state(f, "tx", "sending"), 3);
+	campaign(f, "tx", TWO_STEPS("sms"));
+	interrupted(f, 3);
 	/* The answers (store_answer's move) come while the three sends are out. */
 	assert_int_equal(store_exec(f->st, "UPDATE deliveries SET state = 'completed'"), 0);
 	f->n = 0;
