@@ -131,6 +131,10 @@ struct chan_driver {
 	 * work (files unreadable, directories not writable; the outbox creates its directory,
 	 * mode 0750).  The caller may try again later (a missing file can be restored). */
 	int (*open)(const struct conf_channel *ch, void **inst, char **err);
+	/* check: open's verdict without writing anything (campaignd --check): 0, or a negative
+	 * errno with *err (malloc'd).  An outbox directory still to be made is fine when its
+	 * nearest existing parent lets the daemon make it. */
+	int (*check)(const struct conf_channel *ch, char **err);
 	void (*close)(void *inst);
 	enum chan_outcome (*start)(const struct conf_channel *ch, void *inst,
 	    const struct chan_message *m, CURL **easy, void **state, char **detail);

@@ -128,6 +128,54 @@ outbox_open(const struct conf_channel *ch, void **inst, char **err)
 	return 0;
 }
 
+/*
+ * outbox_check: the directory, or else its nearest existing parent, is a directory the daemon
+ * may write in (access(2), as the caller); nothing is made or written.
+ */
+static int
+outbox_check(const struct conf_channel *ch, char **err)
+{
+	char *p;
+	struct stat st;
+	int rc = 0, there;
+
+	*err = NULL;
+	if (ch->path == NULL || ch->path[0] == '\0') {
+		*err = xasprintf("channel %s: an outbox needs a path", ch->name);
+		return -EINVAL;
+	}
+	p = xstrdup(ch->path);
+	there = stat(p, &st) == 0;
+	for (;;) {
+		char *slash;
+
+		if (stat(p, &st) == 0) {
+			if (!S_ISDIR(st.st_mode))
+				rc = -ENOTDIR;
+			else if (access(p, W_OK | X_OK) < 0)
+				rc = -errno;
+			break;
+		}
+		if (errno != ENOENT) {
+			rc = -errno;
+			break;
+		}
+		slash = strrchr(p, '/');
+		if (slash == NULL) {
+			strcpy(p, "."); /* a relative path's first part: made in the working directory */
+			continue;
+		}
+		*(slash == p ? slash + 1 : slash) = '\0';
+	}
+	if (rc < 0)
+		*err = xasprintf(there ?
+			"channel %s: outbox directory %s is not writable: %s" :
+			"channel %s: cannot create outbox directory %s: %s",
+		    ch->name, ch->path, strerror(-rc));
+	free(p);
+	return rc;
+}
+
 /* key_ok: whether an idempotency key is safe as a file name (no '/', no leading '.'). */
 static int
 key_ok(const char *k)
@@ -413,6 +461,7 @@ const struct chan_driver chan_outbox_driver = {
 	.name = "outbox",
 	.blocking = 1,
 	.open = outbox_open,
+	.check = outbox_check,
 	.close = outbox_close,
 	.start = outbox_start,
 	.finish = outbox_finish,

@@ -144,6 +144,18 @@ webhook_close(void *inst)
 	free(w);
 }
 
+/* webhook_check: what webhook_open checks (the url, the secret read), which writes nothing. */
+static int
+webhook_check(const struct conf_channel *ch, char **err)
+{
+	void *inst;
+	int rc = webhook_open(ch, &inst, err);
+
+	if (rc == 0)
+		webhook_close(inst);
+	return rc;
+}
+
 /*
  * The body is written directly: it is a fixed object of short strings, and building it as
  * jansson values then dumping them cost about 16 us a send, a tenth of the daemon's CPU per
@@ -562,6 +574,7 @@ done:
 const struct chan_driver chan_webhook_driver = {
 	.name = "webhook",
 	.open = webhook_open,
+	.check = webhook_check,
 	.close = webhook_close,
 	.start = webhook_start,
 	.finish = webhook_finish,

@@ -140,6 +140,29 @@ gen_new(struct conf *c, size_t *bad)
 	return g;
 }
 
+/* check_channels: --check: each channel checked as a start would open it, writing nothing. */
+static size_t
+check_channels(const struct conf *c)
+{
+	size_t i, bad = 0;
+
+	for (i = 0; i < c->n_channels; i++) {
+		const struct chan_driver *drv = chan_driver_for(&c->channels[i]);
+		char *err = NULL;
+
+		if (drv == NULL)
+			err = xasprintf("no driver for channel %s is built in yet", c->channels[i].name);
+		else if (drv->check(&c->channels[i], &err) == 0)
+			continue;
+		log_warnx("event=channel channel=%s error=\"%s\": its sends would wait until it "
+			  "works",
+		    c->channels[i].name, err ? err : "unusable");
+		free(err);
+		bad++;
+	}
+	return bad;
+}
+
 void
 gen_put(struct gen *g)
 {
@@ -1218,12 +1241,11 @@ main(int argc, char **argv)
 	}
 	diag_free(&dl);
 	if (check_only) {
-		size_t bad = 0;
-		struct gen *g = gen_new(c, &bad);
+		size_t bad = check_channels(c);
 
 		printf("campaignd: %s: configuration %s (%zu campaigns, %zu channels)\n", d.config_path,
 		    bad ? "has unusable channels" : "OK", c->n_campaigns, c->n_channels);
-		gen_put(g);
+		conf_free(c);
 		return bad ? 1 : 0;
 	}
 	log_set_level(c->log_level);

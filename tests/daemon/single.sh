@@ -11,6 +11,8 @@
 #     bound cut short;
 #   - a refused reload's reply and status show that attempt's diagnostics: a file name that
 #     is not UTF-8 (shown with U+FFFD), 3,000 diagnostics (cut at 128 KiB with a count);
+#   - campaignd --check makes no outbox directory (a missing one under a writable parent is
+#     fine) and refuses one that cannot be made, with the channel's reason;
 #   - a SIGHUP during the start is a reload once the daemon runs, not its end;
 #   - SIGTERM: exit 0, clean log.
 #
@@ -24,7 +26,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..11"
+echo "1..13"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -171,6 +173,20 @@ j_rc=$?
 is "a configuration error under the journal: exit 78, the diagnostic and the refusal at <3>" \
 	"$j_rc $(grep -c "^<3>event=config-diagnostic $tmp/broken.yaml:2:1: error: unknown key 'bogus'" "$tmp/journal") $(grep -c '^<3>event=start .*not started' "$tmp/journal")" \
 	"78 1 1"
+
+# --check writes nothing: an outbox directory not made yet is fine (a start makes it), and
+# is still not there afterwards; one under a regular file cannot be made and is refused.
+mkdir -p "$tmp/chk/campaigns.d"
+settings_yaml 1s "" "  sms: { driver: outbox, path: $tmp/chk/out/sms }" >"$tmp/chk/campaignd.yaml"
+"$d_bin" -c "$tmp/chk/campaignd.yaml" --check >"$tmp/chk/ok.out" 2>&1
+is "campaignd --check: a missing outbox directory is fine and is not made (exit 0)" \
+	"$? $(test -e "$tmp/chk/out" && echo made || echo absent)" "0 absent"
+: >"$tmp/chk/file"
+settings_yaml 1s "" "  sms: { driver: outbox, path: $tmp/chk/file/sms }" >"$tmp/chk/bad.yaml"
+"$d_bin" -c "$tmp/chk/bad.yaml" --check >"$tmp/chk/bad.out" 2>&1
+is "campaignd --check: an outbox directory that cannot be made is refused with why (exit 1)" \
+	"$? $(grep -c "channel=sms error=.*cannot create outbox directory $tmp/chk/file/sms: Not a directory" "$tmp/chk/bad.out")" \
+	"1 1"
 
 stop_daemon
 check_stopped
