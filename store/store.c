@@ -165,7 +165,6 @@ struct store {
 	struct batch *batch; /* imports' queue of customers (store_int.h), NULL until used */
 	struct util_hmac *token_mac; /* keyed with meta's token_key on first use */
 	int wal_pages; /* the WAL's size after the last commit (store_defer_checkpoints) */
-	char *copy_path; /* store_open_copy's temporary file, removed by store_close */
 	char err[512];
 };
 
@@ -372,7 +371,7 @@ int
 store_open(const char *path, int flags, struct store **out, char **err)
 {
 	struct store *s = xcalloc(1, sizeof(*s));
-	int readonly = (flags & STORE_READONLY) != 0;
+	int readonly = (flags & STORE_READONLY) != 0, priv = (flags & STORE_PRIVATE) != 0;
 	/* NOMUTEX: a store belongs to one thread at a time, so SQLite's per-call locking is waste. */
 	int oflags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
 	    SQLITE_OPEN_NOMUTEX;
@@ -395,8 +394,11 @@ store_open(const char *path, int flags, struct store **out, char **err)
 	 * stored in the file, so a read-only open inherits it.
 	 */
 	if (exec_err(s->db, "PRAGMA foreign_keys = ON", s->err, sizeof(s->err)) < 0 ||
-	    (!readonly && exec_err(s->db, "PRAGMA journal_mode = WAL", s->err, sizeof(s->err)) < 0) ||
-	    exec_err(s->db, "PRAGMA synchronous = NORMAL", s->err, sizeof(s->err)) < 0) {
+	    (priv && exec_err(s->db, "PRAGMA locking_mode = EXCLUSIVE", s->err, sizeof(s->err)) < 0) ||
+	    (!readonly && exec_err(s->db, priv ? "PRAGMA journal_mode = MEMORY" :
+		"PRAGMA journal_mode = WAL", s->err, sizeof(s->err)) < 0) ||
+	    exec_err(s->db, priv ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = NORMAL",
+		s->err, sizeof(s->err)) < 0) {
 		err_prefix(s, path);
 		rc = -EIO;
 		goto fail;
@@ -493,16 +495,13 @@ store_open_copy(const char *path, struct store **out, char **err)
 	close(fd);
 	rc = copy_db(path, tmp, msg, sizeof(msg));
 	if (rc == 0)
-		rc = store_open(tmp, 0, out, err);
+		rc = store_open(tmp, STORE_PRIVATE, out, err);
 	else if (err != NULL)
 		*err = xstrdup(msg);
-	if (rc < 0) {
-		remove_copy(tmp);
-		free(tmp);
-		return rc;
-	}
-	(*out)->copy_path = tmp;
-	return 0;
+	/* Open, it needs its name no more: a kill, even SIGKILL, leaves no copy of the data. */
+	remove_copy(tmp);
+	free(tmp);
+	return rc;
 }
 
 void
@@ -522,10 +521,6 @@ store_close(struct store *s)
 		/* Every statement is finalized by its owner: one left over is a bug. */
 		assert(sqlite3_next_stmt(s->db, NULL) == NULL);
 		sqlite3_close(s->db);
-	}
-	if (s->copy_path != NULL) {
-		remove_copy(s->copy_path);
-		free(s->copy_path);
 	}
 	free(s);
 }

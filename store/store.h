@@ -23,12 +23,14 @@ struct store;
 /* The longest customer or event id, in bytes (without the terminating NUL). */
 #define STORE_ID_MAX 128
 
-enum { STORE_READONLY = 1 };
+enum { STORE_READONLY = 1, STORE_PRIVATE = 2 };
 
 /*
  * store_open: open (creating when missing, unless STORE_READONLY) the database at `path`,
  * switch on WAL, foreign keys and a busy timeout, and migrate the schema to
- * STORE_SCHEMA_VERSION.  On success *out is a new store (caller frees with store_close).
+ * STORE_SCHEMA_VERSION.  STORE_PRIVATE: a file no other process opens and none has to
+ * survive a crash: held in exclusive locking mode, with its rollback journal in memory (no
+ * file but the database's own is opened by name after the open), not synced.  On success *out is a new store (caller frees with store_close).
  * On failure returns -EIO and, when err is not NULL, *err is a malloc'd message.
  */
 int store_open(const char *path, int flags, struct store **out, char **err);
@@ -36,9 +38,10 @@ int store_open(const char *path, int flags, struct store **out, char **err);
 /*
  * store_open_copy: a store on a private copy of the database at `path` (taken from one read
  * snapshot, which writers of `path` do not wait for), in a temporary file under $TMPDIR (else
- * /tmp) that store_close removes; migrated like store_open, the original left as it is.  For a
- * dry run, whose writes and long transaction must not hold up the daemon or campaignctl.
- * 0, or -EIO with *err (malloc'd) when err is not NULL.
+ * /tmp) opened STORE_PRIVATE and unlinked at once, so that nothing is left behind however the
+ * process ends (but while the copy is taken); migrated like store_open, the original left as
+ * it is.  For a dry run, whose writes and long transaction must not hold up the daemon or
+ * campaignctl.  0, or -EIO with *err (malloc'd) when err is not NULL.
  */
 int store_open_copy(const char *path, struct store **out, char **err);
 

@@ -19,7 +19,7 @@ sum_before=$(sqlite3 "$tmp/state.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/nu
 rc=$?
 "$py" "$src/tests/plan/check_plan.py" "$tmp/plan.jsonl" "$tmp" >"$tmp/tap"
 n=$(grep -c '^\(not \)\?ok' "$tmp/tap")
-echo "1..$((n + 14))"
+echo "1..$((n + 15))"
 sed -n 's/^\(\(not \)\?ok\) \([0-9]*\) /\1 \3 /p' "$tmp/tap"
 i=$n
 t() { i=$((i + 1)); if eval "$2"; then echo "ok $i - $1"; else echo "not ok $i - $1"; fi; }
@@ -54,6 +54,23 @@ rc=$?
 locked=$(kill -0 "$locker" 2>/dev/null && echo held)
 wait "$locker"
 t "plan while another process holds the write lock: same plan, the lock still held, no copy left" '[ $rc -eq 0 ] && [ "$locked" = held ] && cmp -s "$tmp/plan.txt" "$tmp/plan2.txt" && [ -z "$(ls -A "$tmp/tmpdir")" ]'
+# The copy is unlinked once open: a plan killed (SIGKILL) while it runs leaves nothing in
+# $TMPDIR.  Its output goes to a pipe nobody reads, so it stops, the copy open, once the pipe
+# is full; it is killed there.
+mkfifo "$tmp/fifo"
+sleep 60 <"$tmp/fifo" &
+reader=$!
+TMPDIR=$tmp/tmpdir "$ctl" -c "$tmp/campaignd.yaml" plan --from 2026-12-31T00:00:00Z --to 2027-04-30T00:00:00Z --format json >"$tmp/fifo" 2>/dev/null &
+planner=$!
+seen=
+for _ in $(seq 1 200); do
+	if ls -l "/proc/$planner/fd" 2>/dev/null | grep -q "$tmp/tmpdir/campaignd-copy-.* (deleted)$"; then seen=1; break; fi
+	sleep 0.05
+done
+listed=$(ls -A "$tmp/tmpdir")
+kill -KILL "$planner" "$reader" 2>/dev/null
+wait "$planner" "$reader" 2>/dev/null
+t "a plan killed while it runs leaves no copy (it is unlinked once open)" '[ -n "$seen" ] && [ -z "$listed" ] && [ -z "$(ls -A "$tmp/tmpdir")" ]'
 "$ctl" -c "$tmp/campaignd.yaml" explain --at 2027-01-10T00:00:00Z c3 >"$tmp/explain.txt"
 rc=$?
 t "explain names the failing predicate with its file and line (c3 is staff)" 'grep -q "segment in \[staff, test\] holds, and is excluded by none: (segment is .staff.) at .*quarterly-nps.yaml:[0-9]*:[0-9]*" "$tmp/explain.txt"'
