@@ -29,8 +29,8 @@
  *    "created":"2026-01-01T00:00:00Z"}
  *
  * The signature is sent only when the channel has a secret_file; the secret is the file's
- * bytes without trailing line breaks and spaces, read when the channel is opened (at start and
- * at each reload), and kept only as OpenSSL's keyed HMAC state.  `t` is when this attempt was
+ * bytes without trailing line breaks, spaces and tabs, read when the channel is opened (at start
+ * and at each reload), and kept only as OpenSSL's keyed HMAC state.  `t` is when this attempt was
  * set up (the daemon does that up to 50 ms before a send decided ahead leaves), not when the
  * message was made, so that a receiver rejecting old timestamps still accepts a retry.
  * Absent values are JSON null; "created" is when the send was decided: its step's first move to

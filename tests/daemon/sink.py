@@ -2,7 +2,7 @@
 """sink.py: a loopback HTTP receiver for campaignd's webhook driver, for the daemon tests.
 
     sink.py --port-file FILE --log FILE [--script FILE] [--fast] [--kill-file FILE]
-            [--close-every N] [--host ADDR]
+            [--close-every N] [--host ADDR] [--tls CERT_AND_KEY_FILE]
 
 Listens on 127.0.0.1 (or --host, another loopback address) on an ephemeral port (never
 another interface) and writes the port to
@@ -19,6 +19,8 @@ With --fast (the crash test: thousands of requests) each line is only
 {"key": "<Idempotency-Key>", "t": ...} and every request is answered 200 at once.
 --close-every N answers every N-th request with "Connection: close" and closes the
 connection, so that the daemon's kept-alive connections are closed under it now and then.
+--tls FILE serves HTTPS with the certificate and key in FILE (PEM), which the daemon does
+not trust: every request must fail before it reaches the log.
 
 --kill-file FILE (the crash test) holds "PID COUNT DELAY_MS": once the log holds COUNT
 requests, the sink sends SIGKILL to PID (a daemon the test started) DELAY_MS milliseconds
@@ -33,18 +35,25 @@ so a test can add lines while the sink runs.  Each line is
 MATCH is a customer id (the "customer" field of the JSON body) or "*" for any customer
 without a line of its own.  The i-th request (counting from 1) for a customer gets the i-th
 ANSWER; once they are used up, and for customers that match nothing, the answer is 200.
-An ANSWER is CODE, CODE@SECONDS (wait that long before answering: a slow receiver) or
-CODE+RA=SECONDS (send Retry-After: SECONDS).  Blank lines and lines starting with # are
-ignored.  Example: "w1 503 200" answers w1's first request 503 and the second 200.
+An ANSWER is CODE, CODE@SECONDS (wait that long before answering: a slow receiver),
+CODE+RA=VALUE (send Retry-After: VALUE; RA=date:SECONDS sends the HTTP date that many seconds
+from now), CODE+LOC (a Location: header), CODE+BIG (a 256 MiB body, as fast as it is read),
+CODE+ENDLESS (a chunked body that never ends), CODE+CUT (a Content-Length of 1000, 10 bytes of
+body, then the connection closed), or one of the words "hang" (never answer; wait for the
+daemon to give up) and "close" (close the connection without answering).  Options combine:
+503+RA=2+BIG.  Blank lines and lines starting with # are ignored.  Example: "w1 503 200"
+answers w1's first request 503 and the second 200.
 
 Stops on SIGTERM or SIGINT.  Needs only the standard library.
 """
 
 import argparse
+import email.utils
 import ipaddress
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -80,23 +89,26 @@ class State:
         return rules
 
     def answer_for(self, customer):
-        """(status, delay seconds, retry-after or None) for the next request of customer."""
+        """(status or word, delay seconds, {option: value}) for the next request of customer."""
         rules = self.script()
         with self.lock:
             i = self.per_customer.get(customer, 0)
             self.per_customer[customer] = i + 1
         answers = rules.get(customer, rules.get("*", []))
         if i >= len(answers):
-            return 200, 0.0, None
+            return 200, 0.0, {}
         a = answers[i]
-        delay, ra = 0.0, None
+        delay = 0.0
         if "@" in a:
             a, d = a.split("@", 1)
             delay = float(d)
-        if "+RA=" in a.upper():
-            a, r = a.upper().split("+RA=", 1)
-            ra = r
-        return int(a), delay, ra
+        words = a.split("+")
+        opts = {}
+        for w in words[1:]:
+            k, _, v = w.partition("=")
+            opts[k.upper()] = v
+        code = words[0].lower()
+        return (code if code in ("hang", "close") else int(code)), delay, opts
 
     def record(self, entry):
         with self.lock:
@@ -152,11 +164,54 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
 
-    def _reply(self, status, retry_after=None):
+    def _reply(self, status, opts=None):
         st = self.server.state
+        opts = opts or {}
+        if status == "hang":
+            # Read until the daemon closes the connection (its timeout), never answering.
+            while self.rfile.read(1):
+                pass
+            self.close_connection = True
+            return
+        if status == "close":
+            self.close_connection = True
+            return
         self.send_response(status)
-        if retry_after is not None:
-            self.send_header("Retry-After", retry_after)
+        ra = opts.get("RA")
+        if ra is not None:
+            if ra.startswith("date:"):
+                ra = email.utils.formatdate(time.time() + float(ra[5:]), usegmt=True)
+            self.send_header("Retry-After", ra)
+        if "LOC" in opts:
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+        if "ENDLESS" in opts:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.close_connection = True
+            chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+            end = time.time() + 120
+            try:
+                while time.time() < end:
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+            return
+        if "BIG" in opts or "CUT" in opts:
+            size = 256 << 20 if "BIG" in opts else 1000
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.close_connection = True
+            try:
+                if "CUT" in opts:
+                    self.wfile.write(b"x" * 10)
+                    self.wfile.flush()
+                    return
+                block = b"x" * 65536
+                for _ in range(size // len(block)):
+                    self.wfile.write(block)
+            except OSError:
+                pass
+            return
         self.send_header("Content-Length", "0")
         with st.lock:
             st.replies += 1
@@ -180,13 +235,14 @@ class Handler(BaseHTTPRequestHandler):
             customer = json.loads(text).get("customer")
         except (ValueError, AttributeError):
             pass
-        status, delay, ra = st.answer_for(customer if customer is not None else "")
+        status, delay, opts = st.answer_for(customer if customer is not None else "")
         entry = {
             "t": time.time(),
             "method": self.command,
             "path": self.path,
             "headers": {k: v for k, v in self.headers.items()},
             "body": text,
+            "body_hex": raw.hex(),
             "customer": customer,
             "key": key,
             "status": status,
@@ -195,7 +251,7 @@ class Handler(BaseHTTPRequestHandler):
         st.record(entry)  # on arrival: a test can see a slow request in flight
         if delay > 0:
             time.sleep(delay)
-        self._reply(status, ra)
+        self._reply(status, opts)
 
     def do_GET(self):
         self.server.state.record({"t": time.time(), "method": "GET", "path": self.path,
@@ -218,11 +274,16 @@ def main():
     p.add_argument("--kill-file", default="")
     p.add_argument("--close-every", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--tls", default="")
     a = p.parse_args()
     if not ipaddress.ip_address(a.host).is_loopback:
         p.error("--host must be a loopback address, not %s" % a.host)
 
     srv = Server((a.host, 0), Handler)
+    if a.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.state = State(a.log, a.script, a.fast)
     srv.state.kill_file = a.kill_file
     srv.state.close_every = a.close_every
