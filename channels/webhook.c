@@ -39,12 +39,18 @@
  *
  * Redirects are not followed: a POST redirected is a misconfigured URL, and following it
  * would hand the signed body to another host.
+ *
+ * The response's status decides, as soon as its header block is in: the body is read only up to
+ * BODY_MAX (so that a short one leaves the connection reusable) and never kept, and a body that
+ * is longer, endless, cut short or too slow does not turn an accepted 2xx into a failure (which
+ * would send the message again).
  */
 
 #define SECRET_MAX 4096
 #define DEFAULT_TIMEOUT 10 /* seconds, when the channel gives none */
 #define TIMEOUT_MAX 3600 /* seconds: a longer wait is a misconfiguration, not patience */
 #define RETRY_AFTER_MAX (7 * 86400)
+#define BODY_MAX 65536 /* bytes of a response body read before the transfer is ended */
 
 /* What every send of a channel shares (open to close): the keyed HMAC, or NULL without secret. */
 struct wh_inst {
@@ -56,6 +62,10 @@ struct wh_state {
 	struct curl_slist *headers;
 	char errbuf[CURL_ERROR_SIZE];
 	char retry_after[64]; /* the last response's Retry-After value, or "" */
+	long status; /* the status of the response whose header block is being read */
+	int final; /* a final (not 1xx) response's header block is complete */
+	size_t body; /* bytes of its body read */
+	int over; /* its body was longer than BODY_MAX: the transfer was ended */
 };
 
 /*
@@ -298,14 +308,29 @@ signature(struct util_hmac *h, int64_t t, const char *body)
 	return xasprintf("t=%lld,v1=%s", (long long)t, hex);
 }
 
-/* discard: the response body is not needed (and curl would print it to stdout). */
+/*
+ * discard: the response body is not needed (and curl would print it to stdout); past BODY_MAX
+ * bytes the transfer ends (CURLE_WRITE_ERROR), its status already known.
+ */
 static size_t
 discard(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	return size * nmemb;
+	struct wh_state *st = userdata;
+	size_t n = size * nmemb;
+
+	(void)ptr;
+	if (n > BODY_MAX - st->body) {
+		st->over = 1;
+		return 0;
+	}
+	st->body += n;
+	return n;
 }
 
-/* on_header: keep Retry-After; a new status line (after a 100 Continue) forgets it. */
+/*
+ * on_header: keep the status and Retry-After; a new status line (after a 100 Continue) forgets
+ * them, and the blank line that ends a final response's header block marks it complete.
+ */
 static size_t
 on_header(char *ptr, size_t size, size_t nitems, void *userdata)
 {
@@ -315,6 +340,15 @@ on_header(char *ptr, size_t size, size_t nitems, void *userdata)
 
 	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
 		st->retry_after[0] = '\0';
+		st->status = 0;
+		st->final = 0;
+		for (v = ptr + 5; v < end && *v != ' '; v++)
+			;
+		for (v++; v < end && *v >= '0' && *v <= '9' && st->status < 1000; v++)
+			st->status = st->status * 10 + (*v - '0');
+	} else if ((n == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (n == 1 && ptr[0] == '\n')) {
+		if (st->status >= 200)
+			st->final = 1;
 	} else if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
 		for (v = ptr + 12; v < end && (*v == ' ' || *v == '\t'); v++)
 			;
@@ -454,6 +488,8 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_WRITEDATA, st);
+	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_HEADERDATA, st);
@@ -520,10 +556,10 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 	struct wh_state *st = state;
 	enum chan_outcome out;
 	int64_t retry = 0;
-	char *detail;
+	char *detail, *body = NULL;
 	long status = 0;
 
-	if (rc != CURLE_OK) {
+	if (rc != CURLE_OK && (st == NULL || !st->final)) {
 		/*
 		 * Timeouts, refused connections, DNS failures, resets, TLS trouble: the receiver
 		 * may be back later, and max_retries bounds the attempts.
@@ -535,8 +571,16 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 		out = curl_permanent(rc) ? CHAN_PERMANENT : CHAN_TRANSIENT;
 		goto done;
 	}
-	if (easy == NULL || curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+	/* A response whose header block is complete decides, whatever became of its body. */
+	if (rc != CURLE_OK) {
+		status = st->status;
+		body = st->over ? xstrdup(", its body over 64 KiB left unread") :
+		    xasprintf(", its body cut short: %s",
+			st->errbuf[0] != '\0' ? st->errbuf : curl_easy_strerror(rc));
+	} else if (easy == NULL ||
+	    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) {
 		status = 0;
+	}
 	if (status >= 200 && status <= 299) {
 		detail = xasprintf("HTTP %ld", status);
 		out = CHAN_SENT;
@@ -559,6 +603,13 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 	} else {
 		detail = xasprintf("HTTP %ld: unexpected status", status);
 		out = CHAN_TRANSIENT;
+	}
+	if (body != NULL) {
+		char *d = xasprintf("%s%s", detail, body);
+
+		free(detail);
+		free(body);
+		detail = d;
 	}
 done:
 	state_free(st);

@@ -39,7 +39,8 @@ An ANSWER is CODE, CODE@SECONDS (wait that long before answering: a slow receive
 CODE+RA=VALUE (send Retry-After: VALUE; RA=date:SECONDS sends the HTTP date that many seconds
 from now), CODE+LOC (a Location: header), CODE+BIG (a 256 MiB body, as fast as it is read),
 CODE+ENDLESS (a chunked body that never ends), CODE+CUT (a Content-Length of 1000, 10 bytes of
-body, then the connection closed), or one of the words "hang" (never answer; wait for the
+body, then the connection closed), CODE+SLOW (a Content-Length of 1000, a byte every half
+second), or one of the words "hang" (never answer; wait for the
 daemon to give up) and "close" (close the connection without answering).  Options combine:
 503+RA=2+BIG.  Blank lines and lines starting with # are ignored.  Example: "w1 503 200"
 answers w1's first request 503 and the second 200.
@@ -196,12 +197,18 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        if "BIG" in opts or "CUT" in opts:
+        if "BIG" in opts or "CUT" in opts or "SLOW" in opts:
             size = 256 << 20 if "BIG" in opts else 1000
             self.send_header("Content-Length", str(size))
             self.end_headers()
             self.close_connection = True
             try:
+                if "SLOW" in opts:
+                    for _ in range(size):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                    return
                 if "CUT" in opts:
                     self.wfile.write(b"x" * 10)
                     self.wfile.flush()

@@ -19,7 +19,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup webhook
 
-echo "1..16"
+echo "1..22"
 
 mkdir -p "$tmp/campaigns.d"
 # Trailing line breaks, spaces and tabs are not part of the secret; a leading space is.
@@ -80,7 +80,12 @@ r408=408 200
 r409=409 200
 radate=429+RA=date:4 200
 raneg=503+RA=-5 200
-rabad=503+RA=soon 200"
+rabad=503+RA=soon 200
+big=200+BIG
+endless=200+ENDLESS
+cut=200+CUT
+slow=200+SLOW
+e503=503+ENDLESS 200"
 printf '%s\n' "$scenarios" | sed 's/=/ /' >"$tmp/sink.script"
 {
 	echo "id,first_name,email,phone,language,timezone,consent.sms,consent.email"
@@ -99,7 +104,8 @@ done
 
 # Settled: every delivery has left step 1 (hang: two attempts of 2 s and a backoff).
 settled() {
-	[ "$(q "SELECT count(*) FROM deliveries WHERE step > 1 AND state != 'sending'")" = 13 ]
+	[ "$(q "SELECT count(*) FROM deliveries WHERE step > 1 AND state != 'sending'")" = \
+		$(($(printf '%s\n' "$scenarios" | wc -l) + 3)) ]
 }
 wait_for 30 settled || echo "# not settled: $(q "SELECT id, state, step FROM deliveries WHERE step = 1 OR state = 'sending'")"
 
@@ -233,40 +239,74 @@ else
 	not_ok "Retry-After -5 or 'soon': the backoff instead" "$(end raneg) ${g1} ms; $(end rabad) ${g2} ms"
 fi
 
+# ---- answers whose body is large, endless, cut short or slow: the status decides ----
+
+# journal CUSTOMER: the details of CUSTOMER's event=send lines for step 1, one a line.
+journal() { grep " customer=$1 .* step=1 " "$dlog" | sed 's/.* detail=//'; }
+# 10
+is "200 with a 256 MiB body: sent, one request, the body left unread past 64 KiB" \
+	"$(end big) $(journal big)" 'requests=1 retries=0 sent "HTTP 200, its body over 64 KiB left unread"'
+# 11
+is "200 with an endless chunked body: sent, one request" \
+	"$(end endless) $(journal endless)" \
+	'requests=1 retries=0 sent "HTTP 200, its body over 64 KiB left unread"'
+# 12
+is "200 whose body is cut short by a close: sent, one request" \
+	"$(end cut) $(journal cut)" \
+	'requests=1 retries=0 sent "HTTP 200, its body cut short: transfer closed with 990 bytes remaining to read"'
+# 13
+got="$(end slow) $(journal slow)"
+if matches "$got" '^requests=1 retries=0 sent "HTTP 200, its body cut short: Operation timed out after 2[0-9]{3} milliseconds with [0-9]+ out of 1000 bytes received"$'; then
+	ok "200 whose body trickles past the timeout: sent, one request"
+else
+	not_ok "200 whose body trickles past the timeout: sent, one request" "$got"
+fi
+# 14
+is "503 with an endless body: retried as a 503, then sent" \
+	"$(end e503) $(reasons e503 | sed 's/; retry in .*//')" \
+	"requests=2 retries=1 sent attempt 1 failed (HTTP 503, its body over 64 KiB left unread)"
+# 15
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null)
+if [ -n "$hwm" ] && [ "$hwm" -lt 102400 ]; then
+	ok "the daemon's memory stayed bounded (peak RSS ${hwm} kB)"
+else
+	not_ok "the daemon's memory stayed bounded (peak RSS under 100 MB)" "${hwm:-?} kB"
+fi
+
 # ---- receivers that cannot be reached ----
 
-# 10
+# 16
 if [ "$tls" = 1 ]; then
 	expect "https with a certificate the daemon does not trust: nothing sent, the reason says so" \
 		t1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: SSL certificate problem: '
 else
 	ok "# SKIP no openssl to make a certificate with"
 fi
-# 11
+# 17
 expect "a port nobody listens on: the reason says the connection failed" \
 	c1 "^requests=0 retries=0 step 1 failed: gave up after 1 attempts: Failed to connect to 127.0.0.1 port $cport"
-# 12
+# 18
 expect "a host name that does not resolve: the reason says so" \
 	n1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: (Could not resolve host: no-such-host.invalid|Resolving timed out)'
 
 # ---- what the operator sees ----
 
-# 13
+# 19
 out=$("$ctl" -c "$tmp/campaignd.yaml" explain redirect 2>&1)
 if matches "$out" 'HTTP 301: redirects are not followed'; then
 	ok "campaignctl explain shows the delivery's history with the failure's reason"
 else
 	not_ok "campaignctl explain shows the delivery's history with the failure's reason" "$out"
 fi
-# 14
+# 20
 check "the journal has one line per attempt's end, with its reason" eval \
 	"grep -q 'customer=redirect .* outcome=failed detail=\"HTTP 301: redirects are not followed\"' '$dlog' &&
 	 grep -q 'customer=hang .* outcome=retry detail=\"attempt 1 failed (Operation timed out after' '$dlog'"
-# 15
+# 21
 leaks=$( (cat "$dlog"; q "SELECT reason FROM transitions") | grep -n -e "s3cret-$$" -e "MARK-$$" -e 'quoted')
 is "neither the journal nor the history holds the secret or the message" "$leaks" ""
 
 stop_daemon
-# 16
+# 22
 check_stopped
 tap_end
