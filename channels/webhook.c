@@ -584,10 +584,11 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 	if (status >= 200 && status <= 299) {
 		detail = xasprintf("HTTP %ld", status);
 		out = CHAN_SENT;
-	} else if (status == 429 || status == 408 || status == 409 ||
+	} else if (status == 429 || status == 408 || status == 409 || status == 425 ||
 	    (status >= 500 && status <= 599)) {
 		/* 409: the receiver is still processing a request with this idempotency key (a
-		 * resend after a crash can overlap the first attempt); ask again later. */
+		 * resend after a crash can overlap the first attempt); ask again later.  425 Too
+		 * Early (RFC 8470): the same request is welcome once the connection is set up. */
 		if (st != NULL)
 			retry = retry_after(st->retry_after);
 		detail = status == 409 ? xstrdup("HTTP 409 (retried: the receiver may still be "

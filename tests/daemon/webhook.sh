@@ -19,7 +19,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup webhook
 
-echo "1..22"
+echo "1..23"
 
 mkdir -p "$tmp/campaigns.d"
 # Trailing line breaks, spaces and tabs are not part of the secret; a leading space is.
@@ -78,6 +78,7 @@ close=close 200
 redirect=301+LOC
 r408=408 200
 r409=409 200
+r425=425 200
 radate=429+RA=date:4 200
 raneg=503+RA=-5 200
 rabad=503+RA=soon 200
@@ -223,13 +224,15 @@ expect "408: retried, then sent" r408 '^requests=2 retries=1 sent$'
 expect "409: retried (the receiver may still be processing the key), then sent" \
 	r409 '^requests=2 retries=1 sent$'
 # 8
+expect "425 Too Early: retried, then sent" r425 '^requests=2 retries=1 sent$'
+# 9
 g=$(gap radate)
 if matches "$(end radate)" '^requests=2 retries=1 sent$' && [ "$g" -ge 2500 ] && [ "$g" -le 6000 ]; then
 	ok "429 with Retry-After as an HTTP date 4 s ahead: waited that long (${g} ms), then sent"
 else
 	not_ok "429 with Retry-After as an HTTP date 4 s ahead: waited that long" "$(end radate), ${g} ms"
 fi
-# 9
+# 10
 g1=$(gap raneg)
 g2=$(gap rabad)
 if matches "$(end raneg) $(end rabad)" '^requests=2 retries=1 sent requests=2 retries=1 sent$' &&
@@ -243,29 +246,29 @@ fi
 
 # journal CUSTOMER: the details of CUSTOMER's event=send lines for step 1, one a line.
 journal() { grep " customer=$1 .* step=1 " "$dlog" | sed 's/.* detail=//'; }
-# 10
+# 11
 is "200 with a 256 MiB body: sent, one request, the body left unread past 64 KiB" \
 	"$(end big) $(journal big)" 'requests=1 retries=0 sent "HTTP 200, its body over 64 KiB left unread"'
-# 11
+# 12
 is "200 with an endless chunked body: sent, one request" \
 	"$(end endless) $(journal endless)" \
 	'requests=1 retries=0 sent "HTTP 200, its body over 64 KiB left unread"'
-# 12
+# 13
 is "200 whose body is cut short by a close: sent, one request" \
 	"$(end cut) $(journal cut)" \
 	'requests=1 retries=0 sent "HTTP 200, its body cut short: transfer closed with 990 bytes remaining to read"'
-# 13
+# 14
 got="$(end slow) $(journal slow)"
 if matches "$got" '^requests=1 retries=0 sent "HTTP 200, its body cut short: Operation timed out after 2[0-9]{3} milliseconds with [0-9]+ out of 1000 bytes received"$'; then
 	ok "200 whose body trickles past the timeout: sent, one request"
 else
 	not_ok "200 whose body trickles past the timeout: sent, one request" "$got"
 fi
-# 14
+# 15
 is "503 with an endless body: retried as a 503, then sent" \
 	"$(end e503) $(reasons e503 | sed 's/; retry in .*//')" \
 	"requests=2 retries=1 sent attempt 1 failed (HTTP 503, its body over 64 KiB left unread)"
-# 15
+# 16
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null)
 if [ -n "$hwm" ] && [ "$hwm" -lt 102400 ]; then
 	ok "the daemon's memory stayed bounded (peak RSS ${hwm} kB)"
@@ -275,38 +278,38 @@ fi
 
 # ---- receivers that cannot be reached ----
 
-# 16
+# 17
 if [ "$tls" = 1 ]; then
 	expect "https with a certificate the daemon does not trust: nothing sent, the reason says so" \
 		t1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: SSL certificate problem: '
 else
 	ok "# SKIP no openssl to make a certificate with"
 fi
-# 17
+# 18
 expect "a port nobody listens on: the reason says the connection failed" \
 	c1 "^requests=0 retries=0 step 1 failed: gave up after 1 attempts: Failed to connect to 127.0.0.1 port $cport"
-# 18
+# 19
 expect "a host name that does not resolve: the reason says so" \
 	n1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: (Could not resolve host: no-such-host.invalid|Resolving timed out)'
 
 # ---- what the operator sees ----
 
-# 19
+# 20
 out=$("$ctl" -c "$tmp/campaignd.yaml" explain redirect 2>&1)
 if matches "$out" 'HTTP 301: redirects are not followed'; then
 	ok "campaignctl explain shows the delivery's history with the failure's reason"
 else
 	not_ok "campaignctl explain shows the delivery's history with the failure's reason" "$out"
 fi
-# 20
+# 21
 check "the journal has one line per attempt's end, with its reason" eval \
 	"grep -q 'customer=redirect .* outcome=failed detail=\"HTTP 301: redirects are not followed\"' '$dlog' &&
 	 grep -q 'customer=hang .* outcome=retry detail=\"attempt 1 failed (Operation timed out after' '$dlog'"
-# 21
+# 22
 leaks=$( (cat "$dlog"; q "SELECT reason FROM transitions") | grep -n -e "s3cret-$$" -e "MARK-$$" -e 'quoted')
 is "neither the journal nor the history holds the secret or the message" "$leaks" ""
 
 stop_daemon
-# 22
+# 23
 check_stopped
 tap_end

@@ -1050,6 +1050,7 @@ test_webhook_classification(void **state)
 		{ 409, "Retry-After: 3\r\n", CHAN_TRANSIENT, 3,
 		    "HTTP 409 (retried: the receiver may still be processing this idempotency key)" },
 		{ 422, "", CHAN_PERMANENT, 0, "HTTP 422" },
+		{ 425, "Retry-After: 2\r\n", CHAN_TRANSIENT, 2, "HTTP 425" },
 		{ 429, "Retry-After: 7\r\n", CHAN_TRANSIENT, 7, "HTTP 429" },
 		{ 429, "", CHAN_TRANSIENT, 0, "HTTP 429" },
 		{ 429, "Retry-After: soon\r\n", CHAN_TRANSIENT, 0, "HTTP 429" },
