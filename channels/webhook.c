@@ -49,7 +49,9 @@
 #define SECRET_MAX 4096
 #define DEFAULT_TIMEOUT 10 /* seconds, when the channel gives none */
 #define TIMEOUT_MAX 3600 /* seconds: a longer wait is a misconfiguration, not patience */
-#define RETRY_AFTER_MAX (7 * 86400)
+/* The longest Retry-After waited: the backoff's longest wait is 256 s, and a retry holds its
+ * channel's place and its delivery 'sending' meanwhile; a day's wait is an answer's mistake. */
+#define RETRY_AFTER_MAX 3600
 #define BODY_MAX 65536 /* bytes of a response body read before the transfer is ended */
 
 /* What every send of a channel shares (open to close): the keyed HMAC, or NULL without secret. */
@@ -360,6 +362,11 @@ on_header(char *ptr, size_t size, size_t nitems, void *userdata)
 			k = sizeof(st->retry_after) - 1;
 		memcpy(st->retry_after, v, k);
 		st->retry_after[k] = '\0';
+		/* It may be quoted in a reason: printable ASCII only. */
+		for (k = 0; st->retry_after[k] != '\0'; k++)
+			if ((unsigned char)st->retry_after[k] < 0x20 ||
+			    (unsigned char)st->retry_after[k] > 0x7e)
+				st->retry_after[k] = '?';
 	}
 	return n;
 }
@@ -515,30 +522,55 @@ permanent:
 	return CHAN_PERMANENT;
 }
 
-/* retry_after: seconds to wait from a Retry-After value (seconds or an HTTP date); 0 = none. */
+/*
+ * retry_after: seconds to wait from a Retry-After value (seconds or an HTTP date), at most
+ * RETRY_AFTER_MAX; 0 for none (no value, 0, a date past); -1 for a value that is neither.
+ * *cut is set when the value asked for more than RETRY_AFTER_MAX.
+ */
 static int64_t
-retry_after(const char *v)
+retry_after(const char *v, int *cut)
 {
 	const char *c;
 	long long n = 0;
 	time_t when, now;
 
+	*cut = 0;
 	if (v[0] == '\0')
 		return 0;
 	for (c = v; *c >= '0' && *c <= '9'; c++) {
 		n = n * 10 + (*c - '0');
-		if (n > RETRY_AFTER_MAX)
-			n = RETRY_AFTER_MAX;
+		if (n > RETRY_AFTER_MAX) {
+			n = RETRY_AFTER_MAX + 1;
+			*cut = 1;
+		}
 	}
 	if (c > v && *c == '\0')
-		return n;
+		return *cut ? RETRY_AFTER_MAX : n;
+	*cut = 0;
 	when = curl_getdate(v, NULL);
 	if (when == (time_t)-1)
-		return 0;
+		return -1;
 	now = time(NULL);
 	if (when <= now)
 		return 0;
-	return when - now > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : (int64_t)(when - now);
+	if (when - now > RETRY_AFTER_MAX) {
+		*cut = 1;
+		return RETRY_AFTER_MAX;
+	}
+	return (int64_t)(when - now);
+}
+
+/* retry_note: what a reason says of the Retry-After (caller frees), or NULL when nothing. */
+static char *
+retry_note(const char *v, int64_t secs, int cut)
+{
+	if (secs < 0)
+		return xasprintf(", Retry-After '%s' not understood", v);
+	if (cut)
+		return xasprintf(", Retry-After '%s' cut to %d s", v, RETRY_AFTER_MAX);
+	if (secs > 0)
+		return xasprintf(", Retry-After %lld s", (long long)secs);
+	return NULL;
 }
 
 /* curl_permanent: transfer errors that no retry can cure (the URL itself is wrong). */
@@ -556,7 +588,7 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 	struct wh_state *st = state;
 	enum chan_outcome out;
 	int64_t retry = 0;
-	char *detail, *body = NULL;
+	char *detail, *body = NULL, *note = NULL;
 	long status = 0;
 
 	if (rc != CURLE_OK && (st == NULL || !st->final)) {
@@ -589,8 +621,14 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 		/* 409: the receiver is still processing a request with this idempotency key (a
 		 * resend after a crash can overlap the first attempt); ask again later.  425 Too
 		 * Early (RFC 8470): the same request is welcome once the connection is set up. */
-		if (st != NULL)
-			retry = retry_after(st->retry_after);
+		if (st != NULL) {
+			int cut;
+
+			retry = retry_after(st->retry_after, &cut);
+			note = retry_note(st->retry_after, retry, cut);
+			if (retry < 0)
+				retry = 0;
+		}
 		detail = status == 409 ? xstrdup("HTTP 409 (retried: the receiver may still be "
 						 "processing this idempotency key)") :
 					 xasprintf("HTTP %ld", status);
@@ -605,11 +643,12 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 		detail = xasprintf("HTTP %ld: unexpected status", status);
 		out = CHAN_TRANSIENT;
 	}
-	if (body != NULL) {
-		char *d = xasprintf("%s%s", detail, body);
+	if (body != NULL || note != NULL) {
+		char *d = xasprintf("%s%s%s", detail, note ? note : "", body ? body : "");
 
 		free(detail);
 		free(body);
+		free(note);
 		detail = d;
 	}
 done:

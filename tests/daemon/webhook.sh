@@ -19,7 +19,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup webhook
 
-echo "1..23"
+echo "1..25"
 
 mkdir -p "$tmp/campaigns.d"
 # Trailing line breaks, spaces and tabs are not part of the secret; a leading space is.
@@ -82,6 +82,7 @@ r425=425 200
 radate=429+RA=date:4 200
 raneg=503+RA=-5 200
 rabad=503+RA=soon 200
+rahuge=503+RA=99999999
 big=200+BIG
 endless=200+ENDLESS
 cut=200+CUT
@@ -102,13 +103,6 @@ done
 "$ctl" -c "$tmp/campaignd.yaml" event tls --customer t1 >/dev/null 2>&1
 "$ctl" -c "$tmp/campaignd.yaml" event refused --customer c1 >/dev/null 2>&1
 "$ctl" -c "$tmp/campaignd.yaml" event nodns --customer n1 >/dev/null 2>&1
-
-# Settled: every delivery has left step 1 (hang: two attempts of 2 s and a backoff).
-settled() {
-	[ "$(q "SELECT count(*) FROM deliveries WHERE step > 1 AND state != 'sending'")" = \
-		$(($(printf '%s\n' "$scenarios" | wc -l) + 3)) ]
-}
-wait_for 30 settled || echo "# not settled: $(q "SELECT id, state, step FROM deliveries WHERE step = 1 OR state = 'sending'")"
 
 # end CUSTOMER: "requests=N retries=R STEP1-END" where STEP1-END is "sent" or the reason of
 # step 1's failure; the requests are the sink's (the TLS sink's for t1).
@@ -142,6 +136,14 @@ reasons() {
 	   JOIN customers c ON c.cid = d.customer WHERE c.id = '$1' AND t.step = 1
 	   AND t.from_state = 'sending' AND t.to_state = 'sending' ORDER BY t.id"
 }
+# Settled: every delivery has left step 1 (hang: two attempts of 2 s and a backoff).
+# (rahuge waits an hour for its retry.)
+settled() {
+	[ "$(q "SELECT count(*) FROM deliveries WHERE step > 1 AND state != 'sending'")" = \
+		$(($(printf '%s\n' "$scenarios" | wc -l) + 2)) ] && [ -n "$(reasons rahuge)" ]
+}
+wait_for 30 settled || echo "# not settled: $(q "SELECT id, state, step FROM deliveries WHERE step = 1 OR state = 'sending'")"
+
 # gap CUSTOMER: milliseconds between the sink's first two requests for CUSTOMER.
 gap() {
 	"$py" - "$tmp/sink.log" "$1" <<'EOF'
@@ -227,10 +229,12 @@ expect "409: retried (the receiver may still be processing the key), then sent" 
 expect "425 Too Early: retried, then sent" r425 '^requests=2 retries=1 sent$'
 # 9
 g=$(gap radate)
-if matches "$(end radate)" '^requests=2 retries=1 sent$' && [ "$g" -ge 2500 ] && [ "$g" -le 6000 ]; then
+if matches "$(end radate) $(reasons radate)" '^requests=2 retries=1 sent attempt 1 failed \(HTTP 429, Retry-After [34] s\); retry in [34]\.0s with the same key$' &&
+	[ "$g" -ge 2500 ] && [ "$g" -le 6000 ]; then
 	ok "429 with Retry-After as an HTTP date 4 s ahead: waited that long (${g} ms), then sent"
 else
-	not_ok "429 with Retry-After as an HTTP date 4 s ahead: waited that long" "$(end radate), ${g} ms"
+	not_ok "429 with Retry-After as an HTTP date 4 s ahead: waited that long" \
+		"$(end radate), ${g} ms: $(reasons radate)"
 fi
 # 10
 g1=$(gap raneg)
@@ -241,34 +245,42 @@ if matches "$(end raneg) $(end rabad)" '^requests=2 retries=1 sent requests=2 re
 else
 	not_ok "Retry-After -5 or 'soon': the backoff instead" "$(end raneg) ${g1} ms; $(end rabad) ${g2} ms"
 fi
+# 11
+is "Retry-After -5 or 'soon': the reason says it was not understood" \
+	"$(reasons raneg | sed 's/; retry in .*//') / $(reasons rabad | sed 's/; retry in .*//')" \
+	"attempt 1 failed (HTTP 503, Retry-After '-5' not understood) / attempt 1 failed (HTTP 503, Retry-After 'soon' not understood)"
+# 12
+is "Retry-After 99999999 (over three years): an hour's wait, and the reason says why" \
+	"$(end rahuge) $(reasons rahuge)" \
+	"requests=1 retries=1 none attempt 1 failed (HTTP 503, Retry-After '99999999' cut to 3600 s); retry in 3600.0s with the same key"
 
 # ---- answers whose body is large, endless, cut short or slow: the status decides ----
 
 # journal CUSTOMER: the details of CUSTOMER's event=send lines for step 1, one a line.
 journal() { grep " customer=$1 .* step=1 " "$dlog" | sed 's/.* detail=//'; }
-# 11
+# 13
 is "200 with a 256 MiB body: sent, one request, the body left unread past 64 KiB" \
 	"$(end big) $(journal big)" 'requests=1 retries=0 sent "HTTP 200, its body over 64 KiB left unread"'
-# 12
+# 14
 is "200 with an endless chunked body: sent, one request" \
 	"$(end endless) $(journal endless)" \
 	'requests=1 retries=0 sent "HTTP 200, its body over 64 KiB left unread"'
-# 13
+# 15
 is "200 whose body is cut short by a close: sent, one request" \
 	"$(end cut) $(journal cut)" \
 	'requests=1 retries=0 sent "HTTP 200, its body cut short: transfer closed with 990 bytes remaining to read"'
-# 14
+# 16
 got="$(end slow) $(journal slow)"
 if matches "$got" '^requests=1 retries=0 sent "HTTP 200, its body cut short: Operation timed out after 2[0-9]{3} milliseconds with [0-9]+ out of 1000 bytes received"$'; then
 	ok "200 whose body trickles past the timeout: sent, one request"
 else
 	not_ok "200 whose body trickles past the timeout: sent, one request" "$got"
 fi
-# 15
+# 17
 is "503 with an endless body: retried as a 503, then sent" \
 	"$(end e503) $(reasons e503 | sed 's/; retry in .*//')" \
 	"requests=2 retries=1 sent attempt 1 failed (HTTP 503, its body over 64 KiB left unread)"
-# 16
+# 18
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null)
 if [ -n "$hwm" ] && [ "$hwm" -lt 102400 ]; then
 	ok "the daemon's memory stayed bounded (peak RSS ${hwm} kB)"
@@ -278,38 +290,38 @@ fi
 
 # ---- receivers that cannot be reached ----
 
-# 17
+# 19
 if [ "$tls" = 1 ]; then
 	expect "https with a certificate the daemon does not trust: nothing sent, the reason says so" \
 		t1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: SSL certificate problem: '
 else
 	ok "# SKIP no openssl to make a certificate with"
 fi
-# 18
+# 20
 expect "a port nobody listens on: the reason says the connection failed" \
 	c1 "^requests=0 retries=0 step 1 failed: gave up after 1 attempts: Failed to connect to 127.0.0.1 port $cport"
-# 19
+# 21
 expect "a host name that does not resolve: the reason says so" \
 	n1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: (Could not resolve host: no-such-host.invalid|Resolving timed out)'
 
 # ---- what the operator sees ----
 
-# 20
+# 22
 out=$("$ctl" -c "$tmp/campaignd.yaml" explain redirect 2>&1)
 if matches "$out" 'HTTP 301: redirects are not followed'; then
 	ok "campaignctl explain shows the delivery's history with the failure's reason"
 else
 	not_ok "campaignctl explain shows the delivery's history with the failure's reason" "$out"
 fi
-# 21
+# 23
 check "the journal has one line per attempt's end, with its reason" eval \
 	"grep -q 'customer=redirect .* outcome=failed detail=\"HTTP 301: redirects are not followed\"' '$dlog' &&
 	 grep -q 'customer=hang .* outcome=retry detail=\"attempt 1 failed (Operation timed out after' '$dlog'"
-# 22
+# 24
 leaks=$( (cat "$dlog"; q "SELECT reason FROM transitions") | grep -n -e "s3cret-$$" -e "MARK-$$" -e 'quoted')
 is "neither the journal nor the history holds the secret or the message" "$leaks" ""
 
 stop_daemon
-# 23
+# 25
 check_stopped
 tap_end

@@ -1048,15 +1048,26 @@ test_webhook_classification(void **state)
 		{ 400, "", CHAN_PERMANENT, 0, "HTTP 400" },
 		{ 404, "", CHAN_PERMANENT, 0, "HTTP 404" },
 		{ 409, "Retry-After: 3\r\n", CHAN_TRANSIENT, 3,
-		    "HTTP 409 (retried: the receiver may still be processing this idempotency key)" },
+		    "HTTP 409 (retried: the receiver may still be processing this idempotency key), "
+		    "Retry-After 3 s" },
 		{ 422, "", CHAN_PERMANENT, 0, "HTTP 422" },
-		{ 425, "Retry-After: 2\r\n", CHAN_TRANSIENT, 2, "HTTP 425" },
-		{ 429, "Retry-After: 7\r\n", CHAN_TRANSIENT, 7, "HTTP 429" },
+		{ 425, "Retry-After: 2\r\n", CHAN_TRANSIENT, 2, "HTTP 425, Retry-After 2 s" },
+		{ 429, "Retry-After: 7\r\n", CHAN_TRANSIENT, 7, "HTTP 429, Retry-After 7 s" },
 		{ 429, "", CHAN_TRANSIENT, 0, "HTTP 429" },
-		{ 429, "Retry-After: soon\r\n", CHAN_TRANSIENT, 0, "HTTP 429" },
+		{ 429, "Retry-After: soon\r\n", CHAN_TRANSIENT, 0,
+		    "HTTP 429, Retry-After 'soon' not understood" },
+		{ 429, "Retry-After: -5\r\n", CHAN_TRANSIENT, 0,
+		    "HTTP 429, Retry-After '-5' not understood" },
+		{ 429, "Retry-After: 0\r\n", CHAN_TRANSIENT, 0, "HTTP 429" },
+		{ 503, "Retry-After: 604800\r\n", CHAN_TRANSIENT, 3600,
+		    "HTTP 503, Retry-After '604800' cut to 3600 s" },
+		{ 503, "Retry-After: 99999999999999999999999\r\n", CHAN_TRANSIENT, 3600,
+		    "HTTP 503, Retry-After '99999999999999999999999' cut to 3600 s" },
+		{ 503, "Retry-After: \xff\x01x\r\n", CHAN_TRANSIENT, 0,
+		    "HTTP 503, Retry-After '??x' not understood" },
 		{ 408, "", CHAN_TRANSIENT, 0, "HTTP 408" },
 		{ 500, "", CHAN_TRANSIENT, 0, "HTTP 500" },
-		{ 503, "retry-after: 120\r\n", CHAN_TRANSIENT, 120, "HTTP 503" },
+		{ 503, "retry-after: 120\r\n", CHAN_TRANSIENT, 120, "HTTP 503, Retry-After 120 s" },
 		{ 503, "", CHAN_TRANSIENT, 0, "HTTP 503" },
 		{ 302, "Location: /elsewhere\r\n", CHAN_PERMANENT, 0,
 		    "HTTP 302: redirects are not followed" },
@@ -1101,6 +1112,17 @@ test_webhook_retry_after_date(void **state)
 	script(429, extra, 0);
 	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_TRANSIENT);
 	assert_true(retry >= 95 && retry <= 100);
+	free(detail);
+
+	/* A date two days ahead: an hour at most. */
+	when = time(NULL) + 2 * 86400;
+	gmtime_r(&when, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	snprintf(extra, sizeof(extra), "Retry-After: %s\r\n", date);
+	script(503, extra, 0);
+	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_TRANSIENT);
+	assert_int_equal(retry, 3600);
+	assert_non_null(strstr(detail, "' cut to 3600 s"));
 	free(detail);
 
 	/* A date in the past: no wait asked. */
