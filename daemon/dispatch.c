@@ -299,7 +299,8 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		return;
 	}
 	if (o == CHAN_TRANSIENT && !d->stopping) {
-		char *why = xasprintf("gave up after %d attempts: %s", j->attempt + 1,
+		char *why = xasprintf("gave up after %d attempt%s: %s", j->attempt + 1,
+		    j->attempt == 0 ? "" : "s",
 		    detail ? detail : "transient failure");
 
 		free(detail);

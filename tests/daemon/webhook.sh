@@ -293,16 +293,16 @@ fi
 # 19
 if [ "$tls" = 1 ]; then
 	expect "https with a certificate the daemon does not trust: nothing sent, the reason says so" \
-		t1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: SSL certificate problem: '
+		t1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempt: SSL certificate problem: '
 else
 	ok "# SKIP no openssl to make a certificate with"
 fi
 # 20
 expect "a port nobody listens on: the reason says the connection failed" \
-	c1 "^requests=0 retries=0 step 1 failed: gave up after 1 attempts: Failed to connect to 127.0.0.1 port $cport"
+	c1 "^requests=0 retries=0 step 1 failed: gave up after 1 attempt: Failed to connect to 127.0.0.1 port $cport"
 # 21
 expect "a host name that does not resolve: the reason says so" \
-	n1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempts: (Could not resolve host: no-such-host.invalid|Resolving timed out)'
+	n1 '^requests=0 retries=0 step 1 failed: gave up after 1 attempt: (Could not resolve host: no-such-host.invalid|Resolving timed out)'
 
 # ---- what the operator sees ----
 
