@@ -24,6 +24,8 @@ struct act {
 	char customer[STORE_ID_MAX + 1], campaign[48], channel[16], reason[256];
 	int64_t created, retry_at; /* sends */
 	int attempts;
+	int64_t followup; /* a followup's send: its id, kind and code */
+	char kind[16], code[32];
 };
 
 struct fx {
@@ -46,7 +48,10 @@ sink(void *arg, const struct sched_action *a)
 	struct act *x;
 
 	if (a->kind == SCHED_SEND && !f->no_outcome)
-		assert_int_equal(sched_sent(f->e, a->delivery, a->at), 0);
+		assert_int_equal(a->followup != 0 ?
+			sched_followup_outcome(f->e, a->followup, a->at, 1, NULL, 0, 0) :
+			sched_sent(f->e, a->delivery, a->at),
+		    0);
 	if (a->kind == SCHED_SEND && strcmp(a->channel, "sms") == 0)
 		f->sms_room--;
 	assert_true(f->n < 4096);
@@ -63,6 +68,9 @@ sink(void *arg, const struct sched_action *a)
 	x->created = a->created;
 	x->attempts = a->attempts;
 	x->retry_at = a->retry_at;
+	x->followup = a->followup;
+	snprintf(x->kind, sizeof(x->kind), "%s", a->followup_kind ? a->followup_kind : "");
+	snprintf(x->code, sizeof(x->code), "%s", a->code ? a->code : "");
 	return a->kind == SCHED_SEND && f->stop_every > 0 && ++f->sends % f->stop_every == 0;
 }
 
@@ -1610,6 +1618,188 @@ test_answer_ends_chain_and_optout(void **state)
 	assert_int_equal(count(f, 1, "esc"), 1);
 }
 
+/* ---- followups (engine/followup.c, store/answer.c): thank-yous and notifications ---- */
+
+/* codes: a codes file `name` in the test's directory with codes PREFIX-1..PREFIX-n (and a
+ * comment and a blank line, which are no codes); its path into path[256]. */
+static void
+codes(struct fx *f, const char *name, const char *prefix, int n, char path[256])
+{
+	FILE *fp;
+	int i;
+
+	snprintf(path, 256, "%s/%s", f->dir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "# codes\n\n");
+	for (i = 1; i <= n; i++)
+		fprintf(fp, "%s-%d\n", prefix, i);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* THANKS: a transactional campaign NAME on event EVENT, one sms step, a thank-you with a code
+ * of CODES (a path) and a notification of each detractor to crm. */
+static void
+thanks_campaign(struct fx *f, const char *name, const char *event, const char *codes_path)
+{
+	char *text = xasprintf("campaign: %s\ntype: transactional\ntrigger: { event: %s }\n" SURVEY
+			       ONE_SMS "incentive:\n  message: { en: \"Thanks! {{code}}\" }\n"
+			       "  codes_file: %s\nnotify:\n  - on: detractor\n    channel: crm\n",
+	    name, event, codes_path);
+
+	campaign(f, name, text);
+	free(text);
+}
+
+/* answer: store_answer of nps=VALUE to `delivery` at `at`; its return. */
+static int
+answer(struct fx *f, int64_t delivery, const char *value, int64_t at)
+{
+	const char *q[] = { "nps" }, *v[] = { value };
+	char ref[24], *why = NULL;
+	int rc;
+
+	snprintf(ref, sizeof(ref), "%lld", (long long)delivery);
+	rc = store_answer(f->st, f->c, ref, 1, q, v, at, "test", &why);
+	if (rc != 0)
+		fprintf(stderr, "store_answer: %s\n", why);
+	free(why);
+	return rc;
+}
+
+/* sent_to: the delivery of campaign's step 1 sent to customer (it must have been). */
+static int64_t
+sent_to(struct fx *f, const char *customer, const char *campaign)
+{
+	const struct act *a = find(f, 1, customer, campaign, 1);
+
+	assert_non_null(a);
+	return a->delivery;
+}
+
+/*
+ * A channel held back by its gate (a rate limit, a full queue) leaves its due followups due,
+ * unrecorded, and the due read pages past them: 70 thank-yous waiting for sms (more than one
+ * page of 64) do not keep the detractor notification to crm behind them from going out.
+ * When sms has room again the thank-yous go, each once, in the order they came.
+ */
+static void
+test_followups_page_past_full_channel(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T10:00:00Z"), d[71];
+	char id[8], ev[8], path[256];
+	long i;
+
+	codes(f, "codes.txt", "C", 80, path);
+	thanks_campaign(f, "tx", "go", path);
+	f->c->policy.contact_max = 10;
+	for (i = 1; i <= 70; i++) {
+		snprintf(id, sizeof(id), "c%03ld", i);
+		customer(f, id, "Europe/Oslo", "s", NULL);
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	sched_set_gate(f->e, gate, f);
+	f->sms_room = 1000;
+	for (i = 1; i <= 70; i++) {
+		snprintf(id, sizeof(id), "c%03ld", i);
+		snprintf(ev, sizeof(ev), "e%ld", i);
+		event(f, ev, id, "go", "2027-01-04T09:00:00Z");
+	}
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	assert_int_equal(count(f, 1, "tx"), 70);
+	for (i = 1; i <= 70; i++) {
+		snprintf(id, sizeof(id), "c%03ld", i);
+		d[i] = sent_to(f, id, "tx");
+	}
+	/* 69 promoters, then a detractor: 70 thank-yous (sms) before one notification (crm). */
+	for (i = 1; i <= 69; i++)
+		assert_int_equal(answer(f, d[i], "9", at), 0);
+	assert_int_equal(answer(f, d[70], "3", at), 0);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM followups WHERE channel = 'sms' AND "
+				   "id < (SELECT id FROM followups WHERE kind = 'detractor')"),
+	    70);
+	/* sms is full: only the notification goes; the thank-yous stay due, nothing recorded. */
+	f->sms_room = 0;
+	f->n = 0;
+	assert_int_equal(sched_followups_due(f->e, at + 1, sink, f), 1);
+	assert_int_equal(f->n, 1);
+	assert_string_equal(f->acts[0].channel, "crm");
+	assert_string_equal(f->acts[0].kind, "detractor");
+	assert_int_equal(f->acts[0].delivery, d[70]);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM followups WHERE kind = 'detractor' AND "
+				   "state = 'sent'"),
+	    1);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM followups WHERE kind = 'incentive' AND "
+				   "state = 'due'"),
+	    70);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM transitions WHERE reason LIKE "
+				   "'thank-you (%'"),
+	    0);
+	/* Room again: the 70 thank-yous, in id order, each with its own code. */
+	f->sms_room = 1000;
+	f->n = 0;
+	assert_int_equal(sched_followups_due(f->e, at + 2, sink, f), 70);
+	for (i = 0; i < 70; i++) {
+		assert_string_equal(f->acts[i].kind, "incentive");
+		assert_int_equal(f->acts[i].delivery, d[i + 1]);
+		if (i > 0)
+			assert_true(f->acts[i].followup > f->acts[i - 1].followup);
+	}
+	assert_string_equal(f->acts[69].code, "C-70");
+	assert_int_equal(scalar(f, "SELECT count(DISTINCT code) FROM followups WHERE state = 'sent' "
+				   "AND kind = 'incentive'"),
+	    70);
+	assert_int_equal(sched_followups_due(f->e, at + 3, sink, f), 0);
+}
+
+/*
+ * A code is given once per codes file, whichever campaigns share it and however their files
+ * name it (here one through a symlink): customers completing two campaigns get the file's two
+ * codes in turn; the next completion finds none left, and its answer still stands (recorded,
+ * the delivery completed) with the reason in the delivery's history and no thank-you.
+ */
+static void
+test_codes_unique_per_file(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T10:00:00Z"), dx, dy, dz;
+	char path[256], link[256], why[320];
+
+	codes(f, "codes.txt", "SPRING", 2, path);
+	snprintf(link, sizeof(link), "%s/shared.txt", f->dir);
+	assert_int_equal(symlink("codes.txt", link), 0);
+	thanks_campaign(f, "ca", "ga", path);
+	thanks_campaign(f, "cb", "gb", link);
+	customer(f, "x", "Europe/Oslo", "s", NULL);
+	customer(f, "y", "Europe/Oslo", "s", NULL);
+	customer(f, "z", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "x", "ga", "2027-01-04T09:00:00Z");
+	event(f, "e2", "y", "gb", "2027-01-04T09:00:00Z");
+	event(f, "e3", "z", "ga", "2027-01-04T09:00:00Z");
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	dx = sent_to(f, "x", "ca");
+	dy = sent_to(f, "y", "cb");
+	dz = sent_to(f, "z", "ca");
+	assert_int_equal(answer(f, dx, "9", at), 0);
+	assert_int_equal(answer(f, dy, "9", at + 1), 0);
+	assert_int_equal(answer(f, dz, "9", at + 2), 0);
+	f->n = 0;
+	assert_int_equal(sched_followups_due(f->e, at + 3, sink, f), 2);
+	assert_int_equal(f->acts[0].delivery, dx);
+	assert_string_equal(f->acts[0].campaign, "ca");
+	assert_string_equal(f->acts[0].code, "SPRING-1");
+	assert_int_equal(f->acts[1].delivery, dy);
+	assert_string_equal(f->acts[1].campaign, "cb");
+	assert_string_equal(f->acts[1].code, "SPRING-2");
+	/* z: no code left; the answer stands, the history says why, no thank-you follows. */
+	snprintf(why, sizeof(why), "completed|no thank-you: every code of %s is given", path);
+	assert_string_equal(state_reason(f, dz), why);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM responses WHERE question = 'nps'"), 3);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM followups"), 2);
+}
+
 int
 main(void)
 {
@@ -1654,6 +1844,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate_small_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_followups_page_past_full_channel, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_codes_unique_per_file, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
