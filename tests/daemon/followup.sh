@@ -5,7 +5,10 @@
 # and for a detractor (campaignd.yaml's); a customer who opted out gets no thank-you and spends
 # no code; when the codes run out the delivery's history says so and no thank-you follows.
 # Each followup's move to sending (with its key) and its sending are recorded on its
-# delivery; one in flight at a SIGKILL goes out again with its key after the restart.
+# delivery; one in flight at a SIGKILL goes out again with its key after the restart, and one
+# killed while it waits for a retry goes on where it stopped (the rest of the wait, its
+# attempts).  A campaign removed after the answer still has its notifications sent, not its
+# thank-you.
 # SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -17,7 +20,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup followup
 
-echo "1..8"
+echo "1..10"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
@@ -113,6 +116,100 @@ else
 	not_ok "notifications in flight at a SIGKILL: sent again with their keys after the restart, recorded, then sent" \
 		"keys twice: $twice, other counts: $other, resends recorded: $resends, sent: $sent"
 fi
+
+# The rest runs on more channels and campaigns, added by a reload: crm gives up after two
+# attempts; hook is a webhook to the sink (two attempts); slow an outbox that sends 10 a
+# minute; ops a webhook whose secret_file is missing (its sends wait for it), one at a time.
+sed -i "s|timeout: 10s }|timeout: 10s, max_retries: 1 }|" "$tmp/campaignd.yaml"
+sed -i "/^notify:/i\\
+  hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }\\
+  slow: { driver: outbox, kind: sms, path: outbox/slow, rate: 10/m }\\
+  ops: { driver: webhook, url: \"http://127.0.0.1:$port/ops\", secret_file: ops.secret, concurrency: 1 }" \
+	"$tmp/campaignd.yaml"
+# gone: a thank-you (its own codes) and a notification of each completion; removed below.
+printf '%s\n' "G-1" >"$tmp/campaigns.d/gone-codes.txt"
+campaign_yaml gone "{ event: leave }" "  - channel: sms
+    message:
+      en: \"How was it? {{survey_url}}\"
+incentive:
+  message:
+    en: \"Thanks! Your code: {{code}}\"
+  codes_file: gone-codes.txt
+notify:
+  - on: completed
+    channel: crm" >"$tmp/campaigns.d/gone.yaml"
+# two and paced: an sms, then a second step 1 s later on hook and on slow.
+for c in two:hook paced:slow; do
+	campaign_yaml "${c%:*}" "{ event: ${c%:*} }" "  - channel: sms
+    message:
+      en: \"How was it? {{survey_url}}\"
+  - channel: ${c#*:}
+    after: 1s
+    message:
+      en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/${c%:*}.yaml"
+done
+# heavy: 20 notifications of each completion on ops, more than ops holds (18: 2 stay due).
+{
+	campaign_yaml heavy "{ event: heavy }" "  - channel: sms
+    message:
+      en: \"How was it? {{survey_url}}\""
+	echo "notify:"
+	for i in $(seq 20); do printf '%s\n' "  - on: completed" "    channel: ops"; done
+} >"$tmp/campaigns.d/heavy.yaml"
+printf '%s\n' "id,first_name,phone,consent.sms" "c7,Gil,+4790000007,true" "c8,Hal,+4790000008,true" \
+	"c9,Ida,+4790000009,true" "c10,Jon,+4790000010,true" "c11,Kim,+4790000011,true" \
+	"c12,Lea,+4790000012,true" >"$tmp/more.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/more.csv" >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" reload >"$tmp/reload.out" 2>&1 ||
+	echo "# reload refused: $(cat "$tmp/reload.out")"
+
+# sink_of CUSTOMER FIELD: FIELD (t, key, or text: the body's) of each request the sink
+# logged for CUSTOMER, one per line.
+sink_of() {
+	"$py" - "$tmp/sink.log" "$1" "$2" <<'EOF'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(line)
+    if r.get("customer") == sys.argv[2]:
+        print(json.loads(r["body"]).get("text", "") if sys.argv[3] == "text" else r[sys.argv[3]])
+EOF
+}
+
+# A notification whose first attempt failed (503, Retry-After: 3), in flight when the daemon
+# is killed during its wait: after the restart it waits the rest of the Retry-After, is sent
+# with the same key, and keeps the attempt it spent: with max_retries 1, two requests in all.
+printf '%s\n' "c7 503+RA=3 503 503" >>"$tmp/sink.script"
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c7 >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$(delivery thanks c7)")" = "sent 1" ]'
+d7=$(delivery thanks c7)
+"$ctl" -c "$tmp/campaignd.yaml" answer "$d7" score=4 >/dev/null 2>&1
+f7=$(q "SELECT id FROM followups WHERE delivery = ${d7:-0} AND kind = 'completed'")
+k7=d${d7:-0}-f${f7:-0}
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE idem_key = '"'$k7'"' AND attempt = 1")" = 1 ]'
+kill -KILL "$daemon_pid" 2>/dev/null
+wait "$daemon_pid" 2>/dev/null
+daemon_pid=
+start_daemon_or_bail "after the second SIGKILL"
+wait_for 15 eval '[ "$(q "SELECT state FROM followups WHERE id = ${f7:-0}")" = failed ]'
+gap=$(sink_of c7 t | awk 'NR == 1 { t = $1 } NR == 2 { printf "%.0f", ($1 - t) * 1000 }')
+is "a notification killed in its retry wait: after the restart it waits the rest, same key, attempts kept" \
+	"$(sink_of c7 key | tr '\n' ' ')$([ "${gap:-0}" -ge 2900 ] && echo waited)|$(q "SELECT count(*) FROM transitions WHERE idem_key = '$k7' AND reason LIKE '%resent with the same idempotency key'")|$(q "SELECT count(*) FROM transitions WHERE idem_key = '$k7' AND reason LIKE 'notification (completed) failed: gave up after 2 attempts%'")" \
+	"$k7 $k7 waited|1|1"
+
+# A campaign removed from campaigns.d after an answer asked for its followups (the daemon
+# stopped meanwhile): its notifications are still sent, with their text (it needs no
+# campaign); its thank-you is not (its message went with the campaign), and says so.
+"$ctl" -c "$tmp/campaignd.yaml" event leave --customer c8 >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$(delivery gone c8)")" = "sent 1" ]'
+d8=$(delivery gone c8)
+stop_daemon
+"$ctl" -c "$tmp/campaignd.yaml" answer "$d8" score=1 >/dev/null 2>&1
+rm -f "$tmp/campaigns.d/gone.yaml"
+start_daemon_or_bail "without campaign gone"
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE delivery = ${d8:-0} AND state IN ('"'due'"', '"'sending'"')")" = 0 ]'
+is "a removed campaign: its notifications are sent with their text; its thank-you not, and why" \
+	"$(sink_of c8 text | sort | tr '\n' '|')$(q "SELECT group_concat(kind || ':' || state, ' ') FROM (SELECT kind, state FROM followups WHERE delivery = ${d8:-0} ORDER BY id)")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d8:-0} AND reason = 'thank-you (incentive) failed: campaign no longer loaded'")|$(ls "$tmp"/outbox/sms/d"${d8:-0}"-f*.msg 2>/dev/null | wc -l | tr -d ' ')" \
+	"completed: campaign gone, delivery $d8: score=1|detractor: campaign gone, delivery $d8: score=1|incentive:failed completed:sent detractor:sent|1|0"
 
 stop_daemon
 check_stopped
