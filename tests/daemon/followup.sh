@@ -8,7 +8,7 @@
 # delivery; one in flight at a SIGKILL goes out again with its key after the restart, and one
 # killed while it waits for a retry goes on where it stopped (the rest of the wait, its
 # attempts).  A campaign removed after the answer still has its notifications sent, not its
-# thank-you.
+# thank-you; followups whose channel a reload removes fail saying so.
 # SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -20,7 +20,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup followup
 
-echo "1..10"
+echo "1..11"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
@@ -210,6 +210,25 @@ wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE delivery = ${d8:-
 is "a removed campaign: its notifications are sent with their text; its thank-you not, and why" \
 	"$(sink_of c8 text | sort | tr '\n' '|')$(q "SELECT group_concat(kind || ':' || state, ' ') FROM (SELECT kind, state FROM followups WHERE delivery = ${d8:-0} ORDER BY id)")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d8:-0} AND reason = 'thank-you (incentive) failed: campaign no longer loaded'")|$(ls "$tmp"/outbox/sms/d"${d8:-0}"-f*.msg 2>/dev/null | wc -l | tr -d ' ')" \
 	"completed: campaign gone, delivery $d8: score=1|detractor: campaign gone, delivery $d8: score=1|incentive:failed completed:sent detractor:sent|1|0"
+
+# Followups whose channel a reload removes: 20 notifications for ops, whose secret_file is
+# missing: 18 wait for the channel (its hold), 2 stay due.  The reload drops ops (and the
+# notify entries naming it): each one fails, the history saying that the channel is gone;
+# none reaches a receiver, none stays open.
+"$ctl" -c "$tmp/campaignd.yaml" event heavy --customer c12 >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$(delivery heavy c12)")" = "sent 1" ]'
+d12=$(delivery heavy c12)
+"$ctl" -c "$tmp/campaignd.yaml" answer "$d12" score=4 >/dev/null 2>&1
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE delivery = ${d12:-0} AND state = '"'sending'"'")" = 18 ]'
+held=$(q "SELECT group_concat(state || ':' || n, ' ') FROM (SELECT state, count(*) AS n FROM followups WHERE delivery = ${d12:-0} GROUP BY state ORDER BY state)")
+sed -i '/^  ops: /d' "$tmp/campaignd.yaml"
+sed -i '/^notify:/,$d' "$tmp/campaigns.d/heavy.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >"$tmp/reload.out" 2>&1 ||
+	echo "# reload refused: $(cat "$tmp/reload.out")"
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE delivery = ${d12:-0} AND state = '"'failed'"'")" = 20 ]'
+is "a reload removes the channel of 20 notifications (18 waiting for it, 2 due): each fails, saying its channel is gone" \
+	"$held|$(q "SELECT group_concat(state || ':' || n, ' ') FROM (SELECT state, count(*) AS n FROM followups WHERE delivery = ${d12:-0} GROUP BY state ORDER BY state)")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d12:-0} AND reason = 'notification (completed) not sent: its channel is no longer configured'")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d12:-0} AND reason = 'notification (completed) failed: channel ops is no longer configured'")|$(sink_of c12 key | wc -l | tr -d ' ')" \
+	"due:2 sending:18|failed:20|2|18|0"
 
 stop_daemon
 check_stopped
