@@ -410,6 +410,20 @@ dispatch_close(struct daemon *d)
 /* ---- starting jobs ---- */
 
 /*
+ * answered: -1 (why in *err) for a step whose delivery, as last read into j->ctx, an answer
+ * ended while the step waited (its rate, a retry, its channel's secret): it is not sent
+ * (sched_failed records it on the ended delivery).  0 otherwise.
+ */
+static int
+answered(struct job *j, char **err)
+{
+	if (j->followup != 0 || j->ctx.state == NULL || strcmp(j->ctx.state, "sending") == 0)
+		return 0;
+	*err = xasprintf("not sent: an answer ended the delivery meanwhile (%s)", j->ctx.state);
+	return -1;
+}
+
+/*
  * load: on the loop, what the job's message is made of: its delivery's customer and event, and
  * its campaign as this generation has it.
  */
@@ -427,14 +441,30 @@ load(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("campaign no longer loaded");
 		return -1;
 	}
-	/* A step whose delivery an answer ended while it waited (its rate, a retry, its
-	 * channel's secret): not sent (sched_failed records it on the ended delivery). */
-	if (j->followup == 0 && j->ctx.state != NULL && strcmp(j->ctx.state, "sending") != 0) {
-		*err = xasprintf("not sent: an answer ended the delivery meanwhile (%s)",
-		    j->ctx.state);
+	return answered(j, err);
+}
+
+/*
+ * reread: before a retry of a step (its message made at its first attempt, when load() read
+ * the delivery), whether an answer ended the delivery during the retry's wait: then it is not
+ * sent again (-1, why in *err).  A delivery that cannot be read now is tried as before.
+ */
+static int
+reread(struct daemon *d, struct job *j, char **err)
+{
+	int rc;
+
+	if (j->followup != 0)
+		return 0; /* a followup is of an answer already */
+	store_context_free(&j->ctx);
+	rc = store_context(d->st, j->delivery, &j->ctx);
+	if (rc == -ENOENT) {
+		*err = xstrdup("delivery not found");
 		return -1;
 	}
-	return 0;
+	rc = rc < 0 ? 0 : answered(j, err);
+	store_context_free(&j->ctx);
+	return rc;
 }
 
 /*
@@ -770,7 +800,8 @@ start_job(struct daemon *d, struct job *j)
 		channel_wait(d, j, detail);
 		return;
 	}
-	if (j->msg.idem_key == NULL && load(d, j, &detail) < 0) {
+	/* A first attempt reads what its message needs; a retry, whether it is still wanted. */
+	if (j->msg.idem_key == NULL ? load(d, j, &detail) < 0 : reread(d, j, &detail) < 0) {
 		outcome(d, j, CHAN_PERMANENT, 0, detail);
 		return;
 	}

@@ -8,7 +8,8 @@
 # delivery; one in flight at a SIGKILL goes out again with its key after the restart, and one
 # killed while it waits for a retry goes on where it stopped (the rest of the wait, its
 # attempts).  A campaign removed after the answer still has its notifications sent, not its
-# thank-you; followups whose channel a reload removes fail saying so.
+# thank-you; followups whose channel a reload removes fail saying so; a step waiting for its
+# retry or for its channel's rate when the customer completes the survey is not sent.
 # SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -20,7 +21,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup followup
 
-echo "1..11"
+echo "1..12"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
@@ -229,6 +230,30 @@ wait_for 15 eval '[ "$(q "SELECT count(*) FROM followups WHERE delivery = ${d12:
 is "a reload removes the channel of 20 notifications (18 waiting for it, 2 due): each fails, saying its channel is gone" \
 	"$held|$(q "SELECT group_concat(state || ':' || n, ' ') FROM (SELECT state, count(*) AS n FROM followups WHERE delivery = ${d12:-0} GROUP BY state ORDER BY state)")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d12:-0} AND reason = 'notification (completed) not sent: its channel is no longer configured'")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d12:-0} AND reason = 'notification (completed) failed: channel ops is no longer configured'")|$(sink_of c12 key | wc -l | tr -d ' ')" \
 	"due:2 sending:18|failed:20|2|18|0"
+
+# A step that waits when the customer completes the survey is not sent: on hook, its first
+# attempt failed (503, Retry-After: 3) and it waits for its retry; on slow (10 a minute), it
+# waits for its turn behind another customer's.  Neither is sent after the answer; the
+# delivery's history says why.
+printf '%s\n' "c9 503+RA=3" >>"$tmp/sink.script"
+"$ctl" -c "$tmp/campaignd.yaml" event two --customer c9 >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c10 >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c11 >/dev/null 2>&1
+wait_for 15 has_delivery two c9
+d9=$(delivery two c9)
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE delivery = ${d9:-0} AND step = 2 AND attempt = 1")" = 1 ]'
+"$ctl" -c "$tmp/campaignd.yaml" answer "$d9" score=4 >/dev/null 2>&1
+# paced: whichever of c10 and c11 took slow first is sent; the other waits 6 s for its turn.
+wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT state FROM deliveries WHERE campaign = '"'paced'"' AND step = 2 ORDER BY state)")" = "sending sent" ]'
+other=$(q "SELECT id FROM deliveries WHERE campaign = 'paced' AND state = 'sending' LIMIT 1")
+waiting=$(state_of "$other")
+"$ctl" -c "$tmp/campaignd.yaml" answer "$other" score=4 >/dev/null 2>&1
+# The retry is due 3 s after the first attempt, the paced send 6 s after the first one's.
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE delivery IN (${d9:-0}, ${other:-0}) AND reason LIKE '"'%ended the delivery meanwhile%'"'")" -ge 2 ]'
+sleep 1 # and nothing else goes out after that
+is "a step waiting for its retry (hook) or its turn (slow) when the customer completes is not sent" \
+	"$waiting|$(sink_of c9 key | tr '\n' ' ')|$(ls "$tmp"/outbox/slow/d"${other:-0}"-s2.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$d9")|$(state_reason "$other")" \
+	"sending 2|d$d9-s2 |0|completed 2|step 2 failed: not sent: an answer ended the delivery meanwhile (completed); the delivery had ended meanwhile (completed)|completed 2|step 2 failed: not sent: an answer ended the delivery meanwhile (completed); the delivery had ended meanwhile (completed)"
 
 stop_daemon
 check_stopped
