@@ -419,7 +419,8 @@ answered(struct job *j, char **err)
 {
 	if (j->followup != 0 || j->ctx.state == NULL || strcmp(j->ctx.state, "sending") == 0)
 		return 0;
-	*err = xasprintf("not sent: an answer ended the delivery meanwhile (%s)", j->ctx.state);
+	/* The engine's record adds "the delivery had ended meanwhile (STATE)". */
+	*err = xstrdup("not sent: the customer answered while it waited");
 	return -1;
 }
 

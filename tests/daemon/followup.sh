@@ -249,11 +249,11 @@ other=$(q "SELECT id FROM deliveries WHERE campaign = 'paced' AND state = 'sendi
 waiting=$(state_of "$other")
 "$ctl" -c "$tmp/campaignd.yaml" answer "$other" score=4 >/dev/null 2>&1
 # The retry is due 3 s after the first attempt, the paced send 6 s after the first one's.
-wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE delivery IN (${d9:-0}, ${other:-0}) AND reason LIKE '"'%ended the delivery meanwhile%'"'")" -ge 2 ]'
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE delivery IN (${d9:-0}, ${other:-0}) AND reason LIKE '"'%answered while it waited%'"'")" -ge 2 ]'
 sleep 1 # and nothing else goes out after that
 is "a step waiting for its retry (hook) or its turn (slow) when the customer completes is not sent" \
 	"$waiting|$(sink_of c9 key | tr '\n' ' ')|$(ls "$tmp"/outbox/slow/d"${other:-0}"-s2.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$d9")|$(state_reason "$other")" \
-	"sending 2|d$d9-s2 |0|completed 2|step 2 failed: not sent: an answer ended the delivery meanwhile (completed); the delivery had ended meanwhile (completed)|completed 2|step 2 failed: not sent: an answer ended the delivery meanwhile (completed); the delivery had ended meanwhile (completed)"
+	"sending 2|d$d9-s2 |0|completed 2|step 2 failed: not sent: the customer answered while it waited; the delivery had ended meanwhile (completed)|completed 2|step 2 failed: not sent: the customer answered while it waited; the delivery had ended meanwhile (completed)"
 
 stop_daemon
 check_stopped
