@@ -871,10 +871,16 @@ start_queued(struct daemon *d)
 		struct chanq *q = &d->queues[i];
 
 		while (q->head != NULL) {
+			/* A channel a reload removed keeps, for the sends it holds, the settings
+			 * they were decided under: its concurrency and its pace. */
 			const struct conf_channel *ch = conf_channel_find(d->cur->conf, q->name);
-			int conc = ch ? ch->concurrency : 1;
+			int conc;
 			struct job *j;
 			uint64_t w;
+
+			if (ch == NULL)
+				ch = conf_channel_find(q->head->gen->conf, q->name);
+			conc = ch ? ch->concurrency : 1;
 
 			/* A send decided ahead of its due instant starts now all the same: it waits
 			 * for that instant prepared, on the HTTP thread, or written ahead (show()). */

@@ -9,7 +9,8 @@
 # a limit whose interval is not a whole number of milliseconds (600/s: 1.667 ms) is kept
 # exactly, and the sends beyond the channel's hold follow at once: forty requests due at one
 # second, the last 39 intervals after it or later, and well within the second; none is lost
-# or repeated; SIGTERM while paced sends wait: what is written ahead is shown
+# or repeated; sends a channel still holds when a reload removes it (with its campaign) keep its
+# pace; SIGTERM while paced sends wait: what is written ahead is shown
 # at its instant before the exit, the rest is abandoned and sent, each once, after the restart;
 # the daemon stops cleanly.
 #
@@ -22,7 +23,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup rate
 
-echo "1..8"
+echo "1..9"
 
 : >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
@@ -202,6 +203,50 @@ else
 $(q "SELECT delivery, from_state, to_state, reason FROM transitions WHERE delivery IN
 	(SELECT id FROM deliveries WHERE event LIKE 'sb%') ORDER BY id")"
 fi
-# 8
+# 8: a reload that removes a paced channel (and the campaign using it) while sends wait for
+# their turn in it: they were decided under the old settings and go on under them, pace
+# included, not all at once.  Six due at one second through a 2/s channel; the reload comes
+# once the first has left.
+cp "$tmp/campaignd.yaml" "$tmp/without-slow.yaml"
+cat >>"$tmp/campaignd.yaml" <<EOF
+  slow:
+    driver: webhook
+    url: http://127.0.0.1:$port/hook
+    timeout: 5s
+    rate: 2/s
+    concurrency: 1
+EOF
+campaign_yaml paced-slow "{ event: go-slow }" "  - channel: slow
+    message:
+      en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/paced-slow.yaml"
+start_daemon_or_bail
+due=$(($(date +%s) + 2))
+at=$(date -u -d "@$due" +%Y-%m-%dT%H:%M:%SZ)
+for i in 0 1 2 3 4 5; do
+	printf '{"id": "es%s", "type": "go-slow", "customer": "h%s", "at": "%s"}\n' "$i" "$i" "$at"
+done >"$tmp/events3.jsonl"
+"$ctl" -c "$tmp/campaignd.yaml" events import "$tmp/events3.jsonl" >/dev/null 2>&1
+wait_for 8 eval '[ "$(grep -c "\"customer\": \"h" "$tmp/sink.log" 2>/dev/null)" -ge 11 ]'
+cp "$tmp/without-slow.yaml" "$tmp/campaignd.yaml"
+rm "$tmp/campaigns.d/paced-slow.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >"$tmp/reload.out" 2>&1
+reload_rc=$?
+wait_for 8 eval '[ "$(grep -c "\"customer\": \"h" "$tmp/sink.log" 2>/dev/null)" -ge 16 ]'
+sleep 0.6 # a late one would come now
+gaps=$("$py" - "$tmp/sink.log" <<'EOF'
+import json, sys
+t = [json.loads(l)["t"] for l in open(sys.argv[1]) if '"customer": "h' in l][10:]
+print(len(t), min(int((b - a) * 1000) for a, b in zip(t, t[1:])) if len(t) > 1 else -1)
+EOF
+)
+set -- $gaps
+if [ "$reload_rc" = 0 ] && [ "$1" = 6 ] && [ "$2" -ge 450 ]; then
+	ok "a reload removing a paced channel: its six waiting sends keep its pace (gaps >= $2 ms)"
+else
+	not_ok "a reload removing a paced channel: its six waiting sends keep its pace (gaps >= 450 ms)" \
+		"reload exit $reload_rc ($(cat "$tmp/reload.out")); requests $1, smallest gap $2 ms"
+fi
+stop_daemon 10
+# 9
 check_stopped
 tap_end
