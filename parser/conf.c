@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lex.h"
 #include "pctx.h"
@@ -713,14 +714,25 @@ conf_add_campaign_buffer(struct conf *c, const char *name, const char *buf, size
 	return r;
 }
 
-/* add_file: read and add one campaign file; `memo` may be NULL. */
+/*
+ * add_file: read and add one campaign file; `memo` may be NULL.  A directory's entry must be a
+ * regular file (`regular`); a path given by name may be a pipe (/dev/stdin).
+ */
 static int
-add_file(struct conf *c, const char *path, struct pctx_memo *memo, struct diag_list *d)
+add_file(struct conf *c, const char *path, int regular, struct pctx_memo *memo,
+    struct diag_list *d)
 {
 	char *buf = NULL, *dir;
 	size_t len = 0;
-	int r = util_read_file(path, CONF_MAX_FILE, &buf, &len);
+	int r = regular ? util_read_regular(path, CONF_MAX_FILE, &buf, &len) :
+			  util_read_file(path, CONF_MAX_FILE, &buf, &len);
 
+	if (r == -EINVAL && regular) {
+		diag_add(d, DIAG_ERROR, path, 0, 0, "io",
+		    "campaign files are regular files (or symlinks to them)",
+		    "not a regular file: not read");
+		return -1;
+	}
 	if (r == -EFBIG) {
 		diag_add(d, DIAG_ERROR, path, 1, 1, "too-large", "split it, or check it is the right file",
 		    "file is %zu bytes; the limit is %d", len, CONF_MAX_FILE);
@@ -740,7 +752,7 @@ add_file(struct conf *c, const char *path, struct pctx_memo *memo, struct diag_l
 int
 conf_add_campaign_file(struct conf *c, const char *path, struct diag_list *d)
 {
-	return add_file(c, path, NULL, d);
+	return add_file(c, path, 0, NULL, d);
 }
 
 int
@@ -753,6 +765,31 @@ conf_ignored_name(const char *name)
 	if (n > 4 && (strcmp(name + n - 4, ".swp") == 0 || strcmp(name + n - 4, ".bak") == 0))
 		return 1;
 	return !(n > 5 && strcmp(name + n - 5, ".yaml") == 0);
+}
+
+/*
+ * dir_entry: whether an entry of a campaigns directory is loaded (1), skipped (0: a directory,
+ * such as templates.yaml/) or a problem (-1: a FIFO, a socket or a device, reported in d, never
+ * opened: opening a FIFO waits for a writer, and a device may act on being opened).  What
+ * stat cannot see is left to add_file to report.
+ */
+static int
+dir_entry(const char *path, struct diag_list *d)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return 1;
+	if (S_ISDIR(st.st_mode))
+		return 0;
+	if (!S_ISREG(st.st_mode)) {
+		diag_add(d, DIAG_ERROR, path, 0, 0, "io",
+		    "campaign files are regular files (or symlinks to them)",
+		    "not a regular file (%s): not read",
+		    S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : "a device");
+		return -1;
+	}
+	return 1;
 }
 
 static int
@@ -796,7 +833,9 @@ conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
 		qsort(names, n, sizeof(*names), name_cmp);
 	memset(&memo, 0, sizeof(memo));
 	for (i = 0; i < n; i++) {
-		if (add_file(c, names[i], &memo, d) < 0)
+		int e = dir_entry(names[i], d);
+
+		if (e < 0 || (e > 0 && add_file(c, names[i], 1, &memo, d) < 0))
 			bad++;
 		free(names[i]);
 	}

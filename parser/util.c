@@ -249,8 +249,9 @@ util_hmac_free(struct util_hmac *h)
 	free(h);
 }
 
-int
-util_read_file(const char *path, size_t cap, char **buf, size_t *len)
+/* read_file: util_read_file and util_read_regular (regular: only a regular file is read). */
+static int
+read_file(const char *path, size_t cap, int regular, char **buf, size_t *len)
 {
 	struct stat st;
 	char *p;
@@ -259,7 +260,8 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 
 	*buf = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO that has no writer would wait for one. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | (regular ? O_NONBLOCK : 0));
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -270,6 +272,10 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 	if (S_ISDIR(st.st_mode)) {
 		close(fd);
 		return -EISDIR;
+	}
+	if (regular && !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
 	}
 	if (S_ISREG(st.st_mode) && (size_t)st.st_size > cap) {
 		*len = (size_t)st.st_size;
@@ -316,6 +322,18 @@ util_read_file(const char *path, size_t cap, char **buf, size_t *len)
 	*buf = p;
 	*len = got;
 	return 0;
+}
+
+int
+util_read_file(const char *path, size_t cap, char **buf, size_t *len)
+{
+	return read_file(path, cap, 0, buf, len);
+}
+
+int
+util_read_regular(const char *path, size_t cap, char **buf, size_t *len)
+{
+	return read_file(path, cap, 1, buf, len);
 }
 
 size_t

@@ -68,6 +68,12 @@ void util_map_free(struct util_map *m);
 int util_read_file(const char *path, size_t cap, char **buf, size_t *len);
 
 /*
+ * util_read_regular: util_read_file for a file that must be a regular file: -EINVAL for
+ * anything else (a FIFO, a socket, a device), found without waiting for a FIFO's writer.
+ */
+int util_read_regular(const char *path, size_t cap, char **buf, size_t *len);
+
+/*
  * util_utf8_seq: the length (1 to 4) of the well-formed UTF-8 sequence that begins the n bytes
  * at s, or 0 when they do not begin with one: a stray continuation byte, an overlong form, a
  * surrogate, a code point above U+10FFFF, or a sequence cut short by the end of the n bytes.
