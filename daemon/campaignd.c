@@ -905,9 +905,9 @@ daemon_reload(struct daemon *d, char **summary, char **diagnostics)
 	diag_sort(&dl);
 	for (i = 0; i < dl.n; i++)
 		(dl.v[i].severity == DIAG_ERROR ? log_errx : log_warnx)(
-		    "event=reload-diagnostic %s:%d:%d: %s: %s", dl.v[i].file, dl.v[i].line,
+		    "event=reload-diagnostic %s:%d:%d: %s: %s [%s]", dl.v[i].file, dl.v[i].line,
 		    dl.v[i].col, dl.v[i].severity == DIAG_ERROR ? "error" : "warning",
-		    dl.v[i].message);
+		    dl.v[i].message, dl.v[i].code);
 	text = diags_text(&dl);
 	*diagnostics = text;
 	if (c == NULL) {

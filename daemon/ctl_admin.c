@@ -107,8 +107,9 @@ ctl_reload(const char *config, int argc, char **argv)
 	printf("%s\n", json_string_value(json_object_get(r, "summary")) ?
 		   json_string_value(json_object_get(r, "summary")) :
 		   json_string_value(json_object_get(r, "error")));
+	/* An applied reload's warnings too: a pipeline sees what it deployed with them. */
 	diags = json_string_value(json_object_get(r, "diagnostics"));
-	if (!ok && diags != NULL)
+	if (diags != NULL)
 		fputs(diags, stderr);
 	json_decref(r);
 	return ok ? CTL_EXIT_OK : CTL_EXIT_FAIL;
@@ -168,11 +169,20 @@ ctl_status(const char *config, int argc, char **argv)
 	v = json_object_get(r, "last_reload");
 	if (rc != CTL_EXIT_OK)
 		printf("last reload: unknown\n");
-	else if (json_is_object(v))
+	else if (json_is_object(v)) {
+		const char *diags = json_string_value(json_object_get(v, "diagnostics"));
+
 		printf("last reload: %s %s: %s\n", json_string_value(json_object_get(v, "at")),
 		    json_is_true(json_object_get(v, "ok")) ? "ok" : "refused",
 		    json_string_value(json_object_get(v, "summary")));
-	else
+		/* Its diagnostics, indented: why it was refused, or its warnings. */
+		while (diags != NULL && *diags != '\0') {
+			size_t n = strcspn(diags, "\n");
+
+			printf("  %.*s\n", (int)n, diags);
+			diags += n + (diags[n] == '\n');
+		}
+	} else
 		printf("last reload: none since the database was created\n");
 	if (rc != CTL_EXIT_OK) {
 		const char *why = json_string_value(json_object_get(r, "error"));

@@ -7,6 +7,9 @@
 #   - eight requests at once (they share one read of the database, made off the daemon's
 #     loop): each answered, with the same queue;
 #   - the text format's queue lines;
+#   - a reload applied with a warning: `campaignctl reload` prints it on standard error (exit
+#     0), the text format shows it under the last reload, as it shows a refused one's
+#     errors (both said nothing of them), and its log line ends with its code;
 #   - connections that send no request (a health check that gave up): at most 64 are served
 #     at once, the next told so at once; each is closed after 5 s with a reply that says why;
 #   - the daemon keeps running and stops cleanly, also when a SIGTERM comes while status is
@@ -21,7 +24,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup status
 
-echo "1..8"
+echo "1..9"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 1s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
@@ -107,12 +110,32 @@ else
 	not_ok "the text format: a queue line per state and channel" "$out"
 fi
 # 5
+long=$(printf 'This message is far too long for one SMS segment, %.0s' 1 2 3 4)
+campaign_yaml long-sms "{ event: other }" "  - channel: sms
+    message:
+      en: \"$long{{survey_url}}\"" >"$tmp/campaigns.d/long-sms.yaml"
+rc=0
+"$ctl" -c "$tmp/campaignd.yaml" reload >"$tmp/reload.out" 2>"$tmp/reload.err" || rc=$?
+out=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
+warning="$tmp/campaigns.d/long-sms.yaml:18:7: warning: "
+if [ "$rc" = 0 ] && grep -q "^reload ok: 3 campaigns" "$tmp/reload.out" &&
+	grep -q "^$warning.*\[sms-length\]$" "$tmp/reload.err" &&
+	grep -q "event=reload-diagnostic $warning.*\[sms-length\]$" "$dlog" &&
+	printf '%s\n' "$out" | grep -A1 '^last reload: .* ok: reload ok' | grep -q "^  $warning"; then
+	ok "a reload applied with a warning: reload prints it (exit 0), status shows it, the log has its code"
+else
+	not_ok "a reload applied with a warning: reload prints it (exit 0), status shows it, the log has its code" \
+		"exit $rc: $(cat "$tmp/reload.out" "$tmp/reload.err"); status: $out"
+fi
+rm "$tmp/campaigns.d/long-sms.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >/dev/null 2>&1
+# 6
 if kill -0 "$daemon_pid" 2>/dev/null && [ "$(q "SELECT count(*) FROM deliveries WHERE state = 'scheduled'")" = 6 ]; then
 	ok "the daemon is still running; the deliveries are untouched"
 else
 	not_ok "the daemon is still running; the deliveries are untouched" "$(tail -5 "$dlog")"
 fi
-# 6
+# 7
 sock=$(sed -n 's/.*event=admin-socket path=\([^ ]*\).*/\1/p' "$dlog" | tail -1)
 got=$("$py" - "$sock" <<'EOF' 2>&1
 import json, socket, sys, time
@@ -148,7 +171,7 @@ case "$got $st" in
 esac
 
 stop_daemon 10
-# 7
+# 8
 check_stopped
 
 # 200,000 more scheduled deliveries, due in two days: counting them takes a while, and a
@@ -172,7 +195,7 @@ stop_daemon 15
 wait_for 15 eval '! kill -0 $late 2>/dev/null'
 kill -KILL "$late" 2>/dev/null
 wait "$late" 2>/dev/null
-# 8
+# 9
 bad=$(log_problems "$dlog")
 if [ "$stop_rc" = 0 ] && [ -z "$bad" ]; then
 	ok "SIGTERM while status counts: exit 0, a clean log (the status is answered or cut off)"
