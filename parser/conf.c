@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lex.h"
 #include "pctx.h"
@@ -768,18 +769,63 @@ conf_ignored_name(const char *name)
 }
 
 /*
+ * inner_link: the target of the symbolic link `path` (malloc'd) when it stays inside the
+ * link's directory: relative, with no ".." component (..data/a.yaml is inside); else NULL.
+ */
+static char *
+inner_link(const char *path)
+{
+	char buf[4096];
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	const char *p;
+
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	if (buf[0] == '/')
+		return NULL;
+	for (p = buf; *p != '\0';) {
+		size_t k = strcspn(p, "/");
+
+		if (k == 2 && strncmp(p, "..", 2) == 0)
+			return NULL;
+		p += k;
+		if (*p == '/')
+			p++;
+	}
+	return xstrdup(buf);
+}
+
+/*
  * dir_entry: whether an entry of a campaigns directory is loaded (1), skipped (0: a directory,
- * such as templates.yaml/) or a problem (-1: a FIFO, a socket or a device, reported in d, never
- * opened: opening a FIFO waits for a writer, and a device may act on being opened).  What
- * stat cannot see is left to add_file to report.
+ * such as templates.yaml/, or a link to a missing file of the directory) or a problem (-1: a
+ * FIFO, a socket or a device, reported in d, never opened: opening a FIFO waits for a writer,
+ * and a device may act on being opened).  What stat cannot see is left to add_file to report.
+ *
+ * A symbolic link to a file of the directory that does not exist says that the file is gone:
+ * a Kubernetes ConfigMap volume shows a.yaml -> ..data/a.yaml links, and while it is updated
+ * the link of a file being added dangles until the ..data link is swapped, and that of a file
+ * being removed from then until it is deleted.  It is skipped with a warning, so that a reload
+ * at any moment sees the set of files ..data names.  A dangling link to a file outside the
+ * directory (a mount that is missing, a tree moved) is an error, as a missing file is: that
+ * reload is refused rather than remove the campaign.
  */
 static int
 dir_entry(const char *path, struct diag_list *d)
 {
 	struct stat st;
 
-	if (stat(path, &st) < 0)
-		return 1;
+	if (stat(path, &st) < 0) {
+		char *to = errno == ENOENT ? inner_link(path) : NULL;
+
+		if (to == NULL)
+			return 1;
+		diag_add(d, DIAG_WARNING, path, 0, 0, "dangling-link",
+		    "remove the link, or restore its target",
+		    "symbolic link to %s, which does not exist: skipped", to);
+		free(to);
+		return 0;
+	}
 	if (S_ISDIR(st.st_mode))
 		return 0;
 	if (!S_ISREG(st.st_mode)) {

@@ -793,6 +793,66 @@ test_dir_shares_templates(void **state)
 	diag_free(&d);
 }
 
+/*
+ * The entries of a campaigns directory: a link to a missing file of the directory is skipped
+ * with a warning (a ConfigMap volume being updated); one to a missing file outside it (an
+ * absolute path, a ".." component) is an error; a directory named *.yaml is skipped.
+ */
+static void
+test_dir_entries(void **state)
+{
+	char dir[] = "/tmp/campaignd-test-entries-XXXXXX";
+	static const char *const links[][2] = { { "b.yaml", "..data/b.yaml" },
+		{ "c.yaml", "../c.yaml" }, { "d.yaml", "/nonexistent/d.yaml" },
+		{ "e.yaml", "..data/../e.yaml" } };
+	struct diag_list d;
+	struct conf *c = test_conf_new();
+	char *path;
+	size_t i;
+
+	(void)state;
+	diag_init(&d);
+	assert_non_null(mkdtemp(dir));
+	write_at(dir, "a.yaml", DIR_CAMPAIGN("a", "ok.yaml"));
+	write_at(dir, "templates/ok.yaml", "subject: { en: Hi }\ntext: { en: \"At {{survey_url}}\" }\n");
+	path = xasprintf("%s/x.yaml", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	free(path);
+	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		path = xasprintf("%s/%s", dir, links[i][0]);
+		assert_int_equal(symlink(links[i][1], path), 0);
+		free(path);
+	}
+	assert_int_equal(conf_add_campaign_dir(c, dir, &d), 3);
+	assert_int_equal(c->n_campaigns, 1);
+	assert_int_equal(count_diags(&d, "dangling-link", "/b.yaml"), 1);
+	assert_int_equal(count_diags(&d, "io", "/c.yaml"), 1);
+	assert_int_equal(count_diags(&d, "io", "/d.yaml"), 1);
+	assert_int_equal(count_diags(&d, "io", "/e.yaml"), 1);
+	assert_int_equal(d.n_errors, 3);
+	assert_int_equal(count_diags(&d, "dangling-link", ""), 1);
+	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		path = xasprintf("%s/%s", dir, links[i][0]);
+		unlink(path);
+		free(path);
+	}
+	path = xasprintf("%s/a.yaml", dir);
+	unlink(path);
+	free(path);
+	path = xasprintf("%s/templates/ok.yaml", dir);
+	unlink(path);
+	free(path);
+	path = xasprintf("%s/templates", dir);
+	rmdir(path);
+	free(path);
+	path = xasprintf("%s/x.yaml", dir);
+	rmdir(path);
+	free(path);
+	rmdir(dir);
+	conf_free(c);
+	diag_free(&d);
+}
+
 int
 main(void)
 {
@@ -819,6 +879,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ask_if_values_are_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
 		cmocka_unit_test(test_dir_shares_templates),
+		cmocka_unit_test(test_dir_entries),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_settings_errors),
 		cmocka_unit_test(test_url_checks),

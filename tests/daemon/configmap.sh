@@ -1,0 +1,120 @@
+#!/bin/sh
+# configmap.sh: campaigns.d laid out and updated as the kubelet does a ConfigMap volume, on the
+# real daemon: a.yaml -> ..data/a.yaml, ..data -> ..2027_01_01_00_00_00.1 (a hidden,
+# timestamped directory), and an update that writes a new timestamped directory, links the
+# files it adds, swaps ..data by renaming ..data_tmp onto it, then deletes the links of the
+# files it removed and the old directory (Kubernetes' AtomicWriter, in that order):
+#   - at start only the visible links are loaded, not the hidden directories' files;
+#   - a reload while the link of an added file dangles (before the swap): applied, the old
+#     set, a dangling-link warning on standard error (it was refused: "cannot read");
+#   - a SIGHUP after the swap, while the link of a removed file dangles: applied, exactly the
+#     new set (one changed, one added, one removed) (it was refused);
+#   - a reload once the update is done: no change, no diagnostic;
+#   - a dangling link to a file outside campaigns.d (a mount that is missing): refused with
+#     an error naming it; the campaigns stay;
+#   - `campaignctl check` takes a dangling link inside campaigns.d as a warning (exit 0; 1
+#     with --strict);
+#   - SIGTERM: exit 0, clean log.
+#
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup configmap
+
+echo "1..8"
+
+d=$tmp/campaigns.d
+v1=..2027_01_01_00_00_00.1
+v2=..2027_01_02_00_00_00.2
+mkdir -p "$d/$v1"
+settings_yaml 1s "" "$(outbox_channels)" >"$tmp/campaignd.yaml"
+followup_campaign a cancel 1h 1h >"$d/$v1/a.yaml"
+followup_campaign b cancel 1h 1h >"$d/$v1/b.yaml"
+ln -s "$v1" "$d/..data"
+ln -s ..data/a.yaml "$d/a.yaml"
+ln -s ..data/b.yaml "$d/b.yaml"
+
+# reload: `campaignctl reload`; sets rc, out (stdout) and err (stderr).
+reload() {
+	rc=0
+	out=$(timeout 10 "$ctl" -c "$tmp/campaignd.yaml" reload 2>"$tmp/reload.err") || rc=$?
+	err=$(cat "$tmp/reload.err")
+}
+
+# campaigns: "NAME:HASH" of each campaign campaignctl status lists (12 hex digits), one line.
+campaigns() {
+	timeout 10 "$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 |
+		"$py" -c 'import json, sys; print(" ".join("%s:%s" % (c["name"], c["sha256"][:12]) for c in json.load(sys.stdin)["campaigns"]))' 2>&1
+}
+
+# hash FILE: the first 12 hex digits of the file's sha256.
+hash() { sha256sum "$1" | cut -c1-12; }
+
+start_daemon_or_bail
+a1=$(hash "$d/$v1/a.yaml")
+b1=$(hash "$d/$v1/b.yaml")
+# 1
+is "at start: the linked files, not those of the hidden directories" "$(campaigns)" "a:$a1 b:$b1"
+
+# The update: a changed, b removed, c added.
+mkdir "$d/$v2"
+followup_campaign a drain 1h 1h >"$d/$v2/a.yaml"
+followup_campaign c cancel 1h 1h >"$d/$v2/c.yaml"
+a2=$(hash "$d/$v2/a.yaml")
+c2=$(hash "$d/$v2/c.yaml")
+ln -s ..data/c.yaml "$d/c.yaml"
+reload
+# 2
+is "before the swap, c.yaml's link dangles: applied, the old set, a warning" \
+	"$rc|$out|$(campaigns)|$err" \
+	"0|reload ok: 2 campaigns (0 added, 0 changed, 0 removed, 0 scheduled deliveries cancelled, 0 campaigns draining)|a:$a1 b:$b1|$d/c.yaml:0:0: warning: symbolic link to ..data/c.yaml, which does not exist: skipped [dangling-link]
+$d/c.yaml:0:0: note: remove the link, or restore its target"
+
+ln -s "$v2" "$d/..data_tmp"
+mv -T "$d/..data_tmp" "$d/..data"
+before=$(grep -c 'event=reload ok=' "$dlog")
+kill -HUP "$daemon_pid"
+wait_for 10 eval '[ "$(grep -c "event=reload ok=" "$dlog")" -gt "$before" ]'
+# 3
+is "SIGHUP after the swap, b.yaml's link dangles: exactly the new set" \
+	"$(grep 'event=reload ok=' "$dlog" | tail -1 | sed 's/.*event=reload //')|$(campaigns)" \
+	"ok=1 campaigns=2 added=1 changed=1 removed=1 cancelled=0 draining=0|a:$a2 c:$c2"
+# 4
+if grep -q "event=reload-diagnostic $d/b.yaml:0:0: warning: symbolic link to ..data/b.yaml, which does not exist: skipped \\[dangling-link\\]" "$dlog"; then
+	ok "the log names the dangling link, with its code"
+else
+	not_ok "the log names the dangling link, with its code" "$(grep 'event=reload' "$dlog")"
+fi
+
+rm "$d/b.yaml"
+rm -r "${d:?}/$v1"
+reload
+# 5
+is "once the update is done: no change, no diagnostic" "$rc|$out|$(campaigns)|$err" \
+	"0|reload ok: 2 campaigns (0 added, 0 changed, 0 removed, 0 scheduled deliveries cancelled, 0 campaigns draining)|a:$a2 c:$c2|"
+
+ln -s "$tmp/not-mounted/x.yaml" "$d/x.yaml"
+reload
+# 6
+is "a dangling link to a file outside campaigns.d: refused, naming it; the campaigns stay" \
+	"$rc|$out|$(campaigns)|$err" \
+	"1|reload refused: 1 error(s); the running configuration is kept|a:$a2 c:$c2|$d/x.yaml:0:0: error: cannot read: No such file or directory [io]"
+rm "$d/x.yaml"
+
+ln -s ..data/gone.yaml "$d/gone.yaml"
+# 7
+rc=0
+"$ctl" -c "$tmp/campaignd.yaml" check >/dev/null 2>&1 || rc=$?
+rc2=0
+"$ctl" -c "$tmp/campaignd.yaml" check --strict >/dev/null 2>&1 || rc2=$?
+is "check: a dangling link inside campaigns.d is a warning (exit 0; --strict 1)" "$rc $rc2" "0 1"
+rm "$d/gone.yaml"
+
+stop_daemon
+# 8
+check_stopped
+tap_end
