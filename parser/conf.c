@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -838,6 +839,35 @@ dir_entry(const char *path, struct diag_list *d)
 	return 1;
 }
 
+/*
+ * near_miss: warn about a file of a campaigns directory that looks like a campaign file but
+ * is not loaded (b.yml, B.YAML): skipped without a word, its campaign would never run.
+ */
+static void
+near_miss(const char *dir, const char *name, struct diag_list *d)
+{
+	size_t n = strlen(name), k;
+	struct stat st;
+	char *path, *hint;
+
+	if (name[0] == '.')
+		return;
+	if (n > 4 && strcasecmp(name + n - 4, ".yml") == 0)
+		k = 4;
+	else if (n > 5 && strcasecmp(name + n - 5, ".yaml") == 0)
+		k = 5;
+	else
+		return;
+	path = xasprintf("%s/%s", dir, name);
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+		hint = xasprintf("rename it to %.*s.yaml", (int)(n - k), name);
+		diag_add(d, DIAG_WARNING, path, 0, 0, "ignored-file", hint,
+		    "not loaded: campaign files end in .yaml");
+		free(hint);
+	}
+	free(path);
+}
+
 static int
 name_cmp(const void *a, const void *b)
 {
@@ -869,8 +899,10 @@ conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
 		return -1;
 	}
 	while ((de = readdir(dh)) != NULL) {
-		if (conf_ignored_name(de->d_name))
+		if (conf_ignored_name(de->d_name)) {
+			near_miss(dir, de->d_name, d);
 			continue;
+		}
 		names = xreallocarray(names, n + 1, sizeof(*names));
 		names[n++] = xasprintf("%s/%s", dir, de->d_name);
 	}

@@ -304,12 +304,14 @@ int conf_add_campaign_buffer(struct conf *c, const char *name, const char *buf, 
 
 /*
  * conf_add_campaign_dir: add every campaign file (*.yaml, not hidden, not backups) of a
- * directory, in name order; subdirectories are skipped, and an entry that is not a regular
- * file (through symlinks) is an error, never opened.  Returns the number of files with
- * errors, or -1 when the directory cannot be read (diagnostic added).  Within one call each template file is read
- * and parsed once per set of languages and placeholder rules, and each recurring rule is
- * expanded once per start for the frequency lint; the diagnostics are the same as adding the
- * files one by one (a broken template is reported again for every campaign that uses it).
+ * directory, in name order.  Subdirectories are skipped; *.yml files too, with a warning; a
+ * link to a missing file of the directory too, with a warning; an entry that is not a
+ * regular file (through symlinks) is an error, never opened.  Returns the number of files
+ * with errors, or -1 when the directory cannot be read (diagnostic added).  Within one call
+ * each template file is read and parsed once per set of languages and placeholder rules, and
+ * each recurring rule is expanded once per start for the frequency lint; the diagnostics are
+ * the same as adding the files one by one (a broken template is reported again for every
+ * campaign that uses it).
  */
 int conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d);
 

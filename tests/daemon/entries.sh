@@ -5,6 +5,8 @@
 #     #a.yaml#, the Emacs lock .#a.yaml (a dangling symlink), a.yaml.orig, a.yaml.rej,
 #     a.yaml.dpkg-old), README.md, .gitkeep and a subdirectory are not loaded, silently;
 #   - a directory whose name ends in .yaml is skipped as any subdirectory is;
+#   - b.yml (and B.YAML) are not loaded either, but no longer silently: a warning names each,
+#     with the name to give it, in the reload's reply (exit 0) and for check --strict (exit 1);
 #   - a FIFO named f.yaml refuses the reload at once, naming it, and the daemon still answers
 #     (it waited in open(2) for a writer: neither that reload nor status ever answered);
 #   - campaignctl check says the same, at once (exit 2, an I/O error);
@@ -19,7 +21,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup entries
 
-echo "1..6"
+echo "1..8"
 
 d=$tmp/campaigns.d
 mkdir -p "$d/drafts"
@@ -57,6 +59,22 @@ is "a directory named b.yaml is skipped as any subdirectory is" "$rc $(campaigns
 rmdir "$d/b.yaml"
 
 # 3
+followup_campaign b cancel 1h 1h >"$d/b.yml"
+followup_campaign c cancel 1h 1h >"$d/C.YAML"
+reload
+is "b.yml and C.YAML: not loaded, with a warning each (reload exit 0)" "$rc $(campaigns)
+$err" "0 a
+$d/C.YAML:0:0: warning: not loaded: campaign files end in .yaml [ignored-file]
+$d/C.YAML:0:0: note: rename it to C.yaml
+$d/b.yml:0:0: warning: not loaded: campaign files end in .yaml [ignored-file]
+$d/b.yml:0:0: note: rename it to b.yaml"
+# 4
+rc=0
+"$ctl" -c "$tmp/campaignd.yaml" check --strict >/dev/null 2>&1 || rc=$?
+is "check --strict fails on b.yml (exit 1)" "$rc" 1
+rm "$d/b.yml" "$d/C.YAML"
+
+# 5
 mkfifo "$d/f.yaml"
 reload
 case "$rc|$out|$err" in
@@ -64,9 +82,9 @@ case "$rc|$out|$err" in
 	ok "a FIFO named f.yaml: the reload is refused at once, naming it" ;;
 *) not_ok "a FIFO named f.yaml: the reload is refused at once, naming it" "exit $rc: $out $err" ;;
 esac
-# 4
+# 6
 is "the daemon still answers, with the campaigns it ran" "$(campaigns)" "a"
-# 5
+# 7
 rc=0
 out=$(timeout 10 "$ctl" -c "$tmp/campaignd.yaml" check 2>&1) || rc=$?
 case "$rc|$out" in
@@ -77,6 +95,6 @@ esac
 rm "$d/f.yaml"
 
 stop_daemon
-# 6
+# 8
 check_stopped
 tap_end
