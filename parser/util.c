@@ -336,6 +336,47 @@ util_read_regular(const char *path, size_t cap, char **buf, size_t *len)
 	return read_file(path, cap, 1, buf, len);
 }
 
+char *
+util_path_abs(const char *path)
+{
+	char *full, *out, *o;
+	const char *p;
+
+	if (path[0] == '/') {
+		full = xstrdup(path);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+
+		if (cwd == NULL)
+			return NULL;
+		full = xasprintf("%s/%s", cwd, path);
+		free(cwd);
+	}
+	out = xmalloc(strlen(full) + 2);
+	o = out;
+	for (p = full; *p != '\0';) {
+		size_t k;
+
+		while (*p == '/')
+			p++;
+		k = strcspn(p, "/");
+		if (k == 2 && strncmp(p, "..", 2) == 0) {
+			while (o > out && *--o != '/') /* back to the component's slash */
+				;
+		} else if (k > 0 && !(k == 1 && p[0] == '.')) {
+			*o++ = '/';
+			memcpy(o, p, k);
+			o += k;
+		}
+		p += k;
+	}
+	if (o == out)
+		*o++ = '/';
+	*o = '\0';
+	free(full);
+	return out;
+}
+
 size_t
 util_utf8_seq(const char *s, size_t n)
 {

@@ -74,6 +74,14 @@ int util_read_file(const char *path, size_t cap, char **buf, size_t *len);
 int util_read_regular(const char *path, size_t cap, char **buf, size_t *len);
 
 /*
+ * util_path_abs: `path` made absolute (from the working directory) with "." and ".."
+ * components and repeated slashes taken out as text: symbolic links are not followed, unlike
+ * realpath(3).  Returns a new string (caller frees), or NULL when the working directory
+ * cannot be read.
+ */
+char *util_path_abs(const char *path);
+
+/*
  * util_utf8_seq: the length (1 to 4) of the well-formed UTF-8 sequence that begins the n bytes
  * at s, or 0 when they do not begin with one: a stray continuation byte, an overlong form, a
  * surrogate, a code point above U+10FFFF, or a sequence cut short by the end of the n bytes.

@@ -692,8 +692,35 @@ no_thanks(sqlite3 *db, const struct delivery *dv, const struct conf_channel *ch,
 }
 
 /*
+ * rekey: the codes recorded under `real`, the resolved path of a codes file (the pool of
+ * earlier versions), move to its pool `pool`, so that they still count once `real` names
+ * another file (a volume updated).  0 or -EIO (*why set).
+ */
+static int
+rekey(sqlite3 *db, const char *pool, const char *real, char **why)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "UPDATE OR IGNORE followups SET pool = ?1 WHERE pool = ?2", -1,
+		&st, NULL) != SQLITE_OK)
+		return db_fail(db, "moving the codes given to their pool", why);
+	sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, real, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, "moving the codes given to their pool", why);
+	return 0;
+}
+
+/*
  * incentive: the thank-you of a delivery completed now, with the first code of the campaign's
- * codes file that nobody has had yet from that file (its pool: campaigns may share one).  No
+ * codes file that nobody has had yet from that file (its pool: campaigns may share one).  The
+ * pool is the file's path as named, made absolute, not the file it resolves to: in a
+ * Kubernetes ConfigMap or Secret volume codes.txt -> ..data/codes.txt resolves into a new
+ * timestamped directory at each update, and codes were given again from a new pool.  Codes
+ * recorded under the resolved path (earlier versions' pool) move to the pool (rekey).  No
  * code is spent on a customer who may not get it (no_thanks); when none is left, or the file
  * cannot be read, the answer stands and the delivery's history says why no thank-you follows.
  * The codes file is read here, by whatever records the answer (campaignctl answer).
@@ -706,18 +733,24 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 	    cp->incentive.channel ? cp->incentive.channel : cp->steps[0].channel;
 	const char *file = cp->incentive.codes_file;
 	sqlite3_stmt *st = NULL;
-	char **codes = NULL, **given = NULL, *reason, *pool;
+	char **codes = NULL, **given = NULL, *reason, *pool, *real;
 	size_t n = 0, n_given = 0, cap = 0, i;
 	int rc = 0;
 
 	reason = no_thanks(db, dv, ch, &rc, why);
 	if (rc < 0)
 		return rc;
-	pool = realpath(file, NULL);
+	pool = util_path_abs(file);
+	real = realpath(file, NULL);
 	if (reason == NULL) {
 		codes = read_codes(file, &n);
 		if (pool == NULL || (codes == NULL && access(file, R_OK) != 0))
 			reason = xasprintf("no thank-you: codes file %s cannot be read", file);
+	}
+	if (reason == NULL && real != NULL && strcmp(real, pool) != 0) {
+		rc = rekey(db, pool, real, why);
+		if (rc < 0)
+			goto out;
 	}
 	if (reason == NULL) {
 		/* The codes given from this file so far, sorted: each line is looked up once. */
@@ -763,6 +796,7 @@ out:
 	free(given);
 	free(reason);
 	free(pool);
+	free(real);
 	return rc < 0 ? rc : 0;
 }
 

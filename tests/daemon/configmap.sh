@@ -14,6 +14,10 @@
 #     an error naming it; the campaigns stay;
 #   - `campaignctl check` takes a dangling link inside campaigns.d as a warning (exit 0; 1
 #     with --strict);
+#   - an incentive's codes file in the volume, replenished by an update (CODE-3 added): the
+#     answer after it gets CODE-2, not CODE-1 again (the pool was the file's resolved path,
+#     in the old timestamped directory); a code given under that resolved path by an earlier
+#     version still counts, also after the update;
 #   - SIGTERM: exit 0, clean log.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
@@ -25,7 +29,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup configmap
 
-echo "1..8"
+echo "1..10"
 
 d=$tmp/campaigns.d
 v1=..2027_01_01_00_00_00.1
@@ -114,7 +118,67 @@ rc2=0
 is "check: a dangling link inside campaigns.d is a warning (exit 0; --strict 1)" "$rc $rc2" "0 1"
 rm "$d/gone.yaml"
 
-stop_daemon
+# update DIR: the kubelet's update to the files of DIR (a new timestamped directory of
+# campaigns.d): link the new files, swap ..data, delete the links that dangle and the old
+# directory.
+update() {
+	local old f
+	old=$(readlink "$d/..data")
+	for f in "$d/$1"/*; do
+		[ -e "$d/${f##*/}" ] || ln -s "..data/${f##*/}" "$d/${f##*/}"
+	done
+	ln -s "$1" "$d/..data_tmp"
+	mv -T "$d/..data_tmp" "$d/..data"
+	for f in "$d"/*; do
+		[ -L "$f" ] && [ ! -e "$f" ] && rm "$f"
+	done
+	rm -r "${d:?}/$old"
+}
+
+# The incentive: a campaign that thanks with a code of codes.txt.
+v3=..2027_01_03_00_00_00.3
+v4=..2027_01_04_00_00_00.4
+mkdir "$d/$v3" "$d/$v4"
+cp "$d/..data/a.yaml" "$d/..data/c.yaml" "$d/$v3/"
+campaign_yaml thanks "{ event: go }" "  - channel: sms
+    message:
+      en: \"How was it? {{survey_url}}\"
+incentive:
+  message:
+    en: \"Your code: {{code}}\"
+  codes_file: codes.txt" >"$d/$v3/thanks.yaml"
+printf '%s\n' CODE-0 CODE-1 CODE-2 >"$d/$v3/codes.txt"
+cp "$d/$v3"/*.yaml "$d/$v4/"
+printf '%s\n' CODE-0 CODE-1 CODE-2 CODE-3 >"$d/$v4/codes.txt"
+update "$v3"
+reload
+printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
+	"c2,Bob,+4790000002,true" >"$tmp/customers.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+for c in c1 c2; do
+	"$ctl" -c "$tmp/campaignd.yaml" event go --customer "$c" >/dev/null 2>&1
+done
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE campaign = '"'thanks'"' AND state = '"'sent'"'")" = 2 ]'
+# CODE-0 as an earlier version gave it: under the file's resolved path.
+"$py" - "$tmp/state.db" "$(realpath "$d/codes.txt")" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.execute("INSERT INTO followups(delivery, campaign, kind, channel, state, code, created_at, "
+          "updated_at, pool) SELECT id, 'a', 'incentive', 'sms', 'sent', 'CODE-0', 0, 0, ? "
+          "FROM deliveries WHERE campaign = 'a' LIMIT 1", (sys.argv[2],))
+c.commit()
+EOF
+"$ctl" -c "$tmp/campaignd.yaml" answer "$(delivery thanks c1)" score=5 >/dev/null 2>&1
 # 8
+is "a code given under the resolved path still counts: the first answer gets CODE-1" \
+	"$(q "SELECT code FROM followups WHERE delivery = '$(delivery thanks c1)'")" CODE-1
+update "$v4"
+"$ctl" -c "$tmp/campaignd.yaml" answer "$(delivery thanks c2)" score=5 >/dev/null 2>&1
+# 9
+is "codes.txt replenished by an update: the next answer gets CODE-2, not a code given before" \
+	"$(q "SELECT code FROM followups WHERE delivery = '$(delivery thanks c2)'")" CODE-2
+
+stop_daemon
+# 10
 check_stopped
 tap_end

@@ -853,6 +853,32 @@ test_dir_entries(void **state)
 	diag_free(&d);
 }
 
+/* util_path_abs: absolute, "." ".." and "//" taken out as text, links not followed. */
+static void
+test_path_abs(void **state)
+{
+	static const char *const cases[][2] = { { "/a/b/c.txt", "/a/b/c.txt" },
+		{ "/a//./b/../c.txt", "/a/c.txt" }, { "/a/..data/c.txt", "/a/..data/c.txt" },
+		{ "/../..", "/" }, { "/a/b/..", "/a" } };
+	char *cwd, *got, *want;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		got = util_path_abs(cases[i][0]);
+		assert_string_equal(got, cases[i][1]);
+		free(got);
+	}
+	cwd = getcwd(NULL, 0);
+	assert_non_null(cwd);
+	got = util_path_abs("./x/../codes.txt");
+	want = xasprintf("%s/codes.txt", strcmp(cwd, "/") == 0 ? "" : cwd);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
+	free(cwd);
+}
+
 int
 main(void)
 {
@@ -880,6 +906,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
 		cmocka_unit_test(test_dir_shares_templates),
 		cmocka_unit_test(test_dir_entries),
+		cmocka_unit_test(test_path_abs),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_settings_errors),
 		cmocka_unit_test(test_url_checks),
