@@ -28,7 +28,7 @@
  *   Delivery: 42
  *   Step: 1
  *   Campaign: post-purchase-csat
- *   Campaign-Version: <sha256 of the campaign file>
+ *   Campaign-Version: <the campaign's version: conf_campaign_hash>
  *   Channel: sms
  *   Kind: sms
  *   Customer: c-1001

@@ -433,6 +433,9 @@ parse_template(struct pctx *p, char *path, const char *buf, size_t len, unsigned
 	tp = *p;
 	tp.file = pctx_intern(p->conf, path);
 	tp.errors = 0;
+	t->source = xstrndup(buf, len);
+	t->source_len = len;
+	util_sha256_hex(buf, len, t->sha256);
 	if (ytree_parse(&doc, tp.file, buf, len, p->d) == 0 &&
 	    pctx_keys(&tp, doc.root, "a template", keys) == 0) {
 		v = ytree_get(doc.root, "subject");
@@ -546,6 +549,7 @@ conf_template_free(struct conf_template *t)
 	if (t == NULL)
 		return;
 	free(t->path);
+	free(t->source);
 	conf_text_free(&t->subject);
 	conf_text_free(&t->text);
 	conf_text_free(&t->html);

@@ -679,9 +679,9 @@ add_campaign(struct conf *c, const char *path, const char *buf, size_t len, cons
 		p.cp->file = xstrdup(path);
 		p.cp->source = xstrndup(buf, len);
 		p.cp->source_len = len;
-		util_sha256_hex(buf, len, p.cp->sha256);
 		r = conf_parse_campaign(&p, doc.root, dir, stem);
 		if (r == 0 && p.errors == 0) {
+			conf_campaign_hash(p.cp, p.cp->sha256);
 			c->campaigns = xreallocarray(c->campaigns, c->n_campaigns + 1,
 			    sizeof(*c->campaigns));
 			c->campaigns[c->n_campaigns++] = p.cp;
@@ -984,6 +984,34 @@ conf_channel_find(const struct conf *c, const char *name)
 		if (c->channels[i].name != NULL && strcmp(c->channels[i].name, name) == 0)
 			return &c->channels[i];
 	return NULL;
+}
+
+void
+conf_campaign_hash(const struct conf_campaign *cp, char out[65])
+{
+	size_t i, n = cp->source_len;
+	char *buf;
+
+	for (i = 0; i < cp->n_steps; i++)
+		if (cp->steps[i].template != NULL)
+			n += 128;
+	if (n == cp->source_len) {
+		util_sha256_hex(cp->source, cp->source_len, out);
+		return;
+	}
+	buf = xmalloc(n);
+	memcpy(buf, cp->source, cp->source_len);
+	n = cp->source_len;
+	for (i = 0; i < cp->n_steps; i++) {
+		if (cp->steps[i].template == NULL)
+			continue;
+		buf[n++] = '\n';
+		buf[n++] = '\0';
+		n += (size_t)snprintf(buf + n, 128 - 2, "step %zu template %s", i + 1,
+		    cp->steps[i].template->sha256);
+	}
+	util_sha256_hex(buf, n, out);
+	free(buf);
 }
 
 const struct conf_campaign *

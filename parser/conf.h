@@ -183,6 +183,9 @@ struct conf_survey {
 /* A parsed template file; owned by the conf's template table, borrowed by steps. */
 struct conf_template {
 	char *path; /* as resolved */
+	char *source; /* the file text, for auditors (campaign_versions.templates) */
+	size_t source_len;
+	char sha256[65]; /* hex of the file's bytes */
 	struct conf_text subject, text, html; /* n == 0 when absent */
 };
 
@@ -216,7 +219,10 @@ struct conf_incentive {
 struct conf_campaign {
 	char *name;
 	char *file; /* path as given */
-	char sha256[65]; /* hex of the file's bytes */
+	/* hex SHA-256 of the version: the file's bytes, and for each step with a template (in
+	 * step order) that template's (conf_campaign_hash); a campaign without templates: the
+	 * file's alone */
+	char sha256[65];
 	char *source; /* the file text, for auditors */
 	size_t source_len;
 	enum conf_ctype type;
@@ -330,6 +336,14 @@ void conf_free(struct conf *c);
  */
 const struct conf_channel *conf_channel_find(const struct conf *c, const char *name);
 const struct conf_campaign *conf_campaign_find(const struct conf *c, const char *name);
+
+/*
+ * conf_campaign_hash: the version hash of cp (hex, out[65]): SHA-256 of its file's bytes when no
+ * step uses a template; else of those bytes followed, for each step with a template in step
+ * order, by "\n\0step N template " and that template file's SHA-256 (hex).  So an edit of a
+ * template is a new version of each campaign using it, as an edit of the campaign file is.
+ */
+void conf_campaign_hash(const struct conf_campaign *cp, char out[65]);
 
 /* conf_text_get: the text for `lang`, falling back to the first language. Borrowed. */
 const char *conf_text_get(const struct conf_text *t, const char *lang);

@@ -77,6 +77,7 @@ CREATE TABLE campaign_versions (
 	sha256    TEXT NOT NULL,
 	loaded_at INTEGER NOT NULL,                   -- first loaded (store_campaign_version)
 	source    TEXT NOT NULL,                      -- the file's text (conf_campaign.source)
+	-- Version 8 (store.c) adds templates: the text of the templates a version's hash covers.
 	UNIQUE (campaign, sha256)
 );
 

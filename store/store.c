@@ -75,6 +75,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE followups ADD COLUMN pool TEXT;"
 	"DROP INDEX followups_code;"
 	"CREATE UNIQUE INDEX followups_code ON followups(pool, code) WHERE code IS NOT NULL;",
+	/* 8: a version's templates (their text), which its hash now covers: an edited e-mail
+	 * template is a new version whose messages an auditor can read back. */
+	"ALTER TABLE campaign_versions ADD COLUMN templates TEXT;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -147,8 +150,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SAVEPOINT] = "SAVEPOINT part",
 	[ST_RELEASE] = "RELEASE part",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO part",
-	[ST_VERSION_ADD] = "INSERT INTO campaign_versions (campaign, sha256, loaded_at, source) "
-			   "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (campaign, sha256) DO NOTHING",
+	[ST_VERSION_ADD] = "INSERT INTO campaign_versions (campaign, sha256, loaded_at, source, "
+			   "templates) VALUES (?1, ?2, ?3, ?4, ?5) "
+			   "ON CONFLICT (campaign, sha256) DO NOTHING",
 	[ST_VERSION_GET] = "SELECT id FROM campaign_versions WHERE campaign = ?1 AND sha256 = ?2",
 	[ST_IN_FORCE_CLEAR] = "DELETE FROM campaigns_in_force WHERE campaign NOT IN "
 			      "(SELECT value FROM json_each(?1))",
@@ -1472,17 +1476,48 @@ store_event_add(struct store *s, const char *id, const char *customer, const cha
 
 /* ---- campaign versions ---- */
 
+/*
+ * templates_json: the templates of cp's steps as campaign_versions.templates keeps them, a
+ * JSON array of {"step", "path", "sha256", "text"} in step order; NULL when it uses none.
+ */
+static char *
+templates_json(const struct conf_campaign *cp)
+{
+	json_t *a = NULL;
+	char *out;
+	size_t i;
+
+	for (i = 0; i < cp->n_steps; i++) {
+		const struct conf_template *t = cp->steps[i].template;
+
+		if (t == NULL)
+			continue;
+		if (a == NULL)
+			a = json_array();
+		json_array_append_new(a, json_pack("{s:I,s:s,s:s,s:s%}", "step", (json_int_t)(i + 1),
+		    "path", t->path, "sha256", t->sha256, "text", t->source ? t->source : "",
+		    t->source ? t->source_len : 0));
+	}
+	if (a == NULL)
+		return NULL;
+	out = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return out;
+}
+
 int
 store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t now,
     int64_t *id)
 {
 	sqlite3_stmt *st = NULL;
+	char *templates;
 	int rc;
 
 	s->err[0] = '\0';
 	/* Insert-or-nothing first, then read: correct even when another process races us. */
 	if ((st = store_stmt(s, ST_VERSION_ADD)) == NULL)
 		return -EIO;
+	templates = templates_json(cp);
 	bind_str(st, 1, cp->name);
 	bind_str(st, 2, cp->sha256);
 	sqlite3_bind_int64(st, 3, now);
@@ -1490,9 +1525,12 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 		sqlite3_bind_text(st, 4, cp->source, (int)cp->source_len, SQLITE_STATIC);
 	else
 		bind_str(st, 4, "");
+	if (templates != NULL)
+		sqlite3_bind_text(st, 5, templates, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording a campaign version");
 	store_stmt_done(st);
+	free(templates);
 	if (rc < 0)
 		return rc;
 	if ((st = store_stmt(s, ST_VERSION_GET)) == NULL)

@@ -39,7 +39,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup basic
 
-echo "1..40"
+echo "1..41"
 # sink_count CUSTOMER: requests the sink logged for a customer.
 sink_count() {
 	if [ -f "$tmp/sink.log" ]; then
@@ -148,7 +148,20 @@ EOF
 cp -R "$tmp/campaigns.d" "$tmp/ctl-campaigns.d"
 sed 's|^campaigns: campaigns.d$|campaigns: ctl-campaigns.d|' "$tmp/campaignd.yaml" >"$tmp/ctl.yaml"
 
-sha_v1=$(sha256sum "$tmp/campaigns.d/order-feedback.yaml" | cut -d' ' -f1)
+# version_hash FILE [STEP TEMPLATE]...: a campaign's version as campaignd.yaml(5) defines it:
+# SHA-256 of the file's bytes, followed, for each step with a template in step order, by
+# "\n\0step N template " and the template file's SHA-256 (hex).
+version_hash() {
+	"$py" - "$@" <<'EOF'
+import hashlib, sys
+a = sys.argv[1:]
+b = open(a[0], "rb").read()
+for i in range(1, len(a), 2):
+    b += b"\n\0step %s template %s" % (a[i].encode(), hashlib.sha256(open(a[i + 1], "rb").read()).hexdigest().encode())
+print(hashlib.sha256(b).hexdigest())
+EOF
+}
+sha_v1=$(version_hash "$tmp/campaigns.d/order-feedback.yaml" 2 "$tmp/campaigns.d/templates/order-email.yaml")
 sha_hook=$(sha256sum "$tmp/campaigns.d/hook-feedback.yaml" | cut -d' ' -f1)
 
 # 1
@@ -505,7 +518,7 @@ check "after the refused reload the old campaign still sends (old text and versi
 
 order_campaign "v2: " 2s >"$tmp/campaigns.d/order-feedback.yaml.new"
 mv "$tmp/campaigns.d/order-feedback.yaml.new" "$tmp/campaigns.d/order-feedback.yaml"
-sha_v2=$(sha256sum "$tmp/campaigns.d/order-feedback.yaml" | cut -d' ' -f1)
+sha_v2=$(version_hash "$tmp/campaigns.d/order-feedback.yaml" 2 "$tmp/campaigns.d/templates/order-email.yaml")
 r0=$(reloads)
 kill -HUP "$daemon_pid"
 wait_for 5 eval '[ "$(reloads)" -gt "$r0" ]'
@@ -529,6 +542,23 @@ wait_for 8 test -f "$sms3"
 check "after the applied reload the new text and version are used" \
 	check_msg "$sms3" "Idempotency-Key=d$D3-s1" "Campaign=order-feedback" \
 	"Campaign-Version=$sha_v2" "Customer=c3" --text "v2: Hi Cecilie! How was order C-3? {survey_url}"
+
+# 28: an edit of the e-mail template alone is a new version of the campaign: the reload counts
+# it as changed, and the version's row keeps the template's text for auditors.
+cat >"$tmp/campaigns.d/templates/order-email.yaml.new" <<'EOF'
+subject:
+  en: "Order {{event.order}}: how was it?"
+text:
+  en: "v3: Hi {{customer.first_name}}, rate order {{event.order}}: {{survey_url}} Opt out: {{optout_url}}"
+EOF
+mv "$tmp/campaigns.d/templates/order-email.yaml.new" "$tmp/campaigns.d/templates/order-email.yaml"
+sha_v3=$(version_hash "$tmp/campaigns.d/order-feedback.yaml" 2 "$tmp/campaigns.d/templates/order-email.yaml")
+r0=$(reloads)
+kill -HUP "$daemon_pid"
+wait_for 5 eval '[ "$(reloads)" -gt "$r0" ]'
+got="$(q "SELECT ok, summary LIKE '%1 changed%' FROM reloads ORDER BY id DESC LIMIT 1")|$(grep -c "event=reload-campaign campaign=order-feedback change=changed sha256=$sha_v3" "$dlog")|$(q "SELECT json_extract(templates, '\$[0].step'), json_extract(templates, '\$[0].text') LIKE '%v3: Hi {{customer.first_name}}%' FROM campaign_versions WHERE campaign = 'order-feedback' AND sha256 = '$sha_v3'")"
+is "an edit of the template alone: a changed campaign, a new version keeping the template's text" \
+	"$got" "1|1|1|2|1"
 
 # ---- transient failures: the bound on retries, Retry-After ----
 

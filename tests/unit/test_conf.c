@@ -794,6 +794,55 @@ test_dir_shares_templates(void **state)
 }
 
 /*
+ * A campaign's version covers its templates: without one it is the SHA-256 of the file's
+ * bytes; with one, of those bytes, "\n\0step N template " and the template's SHA-256, so an
+ * edit of the template alone gives the campaign another version (campaignd.yaml(5)).
+ */
+static void
+test_version_covers_templates(void **state)
+{
+	char dir[] = "/tmp/campaignd-test-ver-XXXXXX";
+	const char *tpl1 = "subject: { en: Hi }\ntext: { en: \"At {{survey_url}}\" }\n";
+	const char *tpl2 = "subject: { en: Hello }\ntext: { en: \"At {{survey_url}}\" }\n";
+	const char *plain = "campaign: w\ntype: recurring\nschedule: { every: day, at: \"10:00\" }\n"
+	    SURVEY_EN "steps:\n  - channel: sms\n    message: { en: \"Hi {{survey_url}}\" }\n";
+	char want[65], th[65], first[65], buf[4096];
+	struct diag_list d;
+	struct conf *c;
+	size_t n;
+	int round;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	write_at(dir, "w.yaml", plain);
+	write_at(dir, "v.yaml", DIR_CAMPAIGN("v", "t.yaml"));
+	for (round = 0; round < 2; round++) {
+		write_at(dir, "templates/t.yaml", round == 0 ? tpl1 : tpl2);
+		diag_init(&d);
+		c = test_conf_new();
+		assert_int_equal(conf_add_campaign_dir(c, dir, &d), 0);
+		util_sha256_hex(plain, strlen(plain), want);
+		assert_string_equal(conf_campaign_find(c, "w")->sha256, want);
+		util_sha256_hex(round == 0 ? tpl1 : tpl2, strlen(round == 0 ? tpl1 : tpl2), th);
+		n = (size_t)snprintf(buf, sizeof(buf), "%s", DIR_CAMPAIGN("v", "t.yaml"));
+		buf[n++] = '\n';
+		buf[n++] = '\0';
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "step 1 template %s", th);
+		util_sha256_hex(buf, n, want);
+		assert_string_equal(conf_campaign_find(c, "v")->sha256, want);
+		assert_string_equal(conf_campaign_find(c, "v")->steps[0].template->sha256, th);
+		if (round == 0)
+			memcpy(first, want, sizeof(first));
+		else
+			assert_string_not_equal(first, want);
+		conf_free(c);
+		diag_free(&d);
+	}
+	snprintf(buf, sizeof(buf), "rm -rf '%s'", dir);
+	assert_int_equal(system(buf), 0);
+}
+
+/*
  * The entries of a campaigns directory: a link to a missing file of the directory is skipped
  * with a warning (a ConfigMap volume being updated); one to a missing file outside it (an
  * absolute path, a ".." component) is an error; a directory named *.yaml is skipped.
@@ -905,6 +954,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ask_if_values_are_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
 		cmocka_unit_test(test_dir_shares_templates),
+		cmocka_unit_test(test_version_covers_templates),
 		cmocka_unit_test(test_dir_entries),
 		cmocka_unit_test(test_path_abs),
 		cmocka_unit_test(test_settings),
