@@ -410,13 +410,20 @@ dispatch_close(struct daemon *d)
 /* ---- starting jobs ---- */
 
 /*
- * answered: -1 (why in *err) for a step whose delivery, as last read into j->ctx, an answer
- * ended while the step waited (its rate, a retry, its channel's secret): it is not sent
- * (sched_failed records it on the ended delivery).  0 otherwise.
+ * unwanted: -1 (why in *err) for a send that must not go now, as its delivery was last read
+ * into j->ctx: a step whose delivery an answer ended while the step waited (its rate, a retry,
+ * its channel's secret), or a step or thank-you to a customer who opted out meanwhile.  It is
+ * not sent (sched_failed records it: on the ended delivery, or the delivery skipped for the
+ * opt-out; sched_followup_outcome for a thank-you).  0 otherwise.
  */
 static int
-answered(struct job *j, char **err)
+unwanted(struct job *j, char **err)
 {
+	if (j->ctx.optout_source != NULL &&
+	    (j->followup == 0 || strcmp(j->followup_kind, "incentive") == 0)) {
+		*err = xstrdup("not sent: the customer opted out while it waited");
+		return -1;
+	}
 	if (j->followup != 0 || j->ctx.state == NULL || strcmp(j->ctx.state, "sending") == 0)
 		return 0;
 	/* The engine's record adds "the delivery had ended meanwhile (STATE)". */
@@ -442,13 +449,14 @@ load(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("campaign no longer loaded");
 		return -1;
 	}
-	return answered(j, err);
+	return unwanted(j, err);
 }
 
 /*
  * reread: before a retry of a step (its message made at its first attempt, when load() read
- * the delivery), whether an answer ended the delivery during the retry's wait: then it is not
- * sent again (-1, why in *err).  A delivery that cannot be read now is tried as before.
+ * the delivery), whether an answer ended the delivery or the customer opted out during the
+ * retry's wait: then it is not sent again (-1, why in *err).  A delivery that cannot be read
+ * now is tried as before.
  */
 static int
 reread(struct daemon *d, struct job *j, char **err)
@@ -463,7 +471,7 @@ reread(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("delivery not found");
 		return -1;
 	}
-	rc = rc < 0 ? 0 : answered(j, err);
+	rc = rc < 0 ? 0 : unwanted(j, err);
 	store_context_free(&j->ctx);
 	return rc;
 }

@@ -55,8 +55,9 @@ static const char *const sql_text[S_COUNT] = {
 		    "?10)",
 	[S_CONTACT_ADD] = "INSERT OR IGNORE INTO contacts(customer, at, campaign, delivery) "
 			  "VALUES (?1, ?2, ?3, ?4)",
-	[S_GET] = "SELECT d.campaign, d.step, d.state, c.id, COALESCE(c.timezone, ?2) "
-		  "FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ?1",
+	[S_GET] = "SELECT d.campaign, d.step, d.state, c.id, COALESCE(c.timezone, ?2), o.at, "
+		  "o.source FROM deliveries d JOIN customers c ON c.cid = d.customer "
+		  "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
 	[S_SENT_ON] = "SELECT channel FROM transitions WHERE delivery = ?1 AND to_state = 'sending' "
 		      "AND channel IS NOT NULL ORDER BY id DESC LIMIT 1",
 	/* Where an interrupted send of delivery ?1, key ?2, step ?3 stopped (sched_resend). */
@@ -1800,6 +1801,11 @@ load_sending(struct sched *e, int64_t id, struct due *d)
 		sched_copy_col(d->state, sizeof(d->state), s, 2);
 		sched_copy_col(d->customer, sizeof(d->customer), s, 3);
 		sched_copy_col(d->tz, sizeof(d->tz), s, 4);
+		d->opted_out = sqlite3_column_type(s, 5) != SQLITE_NULL;
+		if (d->opted_out) {
+			d->optout_at = sqlite3_column_int64(s, 5);
+			sched_copy_col(d->optout_source, sizeof(d->optout_source), s, 6);
+		}
 	}
 	sqlite3_reset(s);
 	if (found < 0)
@@ -1822,6 +1828,25 @@ ended_meanwhile(struct sched *e, const struct due *d, int64_t now, const char *w
 	snprintf(why, sizeof(why), "%s; the delivery had ended meanwhile (%s)", what, d->state);
 	return transition(e, d->id, now, d->state, d->state, d->step, NULL, NULL, why) < 0 ? -EIO :
 											      0;
+}
+
+/*
+ * opted_out_end: a delivery whose customer opted out while a step was in a channel's hands
+ * ends now, `from` its state, skipped with `what` and the opt-out as the reason: no next step
+ * is scheduled for it.  0, or -EIO.
+ */
+static int
+opted_out_end(struct sched *e, const struct due *d, const char *from, int64_t now,
+    const char *what)
+{
+	char why[600], t[21];
+
+	fmt_time(d->optout_at, t);
+	snprintf(why, sizeof(why), "%s; customer opted out at %s (%s)", what, t, d->optout_source);
+	if (set_state(e, d->id, "skipped", d->step, -1, 0, now) < 0 ||
+	    transition(e, d->id, now, from, "skipped", d->step, NULL, NULL, why) < 0)
+		return -EIO;
+	return 0;
 }
 
 /*
@@ -1860,6 +1885,8 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 		return -EIO;
 	if (cp == NULL || d.step >= (int)cp->n_steps)
 		return set_state(e, delivery, "sent", d.step, -1, 0, now) < 0 ? -EIO : 0;
+	if (d.opted_out) /* on its way when the customer opted out; the next one is not */
+		return opted_out_end(e, &d, "sent", now, "no further step");
 	/* One write for "sent" and "next step scheduled"; both transitions are logged. */
 	due = sched_next_allowed(e, cp, d.tz, now + cp->steps[d.step].after);
 	fmt_time(due, t);
@@ -1884,6 +1911,12 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 		return ended_meanwhile(e, &d, now, reason);
 	if (rc < 0)
 		return rc;
+	if (d.opted_out) {
+		if (opted_out_end(e, &d, "sending", now, reason) < 0)
+			return -EIO;
+		return emit(sink, arg, SCHED_SKIP, delivery, now, now, d.customer, d.campaign, d.step,
+		    NULL, d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
+	}
 	cp = sched_campaign(e, d.campaign);
 	if (cp == NULL || d.step >= (int)cp->n_steps) {
 		if (set_state(e, delivery, "failed", d.step, -1, 0, now) < 0 ||

@@ -43,6 +43,10 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 		out->segment = col(st, 12);
 		out->attrs_json = col(st, 13);
 		out->event_json = col(st, 14);
+		if (sqlite3_column_type(st, 15) != SQLITE_NULL) {
+			out->optout_at = sqlite3_column_int64(st, 15);
+			out->optout_source = col(st, 16);
+		}
 	}
 	store_stmt_done(st);
 	if (rc == SQLITE_ROW)
@@ -87,6 +91,7 @@ store_context_free(struct store_context *c)
 	free(c->segment);
 	free(c->attrs_json);
 	free(c->event_json);
+	free(c->optout_source);
 	memset(c, 0, sizeof(*c));
 }
 

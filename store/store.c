@@ -128,8 +128,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 			    "ON CONFLICT (id) DO NOTHING",
 	[ST_CONTEXT] = "SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, "
 		       "c.email, c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, "
-		       "c.attrs, e.data FROM deliveries d JOIN customers c ON c.cid = d.customer "
-		       "LEFT JOIN events e ON e.id = d.event WHERE d.id = ?1",
+		       "c.attrs, e.data, o.at, o.source FROM deliveries d JOIN customers c ON "
+		       "c.cid = d.customer LEFT JOIN events e ON e.id = d.event "
+		       "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
 	/* Every page a decision and its message read (store_warm): the rows, then by customer
 	 * what the engine looks up (contacts, consents, other deliveries, opt-out), and where
 	 * the delivery's transitions are indexed. */

@@ -229,9 +229,11 @@ struct store_context {
 	    *timezone, *segment;
 	char *attrs_json; /* the customer's attributes */
 	char *event_json; /* the triggering event's data, or NULL */
+	char *optout_source; /* the customer's opt-out's source; NULL: they did not opt out */
+	int64_t optout_at; /* and its time */
 };
 
-/* store_context: load a delivery with its customer and event (-ENOENT when unknown). */
+/* store_context: load a delivery with its customer, event and opt-out (-ENOENT when unknown). */
 int store_context(struct store *s, int64_t delivery, struct store_context *out);
 void store_context_free(struct store_context *c);
 /*

@@ -1,0 +1,79 @@
+#!/bin/sh
+# optout.sh: an opt-out on the real daemon: a step that waits in its channel when the customer
+# opts out (for a retry after a 503, or for its turn on a channel's rate) is not sent, and the
+# delivery is skipped with the reason; a step in flight at the opt-out is recorded as sent, and
+# no later step is scheduled.  SIGTERM: exit 0.
+#
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup optout
+
+echo "1..4"
+
+mkdir -p "$tmp/campaigns.d"
+printf '%s\n' "c1 503+RA=3" "c4 200@3" >"$tmp/sink.script"
+start_sink --script "$tmp/sink.script"
+settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
+  hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }
+  slow: { driver: outbox, kind: sms, path: outbox/slow, rate: 10/m }" >"$tmp/campaignd.yaml"
+# retry: a webhook step, then an sms an hour later; paced: one step on slow.
+campaign_yaml retry "{ event: retry }" "  - channel: hook
+    message:
+      en: \"How was it? {{survey_url}}\"
+  - channel: sms
+    after: 1h
+    message:
+      en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/retry.yaml"
+campaign_yaml paced "{ event: paced }" "  - channel: slow
+    message:
+      en: \"How was it? {{survey_url}}\"" >"$tmp/campaigns.d/paced.yaml"
+printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
+	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
+	>"$tmp/customers.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+start_daemon_or_bail
+
+# c1's first attempt is answered 503 with Retry-After: 3; c1 opts out during the wait.
+"$ctl" -c "$tmp/campaignd.yaml" event retry --customer c1 >/dev/null 2>&1
+wait_for 15 has_delivery retry c1
+d1=$(delivery retry c1)
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE delivery = ${d1:-0} AND attempt = 1")" = 1 ]'
+"$ctl" -c "$tmp/campaignd.yaml" optout c1 --source reply:STOP >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$d1")" != "sending 1" ]'
+sleep 1
+is "a step waiting for its retry when the customer opts out is not sent, nor the next one" \
+	"$(grep -c '"customer": "c1"' "$tmp/sink.log")|$(state_of "$d1")|$(ls "$tmp"/outbox/sms/d"${d1:-0}"-*.msg 2>/dev/null | wc -l | tr -d ' ')|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d1:-0} AND reason LIKE '%opted out%'")" \
+	"1|skipped 1|0|1"
+
+# c2 and c3 on slow (10 a minute): whichever went first is sent, the other waits 6 s for its
+# turn; it opts out meanwhile.
+"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c2 >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c3 >/dev/null 2>&1
+wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT state FROM deliveries WHERE campaign = '"'paced'"' ORDER BY state)")" = "sending sent" ]'
+other=$(q "SELECT id FROM deliveries WHERE campaign = 'paced' AND state = 'sending' LIMIT 1")
+who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
+"$ctl" -c "$tmp/campaignd.yaml" optout "${who:-none}" >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$other")" != "sending 1" ]'
+is "a step waiting for its turn on a rate when the customer opts out is not sent" \
+	"$(ls "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$other")" \
+	"0|skipped 1|step 1 failed: not sent: the customer opted out while it waited; customer opted out at $(q "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', o.at, 'unixepoch') FROM optouts o JOIN customers c ON c.cid = o.customer WHERE c.id = '${who:-none}'") (cli)"
+
+# c4's first request is answered after 3 s; c4 opts out while it is on its way: the step is
+# sent (it was out of campaignd's hands), and the next one is not scheduled.
+"$ctl" -c "$tmp/campaignd.yaml" event retry --customer c4 >/dev/null 2>&1
+wait_for 15 eval 'grep -q "\"customer\": \"c4\"" "$tmp/sink.log"'
+d4=$(delivery retry c4)
+"$ctl" -c "$tmp/campaignd.yaml" optout c4 >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$d4")" != "sending 1" ]'
+is "a step in flight at the opt-out is recorded as sent; no further step is scheduled" \
+	"$(q "SELECT group_concat(from_state || '>' || to_state, ' ') FROM (SELECT from_state, to_state FROM transitions WHERE delivery = ${d4:-0} ORDER BY id)")|$(state_of "$d4")|$(q "SELECT count(*) FROM deliveries WHERE id = ${d4:-0} AND due_at IS NULL")" \
+	"scheduled>sending sending>sent sent>skipped|skipped 1|1"
+
+stop_daemon
+check_stopped
+tap_end
