@@ -77,12 +77,12 @@ find_delivery(struct store *s, const char *ref, struct delivery *dv, char **why)
 		return -ENOENT;
 	}
 	/*
-	 * Sent, responded and exhausted deliveries reached the customer.  Any other state did
-	 * too when some earlier step was sent (the transitions say so): a late answer to the
-	 * first message is still an answer.
+	 * Sent, exhausted, responded and completed deliveries reached the customer.  Any other
+	 * state did too when some earlier step was sent (the transitions say so): a late answer
+	 * to the first message is still an answer.
 	 */
 	dv->was_sent = strcmp(dv->state, "sent") == 0 || strcmp(dv->state, "responded") == 0 ||
-	    strcmp(dv->state, "exhausted") == 0;
+	    strcmp(dv->state, "completed") == 0 || strcmp(dv->state, "exhausted") == 0;
 	if (!dv->was_sent) {
 		if (sqlite3_prepare_v2(db,
 			"SELECT 1 FROM transitions WHERE delivery = ?1 AND to_state = 'sent' LIMIT 1",
@@ -513,7 +513,11 @@ transition(sqlite3 *db, const struct delivery *dv, const char *from, const char 
 	return rc == SQLITE_DONE ? 0 : db_fail(db, "recording a transition", why);
 }
 
-/* move: record the new state with its transition; the chain ends (no step is due any more). */
+/*
+ * move: record the new state with its transition (one for every answer, also when the state
+ * stays: a second partial answer, an optional one after completion); the chain ends (no step
+ * is due any more).
+ */
 static int
 move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const char *source,
     char **why)
@@ -522,13 +526,11 @@ move(sqlite3 *db, const struct delivery *dv, const char *to, int64_t now, const 
 	char *reason;
 	int rc;
 
-	if (strcmp(dv->state, to) != 0) {
-		reason = xasprintf("answer via %s", source);
-		rc = transition(db, dv, dv->state, to, NULL, reason, now, why);
-		free(reason);
-		if (rc < 0)
-			return rc;
-	}
+	reason = xasprintf("answer via %s", source);
+	rc = transition(db, dv, dv->state, to, NULL, reason, now, why);
+	free(reason);
+	if (rc < 0)
+		return rc;
 	if (sqlite3_prepare_v2(db,
 		"UPDATE deliveries SET state = ?2, due_at = NULL, updated_at = ?3 WHERE id = ?1", -1,
 		&st, NULL) != SQLITE_OK)
@@ -818,19 +820,22 @@ answers_text(const struct conf_survey *sv, const struct ans *a, int all)
 }
 
 /*
- * followups: what this call's answers ask for: the thank-you when they complete the survey,
- * and each notification (the campaign's, then campaignd.yaml's) whose event they are.
+ * followups: what this call's answers ask for: the thank-you and the `completed` notification
+ * when they complete the survey (`completes`; once: not for an optional answer after it), and
+ * each other notification (the campaign's, then campaignd.yaml's) whose event they are.  The
+ * delivery is `complete` after them.
  */
 static int
 followups(sqlite3 *db, const struct conf *c, const struct conf_campaign *cp,
-    const struct delivery *dv, const struct ans *a, int complete, int64_t now, char **why)
+    const struct delivery *dv, const struct ans *a, int complete, int completes, int64_t now,
+    char **why)
 {
 	const struct conf_survey *sv = &cp->survey;
 	const char *state = complete ? "completed" : "responded";
 	int detractor = 0, rc = 0, pass;
 	size_t i;
 
-	if (complete && cp->has_incentive && cp->n_steps > 0 &&
+	if (completes && cp->has_incentive && cp->n_steps > 0 &&
 	    (rc = incentive(db, cp, dv, now, why)) < 0)
 		return rc;
 	for (i = 0; i < sv->n_questions; i++)
@@ -845,7 +850,7 @@ followups(sqlite3 *db, const struct conf *c, const struct conf_campaign *cp,
 			char *answers, *body;
 
 			if ((on == CONF_NOTIFY_DETRACTOR && !detractor) ||
-			    (on == CONF_NOTIFY_COMPLETED && !complete))
+			    (on == CONF_NOTIFY_COMPLETED && !completes))
 				continue;
 			answers = answers_text(sv, a, on == CONF_NOTIFY_COMPLETED);
 			body = xasprintf("%s: campaign %s, delivery %lld: %s", notify_kinds[on],
@@ -888,16 +893,15 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 	struct delivery dv;
 	struct ans *a;
 	size_t i;
-	int k, rc, complete = 1;
+	int k, rc, complete = 1, was_complete;
 
 	memset(&dv, 0, sizeof(dv));
 	rc = find_delivery(s, ref, &dv, why);
 	if (rc < 0)
 		return rc;
-	if (strcmp(dv.state, "completed") == 0) {
-		*why = xasprintf("delivery %lld is already completed", (long long)dv.id);
-		return -EINVAL;
-	}
+	/* A completed delivery still takes the answers to its asked questions that have none
+	 * (optional ones): the comment after an NPS given by SMS. */
+	was_complete = strcmp(dv.state, "completed") == 0;
 	if (!dv.was_sent) {
 		*why = xasprintf("delivery %lld was not sent (it is %s)", (long long)dv.id, dv.state);
 		return -EINVAL;
@@ -964,7 +968,8 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 			complete = 0;
 	}
 	rc = move(db, &dv, complete ? "completed" : "responded", now, source, why);
-	return rc < 0 ? rc : followups(db, c, cp, &dv, a, complete, now, why);
+	return rc < 0 ? rc : followups(db, c, cp, &dv, a, complete, complete && !was_complete, now,
+				 why);
 }
 
 int

@@ -283,8 +283,8 @@ check "emoji name stored as its value" test "$(q "select value || ' ' || num fro
 check "transitions with reasons" \
 	test "$(q "select group_concat(from_state || '>' || to_state || ':' || reason, ' ') from (select * from transitions where delivery = 1 order by id)")" = "sent>responded:answer via cli responded>completed:answer via cli"
 run answer 1 mood=good
-check "completed delivery refuses more" test "$rc" -eq 1
-check "completed delivery says so" err_has "already completed"
+check "completed delivery refuses a second answer" test "$rc" -eq 1
+check "completed delivery says so" err_has "question 'mood' is already answered"
 
 run answer 2 score=5 comment=slow
 check "ask_if refuses a question not asked" test "$rc" -eq 1

@@ -1192,9 +1192,9 @@ test_answer_flow(void **state)
 	assert_string_equal(q_text(f, "SELECT value FROM responses WHERE question = 'invoice'"), "yes");
 	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 1"), "completed");
 	assert_int_equal(q_int(f, "SELECT count(*) FROM transitions WHERE delivery = 1"), 3);
-	assert_int_equal(answer(f, "1", "mood=1", &why), -EINVAL);
-	assert_non_null(strstr(why, "already completed"));
-	free(why);
+	/* Completed, it still takes an optional answer (test_answer_after_completion). */
+	accepted(f, "1", "mood=1");
+	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 1"), "completed");
 
 	/* Delivery 3: a low score opens 'why'; price opens the required 'refund'. */
 	accepted(f, "3", "nps=3 why=too\tslow liked=price invoice=no");
@@ -1233,6 +1233,78 @@ test_answer_text_and_ask_if_in_one_call(void **state)
 	accepted(f, "3", "why=ØÆÅøæåøæåø nps=2");
 	assert_string_equal(q_text(f, "SELECT value FROM responses WHERE question = 'why'"),
 	    "ØÆÅøæåøæåø");
+}
+
+/*
+ * A completed delivery still takes answers to its asked questions that have none: the NPS
+ * given first (say by SMS), the optional comment later.  Each answer is a transition; the
+ * thank-you and the `completed` notification come once, a `response` one for each answer.
+ */
+static void
+test_answer_after_completion(void **state)
+{
+	static const char yaml[] =
+	    "campaign: u\n"
+	    "type: transactional\n"
+	    "trigger: { event: go }\n"
+	    "survey:\n"
+	    "  metric: nps\n"
+	    "  questions:\n"
+	    "    - { id: nps, type: nps, text: { en: \"Recommend?\" } }\n"
+	    "    - { id: improve, type: text, optional: true, text: { en: \"Improve?\" } }\n"
+	    "    - { id: why, type: text, optional: true, ask_if: { nps: { lte: 6 } },"
+	    " text: { en: \"Why?\" } }\n"
+	    "steps:\n"
+	    "  - channel: sms\n"
+	    "    message: { en: \"Hi {{survey_url}}\" }\n"
+	    "incentive:\n"
+	    "  message: { en: \"Thanks! {{code}}\" }\n"
+	    "  codes_file: codes.txt\n"
+	    "notify:\n"
+	    "  - { on: completed, channel: crm }\n"
+	    "  - { on: response, channel: crm }\n";
+	struct fx *f = *state;
+	int64_t version = 0;
+	char sql[512], *why = NULL;
+
+	write_file(f, "codes.txt", "A-1\nA-2\n");
+	snprintf(sql, sizeof(sql), "%s/u.yaml", f->dir);
+	assert_int_equal(conf_add_campaign_buffer(f->c, sql, yaml, strlen(yaml), &f->d), 0);
+	assert_int_equal(store_campaign_version(f->s, conf_campaign_find(f->c, "u"), NOW, &version),
+	    0);
+	snprintf(sql, sizeof(sql),
+	    "INSERT INTO batches (id, campaign, version, occurrence, created_at) "
+	    "VALUES (2, 'u', %lld, 'event', %lld);"
+	    "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,"
+	    " created_at, updated_at) VALUES (5, 'u', %lld, 2, 1, 'event:u1', 'sent', 1, %lld, %lld)",
+	    (long long)version, NOW, (long long)version, NOW, NOW);
+	assert_int_equal(store_exec(f->s, sql), 0);
+
+	accepted(f, "5", "nps=9");
+	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 5"), "completed");
+	/* The comment that follows it is taken; the delivery stays completed. */
+	accepted(f, "5", "improve=faster");
+	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 5"), "completed");
+	assert_string_equal(q_text(f, "SELECT value FROM responses WHERE delivery = 5 AND "
+				      "question = 'improve'"),
+	    "faster");
+	assert_string_equal(q_text(f, "SELECT group_concat(from_state || '>' || to_state || ' ' || "
+				      "reason, ', ') FROM (SELECT * FROM transitions WHERE delivery = 5 "
+				      "AND reason LIKE 'answer via %' ORDER BY id)"),
+	    "sent>completed answer via cli, completed>completed answer via cli");
+	/* One thank-you and one 'completed' notification; a 'response' one for each answer. */
+	assert_string_equal(q_text(f, "SELECT group_concat(kind || ':' || n, ' ') FROM (SELECT kind, "
+				      "count(*) AS n FROM followups WHERE delivery = 5 GROUP BY kind "
+				      "ORDER BY kind)"),
+	    "completed:1 response:2");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM transitions WHERE delivery = 5 AND "
+				  "reason LIKE '%thank-you%'"),
+	    1);
+	/* Still refused: a second answer, and a question its ask_if does not ask. */
+	assert_int_equal(answer(f, "5", "improve=more", &why), -EEXIST);
+	assert_non_null(strstr(why, "already answered"));
+	free(why);
+	refused(f, "5", "why=slow", "ask_if on 'nps' does not hold ('nps' is 9)");
 }
 
 /* ---- opt-outs ---- */
@@ -1508,6 +1580,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_answer_validation, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_flow, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_text_and_ask_if_in_one_call, answers_setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_answer_after_completion, answers_setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_optout, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_campaign_version, answers_setup, teardown),
