@@ -24,6 +24,7 @@ struct delivery {
 	char campaign[128];
 	char state[16];
 	int was_sent; /* a step reached the customer, so there is something to answer */
+	int by_token; /* named by its survey token, which only its message carried */
 };
 
 static int
@@ -54,6 +55,7 @@ find_delivery(struct store *s, const char *ref, struct delivery *dv, char **why)
 			*why = xasprintf("'%.64s' is neither a delivery id nor a valid survey token", ref);
 			return -ENOENT;
 		}
+		dv->by_token = 1;
 	}
 	if (sqlite3_prepare_v2(db,
 		"SELECT id, customer, step, campaign, state FROM deliveries WHERE id = ?1", -1, &st,
@@ -79,16 +81,20 @@ find_delivery(struct store *s, const char *ref, struct delivery *dv, char **why)
 	/*
 	 * Sent, exhausted, responded and completed deliveries reached the customer.  Any other
 	 * state did too when some earlier step was sent (the transitions say so): a late answer
-	 * to the first message is still an answer.
+	 * to the first message is still an answer.  Named by its token, a delivery whose step
+	 * was handed to a channel reached the customer whatever its state says (a retry waits,
+	 * the provider's reply was lost): the token is only in that message.
 	 */
 	dv->was_sent = strcmp(dv->state, "sent") == 0 || strcmp(dv->state, "responded") == 0 ||
 	    strcmp(dv->state, "completed") == 0 || strcmp(dv->state, "exhausted") == 0;
 	if (!dv->was_sent) {
 		if (sqlite3_prepare_v2(db,
-			"SELECT 1 FROM transitions WHERE delivery = ?1 AND to_state = 'sent' LIMIT 1",
+			"SELECT 1 FROM transitions WHERE delivery = ?1 AND (to_state = 'sent' OR "
+			"(?2 AND to_state = 'sending' AND idem_key LIKE 'd%-s%')) LIMIT 1",
 			-1, &st, NULL) != SQLITE_OK)
 			return db_fail(db, "reading transitions", why);
 		sqlite3_bind_int64(st, 1, dv->id);
+		sqlite3_bind_int(st, 2, dv->by_token);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -903,7 +909,11 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 	 * (optional ones): the comment after an NPS given by SMS. */
 	was_complete = strcmp(dv.state, "completed") == 0;
 	if (!dv.was_sent) {
-		*why = xasprintf("delivery %lld was not sent (it is %s)", (long long)dv.id, dv.state);
+		*why = strcmp(dv.state, "sending") == 0 ?
+		    xasprintf("delivery %lld was not sent (it is sending: not known to have reached "
+			      "the customer; an answer by its survey token is taken)",
+			(long long)dv.id) :
+		    xasprintf("delivery %lld was not sent (it is %s)", (long long)dv.id, dv.state);
 		return -EINVAL;
 	}
 	cp = conf_campaign_find(c, dv.campaign);

@@ -1307,6 +1307,41 @@ test_answer_after_completion(void **state)
 	refused(f, "5", "why=slow", "ask_if on 'nps' does not hold ('nps' is 9)");
 }
 
+/*
+ * A delivery whose first step is in a channel's hands (sending: a retry waits, the provider's
+ * reply was lost) may have reached the customer: by its token, which only that message
+ * carries, the answer is taken; by its number it is not known to have been sent.
+ */
+static void
+test_answer_by_token_while_sending(void **state)
+{
+	struct fx *f = *state;
+	char token[STORE_TOKEN_SIZE], sql[512];
+
+	snprintf(sql, sizeof(sql),
+	    "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,"
+	    " created_at, updated_at) SELECT 6, 't', version, 1, 1, 'event:e6', 'sending', 1, %lld,"
+	    " %lld FROM deliveries WHERE id = 1;"
+	    "INSERT INTO transitions (delivery, at, from_state, to_state, step, channel, idem_key,"
+	    " reason) VALUES (6, %lld, 'scheduled', 'sending', 1, 'sms', 'd6-s1', 'due')",
+	    NOW, NOW, NOW);
+	assert_int_equal(store_exec(f->s, sql), 0);
+	refused(f, "6", "nps=9", "not sent (it is sending: not known to have reached the customer");
+	assert_int_equal(store_token(f->s, 6, token), 0);
+	accepted(f, token, "nps=9");
+	assert_string_equal(q_text(f, "SELECT state || ' ' || coalesce(due_at, '-') FROM deliveries "
+				      "WHERE id = 6"),
+	    "responded -");
+	assert_string_equal(q_text(f, "SELECT from_state || '>' || to_state || ' ' || reason FROM "
+				      "transitions WHERE delivery = 6 ORDER BY id DESC LIMIT 1"),
+	    "sending>responded answer via cli");
+	/* Never handed to a channel (scheduled, skipped): not even by a token. */
+	assert_int_equal(store_token(f->s, 4, token), 0);
+	refused(f, token, "nps=9", "not sent (it is scheduled)");
+	assert_int_equal(store_token(f->s, 2, token), 0);
+	refused(f, token, "nps=9", "not sent (it is skipped)");
+}
+
 /* ---- opt-outs ---- */
 
 static void
@@ -1582,6 +1617,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_answer_text_and_ask_if_in_one_call, answers_setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_after_completion, answers_setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_answer_by_token_while_sending, answers_setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_optout, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_campaign_version, answers_setup, teardown),
