@@ -138,19 +138,24 @@ store_answer_source(struct store *s, const char *ref, char **campaign, char **te
 
 static const char *const emoji_names[] = { "not_good", "sufficient", "good", "excellent" };
 
+/* trimmed: v without the blanks (spaces, tabs, line breaks) at either end. */
 static char *
 trimmed(const char *v)
 {
 	size_t n;
 
-	v += strspn(v, " \t");
+	v += strspn(v, " \t\r\n");
 	n = strlen(v);
-	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+	while (n > 0 && strchr(" \t\r\n", v[n - 1]) != NULL)
 		n--;
 	return xstrndup(v, n);
 }
 
-/* utf8_chars: code points in well-formed UTF-8 text (tabs and line breaks allowed), or -1. */
+/*
+ * utf8_chars: code points in well-formed UTF-8 text, or -1 for anything else and for control
+ * characters (C0, DEL and C1: U+0080-U+009F, which terminals may take as escapes) other than
+ * tabs and line breaks.
+ */
 static long
 utf8_chars(const char *p)
 {
@@ -163,7 +168,7 @@ utf8_chars(const char *p)
 		if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
 			return -1;
 		k = util_utf8_seq(p + i, len - i);
-		if (k == 0)
+		if (k == 0 || (c == 0xc2 && (unsigned char)p[i + 1] < 0xa0))
 			return -1;
 	}
 	return n;
@@ -292,7 +297,7 @@ parse_value(const struct conf_question *q, const char *v, struct ans *a, char **
 	case CONF_Q_TEXT:
 		chars = utf8_chars(v);
 		if (chars < 0) {
-			*why = xasprintf("%s: not UTF-8 text", q->id);
+			*why = xasprintf("%s: not UTF-8 text without control characters", q->id);
 			rc = -EINVAL;
 		} else if (t[0] == '\0') {
 			*why = xasprintf("%s: an empty answer", q->id);

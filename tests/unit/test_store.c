@@ -1229,6 +1229,17 @@ test_answer_text_and_ask_if_in_one_call(void **state)
 
 	refused(f, "3", "nps=2 why=01234567890", "11 characters, at most 10");
 	refused(f, "3", "nps=2 why=", "empty answer");
+	refused(f, "3", "nps=2 why=\r\n\n", "empty answer");
+	/* Control characters other than tabs and line breaks: C0, DEL, C1 (U+0085, CSI U+009B). */
+	refused(f, "3", "nps=2 why=a\x1b[2Jb", "not UTF-8 text without control characters");
+	refused(f, "3", "nps=2 why=a\x7f", "without control characters");
+	refused(f, "3", "nps=2 why=a\xc2\x85" "b", "without control characters");
+	refused(f, "3", "nps=2 why=a\xc2\x9b" "2J", "without control characters");
+	refused(f, "3", "nps=2 why=a\xff", "not UTF-8");
+	refused(f, "3", "nps=2 why=\xc0\xaf", "not UTF-8");
+	/* A reply's line break ends a number as a blank does. */
+	accepted(f, "1", "sat=4\r\n");
+	assert_string_equal(q_text(f, "SELECT value FROM responses WHERE question = 'sat'"), "4");
 	/* Order does not matter inside one call: 'why' sees nps=2 given with it. */
 	accepted(f, "3", "why=ØÆÅøæåøæåø nps=2");
 	assert_string_equal(q_text(f, "SELECT value FROM responses WHERE question = 'why'"),
