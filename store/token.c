@@ -45,7 +45,10 @@ store_token_delivery(struct store *s, const char *token, int64_t *delivery)
 	char hex[33], *end;
 	long long id;
 
-	if (dash == NULL || dash == token || strlen(dash + 1) != 32)
+	/* One spelling only: the id in digits with no sign, blank or leading zero. */
+	if (dash == NULL || dash == token || strlen(dash + 1) != 32 || token[0] < '1' ||
+	    token[0] > '9' || strspn(token, "0123456789") != (size_t)(dash - token) ||
+	    dash - token > 18)
 		return -EINVAL;
 	id = strtoll(token, &end, 10);
 	if (end != dash || id <= 0)

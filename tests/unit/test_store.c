@@ -1215,6 +1215,19 @@ test_answer_flow(void **state)
 	free(why);
 	assert_int_equal(answer(f, "tok-nope", "nps=5", &why), -ENOENT);
 	free(why);
+	/* A token has one spelling: no sign, blank or leading zero before its id. */
+	{
+		char alt[STORE_TOKEN_SIZE + 2];
+		const char *pre[] = { "+", " ", "0", "\t" };
+		size_t i;
+
+		for (i = 0; i < 4; i++) {
+			snprintf(alt, sizeof(alt), "%s%s", pre[i], token);
+			assert_int_equal(answer(f, alt, "mood=1", &why), -ENOENT);
+			assert_non_null(strstr(why, "nor a valid survey token"));
+			free(why);
+		}
+	}
 	/* A token whose signature does not hold names nothing, even for a real delivery id. */
 	token[strlen(token) - 1] = token[strlen(token) - 1] == '0' ? '1' : '0';
 	assert_int_equal(answer(f, token, "nps=5", &why), -ENOENT);
