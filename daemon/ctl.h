@@ -21,9 +21,10 @@ int ctl_events(const char *config, int argc, char **argv);
 int ctl_event(const char *config, int argc, char **argv);
 int ctl_answer(const char *config, int argc, char **argv);
 int ctl_optout(const char *config, int argc, char **argv);
-/* ctl_plan.c: plan (dry run), explain. */
+/* ctl_plan.c: plan (dry run), explain, show-version. */
 int ctl_plan(const char *config, int argc, char **argv);
 int ctl_explain(const char *config, int argc, char **argv);
+int ctl_show_version(const char *config, int argc, char **argv);
 /* ctl_admin.c: reload, status (through the daemon's admin socket). */
 int ctl_reload(const char *config, int argc, char **argv);
 int ctl_status(const char *config, int argc, char **argv);

@@ -1,4 +1,4 @@
-/* ctl_plan.c: `campaignctl plan` (a dry run on a virtual clock) and `campaignctl explain`. */
+/* ctl_plan.c: `campaignctl plan` (a dry run on a virtual clock), `explain` and `show-version`. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -435,4 +435,115 @@ ctl_explain(const char *config, int argc, char **argv)
 	store_close(st);
 	conf_free(c);
 	return rc;
+}
+
+/* ---- show-version ---- */
+
+static int
+show_version_usage(FILE *out)
+{
+	fprintf(out, "usage: campaignctl [-c CONFIG] show-version SHA256\n");
+	return out == stdout ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+}
+
+/*
+ * ctl_show_version: the text of a campaign file version, named by its sha256 (or the first 8
+ * or more of its hex digits, when they name one), exactly as it was loaded, on standard
+ * output; its campaign and first load on standard error.  Only the settings are read: a
+ * broken campaign file does not keep an auditor from the versions already recorded.
+ */
+int
+ctl_show_version(const char *config, int argc, char **argv)
+{
+	char hash[65], t[21], *err = NULL;
+	struct diag_list d;
+	struct conf *c;
+	struct store *st = NULL;
+	sqlite3_stmt *q = NULL;
+	size_t i, n;
+	int rc, rows = 0, ex = CTL_EXIT_OK;
+
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
+		return show_version_usage(stdout);
+	if (argc != 2)
+		return show_version_usage(stderr);
+	n = strlen(argv[1]);
+	if (n < 8 || n > 64 || strspn(argv[1], "0123456789abcdefABCDEF") != n) {
+		fprintf(stderr, "campaignctl show-version: '%.80s' is not a sha256 (8 to 64 hex "
+				"digits)\n",
+		    argv[1]);
+		return CTL_EXIT_USAGE;
+	}
+	for (i = 0; i <= n; i++)
+		hash[i] = (char)(argv[1][i] >= 'A' && argv[1][i] <= 'F' ? argv[1][i] + 32 : argv[1][i]);
+	diag_init(&d);
+	c = conf_load_settings(config, &d);
+	if (c == NULL) {
+		diag_sort(&d);
+		diag_print_text(&d, stderr);
+		diag_free(&d);
+		fprintf(stderr, "campaignctl show-version: %s: the configuration has errors\n", config);
+		return CTL_EXIT_FAIL;
+	}
+	diag_free(&d);
+	if (store_open(c->database, STORE_READONLY, &st, &err) < 0) {
+		fprintf(stderr, "campaignctl show-version: %s: %s\n", c->database,
+		    err ? err : "cannot open");
+		free(err);
+		conf_free(c);
+		return CTL_EXIT_FAIL;
+	}
+	if (sqlite3_prepare_v2(store_db(st),
+		"SELECT campaign, sha256, loaded_at, source FROM campaign_versions "
+		"WHERE substr(sha256, 1, ?2) = ?1 ORDER BY loaded_at, id",
+		-1, &q, NULL) != SQLITE_OK) {
+		fprintf(stderr, "campaignctl show-version: %s\n", sqlite3_errmsg(store_db(st)));
+		ex = CTL_EXIT_FAIL;
+		goto out;
+	}
+	sqlite3_bind_text(q, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, (int)n);
+	/* One version is printed; more than one is listed so that a longer prefix can be given. */
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+		rows++;
+	if (rc != SQLITE_DONE) {
+		fprintf(stderr, "campaignctl show-version: %s\n", sqlite3_errmsg(store_db(st)));
+		ex = CTL_EXIT_FAIL;
+		goto out;
+	}
+	if (rows != 1) {
+		if (rows == 0)
+			fprintf(stderr, "campaignctl show-version: no campaign version %s\n", hash);
+		else
+			fprintf(stderr, "campaignctl show-version: %s names %d versions; give more of "
+					"its digits:\n",
+			    hash, rows);
+		sqlite3_reset(q);
+		while (rows > 1 && sqlite3_step(q) == SQLITE_ROW) {
+			store_format_time(sqlite3_column_int64(q, 2), t);
+			fprintf(stderr, "  %s  %s  first loaded %s\n", sqlite3_column_text(q, 1),
+			    sqlite3_column_text(q, 0), t);
+		}
+		ex = CTL_EXIT_FAIL;
+		goto out;
+	}
+	sqlite3_reset(q);
+	if (sqlite3_step(q) != SQLITE_ROW) {
+		fprintf(stderr, "campaignctl show-version: %s\n", sqlite3_errmsg(store_db(st)));
+		ex = CTL_EXIT_FAIL;
+		goto out;
+	}
+	store_format_time(sqlite3_column_int64(q, 2), t);
+	fprintf(stderr, "campaign %s, version %s, first loaded %s\n", sqlite3_column_text(q, 0),
+	    sqlite3_column_text(q, 1), t);
+	fwrite(sqlite3_column_blob(q, 3), 1, (size_t)sqlite3_column_bytes(q, 3), stdout);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "campaignctl show-version: writing the text failed\n");
+		ex = CTL_EXIT_FAIL;
+	}
+out:
+	sqlite3_finalize(q);
+	store_close(st);
+	conf_free(c);
+	return ex;
 }

@@ -411,10 +411,53 @@ explain_campaign(struct sched *e, const struct conf_campaign *cp, const struct w
 	}
 }
 
+/* put_value: an answer's value on one line: in quotes, its line breaks, tabs and quotes escaped. */
+static void
+put_value(FILE *out, const unsigned char *v)
+{
+	fputc('\'', out);
+	for (; v != NULL && *v; v++) {
+		if (*v == '\n')
+			fputs("\\n", out);
+		else if (*v == '\r')
+			fputs("\\r", out);
+		else if (*v == '\t')
+			fputs("\\t", out);
+		else if (*v == '\'' || *v == '\\')
+			fprintf(out, "\\%c", *v);
+		else
+			fputc(*v, out);
+	}
+	fputc('\'', out);
+}
+
+/* record: the customer's changes of consent and their opt-out, in time order. */
+static void
+record(struct sched *e, const struct who *w, FILE *out)
+{
+	sqlite3_stmt *s;
+	char t[21];
+
+	if (prepare(e,
+		"SELECT at, 'consent to ' || kind || CASE granted WHEN 1 THEN ' granted' ELSE "
+		"' revoked' END, source, 0, id FROM consent_log WHERE customer = ?1 UNION ALL "
+		"SELECT at, 'opted out', source, 1, 0 FROM optouts WHERE customer = ?1 "
+		"ORDER BY 1, 4, 5",
+		&s) < 0)
+		return;
+	sqlite3_bind_int64(s, 1, w->cid);
+	while (sched_step_row(e, s) == 1) {
+		store_format_time(sqlite3_column_int64(s, 0), t);
+		fprintf(out, "  %s  %s (%s)\n", t, sqlite3_column_text(s, 1),
+		    sqlite3_column_text(s, 2));
+	}
+	sqlite3_finalize(s);
+}
+
 static void
 history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
 {
-	sqlite3_stmt *d, *t;
+	sqlite3_stmt *d, *t, *r;
 	char c[21], a[21];
 
 	if (prepare(e,
@@ -430,13 +473,22 @@ history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
 		sqlite3_finalize(d);
 		return;
 	}
+	if (prepare(e,
+		"SELECT at, question, value, source FROM responses WHERE delivery = ?1 ORDER BY at, id",
+		&r) < 0) {
+		sqlite3_finalize(t);
+		sqlite3_finalize(d);
+		return;
+	}
 	sqlite3_bind_int64(d, 1, w->cid);
 	if (campaign)
 		sqlite3_bind_text(d, 2, campaign, -1, SQLITE_STATIC);
 	fprintf(out, "\nhistory of customer %s:\n", w->id);
+	record(e, w, out);
 	while (sched_step_row(e, d) == 1) {
 		store_format_time(sqlite3_column_int64(d, 5), c);
-		fprintf(out, "  delivery %lld  %s  %s  state %s, step %d, created %s, version %.12s\n",
+		/* The whole hash: `campaignctl show-version` prints the file text it names. */
+		fprintf(out, "  delivery %lld  %s  %s  state %s, step %d, created %s, version %s\n",
 		    (long long)sqlite3_column_int64(d, 0), sqlite3_column_text(d, 1),
 		    sqlite3_column_text(d, 2), sqlite3_column_text(d, 3), sqlite3_column_int(d, 4), c,
 		    sqlite3_column_text(d, 6));
@@ -452,7 +504,17 @@ history(struct sched *e, const struct who *w, const char *campaign, FILE *out)
 			    sqlite3_column_type(t, 5) != SQLITE_NULL ? (const char *)sqlite3_column_text(t, 5) : "",
 			    sqlite3_column_text(t, 6));
 		}
+		/* What the customer answered, each question once. */
+		sqlite3_reset(r);
+		sqlite3_bind_int64(r, 1, sqlite3_column_int64(d, 0));
+		while (sched_step_row(e, r) == 1) {
+			store_format_time(sqlite3_column_int64(r, 0), a);
+			fprintf(out, "    %s  answer %s = ", a, sqlite3_column_text(r, 1));
+			put_value(out, sqlite3_column_text(r, 2));
+			fprintf(out, " (%s)\n", sqlite3_column_text(r, 3));
+		}
 	}
+	sqlite3_finalize(r);
 	sqlite3_finalize(t);
 	sqlite3_finalize(d);
 }
@@ -467,8 +529,26 @@ sched_explain(struct sched *e, const char *customer, const char *campaign, int64
 
 	if (rc < 0)
 		return rc;
-	if (campaign != NULL && conf_campaign_find(e->conf, campaign) == NULL)
-		return -ENOENT;
+	/* A campaign no longer loaded that the database knows has its history to show. */
+	if (campaign != NULL && conf_campaign_find(e->conf, campaign) == NULL) {
+		sqlite3_stmt *s;
+		int known;
+
+		if (prepare(e, "SELECT 1 FROM campaign_versions WHERE campaign = ?1 LIMIT 1", &s) < 0)
+			return -EIO;
+		sqlite3_bind_text(s, 1, campaign, -1, SQLITE_STATIC);
+		known = sched_step_row(e, s);
+		sqlite3_finalize(s);
+		if (known < 0)
+			return -EIO;
+		if (known == 0)
+			return -ENOENT;
+		fprintf(out, "customer %s (zone %s)\n\n%s\n  not contacted: the campaign is no "
+			     "longer loaded (not in the campaigns directory)\n",
+		    w.id, w.tz, campaign);
+		history(e, &w, campaign, out);
+		return e->read_errors != errors ? -EIO : 0;
+	}
 	fprintf(out, "customer %s (zone %s)\n\n", w.id, w.tz);
 	for (i = 0; i < e->conf->n_campaigns; i++) {
 		const struct conf_campaign *cp = e->conf->campaigns[i];
