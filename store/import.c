@@ -1122,6 +1122,43 @@ import_jsonl(struct imp *im, struct rd *r,
 }
 
 /*
+ * optout_notes: a warning for each customer whose consent this import granted while they have
+ * opted out: the consent is recorded, but an opt-out is not undone by it (store_optout), so
+ * they are still never contacted; said at the row that granted it.  0, or -EIO.
+ */
+static int
+optout_notes(struct imp *im)
+{
+	sqlite3_stmt *st = NULL;
+	char t[21];
+	int rc;
+
+	if (sqlite3_prepare_v2(store_db(im->s),
+		/* min(): the bare columns are those of each customer's first grant's row. */
+		"SELECT l.source, c.id, o.at, o.source, min(l.id) AS first FROM consent_log l "
+		"JOIN customers c ON c.cid = l.customer JOIN optouts o ON o.customer = l.customer "
+		"WHERE l.at = ?1 AND l.granted = 1 AND substr(l.source, 1, ?3) = ?2 "
+		"GROUP BY l.customer ORDER BY first",
+		-1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, im->now);
+	sqlite3_bind_text(st, 2, im->source, (int)im->source_base, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, (int)im->source_base);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		store_format_time(sqlite3_column_int64(st, 2), t);
+		diag_add(im->d, DIAG_WARNING, im->path,
+		    atoi((const char *)sqlite3_column_text(st, 0) + im->source_base), 1, "opted-out",
+		    "an opt-out is lifted only by an operator (see campaignctl(1), optout)",
+		    "customer %s opted out at %s (%s): the consent is recorded, but they are not "
+		    "contacted",
+		    (const char *)sqlite3_column_text(st, 1), t,
+		    (const char *)sqlite3_column_text(st, 3));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/*
  * run_import: open the file, run `fn` for customers (fn NULL: CSV or JSON Lines by the first
  * byte) or events inside one transaction; commit only when no row was bad or skip_bad is set.
  */
@@ -1199,6 +1236,8 @@ run_import(struct store *s, const char *path, int skip_bad, int64_t now, struct 
 		}
 		if (rc == 0 && st->bad > 0 && !skip_bad)
 			rc = -EINVAL;
+		if (rc == 0 && !events)
+			rc = optout_notes(&im);
 		if (rc == 0)
 			rc = store_commit(s);
 		if (rc < 0) {

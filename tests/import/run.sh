@@ -330,6 +330,17 @@ check "optout again says so" out_has "had already opted out"
 check "one opt-out on record" test "$(q 'select count(*) || source from optouts')" = "1reply:STOP"
 run optout nobody
 check "optout of an unknown customer exits 1" test "$rc" -eq 1
+# A consent granted by an import after an opt-out is recorded but does not undo it; the
+# import says so at the row, once per customer, and still exits 0.
+printf '%s\n' "id,consent.sms,consent.email" "c002,true,true" "c003,true,true" >"$tmp/regrant.csv"
+run customers import "$tmp/regrant.csv"
+check "a consent after an opt-out: imported, exit 0" test "$rc" -eq 0
+check "a consent after an opt-out: a warning at its row" \
+	err_has "regrant.csv:3:1: warning: customer c003 opted out at $(q "select strftime('%Y-%m-%dT%H:%M:%SZ', at, 'unixepoch') from optouts") (reply:STOP): the consent is recorded, but they are not contacted [opted-out]"
+check "a consent after an opt-out: one warning per customer, none for the others" \
+	test "$(grep -c 'warning: ' "$tmp/err")" = 1
+check "a consent after an opt-out: logged, and the opt-out stays" \
+	test "$(q "select count(*) from consent_log l join customers c on c.cid = l.customer where c.id = 'c003' and l.source = 'import:regrant.csv:3' and l.granted = 1")|$(q 'select count(*) || source from optouts')" = "1|1reply:STOP"
 
 # ---- usage and configuration errors ------------------------------------------------------------
 
