@@ -982,6 +982,9 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 		if (!sv->questions[i].optional && a[i].value == NULL && asked(sv, i, a))
 			complete = 0;
 	}
+	/* Completed is final: an optional answer that opens a required question (by its ask_if)
+	 * leaves that question open to an answer, not the survey incomplete again. */
+	complete |= was_complete;
 	rc = move(db, &dv, complete ? "completed" : "responded", now, source, why);
 	return rc < 0 ? rc : followups(db, c, cp, &dv, a, complete, complete && !was_complete, now,
 				 why);

@@ -1278,6 +1278,10 @@ test_answer_after_completion(void **state)
 	    "    - { id: improve, type: text, optional: true, text: { en: \"Improve?\" } }\n"
 	    "    - { id: why, type: text, optional: true, ask_if: { nps: { lte: 6 } },"
 	    " text: { en: \"Why?\" } }\n"
+	    "    - { id: topic, type: choice, optional: true, options: [price, speed],"
+	    " text: { en: \"Topic?\" } }\n"
+	    "    - { id: refund, type: yes_no, ask_if: { topic: { eq: price } },"
+	    " text: { en: \"Refund?\" } }\n"
 	    "steps:\n"
 	    "  - channel: sms\n"
 	    "    message: { en: \"Hi {{survey_url}}\" }\n"
@@ -1329,6 +1333,17 @@ test_answer_after_completion(void **state)
 	assert_non_null(strstr(why, "already answered"));
 	free(why);
 	refused(f, "5", "why=slow", "ask_if on 'nps' does not hold ('nps' is 9)");
+	/* An optional answer that opens a required question: it may be answered, and the
+	 * delivery stays completed meanwhile (completed is final). */
+	accepted(f, "5", "topic=price");
+	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 5"), "completed");
+	accepted(f, "5", "refund=no");
+	assert_string_equal(q_text(f, "SELECT group_concat(DISTINCT to_state) FROM transitions "
+				      "WHERE delivery = 5 AND reason LIKE 'answer via %'"),
+	    "completed");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM followups WHERE delivery = 5 AND "
+				  "kind = 'completed'"),
+	    1);
 }
 
 /*
