@@ -23,7 +23,7 @@ static const struct ctl_command commands[] = {
 	    "dry run: every send and skip in a window" },
 	{ "explain", ctl_explain, "explain [--at TIME] CUSTOMER [CAMPAIGN]",
 	    "why a customer will or will not be contacted" },
-	{ "show-version", ctl_show_version, "show-version SHA256",
+	{ "show-version", ctl_show_version, "show-version [--template STEP] SHA256",
 	    "print the campaign file text of a version (from explain)" },
 	{ "reload", ctl_reload, "reload", "ask the running daemon to reload (exit 1 when refused)" },
 	{ "status", ctl_status, "status [--format text|json]", "the running daemon's state" },

@@ -442,40 +442,95 @@ ctl_explain(const char *config, int argc, char **argv)
 static int
 show_version_usage(FILE *out)
 {
-	fprintf(out, "usage: campaignctl [-c CONFIG] show-version SHA256\n");
+	fprintf(out, "usage: campaignctl [-c CONFIG] show-version [--template STEP] SHA256\n");
 	return out == stdout ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+}
+
+/*
+ * templates_of: a version's templates (campaign_versions.templates, schema 8) named on standard
+ * error, one line each; with step > 0, that step's template text on standard output instead
+ * of the campaign file's.  0, or 1 (said on standard error) when the version has no template
+ * at that step.
+ */
+static int
+templates_of(const char *json, int step, const char *hash)
+{
+	json_t *a = json ? json_loads(json, 0, NULL) : NULL, *v;
+	size_t i;
+	int found = 0;
+
+	json_array_foreach(a, i, v) {
+		json_int_t s = json_integer_value(json_object_get(v, "step"));
+		const char *text = json_string_value(json_object_get(v, "text"));
+
+		fprintf(stderr, "step %lld template %s, sha256 %s (--template %lld prints it)\n",
+		    (long long)s, json_string_value(json_object_get(v, "path")),
+		    json_string_value(json_object_get(v, "sha256")), (long long)s);
+		if (step > 0 && s == step && text != NULL) {
+			fwrite(text, 1, json_string_length(json_object_get(v, "text")), stdout);
+			found = 1;
+		}
+	}
+	json_decref(a);
+	if (step > 0 && !found) {
+		fprintf(stderr, "campaignctl show-version: version %s has no template at step %d\n",
+		    hash, step);
+		return 1;
+	}
+	return 0;
 }
 
 /*
  * ctl_show_version: the text of a campaign file version, named by its sha256 (or the first 8
  * or more of its hex digits, when they name one), exactly as it was loaded, on standard
- * output; its campaign and first load on standard error.  Only the settings are read: a
- * broken campaign file does not keep an auditor from the versions already recorded.
+ * output, or with --template STEP that step's template's; its campaign, first load and
+ * templates on standard error.  Only the settings are read: a broken campaign file does not
+ * keep an auditor from the versions already recorded.
  */
 int
 ctl_show_version(const char *config, int argc, char **argv)
 {
-	char hash[65], t[21], *err = NULL;
+	static const struct option opts[] = { { "template", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+	char hash[65], t[21], *err = NULL, *end;
+	const char *arg;
 	struct diag_list d;
 	struct conf *c;
 	struct store *st = NULL;
 	sqlite3_stmt *q = NULL;
 	size_t i, n;
-	int rc, rows = 0, ex = CTL_EXIT_OK;
+	long step = 0;
+	int rc, rows = 0, ex = CTL_EXIT_OK, ch;
 
-	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
-		return show_version_usage(stdout);
-	if (argc != 2)
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			step = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || step < 1 || step > 1000) {
+				fprintf(stderr, "campaignctl show-version: --template '%.40s' is not a "
+						"step number\n",
+				    optarg);
+				return CTL_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			return show_version_usage(stdout);
+		default:
+			return show_version_usage(stderr);
+		}
+	}
+	if (argc - optind != 1)
 		return show_version_usage(stderr);
-	n = strlen(argv[1]);
-	if (n < 8 || n > 64 || strspn(argv[1], "0123456789abcdefABCDEF") != n) {
+	arg = argv[optind];
+	n = strlen(arg);
+	if (n < 8 || n > 64 || strspn(arg, "0123456789abcdefABCDEF") != n) {
 		fprintf(stderr, "campaignctl show-version: '%.80s' is not a sha256 (8 to 64 hex "
 				"digits)\n",
-		    argv[1]);
+		    arg);
 		return CTL_EXIT_USAGE;
 	}
 	for (i = 0; i <= n; i++)
-		hash[i] = (char)(argv[1][i] >= 'A' && argv[1][i] <= 'F' ? argv[1][i] + 32 : argv[1][i]);
+		hash[i] = (char)(arg[i] >= 'A' && arg[i] <= 'F' ? arg[i] + 32 : arg[i]);
 	diag_init(&d);
 	c = conf_load_settings(config, &d);
 	if (c == NULL) {
@@ -494,7 +549,7 @@ ctl_show_version(const char *config, int argc, char **argv)
 		return CTL_EXIT_FAIL;
 	}
 	if (sqlite3_prepare_v2(store_db(st),
-		"SELECT campaign, sha256, loaded_at, source FROM campaign_versions "
+		"SELECT campaign, sha256, loaded_at, source, templates FROM campaign_versions "
 		"WHERE substr(sha256, 1, ?2) = ?1 ORDER BY loaded_at, id",
 		-1, &q, NULL) != SQLITE_OK) {
 		fprintf(stderr, "campaignctl show-version: %s\n", sqlite3_errmsg(store_db(st)));
@@ -536,7 +591,10 @@ ctl_show_version(const char *config, int argc, char **argv)
 	store_format_time(sqlite3_column_int64(q, 2), t);
 	fprintf(stderr, "campaign %s, version %s, first loaded %s\n", sqlite3_column_text(q, 0),
 	    sqlite3_column_text(q, 1), t);
-	fwrite(sqlite3_column_blob(q, 3), 1, (size_t)sqlite3_column_bytes(q, 3), stdout);
+	if (templates_of((const char *)sqlite3_column_text(q, 4), (int)step, hash) != 0)
+		ex = CTL_EXIT_FAIL;
+	else if (step == 0)
+		fwrite(sqlite3_column_blob(q, 3), 1, (size_t)sqlite3_column_bytes(q, 3), stdout);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "campaignctl show-version: writing the text failed\n");
 		ex = CTL_EXIT_FAIL;

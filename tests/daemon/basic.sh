@@ -39,7 +39,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup basic
 
-echo "1..41"
+echo "1..42"
 # sink_count CUSTOMER: requests the sink logged for a customer.
 sink_count() {
 	if [ -f "$tmp/sink.log" ]; then
@@ -559,6 +559,18 @@ wait_for 5 eval '[ "$(reloads)" -gt "$r0" ]'
 got="$(q "SELECT ok, summary LIKE '%1 changed%' FROM reloads ORDER BY id DESC LIMIT 1")|$(grep -c "event=reload-campaign campaign=order-feedback change=changed sha256=$sha_v3" "$dlog")|$(q "SELECT json_extract(templates, '\$[0].step'), json_extract(templates, '\$[0].text') LIKE '%v3: Hi {{customer.first_name}}%' FROM campaign_versions WHERE campaign = 'order-feedback' AND sha256 = '$sha_v3'")"
 is "an edit of the template alone: a changed campaign, a new version keeping the template's text" \
 	"$got" "1|1|1|2|1"
+# 29: show-version gives both texts back byte for byte: the file's, and with --template the
+# template's, whose sha256 its standard error names.
+"$ctl" -c "$tmp/campaignd.yaml" show-version "$sha_v3" >"$tmp/v3.file" 2>"$tmp/v3.err"
+f_rc=$?
+"$ctl" -c "$tmp/campaignd.yaml" show-version --template 2 "$sha_v3" >"$tmp/v3.tpl" 2>/dev/null
+t_rc=$?
+"$ctl" -c "$tmp/campaignd.yaml" show-version --template 1 "$sha_v3" >/dev/null 2>&1
+n_rc=$?
+tsha=$(sha256sum "$tmp/campaigns.d/templates/order-email.yaml" | cut -d' ' -f1)
+is "show-version: the file, --template 2 the template, byte for byte; no template at step 1: exit 1" \
+	"$f_rc $t_rc $n_rc $(cmp -s "$tmp/v3.file" "$tmp/campaigns.d/order-feedback.yaml" && echo same) $(cmp -s "$tmp/v3.tpl" "$tmp/campaigns.d/templates/order-email.yaml" && echo same) $(grep -c "^step 2 template .*order-email.yaml, sha256 $tsha" "$tmp/v3.err")" \
+	"0 0 1 same same 1"
 
 # ---- transient failures: the bound on retries, Retry-After ----
 
