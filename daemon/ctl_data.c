@@ -396,8 +396,12 @@ ctl_answer(const char *config, int argc, char **argv)
 			ex = CTL_EXIT_FAIL;
 		} else {
 			delivery_state(s, ref, &did, campaign, sizeof(campaign), state, sizeof(state));
-			printf("recorded %d %s for delivery %lld (%s): %s\n", n,
-			    plural(n, "answer", "answers"), did, campaign, state);
+			if (rc == 1)
+				printf("already recorded: %s for delivery %lld (%s), as given: %s\n",
+				    plural(n, "that answer", "those answers"), did, campaign, state);
+			else
+				printf("recorded %d %s for delivery %lld (%s): %s\n", n,
+				    plural(n, "answer", "answers"), did, campaign, state);
 		}
 		free(why);
 		close_all(c, s);

@@ -895,8 +895,8 @@ question_ids(const struct conf_survey *sv)
 /* record: the work of store_answer inside its transaction. */
 static int
 record(struct store *s, const struct conf *c, const char *ref, int n,
-    const char *const *questions, const char *const *values, int64_t now, const char *source, struct ans **ap, size_t *nap,
-    char **why)
+    const char *const *questions, const char *const *values, int64_t now, const char *source,
+    struct ans **ap, size_t *nap, char **why)
 {
 	sqlite3 *db = store_db(s);
 	const struct conf_campaign *cp;
@@ -904,7 +904,7 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 	struct delivery dv;
 	struct ans *a;
 	size_t i;
-	int k, rc, complete = 1, was_complete;
+	int k, rc, complete = 1, was_complete, repeated = 0;
 
 	memset(&dv, 0, sizeof(dv));
 	rc = find_delivery(s, ref, &dv, why);
@@ -945,17 +945,35 @@ record(struct store *s, const struct conf *c, const char *ref, int n,
 			free(ids);
 			return -EINVAL;
 		}
+		if (a[qi].value != NULL && a[qi].is_new) {
+			*why = xasprintf("question '%s' is answered twice", questions[k]);
+			return -EINVAL;
+		}
 		if (a[qi].value != NULL) {
-			*why = a[qi].is_new ? xasprintf("question '%s' is answered twice", questions[k]) :
-					      xasprintf("question '%s' is already answered",
-						  questions[k]);
-			return a[qi].is_new ? -EINVAL : -EEXIST;
+			/* The same answer again (a form sent twice, a retry after a lost reply) is
+			 * no change; another one is refused: an answer is final. */
+			struct ans again = { NULL, 0, 0, 0 };
+			int same;
+
+			rc = parse_value(&sv->questions[qi], values[k], &again, why);
+			if (rc < 0)
+				return rc;
+			same = strcmp(again.value, a[qi].value) == 0;
+			free(again.value);
+			if (!same) {
+				*why = xasprintf("question '%s' is already answered", questions[k]);
+				return -EEXIST;
+			}
+			repeated++;
+			continue;
 		}
 		rc = parse_value(&sv->questions[qi], values[k], &a[qi], why);
 		if (rc < 0)
 			return rc;
 		a[qi].is_new = 1;
 	}
+	if (repeated == n)
+		return 1; /* every answer given is the one stored: nothing to record */
 	/* ask_if is judged on every answer known after this call, stored or new. */
 	for (i = 0; i < sv->n_questions; i++) {
 		const struct conf_question *q = &sv->questions[i];
@@ -1014,10 +1032,13 @@ store_answer(struct store *s, const struct conf *c, const char *ref, int n,
 		return rc;
 	}
 	rc = record(s, c, ref, n, questions, values, now, source, &a, &na, why);
-	if (rc == 0) {
-		rc = own ? store_commit(s) : store_exec(s, "RELEASE store_answer");
-		if (rc < 0)
+	if (rc >= 0) {
+		int done = own ? store_commit(s) : store_exec(s, "RELEASE store_answer");
+
+		if (done < 0) {
 			*why = xstrdup(store_errmsg(s));
+			rc = done;
+		}
 	}
 	if (rc < 0) {
 		if (own)

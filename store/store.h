@@ -167,9 +167,11 @@ int store_import_events(struct store *s, const char *path, int skip_bad, int64_t
  * token).  Each answer is validated against the campaign's question (type, range, options,
  * ask_if); `c` gives the campaigns.  The delivery moves to 'responded' (or 'completed' when
  * every non-optional question asked has an answer) with a transition, ending its chain.
- * All or nothing: a refused answer records none of the call's.  Returns 0; -ENOENT (no such
- * delivery, bad token, campaign no longer configured); -EINVAL (a value, an unknown question,
- * ask_if, a completed or never-sent delivery); -EEXIST (a question already answered); -EIO.
+ * All or nothing: a refused answer records none of the call's.  An answer equal to the one
+ * stored for its question (a form sent twice) is no change.  Returns 0; 1 when every answer
+ * given was stored already, as given (nothing recorded); -ENOENT (no such delivery, bad
+ * token, campaign no longer configured); -EINVAL (a value, an unknown question, ask_if, a
+ * never-sent delivery); -EEXIST (a question already answered otherwise); -EIO.
  * On every error *why is a malloc'd message for the user (the caller frees it); NULL on success.
  */
 int store_answer(struct store *s, const struct conf *c, const char *ref, int n,

@@ -1151,12 +1151,23 @@ test_answer_validation(void **state)
 	    "<null>");
 	assert_string_equal(q_text(f, "SELECT source FROM responses WHERE question = 'stars'"),
 	    "cli");
-	/* Answered once: a second answer to the same question is refused. */
+	/* Answered once: a second answer to the same question is refused; the same answer again
+	 * (a form sent twice), also as another spelling of it, is no change and records nothing. */
 	{
 		char *why = NULL;
+		int before = q_int(f, "SELECT count(*) FROM transitions WHERE delivery = 1");
 
 		assert_int_equal(answer(f, "1", "size=small", &why), -EEXIST);
 		assert_non_null(strstr(why, "already answered"));
+		free(why);
+		why = NULL;
+		assert_int_equal(answer(f, "1", "size=large sat=4", &why), 1);
+		assert_null(why);
+		assert_int_equal(answer(f, "1", "ease=-2 mood=GOOD", &why), 1);
+		assert_int_equal(q_int(f, "SELECT count(*) FROM transitions WHERE delivery = 1"), before);
+		assert_int_equal(q_int(f, "SELECT count(*) FROM responses"), 6);
+		/* A changed answer beside a repeated one: the call is refused as a whole. */
+		assert_int_equal(answer(f, "1", "size=large sat=5", &why), -EEXIST);
 		free(why);
 	}
 }
