@@ -705,21 +705,25 @@ no_thanks(sqlite3 *db, const struct delivery *dv, const struct conf_channel *ch,
 }
 
 /*
- * rekey: the codes recorded under `real`, the resolved path of a codes file (the pool of
- * earlier versions), move to its pool `pool`, so that they still count once `real` names
- * another file (a volume updated).  0 or -EIO (*why set).
+ * rekey: the codes campaign `campaign` recorded under `real`, the resolved path of its codes
+ * file (the pool of earlier versions), move to its pool `pool`, so that they still count once
+ * `real` names another file (a volume updated).  Only its own: `real` may be the pool of
+ * another campaign that names the file directly, whose codes are not this pool's.  0 or -EIO
+ * (*why set).
  */
 static int
-rekey(sqlite3 *db, const char *pool, const char *real, char **why)
+rekey(sqlite3 *db, const char *campaign, const char *pool, const char *real, char **why)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(db, "UPDATE OR IGNORE followups SET pool = ?1 WHERE pool = ?2", -1,
+	if (sqlite3_prepare_v2(db,
+		"UPDATE OR IGNORE followups SET pool = ?1 WHERE pool = ?2 AND campaign = ?3", -1,
 		&st, NULL) != SQLITE_OK)
 		return db_fail(db, "moving the codes given to their pool", why);
 	sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, real, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, campaign, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -733,7 +737,8 @@ rekey(sqlite3 *db, const char *pool, const char *real, char **why)
  * pool is the file's path as named, made absolute, not the file it resolves to: in a
  * Kubernetes ConfigMap or Secret volume codes.txt -> ..data/codes.txt resolves into a new
  * timestamped directory at each update, and codes were given again from a new pool.  Codes
- * recorded under the resolved path (earlier versions' pool) move to the pool (rekey).  No
+ * this campaign recorded under the resolved path (earlier versions' pool) move to the pool
+ * (rekey); those of other campaigns there (theirs, or not moved yet) count as given too.  No
  * code is spent on a customer who may not get it (no_thanks); when none is left, or the file
  * cannot be read, the answer stands and the delivery's history says why no thank-you follows.
  * The codes file is read here, by whatever records the answer (campaignctl answer).
@@ -761,19 +766,20 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 			reason = xasprintf("no thank-you: codes file %s cannot be read", file);
 	}
 	if (reason == NULL && real != NULL && strcmp(real, pool) != 0) {
-		rc = rekey(db, pool, real, why);
+		rc = rekey(db, dv->campaign, pool, real, why);
 		if (rc < 0)
 			goto out;
 	}
 	if (reason == NULL) {
 		/* The codes given from this file so far, sorted: each line is looked up once. */
-		if (sqlite3_prepare_v2(db, "SELECT code FROM followups WHERE pool = ?1 AND code IS "
-					   "NOT NULL",
+		if (sqlite3_prepare_v2(db, "SELECT code FROM followups WHERE (pool = ?1 OR pool = ?2) "
+					   "AND code IS NOT NULL",
 			-1, &st, NULL) != SQLITE_OK) {
 			rc = db_fail(db, "reading the codes given", why);
 			goto out;
 		}
 		sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, real, -1, SQLITE_STATIC);
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			if (n_given == cap) {
 				cap = cap ? 2 * cap : 64;

@@ -152,20 +152,21 @@ cp "$d/$v3"/*.yaml "$d/$v4/"
 printf '%s\n' CODE-0 CODE-1 CODE-2 CODE-3 >"$d/$v4/codes.txt"
 update "$v3"
 reload
-printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
-	"c2,Bob,+4790000002,true" >"$tmp/customers.csv"
+printf '%s\n' "id,first_name,phone,consent.sms" "c0,Eve,+4790000000,true" \
+	"c1,Ann,+4790000001,true" "c2,Bob,+4790000002,true" >"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
-for c in c1 c2; do
+for c in c0 c1 c2; do
 	"$ctl" -c "$tmp/campaignd.yaml" event go --customer "$c" >/dev/null 2>&1
 done
-wait_for 15 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE campaign = '"'thanks'"' AND state = '"'sent'"'")" = 2 ]'
-# CODE-0 as an earlier version gave it: under the file's resolved path.
-"$py" - "$tmp/state.db" "$(realpath "$d/codes.txt")" <<'EOF'
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE campaign = '"'thanks'"' AND state = '"'sent'"'")" = 3 ]'
+# CODE-0 as an earlier version gave it (to c0, who answered then): under the file's resolved
+# path.
+"$py" - "$tmp/state.db" "$(realpath "$d/codes.txt")" "$(delivery thanks c0)" <<'EOF'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1], timeout=30)
 c.execute("INSERT INTO followups(delivery, campaign, kind, channel, state, code, created_at, "
-          "updated_at, pool) SELECT id, 'a', 'incentive', 'sms', 'sent', 'CODE-0', 0, 0, ? "
-          "FROM deliveries WHERE campaign = 'a' LIMIT 1", (sys.argv[2],))
+          "updated_at, pool) VALUES (?, 'thanks', 'incentive', 'sms', 'sent', 'CODE-0', 0, 0, "
+          "?)", (int(sys.argv[3]), sys.argv[2]))
 c.commit()
 EOF
 "$ctl" -c "$tmp/campaignd.yaml" answer "$(delivery thanks c1)" score=5 >/dev/null 2>&1

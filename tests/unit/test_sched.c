@@ -1754,6 +1754,32 @@ test_followups_page_past_full_channel(void **state)
 }
 
 /*
+ * three_thanks: campaigns ca (codes file a) and cb (codes file b), thanks_campaign's; x and z
+ * complete ca, y cb, answering at `at`, `at` + 1 (y) and `at` + 2 (z); their deliveries.
+ */
+static void
+three_thanks(struct fx *f, const char *a, const char *b, int64_t at, int64_t *dx, int64_t *dy,
+    int64_t *dz)
+{
+	thanks_campaign(f, "ca", "ga", a);
+	thanks_campaign(f, "cb", "gb", b);
+	customer(f, "x", "Europe/Oslo", "s", NULL);
+	customer(f, "y", "Europe/Oslo", "s", NULL);
+	customer(f, "z", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "x", "ga", "2027-01-04T09:00:00Z");
+	event(f, "e2", "y", "gb", "2027-01-04T09:00:00Z");
+	event(f, "e3", "z", "ga", "2027-01-04T09:00:00Z");
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	*dx = sent_to(f, "x", "ca");
+	*dy = sent_to(f, "y", "cb");
+	*dz = sent_to(f, "z", "ca");
+	assert_int_equal(answer(f, *dx, "9", at), 0);
+	assert_int_equal(answer(f, *dy, "9", at + 1), 0);
+	assert_int_equal(answer(f, *dz, "9", at + 2), 0);
+}
+
+/*
  * A code is given once per codes file (its path as named: see test_conf's test_path_abs and
  * configmap.sh for a file under a symlink that an update moves), whichever campaigns share
  * it: customers completing two campaigns get the file's two codes in turn; the next
@@ -1768,22 +1794,7 @@ test_codes_unique_per_file(void **state)
 	char path[256], why[320];
 
 	codes(f, "codes.txt", "SPRING", 2, path);
-	thanks_campaign(f, "ca", "ga", path);
-	thanks_campaign(f, "cb", "gb", path);
-	customer(f, "x", "Europe/Oslo", "s", NULL);
-	customer(f, "y", "Europe/Oslo", "s", NULL);
-	customer(f, "z", "Europe/Oslo", "s", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "x", "ga", "2027-01-04T09:00:00Z");
-	event(f, "e2", "y", "gb", "2027-01-04T09:00:00Z");
-	event(f, "e3", "z", "ga", "2027-01-04T09:00:00Z");
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	dx = sent_to(f, "x", "ca");
-	dy = sent_to(f, "y", "cb");
-	dz = sent_to(f, "z", "ca");
-	assert_int_equal(answer(f, dx, "9", at), 0);
-	assert_int_equal(answer(f, dy, "9", at + 1), 0);
-	assert_int_equal(answer(f, dz, "9", at + 2), 0);
+	three_thanks(f, path, path, at, &dx, &dy, &dz);
 	f->n = 0;
 	assert_int_equal(sched_followups_due(f->e, at + 3, sink, f), 2);
 	assert_int_equal(f->acts[0].delivery, dx);
@@ -1797,6 +1808,80 @@ test_codes_unique_per_file(void **state)
 	assert_string_equal(state_reason(f, dz), why);
 	assert_int_equal(scalar(f, "SELECT count(*) FROM responses WHERE question = 'nps'"), 3);
 	assert_int_equal(scalar(f, "SELECT count(*) FROM followups"), 2);
+}
+
+/*
+ * The pool is the codes file's path as named, so a campaign naming the file through a
+ * symbolic link of its own has a pool of its own.  Its answers must not take the codes of the
+ * campaign that names the file directly out of that campaign's pool: only rows recorded
+ * under the resolved path by the campaign itself (an earlier version's pool) move to the
+ * named path.  ca names codes.txt, cb shared.txt -> codes.txt: after x (ca) and y (cb), z
+ * (ca) must not get x's code again (it did when cb's answer moved every row recorded under
+ * codes.txt, ca's own pool, to shared.txt).
+ */
+static void
+test_codes_pool_of_a_link_leaves_others(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T10:00:00Z"), dx, dy, dz;
+	char path[256], link[256];
+
+	codes(f, "codes.txt", "SPRING", 3, path);
+	snprintf(link, sizeof(link), "%s/shared.txt", f->dir);
+	assert_int_equal(symlink("codes.txt", link), 0);
+	three_thanks(f, path, link, at, &dx, &dy, &dz);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM followups WHERE campaign = 'ca' AND "
+				   "code IS NOT NULL"),
+	    2);
+	/* ca's two codes are distinct, and both stay in ca's pool. */
+	assert_int_equal(scalar(f, "SELECT count(DISTINCT code) FROM followups WHERE campaign = "
+				   "'ca'"),
+	    2);
+	assert_int_equal(scalar(f, "SELECT count(DISTINCT pool) FROM followups WHERE campaign = "
+				   "'ca'"),
+	    1);
+}
+
+/*
+ * A code that an earlier version recorded under the file's resolved path counts as given for
+ * every campaign that names the file, also before the campaign that gave it answers again
+ * (only a campaign's own rows move to its named pool): ca and cb both name shared.txt ->
+ * codes.txt, cb gave SPRING-1 under codes.txt, and ca's first thank-you gets SPRING-2.
+ */
+static void
+test_codes_given_under_resolved_path_count(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T10:00:00Z"), dx, dy;
+	char path[256], link[256], *real, *sql;
+
+	codes(f, "codes.txt", "SPRING", 3, path);
+	snprintf(link, sizeof(link), "%s/shared.txt", f->dir);
+	assert_int_equal(symlink("codes.txt", link), 0);
+	real = realpath(path, NULL);
+	assert_non_null(real);
+	thanks_campaign(f, "ca", "ga", link);
+	thanks_campaign(f, "cb", "gb", link);
+	customer(f, "x", "Europe/Oslo", "s", NULL);
+	customer(f, "y", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "x", "ga", "2027-01-04T09:00:00Z");
+	event(f, "e2", "y", "gb", "2027-01-04T09:00:00Z");
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	dx = sent_to(f, "x", "ca");
+	dy = sent_to(f, "y", "cb");
+	sql = xasprintf("INSERT INTO followups (delivery, campaign, kind, channel, state, code, "
+			"created_at, updated_at, pool) VALUES (%lld, 'cb', 'incentive', 'sms', "
+			"'sent', 'SPRING-1', 0, 0, '%s')",
+	    (long long)dy, real);
+	assert_int_equal(sqlite3_exec(store_db(f->st), sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
+	assert_int_equal(answer(f, dx, "9", at), 0);
+	f->n = 0;
+	assert_int_equal(sched_followups_due(f->e, at + 1, sink, f), 1);
+	assert_int_equal(f->acts[0].delivery, dx);
+	assert_string_equal(f->acts[0].code, "SPRING-2");
+	free(real);
 }
 
 int
@@ -1846,6 +1931,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_followups_page_past_full_channel, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_codes_unique_per_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_codes_pool_of_a_link_leaves_others, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_codes_given_under_resolved_path_count, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
