@@ -453,18 +453,16 @@ load(struct daemon *d, struct job *j, char **err)
 }
 
 /*
- * reread: before a retry of a step (its message made at its first attempt, when load() read
- * the delivery), whether an answer ended the delivery or the customer opted out during the
- * retry's wait: then it is not sent again (-1, why in *err).  A delivery that cannot be read
- * now is tried as before.
+ * reread: before a retry (its message made at its first attempt, when load() read the
+ * delivery), whether it is still wanted (unwanted(): an answer ended a step's delivery, or the
+ * customer opted out of a step or thank-you during the retry's wait): else it is not sent
+ * again (-1, why in *err).  A delivery that cannot be read now is tried as before.
  */
 static int
 reread(struct daemon *d, struct job *j, char **err)
 {
 	int rc;
 
-	if (j->followup != 0)
-		return 0; /* a followup is of an answer already */
 	store_context_free(&j->ctx);
 	rc = store_context(d->st, j->delivery, &j->ctx);
 	if (rc == -ENOENT) {

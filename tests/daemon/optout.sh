@@ -2,7 +2,8 @@
 # optout.sh: an opt-out on the real daemon: a step that waits in its channel when the customer
 # opts out (for a retry after a 503, or for its turn on a channel's rate) is not sent, and the
 # delivery is skipped with the reason; a step in flight at the opt-out is recorded as sent, and
-# no later step is scheduled.  SIGTERM: exit 0.
+# no later step is scheduled; a thank-you waiting for its retry when the customer opts out is
+# not sent either.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -13,10 +14,10 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup optout
 
-echo "1..4"
+echo "1..5"
 
 mkdir -p "$tmp/campaigns.d"
-printf '%s\n' "c1 503+RA=3" "c4 200@3" >"$tmp/sink.script"
+printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
   hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }
@@ -32,9 +33,19 @@ campaign_yaml retry "{ event: retry }" "  - channel: hook
 campaign_yaml paced "{ event: paced }" "  - channel: slow
     message:
       en: \"How was it? {{survey_url}}\"" >"$tmp/campaigns.d/paced.yaml"
+# thanks: one sms step, and a thank-you through hook.
+printf '%s\n' CODE-1 CODE-2 >"$tmp/campaigns.d/codes.txt"
+campaign_yaml thanks "{ event: thanks }" "  - channel: sms
+    message:
+      en: \"How was it? {{survey_url}}\"
+incentive:
+  channel: hook
+  message:
+    en: \"Thanks! Your code: {{code}}\"
+  codes_file: codes.txt" >"$tmp/campaigns.d/thanks.yaml"
 printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
-	>"$tmp/customers.csv"
+	"c5,Eve,+4790000005,true" >"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
@@ -73,6 +84,21 @@ wait_for 15 eval '[ "$(state_of "$d4")" != "sending 1" ]'
 is "a step in flight at the opt-out is recorded as sent; no further step is scheduled" \
 	"$(q "SELECT group_concat(from_state || '>' || to_state, ' ') FROM (SELECT from_state, to_state FROM transitions WHERE delivery = ${d4:-0} ORDER BY id)")|$(state_of "$d4")|$(q "SELECT count(*) FROM deliveries WHERE id = ${d4:-0} AND due_at IS NULL")" \
 	"scheduled>sending sending>sent sent>skipped|skipped 1|1"
+
+# c5 completes the survey; its thank-you's first request is answered 503 with Retry-After: 3,
+# and c5 opts out during the wait: the retry is not sent.
+"$ctl" -c "$tmp/campaignd.yaml" event thanks --customer c5 >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$(delivery thanks c5)")" = "sent 1" ]'
+d5=$(delivery thanks c5)
+"$ctl" -c "$tmp/campaignd.yaml" answer "${d5:-0}" score=5 >/dev/null 2>&1
+f5=$(q "SELECT id FROM followups WHERE delivery = ${d5:-0} AND kind = 'incentive'")
+wait_for 15 eval '[ "$(q "SELECT count(*) FROM transitions WHERE idem_key = '"'d${d5:-0}-f${f5:-0}'"' AND attempt = 1")" = 1 ]'
+"$ctl" -c "$tmp/campaignd.yaml" optout c5 >/dev/null 2>&1
+wait_for 15 eval '[ "$(q "SELECT state FROM followups WHERE id = ${f5:-0}")" != sending ]'
+sleep 1
+is "a thank-you waiting for its retry when the customer opts out is not sent" \
+	"$(grep -c '"customer": "c5"' "$tmp/sink.log")|$(q "SELECT state FROM followups WHERE id = ${f5:-0}")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d5:-0} AND reason LIKE '%opted out while it waited%'")" \
+	"1|failed|1"
 
 stop_daemon
 check_stopped
