@@ -500,6 +500,10 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 		cc = curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_HEADERDATA, st);
+	/* Through a proxy from the environment, its answer to CONNECT is not the receiver's:
+	 * on_header must not take that 200 for a response that decides. */
+	if (cc == CURLE_OK)
+		cc = curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	if (cc != CURLE_OK) {
 		*detail = xasprintf("webhook: cannot set up the request: %s", curl_easy_strerror(cc));
 		goto fail;

@@ -1158,6 +1158,42 @@ test_webhook_timeout(void **state)
 	chan_message_free(&m);
 }
 
+/*
+ * Through a proxy (https_proxy from the environment, which curl honours), the proxy's answer
+ * to CONNECT is not the receiver's: a tunnel set up (200) whose TLS then fails never reached
+ * the receiver, and is a transient failure, not a 200 whose body was cut short (sent).
+ */
+static void
+test_webhook_proxy_tunnel_fails(void **state)
+{
+	struct conf_channel *ch = channel("crm");
+	struct chan_recipient r = customer("en");
+	struct chan_message m;
+	char *err = NULL, *detail = NULL, *proxy, *url = ch->url;
+	int64_t retry;
+
+	(void)state;
+	assert_int_equal(chan_render(cp, 3, &r, 42, SURVEY, OPTOUT, NOW, &m, &err), 0);
+	/* The scripted server is the proxy: its 200 to CONNECT, then "ok" and a close where the
+	 * receiver's TLS handshake should be. */
+	script(200, "", 0);
+	proxy = xasprintf("http://127.0.0.1:%d", srv.port);
+	setenv("https_proxy", proxy, 1);
+	ch->url = xstrdup("https://receiver.invalid/hook");
+	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_TRANSIENT);
+	assert_null(strstr(detail, "HTTP 200"));
+	free(detail);
+	unsetenv("https_proxy");
+	free(proxy);
+	free(ch->url);
+	ch->url = url;
+	pthread_mutex_lock(&srv.mu);
+	assert_int_equal(srv.n_requests, 1);
+	assert_non_null(strstr(srv.req, "CONNECT receiver.invalid:443"));
+	pthread_mutex_unlock(&srv.mu);
+	chan_message_free(&m);
+}
+
 static void
 test_webhook_refused_and_bad_url(void **state)
 {
@@ -1297,6 +1333,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_webhook_retry_after_date, srv_setup,
 		    srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_timeout, srv_setup, srv_teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_proxy_tunnel_fails, srv_setup,
+		    srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_refused_and_bad_url, srv_setup,
 		    srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_check_and_secret, srv_setup,
