@@ -117,6 +117,14 @@ start_daemon_or_bail() {
 	fi
 }
 
+# reload: `campaignctl reload` (10 s at most); sets rc (its exit status), out (stdout) and err
+# (stderr).
+reload() {
+	rc=0
+	out=$(timeout 10 "$ctl" -c "$tmp/campaignd.yaml" reload 2>"$tmp/reload.err") || rc=$?
+	err=$(cat "$tmp/reload.err")
+}
+
 # start_with_go N: import customer c1 (Ann, UTC, consents to sms and e-mail), start the daemon
 # (or bail out), record a "go" event for c1, and wait (5 s at most) for N deliveries.
 start_with_go() {

@@ -42,13 +42,6 @@ ln -s "$v1" "$d/..data"
 ln -s ..data/a.yaml "$d/a.yaml"
 ln -s ..data/b.yaml "$d/b.yaml"
 
-# reload: `campaignctl reload`; sets rc, out (stdout) and err (stderr).
-reload() {
-	rc=0
-	out=$(timeout 10 "$ctl" -c "$tmp/campaignd.yaml" reload 2>"$tmp/reload.err") || rc=$?
-	err=$(cat "$tmp/reload.err")
-}
-
 # campaigns: "NAME:HASH" of each campaign campaignctl status lists (12 hex digits), one line.
 campaigns() {
 	timeout 10 "$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 |

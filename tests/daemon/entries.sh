@@ -33,13 +33,6 @@ for f in .a.yaml.swp a.yaml~ '#a.yaml#' a.yaml.orig a.yaml.rej a.yaml.dpkg-old R
 done
 ln -s root@host.1234:1700000000 "$d/.#a.yaml"
 
-# reload: `campaignctl reload` (10 s at most); sets rc, out (stdout) and err (stderr).
-reload() {
-	rc=0
-	out=$(timeout 10 "$ctl" -c "$tmp/campaignd.yaml" reload 2>"$tmp/reload.err") || rc=$?
-	err=$(cat "$tmp/reload.err")
-}
-
 # campaigns: the names campaignctl status lists, on one line.
 campaigns() {
 	timeout 10 "$ctl" -c "$tmp/campaignd.yaml" status --format json 2>&1 |
