@@ -119,7 +119,7 @@ gen_alloc(struct conf *c)
 }
 
 struct gen *
-gen_new(struct conf *c, size_t *bad)
+gen_new(struct conf *c)
 {
 	struct gen *g = gen_alloc(c);
 	size_t i;
@@ -128,13 +128,10 @@ gen_new(struct conf *c, size_t *bad)
 		char *err = NULL;
 		void *inst;
 
-		if (gen_channel(g, &c->channels[i], &inst, &err) < 0) {
+		if (gen_channel(g, &c->channels[i], &inst, &err) < 0)
 			log_warnx("event=channel channel=%s error=\"%s\": its sends wait until it "
 				  "works",
 			    c->channels[i].name, err ? err : "unusable");
-			if (bad)
-				(*bad)++;
-		}
 		free(err);
 	}
 	return g;
@@ -919,7 +916,7 @@ daemon_reload(struct daemon *d, char **summary, char **diagnostics)
 		notify("READY=1\nSTATUS=reload refused; running the previous configuration");
 		return -1;
 	}
-	g = gen_new(c, NULL);
+	g = gen_new(c);
 	if (store_begin(d->st) < 0 || sched_new(d->st, c, now, &g->e, &err) < 0) {
 		fail = xstrdup(err ? err : store_errmsg(d->st));
 		free(err);
@@ -1258,7 +1255,7 @@ main(int argc, char **argv)
 	 * pages every decision walks; SQLite's default of 2 MB would read them again. */
 	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
 	d.db_path = xstrdup(c->database);
-	d.cur = gen_new(c, NULL);
+	d.cur = gen_new(c);
 	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));

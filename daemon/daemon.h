@@ -232,10 +232,10 @@ void dispatch_abandon(struct daemon *d);
 
 /*
  * gen_new: a generation of `c` (taking it over) with one reference, its channels opened; a
- * channel that cannot open is logged and counted in *bad (may be NULL).  gen_put: drop a
- * reference; the generation is freed with its last one (engine, instances, conf).
+ * channel that cannot open is logged (its sends wait for it).  gen_put: drop a reference; the
+ * generation is freed with its last one (engine, instances, conf).
  */
-struct gen *gen_new(struct conf *c, size_t *bad);
+struct gen *gen_new(struct conf *c);
 void gen_put(struct gen *g);
 /* gen_channel: open channel `ch` of g if it is not yet: 0 and its instance, or -1 and *err. */
 int gen_channel(struct gen *g, const struct conf_channel *ch, void **inst, char **err);
