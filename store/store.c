@@ -566,6 +566,10 @@ store_checkpoint(const char *path, char **err)
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
 	    SQLITE_OK)
 		goto fail;
+	/* A new connection finds the database in WAL mode only when it first reads it: until
+	 * then a checkpoint does nothing and reports success (-1 frames). */
+	if (sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
 	/* Again while the writer's commits during the last pass were many: what is left for
 	 * store_checkpoint_rest, on the writer's thread, is then a few pages. */
 	for (pass = 0; pass < CHECKPOINT_PASSES; pass++) {
@@ -575,6 +579,11 @@ store_checkpoint(const char *path, char **err)
 			break;
 		if (rc != SQLITE_OK)
 			goto fail;
+		if (log < 0) {
+			sqlite3_close(db);
+			*err = xasprintf("checkpoint of %s: the database is not in WAL mode", path);
+			return -EIO;
+		}
 		if (pass > 0 && log - prev <= CHECKPOINT_REST_PAGES)
 			break;
 	}

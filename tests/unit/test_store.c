@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -1639,12 +1640,39 @@ test_checkpoint_rest_restarts_wal(void **state)
 	assert_true(store_wal_pages(f->s) < 20); /* started over */
 }
 
+/*
+ * store_checkpoint opens a connection of its own, which learns that the database is in WAL
+ * mode only once it reads it: a checkpoint asked for before that is a no-op that reports
+ * success (SQLite's -1 frames), and the WAL then grew until the writer copied it itself.  The
+ * pages committed must be in the database file once it returns.
+ */
+static void
+test_checkpoint_copies_wal(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	char *err = NULL;
+	off_t before;
+
+	store_defer_checkpoints(f->s);
+	assert_int_equal(store_exec(f->s, "CREATE TABLE filler(b BLOB)"), 0);
+	assert_int_equal(stat(f->db, &st), 0);
+	before = st.st_size;
+	commit_pages(f->s, 300);
+	assert_true(store_wal_pages(f->s) > 300);
+	assert_int_equal(store_checkpoint(f->db, &err), 0);
+	assert_null(err);
+	assert_int_equal(stat(f->db, &st), 0);
+	assert_true(st.st_size >= before + 300 * 3000);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_rest_restarts_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoint_copies_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upsert_keeps_unspecified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
