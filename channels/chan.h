@@ -22,7 +22,11 @@
 enum chan_outcome {
 	CHAN_SENT, /* the provider took the message */
 	CHAN_TRANSIENT, /* try again later (5xx, 429, timeout, connection trouble) */
-	CHAN_PERMANENT /* will never work (4xx, bad address): move to the next step */
+	CHAN_PERMANENT, /* will never work (4xx, bad address): move to the next step */
+	/* The channel cannot take any message now, whatever it is (an outbox directory that is
+	 * full, read-only or not writable): the send waits for the channel, its attempts not
+	 * spent, as for a channel that cannot be opened. */
+	CHAN_UNAVAILABLE
 };
 
 /* What a message is rendered from: the customer and, for transactional campaigns, the event. */

@@ -265,6 +265,31 @@ format(const struct chan_message *m, size_t *len)
 	return buf;
 }
 
+/*
+ * fs_outcome: what a failure of the file system (-errno) makes of a send: the directory's
+ * condition (full, over quota, read-only, not writable, failing, out of descriptors) holds for
+ * every message, so the send waits for the channel rather than spend its attempts on it and
+ * fail once they are gone; anything else (a file removed under it) is tried again as usual.
+ */
+static enum chan_outcome
+fs_outcome(int rc)
+{
+	switch (-rc) {
+	case ENOSPC:
+	case EDQUOT:
+	case EROFS:
+	case EACCES:
+	case EPERM:
+	case ENOTDIR:
+	case EIO:
+	case EMFILE:
+	case ENFILE:
+		return CHAN_UNAVAILABLE;
+	default:
+		return CHAN_TRANSIENT;
+	}
+}
+
 /* write_all: write a whole buffer to fd; 0 or -errno. */
 static int
 write_all(int fd, const char *p, size_t n)
@@ -315,8 +340,15 @@ stage(const char *dir, const char *tmp, const char *buf, size_t len, const char 
 
 	*what = "create";
 	fd = open(tmp, flags, OUTBOX_FILE_MODE);
-	if (fd < 0 && errno == ENOENT && mkdir_p(dir, OUTBOX_DIR_MODE) == 0)
-		fd = open(tmp, flags, OUTBOX_FILE_MODE); /* the directory went away since open() */
+	if (fd < 0 && errno == ENOENT) {
+		/* The directory went away since open(): made again, or why it cannot be. */
+		rc = mkdir_p(dir, OUTBOX_DIR_MODE);
+		if (rc < 0) {
+			*what = "create directory";
+			return rc;
+		}
+		fd = open(tmp, flags, OUTBOX_FILE_MODE);
+	}
 	if (fd < 0)
 		return -errno;
 	*what = "write";
@@ -385,9 +417,10 @@ outbox_start(const struct conf_channel *ch, void *inst, const struct chan_messag
 	rc = stage(ch->path, sm->tmp, buf, len, &what);
 	free(buf);
 	if (rc < 0) {
-		*detail = xasprintf("outbox: %s %s: %s", what, sm->tmp, strerror(-rc));
+		*detail = xasprintf("outbox: %s %s: %s", what,
+		    strcmp(what, "create directory") == 0 ? ch->path : sm->tmp, strerror(-rc));
 		staged_free(sm);
-		return CHAN_TRANSIENT;
+		return fs_outcome(rc);
 	}
 	*state = sm;
 	return CHAN_SENT;
@@ -410,8 +443,10 @@ outbox_deliver(const struct conf_channel *ch, void *inst, void **states, size_t 
 		struct staged *sm = states[i];
 
 		if (rename(sm->tmp, sm->final) < 0) {
-			out[i] = CHAN_TRANSIENT;
-			detail[i] = xasprintf("outbox: rename %s: %s", sm->tmp, strerror(errno));
+			int e = errno;
+
+			out[i] = fs_outcome(-e);
+			detail[i] = xasprintf("outbox: rename %s: %s", sm->tmp, strerror(e));
 			unlink(sm->tmp);
 			continue;
 		}
@@ -426,7 +461,7 @@ outbox_deliver(const struct conf_channel *ch, void *inst, void **states, size_t 
 
 		if (out[i] == CHAN_SENT && rc < 0) {
 			/* Seen but perhaps not durable: sent again (the same file) to be sure. */
-			out[i] = CHAN_TRANSIENT;
+			out[i] = fs_outcome(rc);
 			detail[i] = xasprintf("outbox: fsync directory %s: %s", ch->path,
 			    strerror(-rc));
 		} else if (out[i] == CHAN_SENT) {

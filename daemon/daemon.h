@@ -59,7 +59,8 @@ struct job {
 	char followup_kind[16];
 	char *code, *body; /* the followup's, owned */
 	int64_t retry_at; /* a resend: not started before this instant (engine seconds), or 0 */
-	int waits; /* times its channel could not be opened (not attempts: channel_wait) */
+	int waits; /* times its channel could not take it (not attempts: wait_for_channel) */
+	int waiting; /* its retry timer runs for such a wait */
 	char channel[72], campaign[72], customer[STORE_ID_MAX + 1], key[32];
 	char token[STORE_TOKEN_SIZE];
 	/* What the message is made of, read on the loop (owned; freed once rendered). */
@@ -100,6 +101,8 @@ struct chanq {
 		    * reads from the earliest due: not the rest of one that stopped early) */
 	struct job *head, *tail; /* waiting to start */
 	int64_t next_at; /* rate limit: the earliest instant of the next send (engine us) */
+	int down; /* its sends wait for it (wait_for_channel) since down_since (uv_now, ms) */
+	uint64_t down_since;
 };
 
 struct daemon {

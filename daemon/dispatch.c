@@ -25,6 +25,8 @@ static void start_queued(struct daemon *d);
 static CURL *begin(void *job, CURL *easy);
 static void show(struct daemon *d);
 static void resume_wait(struct daemon *d, struct job *j);
+static void wait_for_channel(struct daemon *d, struct job *j, char *detail);
+static void channel_up(struct daemon *d, struct chanq *q);
 
 /* ---- queues ---- */
 
@@ -272,6 +274,15 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		q->inflight--;
 	}
 	d->inflight--;
+	if (o == CHAN_UNAVAILABLE && !d->stopping) {
+		wait_for_channel(d, j, detail);
+		return;
+	}
+	if (o == CHAN_UNAVAILABLE)
+		o = CHAN_TRANSIENT; /* stopping: abandoned, as below */
+	/* One that waited went through (not one written before the channel failed). */
+	if (o == CHAN_SENT && q->down && j->waits > 0)
+		channel_up(d, q);
 	if (o == CHAN_TRANSIENT && !d->stopping && j->attempt < max) {
 		uint64_t delay = 1000ULL << (j->attempt < 8 ? j->attempt : 8);
 		char why[512];
@@ -738,38 +749,62 @@ show(struct daemon *d)
 }
 
 /*
- * channel_wait: the job's channel cannot be opened (its secret_file missing or empty): a file
- * the operator can restore while the daemon runs, so the send waits for it however long,
- * without spending its attempts: tried again after 1 s, then twice as long each time, up to
- * CHANNEL_WAIT_MAX_S.  The first wait is recorded and logged (outcome=wait), the later ones
- * logged at debug level only.  The channel's hold stays taken, so the engine decides no more
- * for it meanwhile.
+ * wait_for_channel: the job's channel cannot take any message now: it cannot be opened (its
+ * secret_file missing or empty), or its driver said so (CHAN_UNAVAILABLE: an outbox directory
+ * that is full, read-only or not writable).  The operator can mend that while the daemon runs,
+ * so the send waits for it however long, without spending its attempts: tried again after 1 s,
+ * then twice as long each time, up to CHANNEL_WAIT_MAX_S.  The first wait of each send is
+ * recorded and logged (outcome=wait), the later ones logged at debug level only; the first
+ * send of the channel that waits logs a warning (event=channel), the first one that then goes
+ * through says so and starts the others that wait.  The channel's hold stays taken, so the
+ * engine decides no more for it meanwhile.  The caller has ended the attempt (outcome()).
  */
 static void
-channel_wait(struct daemon *d, struct job *j, char *detail)
+wait_for_channel(struct daemon *d, struct job *j, char *detail)
 {
+	struct chanq *q = queue_for(d, j->channel);
 	uint64_t delay = 1000ULL << (j->waits < 16 ? j->waits : 16);
-	char why[512];
+	char why[512], det[1200];
 
-	if (d->stopping) {
-		outcome(d, j, CHAN_TRANSIENT, 0, detail);
-		return;
-	}
-	queue_for(d, j->channel)->inflight--;
-	d->inflight--;
 	if (delay > CHANNEL_WAIT_MAX_S * 1000ULL)
 		delay = CHANNEL_WAIT_MAX_S * 1000ULL;
+	if (!q->down) {
+		q->down = 1;
+		q->down_since = uv_now(d->loop);
+		log_warnx("event=channel channel=%s error=%s: its sends wait until it works "
+			  "(tried again after 1 s, then less often, at least each %d s)",
+		    j->channel, log_quote(detail ? detail : "unusable", det, sizeof(det)),
+		    CHANNEL_WAIT_MAX_S);
+	}
 	snprintf(why, sizeof(why), "%s: the send waits for the channel; tried again in %llus",
-	    detail, (unsigned long long)(delay / 1000));
+	    detail ? detail : "unusable", (unsigned long long)(delay / 1000));
 	if (j->waits++ == 0) {
 		record(d, j, CHAN_TRANSIENT, why, 0);
 		log_outcome(j, "wait", why);
 	} else {
 		log_debug("event=send delivery=%lld outcome=wait detail=%s", (long long)j->delivery,
-		    why);
+		    log_quote(why, det, sizeof(det)));
 	}
 	free(detail);
+	j->waiting = 1;
 	uv_timer_start(&j->retry, retry_fired, delay, 0);
+}
+
+/*
+ * channel_up: a send of a channel that waited went through: say so, and start the other sends
+ * that wait for it now rather than at the end of their waits.
+ */
+static void
+channel_up(struct daemon *d, struct chanq *q)
+{
+	struct job *x;
+
+	q->down = 0;
+	log_info("event=channel channel=%s ok=1 waited=%llus: its sends go on", q->name,
+	    (unsigned long long)((uv_now(d->loop) - q->down_since) / 1000));
+	for (x = d->active; x != NULL; x = x->next)
+		if (x->waiting && strcmp(x->channel, q->name) == 0)
+			uv_timer_start(&x->retry, retry_fired, 0, 0);
 }
 
 /*
@@ -804,7 +839,7 @@ start_job(struct daemon *d, struct job *j)
 		return;
 	}
 	if (gen_channel(j->gen, ch, &inst, &detail) < 0) {
-		channel_wait(d, j, detail);
+		outcome(d, j, CHAN_UNAVAILABLE, 0, detail);
 		return;
 	}
 	/* A first attempt reads what its message needs; a retry, whether it is still wanted. */
@@ -926,6 +961,7 @@ retry_fired(uv_timer_t *t)
 	struct daemon *d = j->d;
 
 	/* Back into its queue, at the front: it keeps its place among the channel's sends. */
+	j->waiting = 0;
 	unlink_active(d, j);
 	{
 		struct chanq *q = queue_for(d, j->channel);
