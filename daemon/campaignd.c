@@ -229,7 +229,6 @@ engine_sink(void *arg, const struct sched_action *a)
 }
 
 static void wake_cb(uv_timer_t *t);
-static void back_off(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
@@ -375,24 +374,27 @@ daemon_flush(struct daemon *d)
 		return 0;
 	d->txn = 0;
 	if (store_commit(d->st) < 0) {
-		log_warnx("event=store-error error=\"%s\": what it held is done again (sends left "
-			  "in 'sending' are resent with the same key)",
+		log_warnx("event=store-error error=\"%s\": what it held is done again (outcomes are "
+			  "kept and written once writing works)",
 		    store_errmsg(d->st));
 		store_rollback(d->st);
 		sched_rollback(d->cur->e);
+		dispatch_committed(d, 0);
 		d->orphans = 1;
 		/* Not again at once: the resends wait for the wake timer (a disk that stays full,
 		 * a receiver that would get the same request in a tight loop). */
 		if (!d->stopping)
-			back_off(d);
+			daemon_back_off(d);
 		rc = -1;
 	}
 	/* Sends wait while a commit runs: say so when one is slow (a disk under load). */
 	ms = (uv_hrtime() - t0) / 1000000;
 	if (ms >= SLOW_COMMIT_MS)
 		log_warnx("event=slow-commit ms=%llu", (unsigned long long)ms);
-	if (rc == 0)
+	if (rc == 0) {
+		dispatch_committed(d, 1);
 		checkpoint(d);
+	}
 	return rc;
 }
 
@@ -406,17 +408,18 @@ daemon_undo(struct daemon *d)
 		 * are lost with it: their rows stay 'sending', to be resent with the same key. */
 		store_rollback(d->st);
 		d->txn = 0;
+		dispatch_committed(d, 0);
 		d->orphans = 1;
 	}
 }
 
 /*
- * back_off: the store failed: no deciding until the wake timer, a second after the first
+ * daemon_back_off: the store failed: no deciding until the wake timer, a second after the first
  * failure (a failure during the back-off does not push it back: outcomes that keep coming
  * must not keep the daemon from trying again).
  */
-static void
-back_off(struct daemon *d)
+void
+daemon_back_off(struct daemon *d)
 {
 	dispatch_ungate(d);
 	d->more = 0;
@@ -440,8 +443,9 @@ daemon_tick(struct daemon *d, int materialise)
 	sched_set_page(d->cur->e, d->chunk);
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
-	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
-		back_off(d);
+	if (daemon_write(d) < 0 || dispatch_replay(d) < 0 || store_savepoint(d->st) < 0) {
+		daemon_flush(d); /* the outcomes written so far */
+		daemon_back_off(d);
 		return;
 	}
 	/* Deliveries that come due by `until` are made (and decided) now; each decision is
@@ -458,14 +462,14 @@ daemon_tick(struct daemon *d, int materialise)
 		daemon_undo(d);
 		daemon_flush(d);
 		dispatch_discard(d);
-		back_off(d);
+		daemon_back_off(d);
 		return;
 	}
 	store_release(d->st, 1);
 	if (daemon_flush(d) < 0) {
 		/* Not committed: nothing may be sent. */
 		dispatch_discard(d);
-		back_off(d);
+		daemon_back_off(d);
 		return;
 	}
 	d->decided_until = until;
@@ -505,6 +509,11 @@ pass(struct daemon *d)
 			uv_idle_stop(&d->busy);
 		return;
 	}
+	if (dispatch_unrecorded(d) > 0 && dispatch_replay(d) < 0) {
+		daemon_flush(d);
+		daemon_back_off(d);
+		return;
+	}
 	if (d->orphans)
 		resend_orphans(d, "left in 'sending' by a failed commit: resent with the same "
 				  "idempotency key");
@@ -536,7 +545,8 @@ static void
 keep_busy(struct daemon *d)
 {
 	if (d->txn || (!d->stopping && !d->backoff &&
-		(d->more || sched_events_left(d->cur->e) || d->orphans || dispatch_room(d))))
+		(d->more || sched_events_left(d->cur->e) || d->orphans || dispatch_unrecorded(d) ||
+		    dispatch_room(d))))
 		uv_idle_start(&d->busy, busy_cb);
 	else
 		uv_idle_stop(&d->busy);
@@ -598,8 +608,15 @@ finish(struct daemon *d)
 		return;
 	d->finished = 1;
 	uv_timer_stop(&d->drain);
+	d->backoff = 0; /* one last try for the outcomes kept */
+	if (dispatch_replay(d) < 0)
+		d->backoff = 1;
 	daemon_flush(d);
 	dispatch_abandon(d);
+	if (dispatch_unrecorded(d) > 0)
+		log_warnx("event=stop unrecorded=%zu: outcomes the database would not take; their "
+			  "sends are resent with the same key at the next start",
+		    dispatch_unrecorded(d));
 	log_info("event=stop uptime=%llds", (long long)((int64_t)time(NULL) - d->started));
 	log_flush();
 	uv_stop(d->loop);
@@ -1051,7 +1068,7 @@ resend_orphans(struct daemon *d, const char *why)
 		return; /* it set the flag again, and backs off */
 	if (store_sending(d->st, &ids, &n) < 0) {
 		d->orphans = 1; /* tried again after the back-off */
-		back_off(d);
+		daemon_back_off(d);
 		free(ids);
 		return;
 	}
@@ -1088,7 +1105,7 @@ resend_orphans(struct daemon *d, const char *why)
 		store_rollback(d->st);
 		dispatch_discard(d); /* still 'sending': tried again after the back-off */
 		d->orphans = 1;
-		back_off(d);
+		daemon_back_off(d);
 		return;
 	}
 	dispatch_start(d);
@@ -1310,6 +1327,7 @@ main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	daemon_flush(&d);
 	log_flush();
+	dispatch_drop_unrecorded(&d);
 	dispatch_close(&d);
 	gen_put(d.cur);
 	store_close(d.st);

@@ -157,6 +157,10 @@ struct daemon {
 	int backlog; /* the last send was late by BACKLOG_S or more: ticks take bigger chunks */
 	int backoff; /* the store failed: nothing is decided until the wake timer fires */
 	int orphans; /* a commit failed: rows may be left in 'sending' with no job (resend them) */
+	/* Outcomes not yet written (the store failed: dispatch_replay writes them), in the order
+	 * they came, and those written into the open transaction, newest first (dispatch.c). */
+	struct pending *unrecorded, *uncommitted;
+	size_t n_unrecorded;
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
@@ -184,6 +188,11 @@ int daemon_write(struct daemon *d);
 int daemon_flush(struct daemon *d);
 /* daemon_undo: undo the current part (store_savepoint) of that transaction, or all of it. */
 void daemon_undo(struct daemon *d);
+/*
+ * daemon_back_off: the store failed: nothing is decided or written until the wake timer, a
+ * second after the first failure.
+ */
+void daemon_back_off(struct daemon *d);
 
 /* daemon_reload: SIGHUP and `campaignctl reload` (all or nothing; see campaignd.c). */
 int daemon_reload(struct daemon *d, char **summary, char **diagnostics);
@@ -232,6 +241,18 @@ int dispatch_room(struct daemon *d);
 void dispatch_ungate(struct daemon *d);
 /* dispatch_abandon: record every unfinished job as abandoned (shutdown); they stay 'sending'. */
 void dispatch_abandon(struct daemon *d);
+/*
+ * Outcomes that could not be written are kept, not lost (their sends are not repeated):
+ * dispatch_replay writes them into the open transaction (opened if need be) in the order they
+ * came: 0, or -1 logged when the store fails again (the rest stay kept).  dispatch_committed:
+ * the transaction they were written into was committed (ok), or rolled back: then they are
+ * kept again.  dispatch_unrecorded: how many are kept.  dispatch_drop_unrecorded: at the end,
+ * forget them (their rows stay 'sending': the next start resends them with the same key).
+ */
+int dispatch_replay(struct daemon *d);
+void dispatch_committed(struct daemon *d, int ok);
+size_t dispatch_unrecorded(const struct daemon *d);
+void dispatch_drop_unrecorded(struct daemon *d);
 
 /*
  * gen_new: a generation of `c` (taking it over) with one reference, its channels opened; a

@@ -182,43 +182,194 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
 }
 
 /*
- * record: write an outcome through the engine into the loop pass's transaction, as one part
- * of it (a failing part is undone alone).  0; 1 for a retry when an answer ended the
- * delivery meanwhile (sched_retrying); or -1 logged: the row stays 'sending' and is resent
- * with the same key at the next start.
+ * An outcome on its way to the database.  A send that ended is known to have ended: when its
+ * outcome cannot be written (another process holds the write lock, the disk is full) or its
+ * commit fails, it is kept here and written again once writing works, rather than leave its
+ * row 'sending' to be resent.  Only a crash loses what is kept (then the start resends, with
+ * the same key).  Each holds a reference to the generation whose engine records it.
  */
-static int
-record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, int64_t retry_at)
+struct pending {
+	struct pending *next;
+	struct gen *gen;
+	int64_t delivery, followup; /* the followup's id, or 0 for a step's send */
+	enum chan_outcome o; /* CHAN_SENT, CHAN_PERMANENT or CHAN_TRANSIENT */
+	char *why; /* owned, or NULL */
+	int attempt;
+	int64_t retry_at, at; /* at: when the outcome came (engine seconds) */
+};
+
+static void
+pending_free(struct pending *p)
 {
-	int64_t now = daemon_now(d);
+	gen_put(p->gen);
+	free(p->why);
+	free(p);
+}
+
+/* write_pending: p through its engine, as one part of the open transaction: 0, 1 (an answer
+ * ended the delivery: sched_retrying), or -1 with the part undone (daemon_undo). */
+static int
+write_pending(struct daemon *d, const struct pending *p)
+{
+	struct sched *e = p->gen->e;
+	const char *why = p->why ? p->why : "failed";
 	int rc;
 
-	if (daemon_write(d) < 0 || store_savepoint(d->st) < 0) {
-		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
-		    store_errmsg(d->st));
-		/* The database is busy or failing, not the engine: its row stays 'sending' with no
-		 * job; resend it (same key) once writing works again. */
-		d->orphans = 1;
+	if (store_savepoint(d->st) < 0)
 		return -1;
-	}
-	if (j->followup != 0)
-		rc = sched_followup_outcome(j->gen->e, j->followup, now,
-		    o == CHAN_SENT ? 1 : o == CHAN_PERMANENT ? 0 : -1, why ? why : "failed",
-		    retry_at > 0 ? j->attempt : 0, retry_at);
-	else if (o == CHAN_SENT)
-		rc = sched_sent(j->gen->e, j->delivery, now);
-	else if (o == CHAN_PERMANENT)
-		rc = sched_failed(j->gen->e, j->delivery, now, why ? why : "failed", NULL, NULL);
+	if (p->followup != 0)
+		rc = sched_followup_outcome(e, p->followup, p->at,
+		    p->o == CHAN_SENT ? 1 : p->o == CHAN_PERMANENT ? 0 : -1, why, p->attempt,
+		    p->retry_at);
+	else if (p->o == CHAN_SENT)
+		rc = sched_sent(e, p->delivery, p->at);
+	else if (p->o == CHAN_PERMANENT)
+		rc = sched_failed(e, p->delivery, p->at, why, NULL, NULL);
 	else
-		rc = sched_retrying(j->gen->e, j->delivery, now, why, retry_at > 0 ? j->attempt : 0,
-		    retry_at);
+		rc = sched_retrying(e, p->delivery, p->at, p->why, p->attempt, p->retry_at);
 	if (rc < 0) {
-		log_warnx("event=store-error delivery=%lld error=\"%s\"", (long long)j->delivery,
-		    store_errmsg(d->st));
 		daemon_undo(d);
 		return -1;
 	}
 	return store_release(d->st, 1) < 0 ? -1 : rc;
+}
+
+/* keep: p waits to be written again (after those that wait already: they keep their order). */
+static void
+keep(struct daemon *d, struct pending *p)
+{
+	struct pending **pp = &d->unrecorded;
+
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	p->next = NULL;
+	*pp = p;
+	d->n_unrecorded++;
+}
+
+/*
+ * record: write an outcome through the engine into the loop pass's transaction, as one part
+ * of it (a failing part is undone alone).  0; 1 for a retry when an answer ended the
+ * delivery meanwhile (sched_retrying); or -1 logged: the outcome is kept and written once
+ * writing works (dispatch_replay), and the store backs off meanwhile.
+ */
+static int
+record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, int64_t retry_at)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+	int rc;
+
+	p->gen = j->gen;
+	p->gen->refs++;
+	p->delivery = j->delivery;
+	p->followup = j->followup;
+	p->o = o;
+	p->why = why ? xstrdup(why) : NULL;
+	p->attempt = retry_at > 0 ? j->attempt : 0;
+	p->retry_at = retry_at;
+	p->at = daemon_now(d);
+	/* While the store backs off, or others wait before it, it waits with them (in order). */
+	if (d->backoff || d->unrecorded != NULL) {
+		keep(d, p);
+		return -1;
+	}
+	rc = daemon_write(d) < 0 ? -1 : write_pending(d, p);
+	if (rc < 0) {
+		log_warnx("event=store-error delivery=%lld error=\"%s\": the outcome is kept and "
+			  "written once writing works",
+		    (long long)j->delivery, store_errmsg(d->st));
+		keep(d, p);
+		daemon_back_off(d);
+		return -1;
+	}
+	p->next = d->uncommitted;
+	d->uncommitted = p;
+	return rc;
+}
+
+int
+dispatch_replay(struct daemon *d)
+{
+	struct pending *p;
+
+	if (d->unrecorded == NULL)
+		return 0;
+	if (daemon_write(d) < 0)
+		return -1;
+	while ((p = d->unrecorded) != NULL) {
+		if (write_pending(d, p) < 0) {
+			log_warnx("event=store-error delivery=%lld error=\"%s\": %zu outcome(s) kept, "
+				  "written once writing works",
+			    (long long)p->delivery, store_errmsg(d->st), d->n_unrecorded);
+			return -1;
+		}
+		d->unrecorded = p->next;
+		d->n_unrecorded--;
+		p->next = d->uncommitted;
+		d->uncommitted = p;
+	}
+	return 0;
+}
+
+void
+dispatch_committed(struct daemon *d, int ok)
+{
+	struct pending *p, *rest = d->unrecorded, **tail;
+
+	if (ok) {
+		while ((p = d->uncommitted) != NULL) {
+			d->uncommitted = p->next;
+			pending_free(p);
+		}
+		return;
+	}
+	/* Rolled back: written again, in the order they came (the list is newest first), before
+	 * those that wait already. */
+	d->unrecorded = NULL;
+	while ((p = d->uncommitted) != NULL) {
+		d->uncommitted = p->next;
+		p->next = d->unrecorded;
+		d->unrecorded = p;
+		d->n_unrecorded++;
+	}
+	for (tail = &d->unrecorded; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = rest;
+}
+
+size_t
+dispatch_unrecorded(const struct daemon *d)
+{
+	return d->n_unrecorded;
+}
+
+void
+dispatch_drop_unrecorded(struct daemon *d)
+{
+	struct pending *p;
+
+	dispatch_committed(d, 0);
+	while ((p = d->unrecorded) != NULL) {
+		d->unrecorded = p->next;
+		pending_free(p);
+	}
+	d->n_unrecorded = 0;
+}
+
+/* has_pending: whether an outcome of delivery `delivery`'s step (followup 0) or of followup
+ * `followup` waits to be written or committed. */
+static int
+has_pending(const struct daemon *d, int64_t delivery, int64_t followup)
+{
+	const struct pending *lists[2] = { d->unrecorded, d->uncommitted }, *p;
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		for (p = lists[i]; p != NULL; p = p->next)
+			if (followup != 0 ? p->followup == followup :
+					    p->followup == 0 && p->delivery == delivery)
+				return 1;
+	return 0;
 }
 
 static void retry_fired(uv_timer_t *t);
@@ -1024,7 +1175,8 @@ dispatch_discard(struct daemon *d)
 	d->fresh_tail = &d->fresh;
 }
 
-/* has_job: whether a job of `delivery` (followup 0: a step's) or of followup `followup` lives. */
+/* has_job: whether a job of `delivery` (followup 0: a step's) or of followup `followup` lives,
+ * or its outcome waits to be written. */
 static int
 has_job(struct daemon *d, int64_t delivery, int64_t followup)
 {
@@ -1036,7 +1188,8 @@ has_job(struct daemon *d, int64_t delivery, int64_t followup)
 			if (followup != 0 ? j->followup == followup :
 					    j->followup == 0 && j->delivery == delivery)
 				return 1;
-	return 0;
+	/* Ended, its outcome not yet written: not to be sent again either. */
+	return has_pending(d, delivery, followup);
 }
 
 int
