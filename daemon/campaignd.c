@@ -29,6 +29,14 @@
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
 #define SLOW_COMMIT_MS 100 /* a commit this slow is logged */
 /*
+ * While it serves, the loop waits this long for another process's write lock, not the
+ * store's 5 s: a lock held longer (a large import) makes it back off for a second and try
+ * again, and meanwhile it answers status, signals and finished sends, which each 5 s wait
+ * held up.  Outcomes wait in memory meanwhile (dispatch_replay), so nothing is sent again.
+ * A reload and the last writes of a stop wait the store's full timeout.
+ */
+#define LOOP_BUSY_MS 200
+/*
  * Sends a tick decides, commits and starts before the next pass decides more: few while they
  * are on time, so that the first go out while the next are decided; more for a backlog (the
  * last send was due BACKLOG_S or more ago), whose rate counts more than each send's wait: a
@@ -608,6 +616,7 @@ finish(struct daemon *d)
 		return;
 	d->finished = 1;
 	uv_timer_stop(&d->drain);
+	store_busy_timeout(d->st, STORE_BUSY_MS); /* the last writes: worth the wait */
 	d->backoff = 0; /* one last try for the outcomes kept */
 	if (dispatch_replay(d) < 0)
 		d->backoff = 1;
@@ -891,8 +900,23 @@ same_file(const char *a, const char *b)
  * *summary (malloc'd) says what happened, and *diagnostics (malloc'd, "" when none) lists this
  * attempt's diagnostics as file:line:col lines, warnings included.
  */
+static int reload(struct daemon *d, char **summary, char **diagnostics);
+
 int
 daemon_reload(struct daemon *d, char **summary, char **diagnostics)
+{
+	int rc;
+
+	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)uv_hrtime() / 1000ULL);
+	store_busy_timeout(d->st, STORE_BUSY_MS); /* an operator's request: worth the wait */
+	rc = reload(d, summary, diagnostics);
+	store_busy_timeout(d->st, LOOP_BUSY_MS);
+	return rc;
+}
+
+/* reload: daemon_reload's work. */
+static int
+reload(struct daemon *d, char **summary, char **diagnostics)
 {
 	struct diag_list dl;
 	struct conf *c;
@@ -901,7 +925,6 @@ daemon_reload(struct daemon *d, char **summary, char **diagnostics)
 	char *err = NULL, *text, *fail = NULL;
 	size_t i, added = 0, changed = 0, removed = 0, cancelled = 0;
 
-	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)uv_hrtime() / 1000ULL);
 	daemon_flush(d);
 	diag_init(&dl);
 	c = conf_load(d->config_path, &dl);
@@ -1317,6 +1340,7 @@ main(int argc, char **argv)
 	resend_orphans(&d, "found in 'sending' at start: resent with the same idempotency key");
 	daemon_tick(&d, 1);
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
+	store_busy_timeout(d.st, LOOP_BUSY_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
 	log_buffer();
 	uv_run(d.loop, UV_RUN_DEFAULT);

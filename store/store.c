@@ -392,7 +392,7 @@ store_open(const char *path, int flags, struct store **out, char **err)
 		goto fail;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	/*
 	 * WAL lets the daemon write while campaignctl reads; synchronous=NORMAL is durable in WAL
 	 * except for the last transactions before a power loss, never corrupt.  journal_mode is
@@ -439,7 +439,7 @@ copy_db(const char *from, const char *to, char *err, size_t len)
 		snprintf(err, len, "%s: %s", from, src ? sqlite3_errmsg(src) : "out of memory");
 		goto out;
 	}
-	sqlite3_busy_timeout(src, 5000);
+	sqlite3_busy_timeout(src, STORE_BUSY_MS);
 	if (sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		snprintf(err, len, "%s: %s", to, dst ? sqlite3_errmsg(dst) : "out of memory");
 		goto out;
@@ -605,6 +605,12 @@ store_checkpoint_rest(struct store *s)
 }
 
 /* ---- transactions ---- */
+
+void
+store_busy_timeout(struct store *s, int ms)
+{
+	sqlite3_busy_timeout(s->db, ms);
+}
 
 int
 store_exec(struct store *s, const char *sql)

@@ -25,9 +25,12 @@ struct store;
 
 enum { STORE_READONLY = 1, STORE_PRIVATE = 2 };
 
+/* How long a write waits for another process's write lock (SQLite's busy timeout), ms. */
+#define STORE_BUSY_MS 5000
+
 /*
  * store_open: open (creating when missing, unless STORE_READONLY) the database at `path`,
- * switch on WAL, foreign keys and a busy timeout, and migrate the schema to
+ * switch on WAL, foreign keys and a busy timeout (STORE_BUSY_MS), and migrate the schema to
  * STORE_SCHEMA_VERSION.  STORE_PRIVATE: a file no other process opens and none has to
  * survive a crash: held in exclusive locking mode, with its rollback journal in memory (no
  * file but the database's own is opened by name after the open), not synced.  On success *out is a new store (caller frees with store_close).
@@ -89,6 +92,12 @@ int store_rollback(struct store *s);
  */
 int store_savepoint(struct store *s);
 int store_release(struct store *s, int keep);
+/*
+ * store_busy_timeout: how long this store's writes wait for another process's write lock
+ * from now on (ms); then they fail with SQLite's "database is locked".
+ */
+void store_busy_timeout(struct store *s, int ms);
+
 /* store_exec: run SQL without results (schema, pragmas, tests). */
 int store_exec(struct store *s, const char *sql);
 
