@@ -228,6 +228,28 @@ queue_json(const struct status_read *r)
 static void reply(struct client *cl, json_t *o);
 static void status_run(struct daemon *d, struct status_read *r);
 
+/*
+ * store_json: whether the daemon can write its database: while a run of refused writes lasts
+ * (another process's lock, a full disk), since when, how many tries, the last reason, and the
+ * outcomes kept in memory meanwhile (written once writing works).
+ */
+static json_t *
+store_json(struct daemon *d)
+{
+	json_t *o = json_object();
+	char t[21];
+
+	json_object_set_new(o, "writable", json_boolean(d->fail_tries == 0));
+	if (d->fail_tries > 0) {
+		store_format_time(d->fail_since, t);
+		json_object_set_new(o, "failing_since", json_string(t));
+		json_object_set_new(o, "tries", json_integer((json_int_t)d->fail_tries));
+		json_object_set_new(o, "error", json_text(d->fail_error));
+	}
+	json_object_set_new(o, "unrecorded", json_integer((json_int_t)dispatch_unrecorded(d)));
+	return o;
+}
+
 /* status_done: on the loop: one reply, to each waiting client that is still there. */
 static void
 status_done(uv_work_t *w, int status)
@@ -254,6 +276,7 @@ status_done(uv_work_t *w, int status)
 	json_object_set_new(o, "last_reload", last);
 	json_object_set_new(o, "queue", queue_json(r));
 	json_object_set_new(o, "inflight", json_integer(d->inflight));
+	json_object_set_new(o, "store", store_json(d));
 	if (r->error != NULL)
 		json_object_set_new(o, "error", json_text(r->error)); /* a path may not be UTF-8 */
 	for (i = 0; i < r->n_clients; i++) {

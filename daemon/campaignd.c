@@ -36,6 +36,7 @@
  * A reload and the last writes of a stop wait the store's full timeout.
  */
 #define LOOP_BUSY_MS 200
+#define STORE_LOG_MS 60000 /* a run of refused writes is logged at its start, then this often */
 /*
  * Sends a tick decides, commits and starts before the next pass decides more: few while they
  * are on time, so that the first go out while the next are decided; more for a backlog (the
@@ -237,6 +238,7 @@ engine_sink(void *arg, const struct sched_action *a)
 }
 
 static void wake_cb(uv_timer_t *t);
+static void store_works(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
@@ -363,7 +365,10 @@ daemon_write(struct daemon *d)
 		d->reading = 0;
 	}
 	if (store_begin(d->st) < 0) {
-		log_warnx("event=store-error error=\"%s\"", store_errmsg(d->st));
+		char note[160];
+
+		if (daemon_store_failed(d, note, sizeof(note)))
+			log_warnx("event=store-error error=\"%s\"%s", store_errmsg(d->st), note);
 		return -1;
 	}
 	d->txn = 1;
@@ -382,9 +387,12 @@ daemon_flush(struct daemon *d)
 		return 0;
 	d->txn = 0;
 	if (store_commit(d->st) < 0) {
-		log_warnx("event=store-error error=\"%s\": what it held is done again (outcomes are "
-			  "kept and written once writing works)",
-		    store_errmsg(d->st));
+		char note[160];
+
+		if (daemon_store_failed(d, note, sizeof(note)))
+			log_warnx("event=store-error error=\"%s\": what it held is done again "
+				  "(outcomes are kept and written once writing works)%s",
+			    store_errmsg(d->st), note);
 		store_rollback(d->st);
 		sched_rollback(d->cur->e);
 		dispatch_committed(d, 0);
@@ -401,9 +409,43 @@ daemon_flush(struct daemon *d)
 		log_warnx("event=slow-commit ms=%llu", (unsigned long long)ms);
 	if (rc == 0) {
 		dispatch_committed(d, 1);
+		store_works(d);
 		checkpoint(d);
 	}
 	return rc;
+}
+
+int
+daemon_store_failed(struct daemon *d, char *note, size_t len)
+{
+	uint64_t now = uv_now(d->loop);
+
+	note[0] = '\0';
+	snprintf(d->fail_error, sizeof(d->fail_error), "%s", store_errmsg(d->st));
+	if (d->fail_tries++ == 0) {
+		d->fail_since = (int64_t)time(NULL);
+		d->fail_logged = now;
+		return 1;
+	}
+	if (now - d->fail_logged < STORE_LOG_MS) {
+		log_debug("event=store-error error=\"%s\" tries=%lu", d->fail_error, d->fail_tries);
+		return 0;
+	}
+	d->fail_logged = now;
+	snprintf(note, len, " (writes refused for %llds, %lu tries; logged once a minute)",
+	    (long long)((int64_t)time(NULL) - d->fail_since), d->fail_tries);
+	return 1;
+}
+
+/* store_works: a commit worked: the end of a run of refused writes, if any, is logged. */
+static void
+store_works(struct daemon *d)
+{
+	if (d->fail_tries == 0)
+		return;
+	log_info("event=store ok=1 failed_for=%llds tries=%lu: writing works again",
+	    (long long)((int64_t)time(NULL) - d->fail_since), d->fail_tries);
+	d->fail_tries = 0;
 }
 
 void
@@ -1085,6 +1127,7 @@ resend_orphans(struct daemon *d, const char *why)
 	int64_t *ids = NULL;
 	size_t n = 0, i, resent = 0;
 	int rc = 0;
+	char note[160];
 
 	d->orphans = 0;
 	if (daemon_flush(d) < 0)
@@ -1107,10 +1150,10 @@ resend_orphans(struct daemon *d, const char *why)
 		rc = sched_resend(d->cur->e, ids[i], daemon_now(d), why, engine_sink, d);
 		if (rc == 0)
 			resent++;
-		else if (rc == -EIO)
+		else if (rc == -EIO && daemon_store_failed(d, note, sizeof(note)))
 			log_warnx("event=store-error delivery=%lld error=\"%s\": the interrupted sends "
-				  "are resent after the back-off",
-			    (long long)ids[i], sqlite3_errmsg(store_db(d->st)));
+				  "are resent after the back-off%s",
+			    (long long)ids[i], sqlite3_errmsg(store_db(d->st)), note);
 	}
 	free(ids);
 	/* And the followups (thank-yous, notifications) in the same case. */

@@ -120,10 +120,10 @@ ctl_status(const char *config, int argc, char **argv)
 {
 	static const struct option opts[] = { { "format", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-	json_t *r, *v, *q;
+	json_t *r, *v, *q, *st;
 	const char *key;
 	size_t i;
-	int ch, json = 0, rc;
+	int ch, json = 0, rc, failing;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ch == 'h') {
@@ -140,8 +140,13 @@ ctl_status(const char *config, int argc, char **argv)
 	r = ask(config, "status");
 	if (r == NULL)
 		return CTL_EXIT_USAGE;
-	/* The daemon answers, but could not read its database: the queue is unknown. */
+	/* The daemon answers, but could not read its database (the queue is unknown), or cannot
+	 * write it (its sends wait). */
 	rc = json_is_object(json_object_get(r, "queue")) ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+	st = json_object_get(r, "store");
+	failing = json_is_false(json_object_get(st, "writable"));
+	if (failing)
+		rc = CTL_EXIT_FAIL;
 	if (json) {
 		char *s = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
@@ -166,8 +171,18 @@ ctl_status(const char *config, int argc, char **argv)
 		printf("  %-32s %.12s%s\n", json_string_value(json_object_get(v, "name")),
 		    json_string_value(json_object_get(v, "sha256")), tag);
 	}
+	if (failing) {
+		printf("store: writes refused since %s (%lld tries): %s; %lld outcome(s) kept in "
+		       "memory, sends wait\n",
+		    json_string_value(json_object_get(st, "failing_since")),
+		    (long long)json_integer_value(json_object_get(st, "tries")),
+		    json_string_value(json_object_get(st, "error")),
+		    (long long)json_integer_value(json_object_get(st, "unrecorded")));
+		fprintf(stderr, "campaignctl status: the daemon cannot write its database: %s\n",
+		    json_string_value(json_object_get(st, "error")));
+	}
 	v = json_object_get(r, "last_reload");
-	if (rc != CTL_EXIT_OK)
+	if (!json_is_object(json_object_get(r, "queue")))
 		printf("last reload: unknown\n");
 	else if (json_is_object(v)) {
 		const char *diags = json_string_value(json_object_get(v, "diagnostics"));
@@ -184,7 +199,7 @@ ctl_status(const char *config, int argc, char **argv)
 		}
 	} else
 		printf("last reload: none since the database was created\n");
-	if (rc != CTL_EXIT_OK) {
+	if (!json_is_object(json_object_get(r, "queue"))) {
 		const char *why = json_string_value(json_object_get(r, "error"));
 
 		printf("queue: unknown\n");

@@ -161,6 +161,12 @@ struct daemon {
 	 * they came, and those written into the open transaction, newest first (dispatch.c). */
 	struct pending *unrecorded, *uncommitted;
 	size_t n_unrecorded;
+	/* A run of refused writes (daemon_store_failed) until a commit works: how many, since when
+	 * (Unix s), the last logged (uv_now), and the last reason. */
+	unsigned long fail_tries;
+	int64_t fail_since;
+	uint64_t fail_logged;
+	char fail_error[512];
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
@@ -193,6 +199,14 @@ void daemon_undo(struct daemon *d);
  * second after the first failure.
  */
 void daemon_back_off(struct daemon *d);
+/*
+ * daemon_store_failed: the store refused a write (its error is store_errmsg's): 1 when the
+ * caller should log it now, with `note` (may be "") after it: the first refusal of a run, then
+ * one a minute saying how long the run has lasted, so that a disk full for an hour is not a
+ * line a second.  The run ends at the next commit that works (logged: event=store ok=1);
+ * status shows it meanwhile.
+ */
+int daemon_store_failed(struct daemon *d, char *note, size_t len);
 
 /* daemon_reload: SIGHUP and `campaignctl reload` (all or nothing; see campaignd.c). */
 int daemon_reload(struct daemon *d, char **summary, char **diagnostics);

@@ -275,9 +275,17 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, in
 	}
 	rc = daemon_write(d) < 0 ? -1 : write_pending(d, p);
 	if (rc < 0) {
-		log_warnx("event=store-error delivery=%lld error=\"%s\": the outcome is kept and "
-			  "written once writing works",
-		    (long long)j->delivery, store_errmsg(d->st));
+		char note[160];
+
+		/* (daemon_write counted and logged its own failure.) */
+		if (d->txn && daemon_store_failed(d, note, sizeof(note)))
+			log_warnx("event=store-error delivery=%lld error=\"%s\": the outcome is kept "
+				  "and written once writing works%s",
+			    (long long)j->delivery, store_errmsg(d->st), note);
+		else if (!d->txn)
+			log_info("event=store-error delivery=%lld error=\"%s\": the outcome is kept "
+				 "and written once writing works",
+			    (long long)j->delivery, store_errmsg(d->st));
 		keep(d, p);
 		daemon_back_off(d);
 		return -1;
@@ -298,9 +306,13 @@ dispatch_replay(struct daemon *d)
 		return -1;
 	while ((p = d->unrecorded) != NULL) {
 		if (write_pending(d, p) < 0) {
-			log_warnx("event=store-error delivery=%lld error=\"%s\": %zu outcome(s) kept, "
-				  "written once writing works",
-			    (long long)p->delivery, store_errmsg(d->st), d->n_unrecorded);
+			char note[160];
+
+			if (daemon_store_failed(d, note, sizeof(note)))
+				log_warnx("event=store-error delivery=%lld error=\"%s\": %zu "
+					  "outcome(s) kept, written once writing works%s",
+				    (long long)p->delivery, store_errmsg(d->st), d->n_unrecorded,
+				    note);
 			return -1;
 		}
 		d->unrecorded = p->next;
