@@ -239,6 +239,7 @@ engine_sink(void *arg, const struct sched_action *a)
 
 static void wake_cb(uv_timer_t *t);
 static void store_works(struct daemon *d);
+static void start_begin(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
 static void keep_busy(struct daemon *d);
@@ -865,10 +866,7 @@ restore_removed(struct daemon *d)
 	char *err = NULL;
 	int rc;
 
-	if (store_begin(d->st) < 0) {
-		log_warnx("event=start error=\"%s\"", store_errmsg(d->st));
-		return -1;
-	}
+	start_begin(d);
 	rc = store_in_force_list(d->st, restore_one, &r);
 	if (rc == 0 && r.owner != NULL && d->cur->n_drains > 0 &&
 	    sched_new(d->st, r.owner->conf, r.now, &r.owner->e, &err) < 0)
@@ -1118,6 +1116,56 @@ lock_database(const char *database)
 }
 
 /*
+ * start_begin: a write transaction for the start's work, however long another process holds
+ * the database's write lock (a large campaignctl import): exiting after the busy timeout, as
+ * the start did, made systemd restart the daemon each 5 s until its start limit gave up on
+ * it.  A wait past the busy timeout is logged, then each WAIT_LOG_S, and told to systemd
+ * (STATUS, and EXTEND_TIMEOUT_USEC so that TimeoutStartSec does not end it); a SIGTERM or
+ * SIGINT meanwhile (blocked while the daemon starts) stops it, exit 0.  Any other failure is
+ * fatal, as before.
+ */
+#define WAIT_LOG_S 30
+static void
+start_begin(struct daemon *d)
+{
+	uint64_t t0 = uv_hrtime() / 1000000, waited = 0, logged = 0;
+	struct timespec zero = { 0, 0 };
+	sigset_t stop;
+	int sig;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	store_busy_timeout(d->st, 1000); /* a second at a time, to see a stop */
+	while (store_begin(d->st) < 0) {
+		if ((sqlite3_extended_errcode(store_db(d->st)) & 0xff) != SQLITE_BUSY)
+			fatalx("event=start error=\"%s\"", store_errmsg(d->st));
+		waited = uv_hrtime() / 1000000 - t0;
+		if (waited >= STORE_BUSY_MS && (logged == 0 || waited - logged >= WAIT_LOG_S * 1000)) {
+			logged = waited;
+			log_warnx("event=start waiting=%llus error=\"%s\": another process holds the "
+				  "database's write lock; campaignd starts once it is released",
+			    (unsigned long long)(waited / 1000), store_errmsg(d->st));
+			notify("STATUS=waiting for the write lock of %s (%llus)\n"
+			       "EXTEND_TIMEOUT_USEC=%llu",
+			    d->db_path, (unsigned long long)(waited / 1000),
+			    (unsigned long long)(2 * WAIT_LOG_S) * 1000000ULL);
+		}
+		sig = sigtimedwait(&stop, NULL, &zero);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("event=stop signal=%s waited=%llus: stopped while waiting for the "
+				 "database's write lock",
+			    sig == SIGINT ? "INT" : "TERM", (unsigned long long)(waited / 1000));
+			exit(0);
+		}
+	}
+	store_busy_timeout(d->st, STORE_BUSY_MS);
+	if (logged > 0)
+		log_info("event=start waited=%llus: the database's write lock is free",
+		    (unsigned long long)((uv_hrtime() / 1000000 - t0) / 1000));
+}
+
+/*
  * resend_orphans: deliveries in 'sending' with no job here go out again with the same key:
  * at start (after a crash or a stop), and after a failed commit lost their outcomes.
  */
@@ -1339,7 +1387,8 @@ main(int argc, char **argv)
 	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
 	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c);
-	if (store_begin(d.st) < 0 || sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
+	start_begin(&d);
+	if (sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||
 	    store_commit(d.st) < 0)
 		fatalx("event=start error=\"%s\"", err ? err : store_errmsg(d.st));
 	engine_setup(&d, d.cur->e);

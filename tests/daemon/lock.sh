@@ -19,7 +19,9 @@
 #     (a planted trigger), fails whole: exit 1, logged and recorded, the campaign stays in
 #     force, and the reply shows no diagnostic of an earlier refused reload; once the
 #     trigger is gone the same reload cancels its delivery;
-#   - the daemon keeps running and stops cleanly.
+#   - the daemon keeps running and stops cleanly;
+#   - a start while another process holds the write lock waits for it (logged), and serves
+#     once it is released; a SIGTERM during that wait stops it at once, exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -30,7 +32,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup lock
 
-echo "1..14"
+echo "1..17"
 
 : >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
@@ -63,6 +65,7 @@ start_daemon_or_bail
 # hold_lock SECONDS: another process holds the write lock for that long (in the background);
 # returns once it has it.
 hold_lock() {
+	rm -f "$tmp/locked"
 	"$py" - "$tmp/state.db" "$1" "$tmp/locked" <<'EOF' &
 import sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
@@ -163,7 +166,7 @@ in_window=$((t2 - t1))
 logged=$(($(failed) - failed_before))
 script "DROP TRIGGER commit_fails; DROP TABLE commit_guard"
 K3=$(delivery locked k3)
-# 4
+# 5
 if [ "$in_window" -ge 2 ] && [ "$in_window" -le 6 ] && [ "$logged" = 1 ] &&
 	[ "$(requests k3)" = 1 ]; then
 	ok "a failing COMMIT is tried again about once a second ($in_window in about 3 s), logged once; the send is not repeated"
@@ -171,14 +174,14 @@ else
 	not_ok "a failing COMMIT is tried again about once a second, logged once; the send is not repeated" \
 		"$in_window tries in about 3 s; logged $logged times; $(requests k3) requests"
 fi
-# 5
+# 6
 case "$st|$text" in
 "1 False "*" commit: FOREIGN KEY constraint failed 1 True|store: writes refused since "*" tries): commit: FOREIGN KEY constraint failed; 1 outcome(s) kept in memory, sends wait")
 	ok "meanwhile status says the daemon cannot write: exit 1, since when, tries, the reason, one outcome kept" ;;
 *) not_ok "meanwhile status says the daemon cannot write: exit 1, since when, tries, the reason, one outcome kept" \
 	"$st|$text" ;;
 esac
-# 6
+# 7
 if wait_for 10 eval '[ "$(state_of "$K3")" = "sent 1" ]' && sleep 1 && [ "$(requests k3)" = 1 ] &&
 	[ "$(grep "\"customer\": \"k3\"" "$tmp/sink.log" | grep -c "\"key\": \"d$K3-s1\"")" = 1 ] &&
 	[ "$(resends "$K3")" = 0 ] && grep -q 'event=store ok=1 failed_for=[0-9]*s tries=[0-9]*: writing works again' "$dlog" &&
@@ -198,7 +201,7 @@ script "CREATE TRIGGER refuse_k4 BEFORE INSERT ON deliveries WHEN NEW.customer =
    BEGIN SELECT RAISE(ABORT, 'refused (planted by lock.sh)'); END"
 lines_before=$(wc -l <"$dlog")
 "$ctl" -c "$tmp/campaignd.yaml" event go --customer k4 >/dev/null 2>&1
-# 7
+# 8
 what="an event that cannot be made does not hold up a send that comes due, and is tried again after 1 s, 2 s, 4 s"
 if wait_for 8 eval '[ "$(state_of "$K5")" = "sent 1" ]' && [ "$(requests k5)" = 1 ] &&
 	sleep 2.5; then
@@ -219,7 +222,7 @@ else
 	not_ok "$what" "k5: $(state_of "$K5"), $(requests k5) requests; $(grep -c 'event=engine-error' "$dlog") engine errors"
 fi
 script "DROP TRIGGER refuse_k4"
-# 8
+# 9
 # (its next try is at most 8 s away: the waits double)
 if wait_for 20 has_delivery locked k4 && K4=$(delivery locked k4) &&
 	wait_for 10 eval '[ "$(state_of "$K4")" = "sent 1" ]' && [ "$(requests k4)" = 1 ]; then
@@ -244,7 +247,7 @@ for i in 1 2 3 4 5; do
 	[ "$t" -gt 1000 ] && slow="$slow ${t}ms"
 	sleep 1
 done
-# 9
+# 10
 if [ -z "$slow" ]; then
 	ok "while another process holds the write lock, status answers within a second each time"
 else
@@ -252,7 +255,7 @@ else
 		"slow answers:$slow"
 fi
 wait "$lock_pid"
-# 10
+# 11
 if wait_for 10 eval '[ "$(state_of "$L2")" = "sent 1" ]' && [ "$(requests k2)" = 2 ]; then
 	ok "the send that came due meanwhile goes out once the lock is gone, once"
 else
@@ -275,7 +278,7 @@ mv "$tmp/campaigns.d/held.yaml" "$tmp/held.yaml"
 out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
 rc=$?
 st=$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1)
-# 11
+# 12
 case "$rc|$out|$(state_of "$H1")" in
 "1|reload failed: cancelling the scheduled deliveries of campaign held: refused (planted by lock.sh); the running configuration is kept|scheduled 1")
 	if printf '%s\n' "$st" | grep -q '^  held ' &&
@@ -292,7 +295,7 @@ esac
 script "DROP TRIGGER refuse_cancel"
 out=$("$ctl" -c "$tmp/campaignd.yaml" reload 2>&1)
 rc=$?
-# 12
+# 13
 case "$rc|$out|$(state_of "$H1")" in
 "0|"*"1 removed, 1 scheduled deliveries cancelled"*"|skipped 1")
 	ok "once it can be written, the same reload applies: the delivery is cancelled" ;;
@@ -301,6 +304,49 @@ case "$rc|$out|$(state_of "$H1")" in
 esac
 
 stop_daemon 10
-# 13
+# 14
 check_stopped
+
+# A start while another process holds the write lock (a long import): the daemon waits for it,
+# says so, and starts once it is released; a SIGTERM during such a wait stops it cleanly.
+lines_before=$(wc -l <"$dlog")
+hold_lock 9
+before=$(grep -c 'event=admin-socket ' "$dlog")
+(cd "$tmp" && exec "$d_bin" -c "$tmp/campaignd.yaml" --foreground 2>>"$dlog") &
+daemon_pid=$!
+sleep 6.5
+# 15
+if kill -0 "$daemon_pid" 2>/dev/null &&
+	tail -n +$((lines_before + 1)) "$dlog" | grep -q 'warning: event=start waiting=[0-9]*s error="begin: database is locked": another process holds the database.s write lock; campaignd starts once it is released'; then
+	ok "a start that finds the write lock held waits for it, and says so"
+else
+	not_ok "a start that finds the write lock held waits for it, and says so" \
+		"$(tail -n +$((lines_before + 1)) "$dlog" | tail -5)"
+fi
+wait "$lock_pid"
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer k5 >/dev/null 2>&1
+# 16
+if wait_for 10 eval '[ "$(grep -c "event=admin-socket " "$dlog")" -gt "$before" ]' &&
+	grep -q 'event=start waited=[0-9]*s: the database.s write lock is free' "$dlog" &&
+	wait_for 10 has_delivery locked k5 && wait_for 10 eval '[ "$(state_of "$(delivery locked k5)")" = "sent 1" ]'; then
+	ok "once the lock is released the daemon starts and serves: a new event is sent"
+else
+	not_ok "once the lock is released the daemon starts and serves: a new event is sent" \
+		"$(tail -n +$((lines_before + 1)) "$dlog" | tail -5)"
+fi
+stop_daemon 10
+hold_lock 10
+(cd "$tmp" && exec "$d_bin" -c "$tmp/campaignd.yaml" --foreground 2>>"$dlog") &
+daemon_pid=$!
+sleep 6
+stop_daemon 5
+# 17
+if [ "$stop_rc" = 0 ] && [ "$stop_ms" -lt 2500 ] &&
+	tail -1 "$dlog" | grep -q 'event=stop signal=TERM waited=[0-9]*s: stopped while waiting for the database.s write lock'; then
+	ok "SIGTERM while the start waits for the lock: exit 0 at once, logged"
+else
+	not_ok "SIGTERM while the start waits for the lock: exit 0 at once, logged" \
+		"exit $stop_rc after $stop_ms ms; $(tail -2 "$dlog")"
+fi
+wait "$lock_pid"
 tap_end
