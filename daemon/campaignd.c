@@ -38,6 +38,12 @@
 #define LOOP_BUSY_MS 200
 #define STORE_LOG_MS 60000 /* a run of refused writes is logged at its start, then this often */
 /*
+ * Exit status when the database's files were removed or replaced under the daemon (EX_OSFILE,
+ * sysexits.h): the unit does not restart it (RestartPreventExitStatus), which would start on
+ * a new empty database or on the replacement without anyone looking.
+ */
+#define EXIT_DATABASE_LOST 72
+/*
  * Sends a tick decides, commits and starts before the next pass decides more: few while they
  * are on time, so that the first go out while the next are decided; more for a backlog (the
  * last send was due BACKLOG_S or more ago), whose rate counts more than each send's wait: a
@@ -239,6 +245,8 @@ engine_sink(void *arg, const struct sched_action *a)
 
 static void wake_cb(uv_timer_t *t);
 static void store_works(struct daemon *d);
+static void daemon_stop(struct daemon *d, const char *why);
+static void save_lost(struct daemon *d);
 static void start_begin(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
 static void resend_orphans(struct daemon *d, const char *why);
@@ -327,7 +335,7 @@ checkpoint(struct daemon *d)
 {
 	int pages = store_wal_pages(d->st);
 
-	if (d->txn || d->reading || d->stopping)
+	if (d->txn || d->reading || d->stopping || d->lost)
 		return;
 	if (pages < d->checkpoint_base)
 		d->checkpoint_base = 0; /* started over */
@@ -628,6 +636,113 @@ after_io(uv_check_t *c)
 	log_flush(); /* every iteration of the loop comes here, after its callbacks */
 }
 
+/* The database's files, by the suffix SQLite gives each (FILE_SUFFIX[i] for d->files[i]). */
+static const char *const FILE_SUFFIX[3] = { "", "-wal", "-shm" };
+
+/* files_note: what the database's files are at their paths now (once they exist: at start). */
+static void
+files_note(struct daemon *d)
+{
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		char *path = xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
+		struct stat st;
+
+		d->files[i].known = stat(path, &st) == 0;
+		d->files[i].dev = st.st_dev;
+		d->files[i].ino = st.st_ino;
+		free(path);
+	}
+}
+
+/*
+ * watch_lost: whether one of the database's files is no longer at its path (removed, or
+ * replaced by another file: mv, a restore), with what became of it in why.  The daemon would
+ * go on in a file nobody else can open, while campaignctl writes customers, answers and
+ * opt-outs into a new one, and a checkpoint by path could copy the old WAL into the new file.
+ */
+static int
+watch_lost(struct daemon *d, char *why, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		char *path;
+		struct stat st;
+		int rc, gone, other;
+
+		if (!d->files[i].known)
+			continue;
+		path = xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
+		rc = stat(path, &st);
+		gone = rc < 0 && errno == ENOENT; /* another error: no verdict */
+		other = rc == 0 && (st.st_dev != d->files[i].dev || st.st_ino != d->files[i].ino);
+		if (gone || other)
+			snprintf(why, len, "%s was %s", path,
+			    gone ? "removed" : "replaced by another file");
+		free(path);
+		if (gone || other)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * database_lost: as postgres does when its data directory's lock file goes, stop rather than go
+ * on apart from campaignctl: the sends in flight end as at a SIGTERM, then save_lost saves
+ * what the daemon's open file holds, and the exit status keeps the unit from starting again on
+ * a new empty database, or on the replacement, without anyone looking.
+ */
+static void
+database_lost(struct daemon *d, const char *why)
+{
+	d->lost = 1; /* no more checkpoints by path */
+	log_errx("event=database-lost path=%s error=\"%s while campaignd ran\": stopping; what "
+		 "campaignd holds is saved beside it once the sends in flight have ended",
+	    d->db_path, why);
+	d->exit_code = EXIT_DATABASE_LOST;
+	notify("STATUS=database %s lost: stopping", d->db_path);
+	daemon_stop(d, "reason=database-lost");
+}
+
+/*
+ * save_lost: at the end of a stop for a lost database: a copy of what the daemon's open file
+ * holds (the only one, when the file was removed) as DATABASE.lost-TIME, then the WAL and its
+ * index, when they are still the daemon's, removed from their paths: left there, they would
+ * be taken for the WAL of the next file put at the path (the copy put back, or a new one) and
+ * replayed into it.
+ */
+static void
+save_lost(struct daemon *d)
+{
+	char t[21], *copy;
+	size_t i;
+
+	store_format_time((int64_t)time(NULL), t);
+	for (i = 0; t[i] != '\0'; i++)
+		if (t[i] == ':')
+			t[i] = '-'; /* a file name without colons */
+	copy = xasprintf("%s.lost-%s", d->db_path, t);
+	if (store_save_copy(d->st, copy) == 0)
+		log_errx("event=database-lost saved=%s: what campaignd held is there; put the right "
+			 "database at %s, then start campaignd again",
+		    copy, d->db_path);
+	else
+		log_errx("event=database-lost error=\"%s\": no copy saved", store_errmsg(d->st));
+	free(copy);
+	store_keep_wal(d->st);
+	for (i = 1; i < 3; i++) {
+		char *path = xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
+		struct stat st;
+
+		if (d->files[i].known && stat(path, &st) == 0 && st.st_dev == d->files[i].dev &&
+		    st.st_ino == d->files[i].ino && unlink(path) == 0)
+			log_info("event=database-lost removed=%s", path);
+		free(path);
+	}
+}
+
 /* watch_cb: another connection changed the database (events, customers, answers): look again. */
 static void
 watch_cb(uv_timer_t *t)
@@ -635,6 +750,12 @@ watch_cb(uv_timer_t *t)
 	struct daemon *d = t->data;
 	sqlite3_stmt *s;
 	int64_t v = -1;
+	char why[600];
+
+	if (!d->lost && watch_lost(d, why, sizeof(why))) {
+		database_lost(d, why);
+		return;
+	}
 
 	if (sqlite3_prepare_v2(store_db(d->st), "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK) {
 		if (sqlite3_step(s) == SQLITE_ROW)
@@ -665,6 +786,8 @@ finish(struct daemon *d)
 		d->backoff = 1;
 	daemon_flush(d);
 	dispatch_abandon(d);
+	if (d->lost)
+		save_lost(d);
 	if (dispatch_unrecorded(d) > 0)
 		log_warnx("event=stop unrecorded=%zu: outcomes the database would not take; their "
 			  "sends are resent with the same key at the next start",
@@ -700,15 +823,21 @@ drain_cb(uv_timer_t *t)
 static void
 stop_cb(uv_signal_t *s, int signum)
 {
-	struct daemon *d = s->data;
+	daemon_stop(s->data, signum == SIGINT ? "signal=INT" : "signal=TERM");
+}
+
+/* daemon_stop: stop taking work, let the sends in flight end (why: "signal=TERM", ...). */
+static void
+daemon_stop(struct daemon *d, const char *why)
+{
 	const struct conf *c = d->cur->conf;
 
 	if (d->stopping)
 		return;
 	d->stopping = 1;
 	notify("STOPPING=1");
-	log_info("event=stopping signal=%s inflight=%ld bound=%llds", signum == SIGINT ? "INT" : "TERM",
-	    d->inflight, (long long)c->shutdown_timeout);
+	log_info("event=stopping %s inflight=%ld bound=%llds", why, d->inflight,
+	    (long long)c->shutdown_timeout);
 	uv_timer_stop(&d->wake);
 	uv_timer_stop(&d->watch);
 	uv_timer_stop(&d->warm);
@@ -1431,6 +1560,7 @@ main(int argc, char **argv)
 		demo_seed(d.st, daemon_now(&d));
 	resend_orphans(&d, "found in 'sending' at start: resent with the same idempotency key");
 	daemon_tick(&d, 1);
+	files_note(&d);
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
 	store_busy_timeout(d.st, LOOP_BUSY_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);
@@ -1466,5 +1596,5 @@ main(int argc, char **argv)
 	free(d.unrestored);
 	if (demo)
 		free(d.config_path);
-	return 0;
+	return d.exit_code;
 }

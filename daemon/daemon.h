@@ -3,6 +3,7 @@
 #define CAMPAIGND_DAEMON_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -170,6 +171,13 @@ struct daemon {
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
+	int exit_code; /* main's, after the stop (0, or EXIT_DATABASE_LOST) */
+	int lost; /* the database's files are no longer at their paths (watch_lost) */
+	struct file_id {
+		dev_t dev;
+		ino_t ino;
+		int known;
+	} files[3]; /* the database, its -wal, its -shm, as opened (files_note) */
 	int64_t started;
 	char *outbox_hint; /* shown at start in demo mode */
 };

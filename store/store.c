@@ -612,6 +612,28 @@ store_busy_timeout(struct store *s, int ms)
 	sqlite3_busy_timeout(s->db, ms);
 }
 
+void
+store_keep_wal(struct store *s)
+{
+	int on = 1;
+
+	sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+}
+
+int
+store_save_copy(struct store *s, const char *path)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "VACUUM INTO ?1", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, "copy");
+	bind_str(st, 1, path);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, "copy");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int
 store_exec(struct store *s, const char *sql)
 {

@@ -98,6 +98,20 @@ int store_release(struct store *s, int keep);
  */
 void store_busy_timeout(struct store *s, int ms);
 
+/*
+ * store_save_copy: a consistent copy of the database as this connection sees it, written to a
+ * new file at `path` (VACUUM INTO), outside any transaction.  0, or -EIO with the store's
+ * error set.
+ */
+int store_save_copy(struct store *s, const char *path);
+
+/*
+ * store_keep_wal: closing this store leaves the WAL and its index at their paths, where
+ * SQLite's last connection would otherwise checkpoint and remove whatever files have those
+ * names (for a database moved away: another database's).
+ */
+void store_keep_wal(struct store *s);
+
 /* store_exec: run SQL without results (schema, pragmas, tests). */
 int store_exec(struct store *s, const char *sql);
 
