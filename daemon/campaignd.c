@@ -27,6 +27,7 @@
 #include "util.h"
 
 #define WATCH_MS 1000 /* changes by campaignctl are noticed within a second */
+#define CLOCK_STEP_MS 2000 /* the wall clock moved this much against the monotonic one: set */
 #define SLOW_COMMIT_MS 100 /* a commit this slow is logged */
 /*
  * While it serves, the loop waits this long for another process's write lock, not the
@@ -743,18 +744,50 @@ save_lost(struct daemon *d)
 	}
 }
 
-/* watch_cb: another connection changed the database (events, customers, answers): look again. */
+/*
+ * clock_stepped: how far the wall clock was set (ms, 0 when it was not) since the last look.
+ * The wake timer counts libuv's monotonic clock, armed for a due instant of the wall clock:
+ * set forward, what came due meanwhile would wait for it (hours, into quiet hours); set back,
+ * it fires early, harmlessly.  A resumed virtual machine's clock jumps too.
+ */
+static int64_t
+clock_stepped(struct daemon *d)
+{
+	struct timespec ts;
+	int64_t off, step;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	off = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (int64_t)(uv_hrtime() / 1000000);
+	step = off - d->clock_offset;
+	d->clock_offset = off;
+	return step >= CLOCK_STEP_MS || step <= -CLOCK_STEP_MS ? step : 0;
+}
+
+/* watch_cb: another connection changed the database (events, customers, answers): look again;
+ * so too when the wall clock was set. */
 static void
 watch_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	sqlite3_stmt *s;
-	int64_t v = -1;
+	int64_t v = -1, step;
 	char why[600];
 
 	if (!d->lost && watch_lost(d, why, sizeof(why))) {
 		database_lost(d, why);
 		return;
+	}
+	step = clock_stepped(d);
+	if (step != 0) {
+		/* Decided again from the new time: quiet hours, expiries and the timer with it. */
+		log_warnx("event=clock-step delta=%+llds: the wall clock was set; what is due is "
+			  "decided from the new time",
+		    (long long)(step / 1000));
+		d->decided_until = daemon_now(d);
+		if (!d->backoff) {
+			dispatch_ungate(d);
+			daemon_tick(d, 1);
+		}
 	}
 
 	if (sqlite3_prepare_v2(store_db(d->st), "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK) {
@@ -1561,6 +1594,7 @@ main(int argc, char **argv)
 	resend_orphans(&d, "found in 'sending' at start: resent with the same idempotency key");
 	daemon_tick(&d, 1);
 	files_note(&d);
+	clock_stepped(&d);
 	uv_timer_start(&d.watch, watch_cb, WATCH_MS, WATCH_MS);
 	store_busy_timeout(d.st, LOOP_BUSY_MS);
 	notify("READY=1\nSTATUS=%zu campaigns", c->n_campaigns);

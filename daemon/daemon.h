@@ -172,6 +172,7 @@ struct daemon {
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
 	int exit_code; /* main's, after the stop (0, or EXIT_DATABASE_LOST) */
+	int64_t clock_offset; /* the wall clock less the monotonic one at the last look, ms */
 	int lost; /* the database's files are no longer at their paths (watch_lost) */
 	struct file_id {
 		dev_t dev;
