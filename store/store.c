@@ -1549,41 +1549,47 @@ store_campaign_version(struct store *s, const struct conf_campaign *cp, int64_t 
 {
 	sqlite3_stmt *st = NULL;
 	char *templates;
-	int rc;
+	int rc, pass;
 
 	s->err[0] = '\0';
-	/* Insert-or-nothing first, then read: correct even when another process races us. */
-	if ((st = store_stmt(s, ST_VERSION_ADD)) == NULL)
-		return -EIO;
-	templates = templates_json(cp);
-	bind_str(st, 1, cp->name);
-	bind_str(st, 2, cp->sha256);
-	sqlite3_bind_int64(st, 3, now);
-	if (cp->source != NULL)
-		sqlite3_bind_text(st, 4, cp->source, (int)cp->source_len, SQLITE_STATIC);
-	else
-		bind_str(st, 4, "");
-	if (templates != NULL)
-		sqlite3_bind_text(st, 5, templates, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording a campaign version");
-	store_stmt_done(st);
-	free(templates);
-	if (rc < 0)
-		return rc;
-	if ((st = store_stmt(s, ST_VERSION_GET)) == NULL)
-		return -EIO;
-	bind_str(st, 1, cp->name);
-	bind_str(st, 2, cp->sha256);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(st, 0);
-		rc = 0;
-	} else {
-		rc = db_err(s, "reading a campaign version");
+	/* Read first (a reload finds nearly every version known), insert-or-nothing when it is
+	 * not, then read again: correct even when another process races us. */
+	for (pass = 0; pass < 2; pass++) {
+		if ((st = store_stmt(s, ST_VERSION_GET)) == NULL)
+			return -EIO;
+		bind_str(st, 1, cp->name);
+		bind_str(st, 2, cp->sha256);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*id = sqlite3_column_int64(st, 0);
+		rc = rc == SQLITE_ROW ? 1 :
+		    rc == SQLITE_DONE ? 0 :
+					db_err(s, "reading a campaign version");
+		store_stmt_done(st);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+		if (pass == 1)
+			break;
+		if ((st = store_stmt(s, ST_VERSION_ADD)) == NULL)
+			return -EIO;
+		templates = templates_json(cp);
+		bind_str(st, 1, cp->name);
+		bind_str(st, 2, cp->sha256);
+		sqlite3_bind_int64(st, 3, now);
+		if (cp->source != NULL)
+			sqlite3_bind_text(st, 4, cp->source, (int)cp->source_len, SQLITE_STATIC);
+		else
+			bind_str(st, 4, "");
+		if (templates != NULL)
+			sqlite3_bind_text(st, 5, templates, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? 0 : db_err(s, "recording a campaign version");
+		store_stmt_done(st);
+		free(templates);
+		if (rc < 0)
+			return rc;
 	}
-	store_stmt_done(st);
-	return rc;
+	return db_err(s, "reading a campaign version just recorded");
 }
 
 int
