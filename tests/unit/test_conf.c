@@ -1,4 +1,5 @@
 /* test_conf.c: unit tests of the campaign and settings loader: the model built and every check. */
+#define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -714,6 +716,22 @@ write_at(const char *dir, const char *name, const char *text)
 	free(path);
 }
 
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* rm_tree: a test's temporary directory and all in it (links removed, not followed). */
+static void
+rm_tree(const char *dir)
+{
+	assert_int_equal(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
 static size_t
 count_diags(const struct diag_list *d, const char *code, const char *file_suffix)
 {
@@ -742,13 +760,10 @@ static void
 test_dir_shares_templates(void **state)
 {
 	char dir[] = "/tmp/campaignd-test-dir-XXXXXX";
-	static const char *const files[] = { "a.yaml", "b.yaml", "c.yaml", "d.yaml",
-		"templates/ok.yaml", "templates/bad.yaml" };
 	const struct conf_campaign *a, *b;
 	struct diag_list d;
 	struct conf *c = test_conf_new();
 	char *path;
-	size_t i;
 
 	(void)state;
 	diag_init(&d);
@@ -780,15 +795,7 @@ test_dir_shares_templates(void **state)
 	assert_true(has_diag(&d, "duplicate-key", 1));
 	assert_int_equal(c->n_campaigns, 2);
 	free(path);
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		path = xasprintf("%s/%s", dir, files[i]);
-		unlink(path);
-		free(path);
-	}
-	path = xasprintf("%s/templates", dir);
-	rmdir(path);
-	free(path);
-	rmdir(dir);
+	rm_tree(dir);
 	conf_free(c);
 	diag_free(&d);
 }
@@ -838,8 +845,7 @@ test_version_covers_templates(void **state)
 		conf_free(c);
 		diag_free(&d);
 	}
-	snprintf(buf, sizeof(buf), "rm -rf '%s'", dir);
-	assert_int_equal(system(buf), 0);
+	rm_tree(dir);
 }
 
 /*
@@ -880,24 +886,7 @@ test_dir_entries(void **state)
 	assert_int_equal(count_diags(&d, "io", "/e.yaml"), 1);
 	assert_int_equal(d.n_errors, 3);
 	assert_int_equal(count_diags(&d, "dangling-link", ""), 1);
-	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-		path = xasprintf("%s/%s", dir, links[i][0]);
-		unlink(path);
-		free(path);
-	}
-	path = xasprintf("%s/a.yaml", dir);
-	unlink(path);
-	free(path);
-	path = xasprintf("%s/templates/ok.yaml", dir);
-	unlink(path);
-	free(path);
-	path = xasprintf("%s/templates", dir);
-	rmdir(path);
-	free(path);
-	path = xasprintf("%s/x.yaml", dir);
-	rmdir(path);
-	free(path);
-	rmdir(dir);
+	rm_tree(dir);
 	conf_free(c);
 	diag_free(&d);
 }
