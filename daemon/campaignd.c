@@ -108,7 +108,7 @@ gen_channel(struct gen *g, const struct conf_channel *ch, void **inst, char **er
 
 	*err = NULL;
 	if (drv == NULL) {
-		*err = xasprintf("no driver for channel %s is built in yet", ch->name);
+		*err = xasprintf(NO_DRIVER_FMT, ch->name);
 		return -1;
 	}
 	if (!g->open[i]) {
@@ -164,7 +164,7 @@ check_channels(const struct conf *c)
 		char *err = NULL;
 
 		if (drv == NULL)
-			err = xasprintf("no driver for channel %s is built in yet", c->channels[i].name);
+			err = xasprintf(NO_DRIVER_FMT, c->channels[i].name);
 		else if (drv->check(&c->channels[i], &err) == 0)
 			continue;
 		log_warnx("event=channel channel=%s error=\"%s\": its sends would wait until it "

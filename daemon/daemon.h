@@ -41,6 +41,9 @@ struct gen {
  */
 #define LEAD_MS 50
 
+/* Why a channel whose driver (twilio, smtp, whatsapp-cloud) this build lacks cannot send. */
+#define NO_DRIVER_FMT "no driver for channel %s is built in yet"
+
 /*
  * One send of one step, from the move to 'sending' until its outcome is recorded.  A job is
  * small until it starts: the message is rendered when the channel takes it, and freed with

@@ -998,7 +998,7 @@ start_job(struct daemon *d, struct job *j)
 		/* Gone: a reload removed the channel a send waited for (its secret_file). */
 		outcome(d, j, CHAN_PERMANENT, 0,
 		    ch == NULL ? xasprintf("channel %s is no longer configured", j->channel) :
-				 xasprintf("no driver for channel %s is built in yet", j->channel));
+				 xasprintf(NO_DRIVER_FMT, j->channel));
 		return;
 	}
 	if (gen_channel(j->gen, ch, &inst, &detail) < 0) {
