@@ -403,14 +403,7 @@ daemon_flush(struct daemon *d)
 			log_warnx("event=store-error error=\"%s\": what it held is done again "
 				  "(outcomes are kept and written once writing works)%s",
 			    store_errmsg(d->st), note);
-		store_rollback(d->st);
-		sched_rollback(d->cur->e);
-		dispatch_committed(d, 0);
-		d->orphans = 1;
-		/* Not again at once: the resends wait for the wake timer (a disk that stays full,
-		 * a receiver that would get the same request in a tight loop). */
-		if (!d->stopping)
-			daemon_back_off(d);
+		daemon_abandon(d);
 		rc = -1;
 	}
 	/* Sends wait while a commit runs: say so when one is slow (a disk under load). */
@@ -459,18 +452,27 @@ store_works(struct daemon *d)
 }
 
 void
-daemon_undo(struct daemon *d)
+daemon_abandon(struct daemon *d)
 {
+	store_rollback(d->st);
+	d->txn = 0;
 	/* What the engine moved past since its last commit is read again. */
 	sched_rollback(d->cur->e);
-	if (store_release(d->st, 0) < 0) {
-		/* The part cannot be undone alone: undo the whole transaction.  Outcomes it held
-		 * are lost with it: their rows stay 'sending', to be resent with the same key. */
-		store_rollback(d->st);
-		d->txn = 0;
-		dispatch_committed(d, 0);
-		d->orphans = 1;
-	}
+	dispatch_committed(d, 0);
+	d->orphans = 1;
+	/* Not again at once: the resends wait for the wake timer (a disk that stays full, a
+	 * receiver that would get the same request in a tight loop). */
+	if (!d->stopping)
+		daemon_back_off(d);
+}
+
+void
+daemon_undo(struct daemon *d)
+{
+	sched_rollback(d->cur->e);
+	/* A part that cannot be undone alone: the whole transaction. */
+	if (store_release(d->st, 0) < 0)
+		daemon_abandon(d);
 }
 
 /*
@@ -504,7 +506,7 @@ daemon_tick(struct daemon *d, int materialise)
 	/* The outcomes so far join this transaction; the moves to 'sending' are committed before
 	 * any of them is started. */
 	if (daemon_write(d) < 0 || dispatch_replay(d) < 0 || store_savepoint(d->st) < 0) {
-		daemon_flush(d); /* the outcomes written so far */
+		daemon_flush(d); /* the outcomes written so far (none after a failed write) */
 		daemon_back_off(d);
 		return;
 	}
@@ -1547,6 +1549,10 @@ main(int argc, char **argv)
 	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
 	 * pages every decision walks; SQLite's default of 2 MB would read them again. */
 	store_exec(d.st, "PRAGMA cache_size = -" DAEMON_CACHE_KIB);
+	/* A savepoint keeps a copy of each page it changes (the sub-journal); past 64 KiB SQLite
+	 * spills those to a temporary file, made, written and deleted in each pass that decides
+	 * many sends.  In memory, a pass's copies last until its savepoint ends. */
+	store_exec(d.st, "PRAGMA temp_store = MEMORY");
 	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c);
 	start_begin(&d);

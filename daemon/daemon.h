@@ -204,6 +204,13 @@ void daemon_tick(struct daemon *d, int materialise);
  */
 int daemon_write(struct daemon *d);
 int daemon_flush(struct daemon *d);
+/*
+ * daemon_abandon: the transaction failed (a write in it, or its commit): it is rolled back and
+ * what it held is done again after the back-off: the engine reads again what it had moved past,
+ * its outcomes are kept and written again (dispatch_committed), and deliveries it left in
+ * 'sending' without a job are resent with their keys.
+ */
+void daemon_abandon(struct daemon *d);
 /* daemon_undo: undo the current part (store_savepoint) of that transaction, or all of it. */
 void daemon_undo(struct daemon *d);
 /*

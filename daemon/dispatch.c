@@ -206,32 +206,28 @@ pending_free(struct pending *p)
 	free(p);
 }
 
-/* write_pending: p through its engine, as one part of the open transaction: 0, 1 (an answer
- * ended the delivery: sched_retrying), or -1 with the part undone (daemon_undo). */
+/*
+ * write_pending: p through its engine, into the open transaction: 0, 1 (an answer ended the
+ * delivery: sched_retrying), or -1 when a write failed.  No savepoint of its own: copying the
+ * pages it changes, for each outcome, cost more than the rest of the loop's work on a send but
+ * one; a failed write is rare (a full disk, a lost database) and the caller abandons the whole
+ * transaction, whose outcomes are all kept (daemon_abandon).
+ */
 static int
-write_pending(struct daemon *d, const struct pending *p)
+write_pending(const struct pending *p)
 {
 	struct sched *e = p->gen->e;
 	const char *why = p->why ? p->why : "failed";
-	int rc;
 
-	if (store_savepoint(d->st) < 0)
-		return -1;
 	if (p->followup != 0)
-		rc = sched_followup_outcome(e, p->followup, p->at,
+		return sched_followup_outcome(e, p->followup, p->at,
 		    p->o == CHAN_SENT ? 1 : p->o == CHAN_PERMANENT ? 0 : -1, why, p->attempt,
 		    p->retry_at);
-	else if (p->o == CHAN_SENT)
-		rc = sched_sent(e, p->delivery, p->at);
-	else if (p->o == CHAN_PERMANENT)
-		rc = sched_failed(e, p->delivery, p->at, why, NULL, NULL);
-	else
-		rc = sched_retrying(e, p->delivery, p->at, p->why, p->attempt, p->retry_at);
-	if (rc < 0) {
-		daemon_undo(d);
-		return -1;
-	}
-	return store_release(d->st, 1) < 0 ? -1 : rc;
+	if (p->o == CHAN_SENT)
+		return sched_sent(e, p->delivery, p->at);
+	if (p->o == CHAN_PERMANENT)
+		return sched_failed(e, p->delivery, p->at, why, NULL, NULL);
+	return sched_retrying(e, p->delivery, p->at, p->why, p->attempt, p->retry_at);
 }
 
 /* keep: p waits to be written again (after those that wait already: they keep their order). */
@@ -248,10 +244,10 @@ keep(struct daemon *d, struct pending *p)
 }
 
 /*
- * record: write an outcome through the engine into the loop pass's transaction, as one part
- * of it (a failing part is undone alone).  0; 1 for a retry when an answer ended the
- * delivery meanwhile (sched_retrying); or -1 logged: the outcome is kept and written once
- * writing works (dispatch_replay), and the store backs off meanwhile.
+ * record: write an outcome through the engine into the loop pass's transaction.  0; 1 for a
+ * retry when an answer ended the delivery meanwhile (sched_retrying); or -1 logged: the
+ * outcome is kept and written once writing works (dispatch_replay), with those of the
+ * transaction, which is abandoned, and the store backs off meanwhile.
  */
 static int
 record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, int64_t retry_at)
@@ -273,7 +269,7 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, in
 		keep(d, p);
 		return -1;
 	}
-	rc = daemon_write(d) < 0 ? -1 : write_pending(d, p);
+	rc = daemon_write(d) < 0 ? -1 : write_pending(p);
 	if (rc < 0) {
 		char note[160];
 
@@ -286,6 +282,8 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, in
 			log_info("event=store-error delivery=%lld error=\"%s\": the outcome is kept "
 				 "and written once writing works",
 			    (long long)j->delivery, store_errmsg(d->st));
+		if (d->txn)
+			daemon_abandon(d); /* its outcomes wait again, in order, before this one */
 		keep(d, p);
 		daemon_back_off(d);
 		return -1;
@@ -305,7 +303,7 @@ dispatch_replay(struct daemon *d)
 	if (daemon_write(d) < 0)
 		return -1;
 	while ((p = d->unrecorded) != NULL) {
-		if (write_pending(d, p) < 0) {
+		if (write_pending(p) < 0) {
 			char note[160];
 
 			if (daemon_store_failed(d, note, sizeof(note)))
@@ -313,6 +311,7 @@ dispatch_replay(struct daemon *d)
 					  "outcome(s) kept, written once writing works%s",
 				    (long long)p->delivery, store_errmsg(d->st), d->n_unrecorded,
 				    note);
+			daemon_abandon(d); /* those written before it wait again too */
 			return -1;
 		}
 		d->unrecorded = p->next;
