@@ -218,16 +218,28 @@ write_pending(const struct pending *p)
 {
 	struct sched *e = p->gen->e;
 	const char *why = p->why ? p->why : "failed";
+	int rc;
 
 	if (p->followup != 0)
-		return sched_followup_outcome(e, p->followup, p->at,
+		rc = sched_followup_outcome(e, p->followup, p->at,
 		    p->o == CHAN_SENT ? 1 : p->o == CHAN_PERMANENT ? 0 : -1, why, p->attempt,
 		    p->retry_at);
-	if (p->o == CHAN_SENT)
-		return sched_sent(e, p->delivery, p->at);
-	if (p->o == CHAN_PERMANENT)
-		return sched_failed(e, p->delivery, p->at, why, NULL, NULL);
-	return sched_retrying(e, p->delivery, p->at, p->why, p->attempt, p->retry_at);
+	else if (p->o == CHAN_SENT)
+		rc = sched_sent(e, p->delivery, p->at);
+	else if (p->o == CHAN_PERMANENT)
+		rc = sched_failed(e, p->delivery, p->at, why, NULL, NULL);
+	else
+		rc = sched_retrying(e, p->delivery, p->at, p->why, p->attempt, p->retry_at);
+	if (rc == -ENOENT) {
+		/* Its customer was deleted meanwhile, and the delivery with them: nothing is left
+		 * to record it on.  Kept, it would hold up every outcome after it for good. */
+		log_info("event=send delivery=%lld%s%.0lld outcome=unrecorded detail=\"the delivery "
+			 "no longer exists (its customer was deleted meanwhile)\"",
+		    (long long)p->delivery, p->followup != 0 ? " followup=" : "",
+		    (long long)p->followup);
+		return 0;
+	}
+	return rc;
 }
 
 /* keep: p waits to be written again (after those that wait already: they keep their order). */

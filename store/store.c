@@ -123,9 +123,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 			   CONSENT_ROWS " ON CONFLICT (customer, kind) DO UPDATE SET "
 			   "granted = excluded.granted, at = excluded.at, source = excluded.source "
 			   "WHERE granted IS NOT excluded.granted",
-	[ST_EVENT_INSERT] = "INSERT INTO events (id, customer, type, occurred_at, data, received_at) "
-			    "VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6) "
-			    "ON CONFLICT (id) DO NOTHING",
+	/* The rowid after every event and every campaign's cursor: SQLite would give the rowid of
+	 * the latest events again once they are deleted (their customer erased), and the
+	 * campaigns, past it already, would never see the new event. */
+	[ST_EVENT_INSERT] = "INSERT INTO events (rowid, id, customer, type, occurred_at, data, "
+			    "received_at) VALUES (max(coalesce((SELECT max(rowid) FROM events), 0), "
+			    "coalesce((SELECT max(last_rowid) FROM event_cursors), 0)) + 1, ?1, ?2, ?3, "
+			    "?4, coalesce(?5, '{}'), ?6) ON CONFLICT (id) DO NOTHING",
 	[ST_CONTEXT] = "SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, "
 		       "c.email, c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, "
 		       "c.attrs, e.data, o.at, o.source FROM deliveries d JOIN customers c ON "

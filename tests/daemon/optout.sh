@@ -3,7 +3,9 @@
 # opts out (for a retry after a 503, or for its turn on a channel's rate) is not sent, and the
 # delivery is skipped with the reason; a step in flight at the opt-out is recorded as sent, and
 # no later step is scheduled; a thank-you waiting for its retry when the customer opts out is
-# not sent either.  SIGTERM: exit 0.
+# not sent either.  A customer erased (deleted by SQL, with their deliveries) while a step to
+# them is on its way: its outcome has nothing left to be written to and is logged as
+# unrecorded; the events and outcomes after it are recorded.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -14,10 +16,10 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup optout
 
-echo "1..5"
+echo "1..6"
 
 mkdir -p "$tmp/campaigns.d"
-printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" >"$tmp/sink.script"
+printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" "c6 200@3" >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
   hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }
@@ -45,7 +47,8 @@ incentive:
   codes_file: codes.txt" >"$tmp/campaigns.d/thanks.yaml"
 printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
-	"c5,Eve,+4790000005,true" >"$tmp/customers.csv"
+	"c5,Eve,+4790000005,true" "c6,Fay,+4790000006,true" "c7,Gus,+4790000007,true" \
+	>"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
@@ -99,6 +102,29 @@ sleep 1
 is "a thank-you waiting for its retry when the customer opts out is not sent" \
 	"$(grep -c '"customer": "c5"' "$tmp/sink.log")|$(q "SELECT state FROM followups WHERE id = ${f5:-0}")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d5:-0} AND reason LIKE '%opted out while it waited%'")" \
 	"1|failed|1"
+
+# c6's first request is answered after 3 s; c6 is erased while it is on its way (with c6's
+# event, the latest).  c7's event after that is taken (its rowid is not the erased one's, which
+# the campaign's cursor has passed), and its send, after c6's outcome, is recorded (not held up
+# behind it).
+"$ctl" -c "$tmp/campaignd.yaml" event retry --customer c6 >/dev/null 2>&1
+wait_for 15 eval 'grep -q "\"customer\": \"c6\"" "$tmp/sink.log"'
+d6=$(delivery retry c6)
+"$py" - "$tmp/state.db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.execute("PRAGMA foreign_keys = ON")
+c.execute("DELETE FROM customers WHERE id = 'c6'")
+c.commit()
+EOF
+wait_for 15 grep -q "delivery=${d6:-0} outcome=unrecorded" "$dlog"
+"$ctl" -c "$tmp/campaignd.yaml" event retry --customer c7 >/dev/null 2>&1
+wait_for 15 has_delivery retry c7
+d7=$(delivery retry c7)
+wait_for 15 eval '[ "$(state_of "$d7")" = "scheduled 2" ]'
+is "a customer erased while a step is on its way: its outcome is logged unrecorded; the next event and send are recorded" \
+	"$(grep -c "delivery=${d6:-0} outcome=unrecorded detail=\"the delivery no longer exists" "$dlog")|$(state_of "$d7")|$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1 | grep -c 'writes refused')" \
+	"1|scheduled 2|0"
 
 stop_daemon
 check_stopped
