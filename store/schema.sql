@@ -96,6 +96,7 @@ CREATE TABLE batches (
 -- Deliveries: one customer x one campaign occurrence (recurring, one-off) or one triggering
 -- event (transactional).  State machine: scheduled -> sending -> sent -> (scheduled for the
 -- next step | exhausted) ; responded/completed end it; skipped/failed are final.
+-- Version 9 (store.c) rebuilds it with id INTEGER PRIMARY KEY AUTOINCREMENT: never given again.
 CREATE TABLE deliveries (
 	id         INTEGER PRIMARY KEY,
 	campaign   TEXT NOT NULL,

@@ -78,6 +78,37 @@ static const char *const migrations[] = {
 	/* 8: a version's templates (their text), which its hash now covers: an edited e-mail
 	 * template is a new version whose messages an auditor can read back. */
 	"ALTER TABLE campaign_versions ADD COLUMN templates TEXT;",
+	/* 9: a delivery's id is never given again (AUTOINCREMENT).  SQLite gives max(id) + 1, so
+	 * once the latest deliveries went with their customer (erased), the next ones took their
+	 * ids: their idempotency keys, outbox files and survey tokens were the erased ones'.  The
+	 * table is rebuilt (migrate() turns references off meanwhile, then checks them). */
+	"CREATE TABLE deliveries_9 ("
+	" id         INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" campaign   TEXT NOT NULL,"
+	" version    INTEGER NOT NULL REFERENCES campaign_versions(id),"
+	" batch      INTEGER NOT NULL REFERENCES batches(id),"
+	" customer   INTEGER NOT NULL REFERENCES customers(cid) ON DELETE CASCADE,"
+	" occurrence TEXT NOT NULL,"
+	" event      TEXT REFERENCES events(id),"
+	" state      TEXT NOT NULL CHECK (state = 'scheduled' OR state = 'sending' OR"
+	"              state = 'sent' OR state = 'responded' OR state = 'completed' OR"
+	"              state = 'exhausted' OR state = 'skipped' OR state = 'failed'),"
+	" step       INTEGER NOT NULL DEFAULT 1,"
+	" due_at     INTEGER,"
+	" expires_at INTEGER,"
+	" priority   INTEGER NOT NULL DEFAULT 1,"
+	" attempts   INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL,"
+	" UNIQUE (campaign, customer, occurrence));"
+	"INSERT INTO deliveries_9 SELECT id, campaign, version, batch, customer, occurrence, event,"
+	" state, step, due_at, expires_at, priority, attempts, created_at, updated_at"
+	" FROM deliveries ORDER BY id;"
+	"DROP TABLE deliveries;"
+	"ALTER TABLE deliveries_9 RENAME TO deliveries;"
+	"CREATE INDEX deliveries_due ON deliveries(due_at, priority DESC) WHERE state = 'scheduled';"
+	"CREATE INDEX deliveries_customer ON deliveries(customer, campaign);"
+	"CREATE INDEX deliveries_sending ON deliveries(state) WHERE state = 'sending';",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -313,6 +344,28 @@ count_objects(struct store *s, int *n)
 	return rc == SQLITE_ROW ? 0 : db_err(s, "reading the schema");
 }
 
+/* references_hold: 0 when every reference in the database resolves (after a migration with
+ * them off), or -EIO naming the first table whose rows do not. */
+static int
+references_hold(struct store *s)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, "migrating the schema");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		rc = set_err(s, -EIO, "migrating the schema: rows of %s refer to missing %s rows",
+		    (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 2));
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else
+		rc = db_err(s, "migrating the schema");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int
 migrate(struct store *s, int readonly)
 {
@@ -333,9 +386,16 @@ migrate(struct store *s, int readonly)
 		    "the database has schema version %d and needs migrating to %d; open it "
 		    "read-write once",
 		    v, STORE_SCHEMA_VERSION);
-	/* IMMEDIATE: two processes starting at once must not both migrate. */
-	if (exec_err(s->db, "BEGIN IMMEDIATE", s->err, sizeof(s->err)) < 0)
+	/* A migration that rebuilds a table must not have its DROP cascade to the rows that
+	 * refer to it: references are off meanwhile (only outside a transaction), checked before
+	 * the commit, and on again after it. */
+	if (exec_err(s->db, "PRAGMA foreign_keys = OFF", s->err, sizeof(s->err)) < 0)
 		return -EIO;
+	/* IMMEDIATE: two processes starting at once must not both migrate. */
+	if (exec_err(s->db, "BEGIN IMMEDIATE", s->err, sizeof(s->err)) < 0) {
+		sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+		return -EIO;
+	}
 	rc = user_version(s, &v);
 	if (rc == 0 && v == 0)
 		rc = count_objects(s, &n);
@@ -347,6 +407,8 @@ migrate(struct store *s, int readonly)
 			rc = -EIO;
 		}
 	}
+	if (rc == 0)
+		rc = references_hold(s);
 	if (rc == 0) {
 		/* A pragma takes no parameters; the value is our own constant. */
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
@@ -356,6 +418,10 @@ migrate(struct store *s, int readonly)
 	}
 	if (rc < 0)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	/* On again whatever happened; a failure to is reported unless one came before it. */
+	if (sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK &&
+	    rc == 0)
+		rc = db_err(s, "turning references back on");
 	return rc;
 }
 

@@ -19,7 +19,7 @@
 struct store;
 
 /* Current schema version (PRAGMA user_version after store_open). */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 /* The longest customer or event id, in bytes (without the terminating NUL). */
 #define STORE_ID_MAX 128
 

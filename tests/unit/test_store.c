@@ -1069,6 +1069,52 @@ answers_setup(void **state)
 	return store_exec(f->s, sql) == 0 ? 0 : -1;
 }
 
+/*
+ * A delivery's id is never given again (schema 9): migrating from 8 keeps every row and what
+ * refers to it, and once the latest delivery is deleted (its customer erased) the next one
+ * does not take its id, its idempotency key and survey token.
+ */
+static void
+test_delivery_ids_not_reused(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL, sql[2048];
+
+	/* Schema 8's table, ids from max(id) + 1, holding the fixture's deliveries. */
+	snprintf(sql, sizeof(sql),
+	    "PRAGMA foreign_keys = OFF; BEGIN; %s; INSERT INTO d8 SELECT * FROM deliveries;"
+	    "DROP TABLE deliveries; ALTER TABLE d8 RENAME TO deliveries;"
+	    "DELETE FROM sqlite_sequence WHERE name = 'deliveries'; PRAGMA user_version = 8;"
+	    "COMMIT; PRAGMA foreign_keys = ON",
+	    q_text(f, "SELECT replace(replace(sql, ' AUTOINCREMENT', ''), '\"deliveries\"', 'd8') "
+		      "FROM sqlite_schema WHERE name = 'deliveries'"));
+	assert_int_equal(store_exec(f->s, sql), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries' "
+				  "AND sql LIKE '%AUTOINCREMENT%'"),
+	    0);
+	store_close(f->s);
+	assert_int_equal(store_open(f->db, 0, &f->s, &err), 0);
+	assert_int_equal(q_int(f, "PRAGMA user_version"), 9);
+	assert_int_equal(q_int(f, "PRAGMA foreign_keys"), 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries' "
+				  "AND sql LIKE '%AUTOINCREMENT%'"),
+	    1);
+	assert_string_equal(q_text(f, "SELECT group_concat(id || state, ' ') FROM deliveries"),
+	    "1scheduled 2skipped 3sent 4scheduled");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM transitions WHERE delivery = 1"), 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+				  "name IN ('deliveries_due', 'deliveries_customer', 'deliveries_sending')"),
+	    3);
+	/* The latest goes; the next is 5, not 4 again. */
+	assert_int_equal(store_exec(f->s, "DELETE FROM deliveries WHERE id = 4;"
+					  "INSERT INTO deliveries (campaign, version, batch, customer, "
+					  "occurrence, state, created_at, updated_at) SELECT 't', "
+					  "version, 1, 1, 'event:e5', 'scheduled', 0, 0 FROM deliveries "
+					  "WHERE id = 1"),
+	    0);
+	assert_int_equal(q_int(f, "SELECT max(id) FROM deliveries"), 5);
+}
+
 static int
 answer(struct fx *f, const char *ref, const char *qv, char **why)
 {
@@ -1690,6 +1736,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_time_needs_zone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delivery_ids_not_reused, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_validation, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_flow, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_text_and_ask_if_in_one_call, answers_setup,
