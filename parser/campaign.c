@@ -1,8 +1,10 @@
 /* campaign.c: one campaign file: identity, trigger, survey, steps, templates, incentive, lints. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lex.h"
@@ -514,10 +516,12 @@ load_template(struct pctx *p, const struct ynode *at, const char *dir, const cha
 		free(key);
 		free(path);
 	} else {
-		r = util_read_file(path, 1024 * 1024, &buf, &len);
+		/* A regular file only: a FIFO would hold up a reload until something wrote to it. */
+		r = util_read_regular(path, 1024 * 1024, &buf, &len);
 		if (r < 0) {
 			pctx_error(p, at, "reference", "template paths are relative to the campaign file",
-			    "cannot read template '%s': %s", path, strerror(-r));
+			    "cannot read template '%s': %s", path,
+			    r == -EINVAL ? "not a regular file" : strerror(-r));
 			free(key);
 			free(path);
 			return NULL;
@@ -681,6 +685,7 @@ parse_incentive(struct pctx *p, const struct ynode *n, const char *dir, unsigned
 	static const char *const keys[] = { "message", "codes_file", "channel", NULL };
 	struct conf_incentive *in = &p->cp->incentive;
 	const struct ynode *v;
+	struct stat st;
 	char *path = NULL;
 
 	p->cp->has_incentive = 1;
@@ -701,6 +706,10 @@ parse_incentive(struct pctx *p, const struct ynode *n, const char *dir, unsigned
 			pctx_warn(p, v, "codes-file",
 			    "campaignctl answer reads it when an answer completes a survey",
 			    "codes file '%s' is not readable here", in->codes_file);
+		else if (stat(in->codes_file, &st) == 0 && !S_ISREG(st.st_mode))
+			pctx_warn(p, v, "codes-file",
+			    "campaignctl answer reads it when an answer completes a survey",
+			    "codes file '%s' is not a regular file", in->codes_file);
 	}
 	v = ytree_get(n, "channel");
 	if (v != NULL && pctx_scalar(p, v, "channel") == 0) {

@@ -10,6 +10,8 @@
 #include "store.h"
 #include "util.h"
 
+#define CODES_MAX (64 * 1024 * 1024) /* the largest codes file read */
+
 /* One answer, already stored or given now, for the question at the same index of the survey. */
 struct ans {
 	char *value; /* normalised text; NULL when unanswered */
@@ -615,21 +617,29 @@ followup_add(sqlite3 *db, const struct delivery *dv, const char *state, const ch
 	return rc < 0 ? rc : 1;
 }
 
-/* read_codes: the codes of a codes file, one a line (blank lines and # comments left out). */
+/*
+ * read_codes: the codes of a codes file, one a line (blank lines and '#' comments left out),
+ * or NULL with *err: -errno, or -EINVAL when it is not a regular file (a FIFO would hold up
+ * the answer until something wrote to it).
+ */
 static char **
-read_codes(const char *path, size_t *n)
+read_codes(const char *path, size_t *n, int *err)
 {
-	FILE *f = fopen(path, "r");
-	char line[512], **v = NULL;
-	size_t cap = 0;
+	char *buf, *line, *next, **v = NULL;
+	size_t len, cap = 0;
 
 	*n = 0;
-	if (f == NULL)
+	*err = util_read_regular(path, CODES_MAX, &buf, &len);
+	if (*err < 0)
 		return NULL;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char *s = line + strspn(line, " \t"), *e = s + strlen(s);
+	for (line = buf; *line != '\0'; line = next) {
+		char *s = line + strspn(line, " \t"), *e;
 
-		while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+		next = line + strcspn(line, "\n");
+		if (*next != '\0')
+			*next++ = '\0';
+		e = s + strlen(s);
+		while (e > s && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
 			e--;
 		*e = '\0';
 		if (*s == '\0' || *s == '#')
@@ -640,7 +650,7 @@ read_codes(const char *path, size_t *n)
 		}
 		v[(*n)++] = xstrdup(s);
 	}
-	fclose(f);
+	free(buf);
 	return v;
 }
 
@@ -753,7 +763,7 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 	sqlite3_stmt *st = NULL;
 	char **codes = NULL, **given = NULL, *reason, *pool, *real;
 	size_t n = 0, n_given = 0, cap = 0, i;
-	int rc = 0;
+	int rc = 0, rerr = 0;
 
 	reason = no_thanks(db, dv, ch, &rc, why);
 	if (rc < 0)
@@ -761,9 +771,12 @@ incentive(sqlite3 *db, const struct conf_campaign *cp, const struct delivery *dv
 	pool = util_path_abs(file);
 	real = realpath(file, NULL);
 	if (reason == NULL) {
-		codes = read_codes(file, &n);
-		if (pool == NULL || (codes == NULL && access(file, R_OK) != 0))
-			reason = xasprintf("no thank-you: codes file %s cannot be read", file);
+		codes = read_codes(file, &n, &rerr);
+		if (pool == NULL || rerr < 0)
+			reason = xasprintf("no thank-you: codes file %s cannot be read (%s)", file,
+			    pool == NULL     ? "its path cannot be made absolute" :
+			    rerr == -EINVAL ? "not a regular file" :
+					      strerror(-rerr));
 	}
 	if (reason == NULL && real != NULL && strcmp(real, pool) != 0) {
 		rc = rekey(db, dv->campaign, pool, real, why);

@@ -744,6 +744,18 @@ count_diags(const struct diag_list *d, const char *code, const char *file_suffix
 	return n;
 }
 
+/* count_msgs: the diagnostics whose message holds `text`. */
+static size_t
+count_msgs(const struct diag_list *d, const char *text)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < d->n; i++)
+		if (strstr(d->v[i].message, text) != NULL)
+			n++;
+	return n;
+}
+
 #define DIR_CAMPAIGN(name, tpl)                                                               \
 	"campaign: " name "\n"                                                                \
 	"type: recurring\n"                                                                   \
@@ -891,6 +903,46 @@ test_dir_entries(void **state)
 	diag_free(&d);
 }
 
+/*
+ * A template or codes file that is a FIFO (a GitOps mistake, or a mount gone wrong) holds up
+ * nothing: the template is an error, the codes file a warning, both "not a regular file",
+ * found without waiting for a writer (the test would hang otherwise).
+ */
+static void
+test_fifo_template_and_codes(void **state)
+{
+	char dir[] = "/tmp/campaignd-test-fifo-XXXXXX";
+	struct diag_list d;
+	struct conf *c = test_conf_new();
+	char *path;
+
+	(void)state;
+	diag_init(&d);
+	assert_non_null(mkdtemp(dir));
+	write_at(dir, "a.yaml", DIR_CAMPAIGN("a", "fifo.yaml"));
+	write_at(dir, "b.yaml",
+	    "campaign: b\ntype: transactional\ntrigger: { event: go }\n" SURVEY_EN STEP_SMS
+	    "incentive:\n  message: { en: \"Thanks! {{code}}\" }\n  codes_file: codes.txt\n");
+	path = xasprintf("%s/templates", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	free(path);
+	path = xasprintf("%s/templates/fifo.yaml", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	free(path);
+	path = xasprintf("%s/codes.txt", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	free(path);
+	assert_int_equal(conf_add_campaign_dir(c, dir, &d), 1);
+	assert_null(conf_campaign_find(c, "a"));
+	assert_non_null(conf_campaign_find(c, "b"));
+	assert_int_equal(count_diags(&d, "reference", "/a.yaml"), 1);
+	assert_int_equal(count_diags(&d, "codes-file", "/b.yaml"), 1);
+	assert_int_equal(count_msgs(&d, "not a regular file"), 2);
+	rm_tree(dir);
+	conf_free(c);
+	diag_free(&d);
+}
+
 /* util_path_abs: absolute, "." ".." and "//" taken out as text, links not followed. */
 static void
 test_path_abs(void **state)
@@ -943,6 +995,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ask_if_values_are_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps_checks, setup, teardown),
 		cmocka_unit_test(test_dir_shares_templates),
+		cmocka_unit_test(test_fifo_template_and_codes),
 		cmocka_unit_test(test_version_covers_templates),
 		cmocka_unit_test(test_dir_entries),
 		cmocka_unit_test(test_path_abs),

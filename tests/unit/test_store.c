@@ -1318,6 +1318,52 @@ test_answer_text_and_ask_if_in_one_call(void **state)
 }
 
 /*
+ * A codes file that is a FIFO does not hold up the answer that completes a survey (the test
+ * would hang): the answer stands, no code is given, and the history says why.
+ */
+static void
+test_answer_codes_fifo(void **state)
+{
+	static const char yaml[] = "campaign: u\n"
+				   "type: transactional\n"
+				   "trigger: { event: go }\n"
+				   "survey:\n"
+				   "  metric: nps\n"
+				   "  questions:\n"
+				   "    - { id: nps, type: nps, text: { en: \"Recommend?\" } }\n"
+				   "steps:\n"
+				   "  - channel: sms\n"
+				   "    message: { en: \"Hi {{survey_url}}\" }\n"
+				   "incentive:\n"
+				   "  message: { en: \"Thanks! {{code}}\" }\n"
+				   "  codes_file: codes.fifo\n"
+				   "  channel: crm\n";
+	struct fx *f = *state;
+	int64_t version = 0;
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "%s/codes.fifo", f->dir);
+	assert_int_equal(mkfifo(sql, 0600), 0);
+	snprintf(sql, sizeof(sql), "%s/u.yaml", f->dir);
+	assert_int_equal(conf_add_campaign_buffer(f->c, sql, yaml, strlen(yaml), &f->d), 0);
+	assert_int_equal(store_campaign_version(f->s, conf_campaign_find(f->c, "u"), NOW, &version),
+	    0);
+	snprintf(sql, sizeof(sql),
+	    "INSERT INTO batches (id, campaign, version, occurrence, created_at) "
+	    "VALUES (2, 'u', %lld, 'event', %lld);"
+	    "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,"
+	    " created_at, updated_at) VALUES (5, 'u', %lld, 2, 1, 'event:u1', 'sent', 1, %lld, %lld)",
+	    (long long)version, NOW, (long long)version, NOW, NOW);
+	assert_int_equal(store_exec(f->s, sql), 0);
+	accepted(f, "5", "nps=9");
+	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 5"), "completed");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM followups WHERE delivery = 5"), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM transitions WHERE delivery = 5 AND reason "
+				  "LIKE '%codes file %codes.fifo cannot be read (not a regular file)%'"),
+	    1);
+}
+
+/*
  * A completed delivery still takes answers to its asked questions that have none: the NPS
  * given first (say by SMS), the optional comment later.  Each answer is a transition; the
  * thank-you and the `completed` notification come once, a `response` one for each answer.
@@ -1741,6 +1787,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_answer_flow, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_text_and_ask_if_in_one_call, answers_setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_answer_codes_fifo, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_after_completion, answers_setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_by_token_while_sending, answers_setup,
