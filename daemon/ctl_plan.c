@@ -207,10 +207,11 @@ print_plan(const struct plan *p, enum plan_format fmt, FILE *out)
 
 /*
  * open_state: load the config and open its database (an empty in-memory one when missing), or
- * with `copy` a private copy of it (store_open_copy).
+ * with `copy` a private copy of it (store_open_copy); with `partial`, campaign files with
+ * errors are left out, with their diagnostics (conf_load_partial).
  */
 static int
-open_state(const char *config, int copy, struct conf **c, struct store **st)
+open_state(const char *config, int copy, int partial, struct conf **c, struct store **st)
 {
 	int missing, rc;
 	struct diag_list d;
@@ -218,12 +219,20 @@ open_state(const char *config, int copy, struct conf **c, struct store **st)
 	const char *path;
 
 	diag_init(&d);
-	*c = conf_load(config, &d);
+	*c = partial ? conf_load_partial(config, &d) : conf_load(config, &d);
 	if (*c == NULL) {
 		diag_sort(&d);
 		diag_print_text(&d, stderr);
 		diag_free(&d);
 		return d.n_errors ? CTL_EXIT_FAIL : CTL_EXIT_USAGE;
+	}
+	if (d.n_errors > 0) {
+		/* Partial: the campaigns whose files have errors are left out, and said so. */
+		diag_sort(&d);
+		diag_print_text(&d, stderr);
+		fprintf(stderr, "campaignctl: campaign files with errors (above) are left out: their "
+				"deliveries' history is shown, not what they would do next; the daemon "
+				"runs their last good version until they are mended and reloaded\n");
 	}
 	diag_free(&d);
 	missing = access((*c)->database, F_OK) != 0;
@@ -312,7 +321,7 @@ ctl_plan(const char *config, int argc, char **argv)
 		fprintf(stderr, "campaignctl plan: --to must be after --from\n");
 		return CTL_EXIT_USAGE;
 	}
-	rc = open_state(config, 1, &c, &st);
+	rc = open_state(config, 1, 0, &c, &st);
 	if (rc != 0)
 		return rc;
 	if (p.campaign != NULL && conf_campaign_find(c, p.campaign) == NULL) {
@@ -407,7 +416,7 @@ ctl_explain(const char *config, int argc, char **argv)
 		fprintf(stderr, "usage: campaignctl [-c CONFIG] explain [--at TIME] CUSTOMER [CAMPAIGN]\n");
 		return CTL_EXIT_USAGE;
 	}
-	rc = open_state(config, 0, &c, &st);
+	rc = open_state(config, 0, 1, &c, &st);
 	if (rc != 0)
 		return rc;
 	/* Read-only: the engine records campaign versions; roll that back. */

@@ -543,8 +543,8 @@ sched_explain(struct sched *e, const char *customer, const char *campaign, int64
 			return -EIO;
 		if (known == 0)
 			return -ENOENT;
-		fprintf(out, "customer %s (zone %s)\n\n%s\n  not contacted: the campaign is no "
-			     "longer loaded (not in the campaigns directory)\n",
+		fprintf(out, "customer %s (zone %s)\n\n%s\n  not loaded: its file is not in the "
+			     "campaigns directory, or has errors; what it would do next is not shown\n",
 		    w.id, w.tz, campaign);
 		history(e, &w, campaign, out);
 		return e->read_errors != errors ? -EIO : 0;

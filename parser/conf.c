@@ -922,15 +922,17 @@ conf_add_campaign_dir(struct conf *c, const char *dir, struct diag_list *d)
 	return bad;
 }
 
-struct conf *
-conf_load(const char *path, struct diag_list *d)
+/* load: conf_load, or with `partial` conf_load_partial. */
+static struct conf *
+load(const char *path, int partial, struct diag_list *d)
 {
 	struct conf *c = conf_load_settings(path, d);
 	size_t before = d->n_errors;
 
 	if (c == NULL)
 		return NULL;
-	if (conf_add_campaign_dir(c, c->campaigns_dir, d) != 0 || d->n_errors > before) {
+	if ((conf_add_campaign_dir(c, c->campaigns_dir, d) != 0 || d->n_errors > before) &&
+	    !partial) {
 		conf_free(c);
 		return NULL;
 	}
@@ -938,6 +940,18 @@ conf_load(const char *path, struct diag_list *d)
 		qsort(c->campaigns, c->n_campaigns, sizeof(*c->campaigns), campaign_cmp);
 	conf_lint(c, d);
 	return c;
+}
+
+struct conf *
+conf_load(const char *path, struct diag_list *d)
+{
+	return load(path, 0, d);
+}
+
+struct conf *
+conf_load_partial(const char *path, struct diag_list *d)
+{
+	return load(path, 1, d);
 }
 
 void

@@ -287,6 +287,13 @@ struct conf {
 struct conf *conf_load(const char *path, struct diag_list *d);
 
 /*
+ * conf_load_partial: conf_load, but a campaign file with errors is left out (its diagnostics
+ * in `d`) instead of failing the whole; NULL only when the settings themselves fail.  For
+ * reading what is recorded (explain) while a broken file waits to be mended.
+ */
+struct conf *conf_load_partial(const char *path, struct diag_list *d);
+
+/*
  * conf_load_settings: load only campaignd.yaml (no campaigns).  Same ownership as conf_load;
  * returns NULL on errors.
  */

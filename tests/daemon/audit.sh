@@ -4,7 +4,8 @@
 # message's Campaign-Version header does) and `show-version` prints that file's text, whose
 # sha256 it is; the history holds every transition, the answers with their values, the
 # consents and the opt-out with their sources and times; a campaign since removed from the
-# campaigns directory still has its history shown.  SIGTERM: exit 0.
+# campaigns directory still has its history shown, and so does one whose file has errors.
+# SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -15,7 +16,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup audit
 
-echo "1..7"
+echo "1..8"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
@@ -95,13 +96,22 @@ rc=$?
 is "a removed campaign: explain still shows its history, under the version each delivery had" \
 	"$rc|$(grep -c "^  delivery $d1  audit  .*, version $sha\$" "$tmp/explain2.out")|$(grep -c "answer nps = '9'" "$tmp/explain2.out")|$(sed -n 3,4p "$tmp/explain2.out")" \
 	"0|1|1|audit
-  not contacted: the campaign is no longer loaded (not in the campaigns directory)"
+  not loaded: its file is not in the campaigns directory, or has errors; what it would do next is not shown"
 "$ctl" -c "$tmp/campaignd.yaml" show-version "$(echo "$sha2" | cut -c1-8)" 2>/dev/null | grep -c "Would you recommend us" >"$tmp/v2.out"
 "$ctl" -c "$tmp/campaignd.yaml" show-version 0123456789 >/dev/null 2>"$tmp/none.err"
 rc=$?
 is "show-version by a prefix of 8 digits; an unknown version exits 1" \
 	"$(cat "$tmp/v2.out")|$rc|$(cat "$tmp/none.err")" \
 	"1|1|campaignctl show-version: no campaign version 0123456789"
+
+# A campaign file with errors (pushed, its reload refused) does not keep explain from showing
+# what is recorded: it is left out, and stderr says so, with the file's diagnostics.
+printf 'campaign: audit\ntype: [\n' >"$tmp/campaigns.d/audit.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" explain c1 audit >"$tmp/explain3.out" 2>"$tmp/explain3.err"
+rc=$?
+is "a campaign file with errors: explain shows the history, and says on stderr what is left out" \
+	"$rc|$(grep -c "^  delivery $d1  audit  .*, version $sha\$" "$tmp/explain3.out")|$(grep -c "^$tmp/campaigns.d/audit.yaml:[0-9]*:[0-9]*: error: " "$tmp/explain3.err")|$(grep -c 'campaign files with errors (above) are left out' "$tmp/explain3.err")" \
+	"0|1|1|1"
 
 stop_daemon
 check_stopped
