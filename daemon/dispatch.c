@@ -595,18 +595,42 @@ dispatch_close(struct daemon *d)
 /* ---- starting jobs ---- */
 
 /*
+ * consent_of: the consent j's message needs, as its channel in j's generation says: a step's
+ * and a thank-you's (a notification goes to the operator, not the customer); NULL for none.
+ */
+static const char *
+consent_of(const struct job *j)
+{
+	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
+
+	if (ch == NULL || (j->followup != 0 && strcmp(j->followup_kind, "incentive") != 0))
+		return NULL;
+	return conf_channel_consent(ch);
+}
+
+/*
  * unwanted: -1 (why in *err) for a send that must not go now, as its delivery was last read
- * into j->ctx: a step whose delivery an answer ended while the step waited (its rate, a retry,
- * its channel's secret), or a step or thank-you to a customer who opted out meanwhile.  It is
- * not sent (sched_failed records it: on the ended delivery, or the delivery skipped for the
- * opt-out; sched_followup_outcome for a thank-you).  0 otherwise.
+ * into j->ctx (with its consent `consent`): a step whose delivery an answer ended while the
+ * step waited (its rate, a retry, its channel's secret), or a step or thank-you to a customer
+ * who opted out or withdrew the channel's consent meanwhile.  It is not sent (sched_failed
+ * records it: on the ended delivery, the delivery skipped for the opt-out, or the step failed
+ * for the consent, so that the next step goes on; sched_followup_outcome for a thank-you).
+ * 0 otherwise.
  */
 static int
-unwanted(struct job *j, char **err)
+unwanted(struct job *j, const char *consent, char **err)
 {
 	if (j->ctx.optout_source != NULL &&
 	    (j->followup == 0 || strcmp(j->followup_kind, "incentive") == 0)) {
 		*err = xstrdup("not sent: the customer opted out while it waited");
+		return -1;
+	}
+	if (consent != NULL && j->ctx.consent != 1) {
+		*err = j->ctx.consent == 0 ?
+		    xasprintf("not sent: the customer withdrew consent to %s while it waited",
+			consent) :
+		    xasprintf("not sent: the customer's consent to %s is no longer recorded",
+			consent);
 		return -1;
 	}
 	if (j->followup != 0 || j->ctx.state == NULL || strcmp(j->ctx.state, "sending") == 0)
@@ -623,8 +647,10 @@ unwanted(struct job *j, char **err)
 static int
 load(struct daemon *d, struct job *j, char **err)
 {
+	const char *consent = consent_of(j);
+
 	store_context_free(&j->ctx);
-	if (store_context(d->st, j->delivery, &j->ctx) < 0) {
+	if (store_context(d->st, j->delivery, consent, &j->ctx) < 0) {
 		*err = xstrdup("delivery not found");
 		return -1;
 	}
@@ -634,27 +660,29 @@ load(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("campaign no longer loaded");
 		return -1;
 	}
-	return unwanted(j, err);
+	return unwanted(j, consent, err);
 }
 
 /*
  * reread: before a retry (its message made at its first attempt, when load() read the
  * delivery), whether it is still wanted (unwanted(): an answer ended a step's delivery, or the
- * customer opted out of a step or thank-you during the retry's wait): else it is not sent
- * again (-1, why in *err).  A delivery that cannot be read now is tried as before.
+ * customer opted out of a step or thank-you, or withdrew its consent, during the retry's wait):
+ * else it is not sent again (-1, why in *err).  A delivery that cannot be read now is tried as
+ * before.
  */
 static int
 reread(struct daemon *d, struct job *j, char **err)
 {
+	const char *consent = consent_of(j);
 	int rc;
 
 	store_context_free(&j->ctx);
-	rc = store_context(d->st, j->delivery, &j->ctx);
+	rc = store_context(d->st, j->delivery, consent, &j->ctx);
 	if (rc == -ENOENT) {
 		*err = xstrdup("delivery not found");
 		return -1;
 	}
-	rc = rc < 0 ? 0 : unwanted(j, err);
+	rc = rc < 0 ? 0 : unwanted(j, consent, err);
 	store_context_free(&j->ctx);
 	return rc;
 }

@@ -352,18 +352,15 @@ static int
 unreachable(struct sched *e, const struct conf_step *st, int step, const struct due *d,
     char *buf, size_t size)
 {
-	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
+	const char *consent = conf_channel_consent(st->channel);
 	enum conf_kind kind = st->channel->kind;
 	sqlite3_stmt *s;
 	int64_t granted = -1;
 	int rc;
 
-	if (kind == CONF_KIND_WEBHOOK) {
-		if (!st->channel->has_consent_kind)
-			return 0;
-		kind = st->channel->consent_kind;
-	} else if ((kind == CONF_KIND_SMS && !d->has_phone) ||
-	    (kind == CONF_KIND_EMAIL && !d->has_email) ||
+	if (consent == NULL)
+		return 0;
+	if ((kind == CONF_KIND_SMS && !d->has_phone) || (kind == CONF_KIND_EMAIL && !d->has_email) ||
 	    (kind == CONF_KIND_WHATSAPP && !d->has_whatsapp)) {
 		snprintf(buf, size, "no %s for step %d (%s)",
 		    kind == CONF_KIND_EMAIL ? "e-mail address" :
@@ -374,14 +371,14 @@ unreachable(struct sched *e, const struct conf_step *st, int step, const struct 
 	}
 	s = sched_stmt(e, S_CONSENT);
 	sqlite3_bind_int64(s, 1, d->cid);
-	sqlite3_bind_text(s, 2, kinds[kind], -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, consent, -1, SQLITE_STATIC);
 	rc = step_int(e, s, &granted);
 	if (rc < 0)
 		return rc;
 	if (granted == 1)
 		return 0;
 	snprintf(buf, size, "%s %s consent for step %d (%s)", granted == 0 ? "revoked" : "no",
-	    kinds[kind], step, st->channel->name);
+	    consent, step, st->channel->name);
 	return 1;
 }
 

@@ -25,6 +25,14 @@ conf_kind_name(enum conf_kind k)
 }
 
 const char *
+conf_channel_consent(const struct conf_channel *ch)
+{
+	if (ch->kind != CONF_KIND_WEBHOOK)
+		return kind_names[ch->kind];
+	return ch->has_consent_kind ? kind_names[ch->consent_kind] : NULL;
+}
+
+const char *
 conf_ctype_name(enum conf_ctype t)
 {
 	static const char *const n[] = { "transactional", "recurring", "one-off" };

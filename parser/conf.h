@@ -355,6 +355,12 @@ void conf_campaign_hash(const struct conf_campaign *cp, char out[65]);
 /* conf_text_get: the text for `lang`, falling back to the first language. Borrowed. */
 const char *conf_text_get(const struct conf_text *t, const char *lang);
 
+/*
+ * conf_channel_consent: the consent ("sms", "email", "whatsapp") a message to a customer
+ * through ch needs, or NULL for a webhook without consent:.  A static string.
+ */
+const char *conf_channel_consent(const struct conf_channel *ch);
+
 /* Names for enums (static strings). */
 const char *conf_kind_name(enum conf_kind k);
 const char *conf_ctype_name(enum conf_ctype t);

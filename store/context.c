@@ -16,7 +16,8 @@ col(sqlite3_stmt *st, int i)
 }
 
 int
-store_context(struct store *s, int64_t delivery, struct store_context *out)
+store_context(struct store *s, int64_t delivery, const char *consent,
+    struct store_context *out)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -25,6 +26,8 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 	if ((st = store_stmt(s, ST_CONTEXT)) == NULL)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, delivery);
+	if (consent != NULL)
+		sqlite3_bind_text(st, 2, consent, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		out->delivery = delivery;
@@ -47,6 +50,9 @@ store_context(struct store *s, int64_t delivery, struct store_context *out)
 			out->optout_at = sqlite3_column_int64(st, 15);
 			out->optout_source = col(st, 16);
 		}
+		out->consent = sqlite3_column_type(st, 17) == SQLITE_NULL ?
+		    -1 :
+		    sqlite3_column_int(st, 17);
 	}
 	store_stmt_done(st);
 	if (rc == SQLITE_ROW)

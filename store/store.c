@@ -163,7 +163,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			    "?4, coalesce(?5, '{}'), ?6) ON CONFLICT (id) DO NOTHING",
 	[ST_CONTEXT] = "SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, "
 		       "c.email, c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, "
-		       "c.attrs, e.data, o.at, o.source FROM deliveries d JOIN customers c ON "
+		       "c.attrs, e.data, o.at, o.source, (SELECT granted FROM consents WHERE "
+		       "customer = d.customer AND kind = ?2) FROM deliveries d JOIN customers c ON "
 		       "c.cid = d.customer LEFT JOIN events e ON e.id = d.event "
 		       "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
 	/* Every page a decision and its message read (store_warm): the rows, then by customer

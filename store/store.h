@@ -256,10 +256,15 @@ struct store_context {
 	char *event_json; /* the triggering event's data, or NULL */
 	char *optout_source; /* the customer's opt-out's source; NULL: they did not opt out */
 	int64_t optout_at; /* and its time */
+	int consent; /* the consent asked for: 1 granted, 0 withdrawn, -1 none recorded */
 };
 
-/* store_context: load a delivery with its customer, event and opt-out (-ENOENT when unknown). */
-int store_context(struct store *s, int64_t delivery, struct store_context *out);
+/*
+ * store_context: load a delivery with its customer, event, opt-out and, unless `consent` is
+ * NULL, their consent of that kind ("sms", "email", "whatsapp"); -ENOENT when unknown.
+ */
+int store_context(struct store *s, int64_t delivery, const char *consent,
+    struct store_context *out);
 void store_context_free(struct store_context *c);
 /*
  * store_warm: read what deciding and rendering the first `limit` deliveries due after `after`

@@ -3,7 +3,8 @@
 # opts out (for a retry after a 503, or for its turn on a channel's rate) is not sent, and the
 # delivery is skipped with the reason; a step in flight at the opt-out is recorded as sent, and
 # no later step is scheduled; a thank-you waiting for its retry when the customer opts out is
-# not sent either.  A customer erased (deleted by SQL, with their deliveries) while a step to
+# not sent either; nor is a step that waits when the customer withdraws the channel's consent.
+# A customer erased (deleted by SQL, with their deliveries) while a step to
 # them is on its way: its outcome has nothing left to be written to and is logged as
 # unrecorded; the events and outcomes after it are recorded.  SIGTERM: exit 0.
 #
@@ -16,7 +17,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup optout
 
-echo "1..6"
+echo "1..7"
 
 mkdir -p "$tmp/campaigns.d"
 printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" "c6 200@3" >"$tmp/sink.script"
@@ -48,7 +49,7 @@ incentive:
 printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
 	"c5,Eve,+4790000005,true" "c6,Fay,+4790000006,true" "c7,Gus,+4790000007,true" \
-	>"$tmp/customers.csv"
+	"c8,Hal,+4790000008,true" "c9,Ida,+4790000009,true" >"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
@@ -76,6 +77,20 @@ wait_for 15 eval '[ "$(state_of "$other")" != "sending 1" ]'
 is "a step waiting for its turn on a rate when the customer opts out is not sent" \
 	"$(ls "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$other")" \
 	"0|skipped 1|step 1 failed: not sent: the customer opted out while it waited; customer opted out at $(q "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', o.at, 'unixepoch') FROM optouts o JOIN customers c ON c.cid = o.customer WHERE c.id = '${who:-none}'") (cli)"
+
+# c8 and c9 on slow again: the one that waits for its turn withdraws its sms consent
+# meanwhile (an import): it is not sent, and the step fails with the reason.
+"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c8 >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c9 >/dev/null 2>&1
+wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT d.state FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.campaign = '"'paced'"' AND c.id IN ('"'c8', 'c9'"') ORDER BY d.state)")" = "sending sent" ]'
+other=$(q "SELECT d.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.campaign = 'paced' AND c.id IN ('c8', 'c9') AND d.state = 'sending' LIMIT 1")
+who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
+printf '%s\n' "id,consent.sms" "${who:-none},false" >"$tmp/withdraw.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/withdraw.csv" >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$other")" != "sending 1" ]'
+is "a step waiting for its turn when the customer withdraws the channel's consent is not sent" \
+	"$(ls "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$other")" \
+	"0|failed 1|step 1 failed: not sent: the customer withdrew consent to sms while it waited"
 
 # c4's first request is answered after 3 s; c4 opts out while it is on its way: the step is
 # sent (it was out of campaignd's hands), and the next one is not scheduled.
