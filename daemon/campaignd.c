@@ -1280,6 +1280,26 @@ lock_database(const char *database)
 }
 
 /*
+ * migrating: the store upgrades the database's schema (store_set_migrate_notice): logged once,
+ * and told to systemd as it starts and then each second (STATUS, and EXTEND_TIMEOUT_USEC, so
+ * that TimeoutStartSec does not end a long rebuild while it makes progress).
+ */
+static void
+migrating(void *arg, int from, int to)
+{
+	struct daemon *d = arg;
+
+	if (d->migrate_t0 == 0) {
+		d->migrate_t0 = uv_hrtime() / 1000000;
+		log_info("event=start migrating=%d-%d database=%s: upgrading the database's schema "
+			 "(a table rebuilt takes seconds per million rows)",
+		    from, to, d->db_path);
+	}
+	notify("STATUS=upgrading the database's schema from %d to %d\nEXTEND_TIMEOUT_USEC=%llu",
+	    from, to, 30ULL * 1000000ULL);
+}
+
+/*
  * start_begin: a write transaction for the start's work, however long another process holds
  * the database's write lock (a large campaignctl import): exiting after the busy timeout, as
  * the start did, made systemd restart the daemon each 5 s until its start limit gave up on
@@ -1543,8 +1563,13 @@ main(int argc, char **argv)
 	log_set_level(c->log_level);
 	size_pool(c);
 	lock_database(c->database);
+	d.db_path = xstrdup(c->database);
+	store_set_migrate_notice(migrating, &d);
 	if (store_open(c->database, 0, &d.st, &err) < 0)
 		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
+	if (d.migrate_t0 != 0)
+		log_info("event=start migrated=%d ms=%llu: the database's schema is upgraded",
+		    STORE_SCHEMA_VERSION, (unsigned long long)(uv_hrtime() / 1000000 - d.migrate_t0));
 	store_defer_checkpoints(d.st);
 	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
 	 * pages every decision walks; SQLite's default of 2 MB would read them again. */
@@ -1553,7 +1578,6 @@ main(int argc, char **argv)
 	 * spills those to a temporary file, made, written and deleted in each pass that decides
 	 * many sends.  In memory, a pass's copies last until its savepoint ends. */
 	store_exec(d.st, "PRAGMA temp_store = MEMORY");
-	d.db_path = xstrdup(c->database);
 	d.cur = gen_new(c);
 	start_begin(&d);
 	if (sched_new(d.st, c, daemon_now(&d), &d.cur->e, &err) < 0 ||

@@ -177,6 +177,7 @@ struct daemon {
 	int exit_code; /* main's, after the stop (0, or EXIT_DATABASE_LOST) */
 	int64_t clock_offset; /* the wall clock less the monotonic one at the last look, ms */
 	int lost; /* the database's files are no longer at their paths (watch_lost) */
+	uint64_t migrate_t0; /* the start of a schema upgrade at start (ms, uv_hrtime), or 0 */
 	struct file_id {
 		dev_t dev;
 		ino_t ino;

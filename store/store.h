@@ -39,6 +39,14 @@ enum { STORE_READONLY = 1, STORE_PRIVATE = 2 };
 int store_open(const char *path, int flags, struct store **out, char **err);
 
 /*
+ * store_set_migrate_notice: from now on, a store_open that migrates calls fn(arg, from, to)
+ * as the migration starts and then about once a second until it ends (SQLite's progress
+ * handler), so that the caller can tell a service manager that it is alive: a migration that
+ * rebuilds a large table (9: the deliveries) takes seconds per million rows.  NULL: none.
+ */
+void store_set_migrate_notice(void (*fn)(void *arg, int from, int to), void *arg);
+
+/*
  * store_open_copy: a store on a private copy of the database at `path` (taken from one read
  * snapshot, which writers of `path` do not wait for), in a temporary file under $TMPDIR (else
  * /tmp) opened STORE_PRIVATE and unlinked at once, so that nothing is left behind however the

@@ -1,0 +1,90 @@
+#!/bin/sh
+# upgrade.sh: the real daemon started on a database of schema 8 (made by downgrading one of
+# today's, as an older campaignd left it): it upgrades the schema before it serves, logs the
+# upgrade and its length, tells systemd (NOTIFY_SOCKET: STATUS and EXTEND_TIMEOUT_USEC, so that
+# TimeoutStartSec does not end a long rebuild, then READY=1); the deliveries keep their ids and
+# history, and a new delivery takes an id of its own, also after the latest one was erased.
+# SIGTERM: exit 0.
+#
+# Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
+# is killed on exit.
+
+set -u
+
+srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
+. "$srcdir/tests/daemon/common.sh"
+daemon_test_setup upgrade
+
+echo "1..5"
+
+mkdir -p "$tmp/campaigns.d"
+settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
+campaign_yaml ping "{ event: go }" "  - channel: sms
+    message:
+      en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/ping.yaml"
+printf '%s\n' "id,first_name,phone,timezone,consent.sms" "c1,Ann,+4790000001,UTC,true" \
+	"c2,Bo,+4790000002,UTC,true" "c3,Cy,+4790000003,UTC,true" >"$tmp/customers.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+start_daemon_or_bail
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c2 >/dev/null 2>&1
+wait_for 10 eval '[ "$(state_of "$(delivery ping c2)")" = "sent 1" ] && [ "$(state_of "$(delivery ping c1)")" = "sent 1" ]'
+stop_daemon
+before=$(q "SELECT group_concat(id || ':' || state, ' ') FROM deliveries")
+trans=$(q "SELECT count(*) FROM transitions")
+
+# Back to schema 8: the deliveries table as it was (ids from max(id) + 1).
+"$py" - "$tmp/state.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+sql = c.execute("SELECT replace(replace(sql, ' AUTOINCREMENT', ''), '\"deliveries\"', 'd8') "
+                "FROM sqlite_schema WHERE name = 'deliveries'").fetchone()[0]
+c.executescript("PRAGMA foreign_keys = OFF; BEGIN; " + sql + "; INSERT INTO d8 SELECT * FROM "
+                "deliveries; DROP TABLE deliveries; ALTER TABLE d8 RENAME TO deliveries; "
+                "DELETE FROM sqlite_sequence WHERE name = 'deliveries'; "
+                "PRAGMA user_version = 8; COMMIT;")
+PY
+
+# A NOTIFY_SOCKET listener: each datagram, one line.
+"$py" - "$tmp/notify.sock" "$tmp/notify.log" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    while True:
+        f.write(s.recv(4096).decode().replace("\n", " | ") + "\n")
+        f.flush()
+PY
+sink_pid=$!
+wait_for 5 test -S "$tmp/notify.sock"
+NOTIFY_SOCKET=$tmp/notify.sock start_daemon_or_bail "on the schema 8 database"
+wait_for 5 grep -q READY=1 "$tmp/notify.log"
+
+is "the upgrade is logged, with its length, before the daemon serves" \
+	"$(grep -c "event=start migrating=8-9 database=$tmp/state.db: upgrading the database's schema" "$dlog")|$(grep -c 'event=start migrated=9 ms=[0-9]*: ' "$dlog")|$(sed -n '/migrating=8-9/,$p' "$dlog" | grep -m1 'migrated=9\|event=admin-socket' | grep -c migrated)" \
+	"1|1|1"
+st_line=$(grep -n "STATUS=upgrading the database's schema from 8 to 9 | EXTEND_TIMEOUT_USEC=30000000" "$tmp/notify.log" | head -1 | cut -d: -f1)
+ready_line=$(grep -n 'READY=1' "$tmp/notify.log" | head -1 | cut -d: -f1)
+is "systemd is told (STATUS and EXTEND_TIMEOUT_USEC) before READY=1" \
+	"${st_line:-none}|$([ "${st_line:-9999}" -lt "${ready_line:-0}" ] && echo before)" "1|before"
+is "the deliveries keep their ids, states and history, under a table that gives no id again" \
+	"$(q "SELECT group_concat(id || ':' || state, ' ') FROM deliveries")|$(q "SELECT count(*) FROM transitions")|$(q "SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries' AND sql LIKE '%AUTOINCREMENT%'")" \
+	"$before|$trans|1"
+# The latest delivery (c2's) goes with its customer; c3's comes next, under an id of its own.
+last=$(delivery ping c2)
+"$py" - "$tmp/state.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.execute("PRAGMA foreign_keys = ON")
+c.execute("DELETE FROM customers WHERE id = 'c2'")
+c.commit()
+PY
+"$ctl" -c "$tmp/campaignd.yaml" event go --customer c3 >/dev/null 2>&1
+wait_for 10 eval '[ "$(state_of "$(delivery ping c3)")" = "sent 1" ]'
+is "after the latest delivery was erased, the next one does not take its id" \
+	"$(state_of "$(delivery ping c3)")|$([ "$(delivery ping c3)" -gt "${last:-0}" ] && echo after)" \
+	"sent 1|after"
+
+stop_daemon
+check_stopped
+tap_end
