@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "store.h"
 
 static const struct ctl_command commands[] = {
 	{ "check", ctl_check, "check [--strict] [--format text|json] [PATH...]",
@@ -42,6 +43,19 @@ usage(FILE *out)
 	fprintf(out, "\nCONFIG defaults to $CAMPAIGND_CONFIG, then %s.\n", CTL_DEFAULT_CONFIG);
 }
 
+/* migrating: a command's open upgrades the database's schema: said once, as it may take a while. */
+static void
+migrating(void *arg, int from, int to)
+{
+	int *said = arg;
+
+	if (!*said)
+		fprintf(stderr, "campaignctl: upgrading the database's schema from %d to %d (once; a "
+				"table rebuilt takes seconds per million rows)\n",
+		    from, to);
+	*said = 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -49,9 +63,11 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 } };
 	const char *config = getenv("CAMPAIGND_CONFIG");
+	static int said;
 	size_t i;
 	int ch;
 
+	store_set_migrate_notice(migrating, &said);
 	if (config == NULL || config[0] == '\0')
 		config = CTL_DEFAULT_CONFIG;
 	/* '+': stop at the subcommand; its options are its own. */

@@ -4,7 +4,7 @@
 # upgrade and its length, tells systemd (NOTIFY_SOCKET: STATUS and EXTEND_TIMEOUT_USEC, so that
 # TimeoutStartSec does not end a long rebuild, then READY=1); the deliveries keep their ids and
 # history, and a new delivery takes an id of its own, also after the latest one was erased.
-# SIGTERM: exit 0.
+# campaignctl, opening such a database first, upgrades it and says so.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -15,7 +15,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup upgrade
 
-echo "1..5"
+echo "1..6"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
@@ -33,8 +33,9 @@ stop_daemon
 before=$(q "SELECT group_concat(id || ':' || state, ' ') FROM deliveries")
 trans=$(q "SELECT count(*) FROM transitions")
 
-# Back to schema 8: the deliveries table as it was (ids from max(id) + 1).
-"$py" - "$tmp/state.db" <<'PY'
+# downgrade: back to schema 8, the deliveries table as it was (ids from max(id) + 1).
+downgrade() {
+	"$py" - "$tmp/state.db" <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
 sql = c.execute("SELECT replace(replace(sql, ' AUTOINCREMENT', ''), '\"deliveries\"', 'd8') "
@@ -44,6 +45,8 @@ c.executescript("PRAGMA foreign_keys = OFF; BEGIN; " + sql + "; INSERT INTO d8 S
                 "DELETE FROM sqlite_sequence WHERE name = 'deliveries'; "
                 "PRAGMA user_version = 8; COMMIT;")
 PY
+}
+downgrade
 
 # A NOTIFY_SOCKET listener: each datagram, one line.
 "$py" - "$tmp/notify.sock" "$tmp/notify.log" <<'PY' &
@@ -86,5 +89,12 @@ is "after the latest delivery was erased, the next one does not take its id" \
 	"sent 1|after"
 
 stop_daemon
+# campaignctl upgrades too when it opens the database first, and says so.
+downgrade
+printf 'id\n' >"$tmp/none.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/none.csv" >/dev/null 2>"$tmp/ctl.err"
+is "campaignctl says once that it upgrades the schema" \
+	"$(grep -c "^campaignctl: upgrading the database's schema from 8 to 9 (once; " "$tmp/ctl.err")|$(q "PRAGMA user_version")" \
+	"1|9"
 check_stopped
 tap_end
