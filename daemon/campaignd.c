@@ -247,6 +247,7 @@ engine_sink(void *arg, const struct sched_action *a)
 static void wake_cb(uv_timer_t *t);
 static void store_works(struct daemon *d);
 static void daemon_stop(struct daemon *d, const char *why);
+static int lock_kept(struct daemon *d);
 static void save_lost(struct daemon *d);
 static void start_begin(struct daemon *d);
 static void warm_cb(uv_timer_t *t);
@@ -779,6 +780,11 @@ watch_cb(uv_timer_t *t)
 		database_lost(d, why);
 		return;
 	}
+	if (!lock_kept(d)) {
+		d->exit_code = 1;
+		daemon_stop(d, "reason=lock-file");
+		return;
+	}
 	step = clock_stepped(d);
 	if (step != 0) {
 		/* Decided again from the new time: quiet hours, expiries and the timer with it. */
@@ -1264,7 +1270,7 @@ hup_cb(uv_signal_t *s, int signum)
  * DATABASE.lock, held until the process ends (a crash included: the kernel drops it); exits
  * when another process holds it.
  */
-static void
+static int
 lock_database(const char *database)
 {
 	char *path = xasprintf("%s.lock", database);
@@ -1277,6 +1283,60 @@ lock_database(const char *database)
 		fatalx("event=start error=\"%s: %s\"", path, strerror(errno));
 	}
 	free(path); /* fd stays open: the lock lasts as long as the process */
+	return fd;
+}
+
+/*
+ * lock_kept: whether the daemon still holds the lock file at its path (lock_database).  One
+ * removed (a clean-up of "stale" lock files) or replaced while it runs would let a second
+ * campaignd start on the database and send again what this one has in flight: it is made again
+ * and locked, with a warning (event=lock-file); 1.  0, logged, when another process holds the
+ * file now at the path (a second campaignd started meanwhile).  A file that cannot be looked at
+ * or made now is tried again at the next look (1).
+ */
+static int
+lock_kept(struct daemon *d)
+{
+	static int warned;
+	char *path = xasprintf("%s.lock", d->db_path);
+	struct stat at, held;
+	int fd, e;
+
+	if (stat(path, &at) == 0 ? fstat(d->lock_fd, &held) < 0 ||
+		(at.st_dev == held.st_dev && at.st_ino == held.st_ino) :
+				   errno != ENOENT) {
+		free(path);
+		return 1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+		if (e == EWOULDBLOCK) {
+			log_errx("event=lock-file path=%s error=\"it was removed or replaced while "
+				 "campaignd ran, and another process holds it now\": stopping (one "
+				 "campaignd per database)",
+			    path);
+			free(path);
+			return 0;
+		}
+		if (!warned) /* once, not each second while it lasts */
+			log_warnx("event=lock-file path=%s error=\"%s\": it was removed or replaced "
+				  "while campaignd ran, and cannot be made again yet",
+			    path, strerror(e));
+		warned = 1;
+		free(path);
+		return 1;
+	}
+	warned = 0;
+	close(d->lock_fd);
+	d->lock_fd = fd;
+	log_warnx("event=lock-file path=%s: it was removed or replaced while campaignd ran; made "
+		  "again and locked",
+	    path);
+	free(path);
+	return 1;
 }
 
 /*
@@ -1562,7 +1622,7 @@ main(int argc, char **argv)
 	}
 	log_set_level(c->log_level);
 	size_pool(c);
-	lock_database(c->database);
+	d.lock_fd = lock_database(c->database);
 	d.db_path = xstrdup(c->database);
 	store_set_migrate_notice(migrating, &d);
 	if (store_open(c->database, 0, &d.st, &err) < 0)

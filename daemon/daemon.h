@@ -174,7 +174,7 @@ struct daemon {
 	int drain_expired; /* shutdown_timeout passed: stop once no worker thread has a send */
 	int stopping;
 	int finished; /* the stop is done: only closing remains */
-	int exit_code; /* main's, after the stop (0, or EXIT_DATABASE_LOST) */
+	int exit_code; /* main's, after the stop (0, EXIT_DATABASE_LOST, or 1: lock_kept) */
 	int64_t clock_offset; /* the wall clock less the monotonic one at the last look, ms */
 	int lost; /* the database's files are no longer at their paths (watch_lost) */
 	uint64_t migrate_t0; /* the start of a schema upgrade at start (ms, uv_hrtime), or 0 */
@@ -183,6 +183,7 @@ struct daemon {
 		ino_t ino;
 		int known;
 	} files[3]; /* the database, its -wal, its -shm, as opened (files_note) */
+	int lock_fd; /* DATABASE.lock, flock'ed (lock_database, lock_kept) */
 	int64_t started;
 	char *outbox_hint; /* shown at start in demo mode */
 };

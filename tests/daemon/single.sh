@@ -2,6 +2,9 @@
 # single.sh: one daemon per database and per admin socket, and what a reload cannot change:
 #   - a second campaignd on the same configuration exits 1 at once ("in use by another
 #     campaignd"); the first still answers campaignctl;
+#   - the lock file removed while the daemon runs (a clean-up of "stale" lock files) is made
+#     again and locked within a second, logged: a second campaignd with a socket of its own
+#     still exits 1 (it started, and sent again what the first had in flight);
 #   - a second campaignd on another database whose admin socket is the first one's (a
 #     `--demo` or a debugging run beside a service) exits 1 and leaves the socket alone;
 #   - a reload whose campaignd.yaml names another database is refused with the line and
@@ -26,7 +29,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 daemon_test_setup single
 unset RUNTIME_DIRECTORY CAMPAIGND_SOCKET
 
-echo "1..13"
+echo "1..14"
 
 mkdir -p "$tmp/campaigns.d" "$tmp/b/campaigns.d"
 settings_yaml 1s "" "  sms: { driver: outbox, path: outbox/sms }" >"$tmp/campaignd.yaml"
@@ -61,6 +64,12 @@ conf=$tmp/campaignd.yaml
 second "$tmp/second.log"
 refused "a second campaignd on the same database exits 1; the first still answers" \
 	"$tmp/second.log" 'state.db is in use by another campaignd'
+
+rm -f "$tmp/state.db.lock"
+wait_for 5 grep -q "event=lock-file path=$tmp/state.db.lock: it was removed or replaced while campaignd ran; made again and locked" "$dlog"
+second "$tmp/relock.log" CAMPAIGND_SOCKET="$tmp/relock.sock"
+refused "the lock file removed while it runs is made again: a second campaignd (its own socket) exits 1" \
+	"$tmp/relock.log" 'state.db is in use by another campaignd'
 
 conf=$tmp/b/campaignd.yaml
 second "$tmp/third.log" CAMPAIGND_SOCKET="$tmp/campaignd.sock"
