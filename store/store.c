@@ -382,33 +382,56 @@ migrate_progress(void *arg)
 	return 0; /* go on */
 }
 
-/* references_hold: 0 when every reference in the database resolves (after a migration with
- * them off), or -EIO naming the first table whose rows do not. */
+/*
+ * dangling: how many rows refer to rows that do not exist (PRAGMA foreign_key_check), into *n,
+ * with the first one's table and the table it refers to (`what`, "TABLE to PARENT"); 0, or
+ * -EIO.
+ */
 static int
-references_hold(struct store *s)
+dangling(struct store *s, long *n, char *what, size_t len)
 {
 	sqlite3_stmt *st;
 	int rc;
 
+	*n = 0;
+	what[0] = '\0';
 	if (sqlite3_prepare_v2(s->db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, "migrating the schema");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		rc = set_err(s, -EIO, "migrating the schema: rows of %s refer to missing %s rows",
-		    (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 2));
-	else if (rc == SQLITE_DONE)
-		rc = 0;
-	else
-		rc = db_err(s, "migrating the schema");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if ((*n)++ == 0)
+			snprintf(what, len, "%s to %s", (const char *)sqlite3_column_text(st, 0),
+			    (const char *)sqlite3_column_text(st, 2));
+	rc = rc == SQLITE_DONE ? 0 : db_err(s, "migrating the schema");
 	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * references_hold: 0 when the migrations (with references off) left no more dangling
+ * references than the database had before them (`before`, dangling()), else -EIO.  Those it
+ * had already (a customer deleted by SQL with references off, the sqlite3 shell's default) are
+ * not the migration's doing, and refusing them would keep the database from ever opening.
+ */
+static int
+references_hold(struct store *s, long before)
+{
+	char what[160];
+	long n;
+	int rc = dangling(s, &n, what, sizeof(what));
+
+	if (rc == 0 && n > before)
+		rc = set_err(s, -EIO, "migrating the schema: %ld rows would refer to missing rows "
+				      "(%ld before it), the first from %s",
+		    n, before, what);
 	return rc;
 }
 
 static int
 migrate(struct store *s, int readonly)
 {
-	char sql[64];
+	char sql[64], what[160];
 	int v = 0, n = 0, rc, i;
+	long before = 0;
 
 	rc = user_version(s, &v);
 	if (rc < 0)
@@ -446,14 +469,17 @@ migrate(struct store *s, int readonly)
 		rc = count_objects(s, &n);
 	if (rc == 0 && v == 0 && n > 0)
 		rc = set_err(s, -EIO, "not a campaignd database (it has tables but no schema version)");
+	/* A new database has no rows to check; another process may have migrated meanwhile. */
+	if (rc == 0 && v > 0 && v < STORE_SCHEMA_VERSION)
+		rc = dangling(s, &before, what, sizeof(what));
 	for (i = v; rc == 0 && i < STORE_SCHEMA_VERSION; i++) {
 		if (exec_err(s->db, migrations[i], s->err, sizeof(s->err)) < 0) {
 			err_prefix(s, "migrating the schema");
 			rc = -EIO;
 		}
 	}
-	if (rc == 0)
-		rc = references_hold(s);
+	if (rc == 0 && v < STORE_SCHEMA_VERSION)
+		rc = references_hold(s, before);
 	if (rc == 0) {
 		/* A pragma takes no parameters; the value is our own constant. */
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);

@@ -1074,21 +1074,32 @@ answers_setup(void **state)
  * refers to it, and once the latest delivery is deleted (its customer erased) the next one
  * does not take its id, its idempotency key and survey token.
  */
+/* schema_8: the fixture's database as schema 8 left it (deliveries without AUTOINCREMENT),
+ * with `extra` run as well while references are off. */
+static void
+schema_8(struct fx *f, const char *extra)
+{
+	char sql[2048];
+
+	snprintf(sql, sizeof(sql),
+	    "PRAGMA foreign_keys = OFF; BEGIN; %s; INSERT INTO d8 SELECT * FROM deliveries;"
+	    "DROP TABLE deliveries; ALTER TABLE d8 RENAME TO deliveries;"
+	    "DELETE FROM sqlite_sequence WHERE name = 'deliveries'; PRAGMA user_version = 8; %s;"
+	    "COMMIT; PRAGMA foreign_keys = ON",
+	    q_text(f, "SELECT replace(replace(sql, ' AUTOINCREMENT', ''), '\"deliveries\"', 'd8') "
+		      "FROM sqlite_schema WHERE name = 'deliveries'"),
+	    extra);
+	assert_int_equal(store_exec(f->s, sql), 0);
+}
+
 static void
 test_delivery_ids_not_reused(void **state)
 {
 	struct fx *f = *state;
-	char *err = NULL, sql[2048];
+	char *err = NULL;
 
 	/* Schema 8's table, ids from max(id) + 1, holding the fixture's deliveries. */
-	snprintf(sql, sizeof(sql),
-	    "PRAGMA foreign_keys = OFF; BEGIN; %s; INSERT INTO d8 SELECT * FROM deliveries;"
-	    "DROP TABLE deliveries; ALTER TABLE d8 RENAME TO deliveries;"
-	    "DELETE FROM sqlite_sequence WHERE name = 'deliveries'; PRAGMA user_version = 8;"
-	    "COMMIT; PRAGMA foreign_keys = ON",
-	    q_text(f, "SELECT replace(replace(sql, ' AUTOINCREMENT', ''), '\"deliveries\"', 'd8') "
-		      "FROM sqlite_schema WHERE name = 'deliveries'"));
-	assert_int_equal(store_exec(f->s, sql), 0);
+	schema_8(f, "SELECT 1");
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries' "
 				  "AND sql LIKE '%AUTOINCREMENT%'"),
 	    0);
@@ -1113,6 +1124,30 @@ test_delivery_ids_not_reused(void **state)
 					  "WHERE id = 1"),
 	    0);
 	assert_int_equal(q_int(f, "SELECT max(id) FROM deliveries"), 5);
+}
+
+/*
+ * A database whose rows already referred to missing ones before migrating (a customer erased
+ * by SQL with references off, as the sqlite3 shell has them) is migrated all the same: the
+ * check after the rebuild refuses only references the migration itself broke.
+ */
+static void
+test_migration_keeps_older_dangling_rows(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL;
+
+	schema_8(f, "DELETE FROM customers WHERE id = 'c1'");
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(store_open(f->db, 0, &f->s, &err), 0);
+	assert_null(err);
+	assert_int_equal(q_int(f, "PRAGMA user_version"), 9);
+	assert_int_equal(q_int(f, "PRAGMA foreign_keys"), 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM deliveries"), 4);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries' "
+				  "AND sql LIKE '%AUTOINCREMENT%'"),
+	    1);
 }
 
 static int
@@ -1783,6 +1818,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_events_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_time_needs_zone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_ids_not_reused, answers_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_keeps_older_dangling_rows, answers_setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_validation, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_flow, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_text_and_ask_if_in_one_call, answers_setup,
