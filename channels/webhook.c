@@ -85,10 +85,14 @@ load_secret(const struct conf_channel *ch, char **secret, size_t *len, char **er
 	*len = 0;
 	if (ch->secret_file == NULL)
 		return 0;
-	rc = util_read_file(ch->secret_file, SECRET_MAX, &buf, &n);
+	/* A regular file only: a FIFO would hold up the loop that opens the channel. */
+	rc = util_read_regular(ch->secret_file, SECRET_MAX, &buf, &n);
 	if (rc < 0) {
 		*err = xasprintf("channel %s: cannot read secret_file %s: %s", ch->name,
-		    ch->secret_file, rc == -EFBIG ? "larger than 4 KiB" : strerror(-rc));
+		    ch->secret_file,
+		    rc == -EFBIG  ? "larger than 4 KiB" :
+		    rc == -EINVAL ? "not a regular file" :
+				    strerror(-rc));
 		return rc;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||

@@ -141,8 +141,8 @@ record(struct sched *e, const struct fu *f, const char *state, int64_t now, cons
 static const char *
 blocked(struct sched *e, const struct fu *f, int *rc)
 {
-	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
 	const struct conf_channel *ch = conf_channel_find(e->conf, f->channel);
+	const char *consent;
 	sqlite3_stmt *s;
 	int step, granted;
 
@@ -153,12 +153,11 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 		return NULL;
 	if (f->opted_out)
 		return "the customer opted out";
-	if (ch->kind == CONF_KIND_WEBHOOK && !ch->has_consent_kind)
+	if ((consent = conf_channel_consent(ch)) == NULL)
 		return NULL;
 	s = sched_stmt(e, S_CONSENT);
 	sqlite3_bind_int64(s, 1, f->cid);
-	sqlite3_bind_text(s, 2,
-	    kinds[ch->kind == CONF_KIND_WEBHOOK ? ch->consent_kind : ch->kind], -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, consent, -1, SQLITE_STATIC);
 	step = sqlite3_step(s);
 	granted = step == SQLITE_ROW && sqlite3_column_int(s, 0) == 1;
 	sqlite3_reset(s); /* not left active: a reload redefines the SQL functions */

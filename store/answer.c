@@ -671,11 +671,9 @@ static char *
 no_thanks(sqlite3 *db, const struct delivery *dv, const struct conf_channel *ch, int *rc,
     char **why)
 {
-	static const char *const kinds[] = { "sms", "email", "whatsapp", "webhook" };
 	static const char *const address[] = { "c.phone", "c.email",
 		"COALESCE(c.whatsapp, c.phone)", "'-'" };
-	enum conf_kind k = ch->kind == CONF_KIND_WEBHOOK && ch->has_consent_kind ? ch->consent_kind :
-										   ch->kind;
+	const char *consent = conf_channel_consent(ch);
 	sqlite3_stmt *st = NULL;
 	char *sql, *out = NULL;
 	int step;
@@ -694,7 +692,8 @@ no_thanks(sqlite3 *db, const struct delivery *dv, const struct conf_channel *ch,
 	free(sql);
 	sqlite3_bind_int64(st, 1, dv->customer);
 	sqlite3_bind_text(st, 2, dv->campaign, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, kinds[k], -1, SQLITE_STATIC);
+	if (consent != NULL)
+		sqlite3_bind_text(st, 3, consent, -1, SQLITE_STATIC);
 	step = sqlite3_step(st);
 	if (step != SQLITE_ROW) {
 		sqlite3_finalize(st);
@@ -706,10 +705,10 @@ no_thanks(sqlite3 *db, const struct delivery *dv, const struct conf_channel *ch,
 	else if (sqlite3_column_int(st, 1))
 		out = xstrdup("no thank-you: the customer opted out");
 	else if (!sqlite3_column_int(st, 2))
-		out = xasprintf("no thank-you: the customer has no %s address", kinds[ch->kind]);
-	else if ((ch->kind != CONF_KIND_WEBHOOK || ch->has_consent_kind) &&
-	    sqlite3_column_int(st, 3) != 1)
-		out = xasprintf("no thank-you: no consent to %s", kinds[k]);
+		out = xasprintf("no thank-you: the customer has no %s address",
+		    conf_kind_name(ch->kind));
+	else if (consent != NULL && sqlite3_column_int(st, 3) != 1)
+		out = xasprintf("no thank-you: no consent to %s", consent);
 	sqlite3_finalize(st);
 	return out;
 }

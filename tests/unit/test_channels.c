@@ -1238,6 +1238,7 @@ test_webhook_check_and_secret(void **state)
 	struct chan_recipient r = customer("en");
 	struct chan_message m;
 	char *err = NULL, *detail = NULL, *empty = xasprintf("%s/empty.secret", tmpdir);
+	char *fifo = xasprintf("%s/fifo.secret", tmpdir);
 	int64_t retry;
 
 	ch.secret_file = NULL;
@@ -1251,6 +1252,15 @@ test_webhook_check_and_secret(void **state)
 	assert_int_equal(open_close(d, &ch, &err), -EINVAL);
 	assert_non_null(strstr(err, "is empty"));
 	free(err);
+	/* A FIFO is refused without waiting for a writer (the test would hang otherwise). */
+	ch.secret_file = fifo;
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(open_close(d, &ch, &err), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
+	free(err);
+	unlink(fifo);
+	free(fifo);
+	ch.secret_file = empty;
 
 	/* At send time a missing secret is transient (it can be restored); nothing is sent. */
 	assert_int_equal(chan_render(cp, 3, &r, 42, SURVEY, OPTOUT, NOW, &m, &err), 0);
