@@ -233,11 +233,14 @@ write_pending(const struct pending *p)
 	if (rc == -ENOENT) {
 		/* Its customer was deleted meanwhile, and the delivery with them: nothing is left
 		 * to record it on.  Kept, it would hold up every outcome after it for good. */
-		log_info("event=send delivery=%lld%s%.0lld outcome=unrecorded detail=\"the delivery "
-			 "no longer exists (its customer was deleted meanwhile)\"",
-		    (long long)p->delivery, p->followup != 0 ? " followup=" : "",
-		    (long long)p->followup);
-		return 0;
+		char fu[32] = "";
+
+		if (p->followup != 0)
+			snprintf(fu, sizeof(fu), " followup=%lld", (long long)p->followup);
+		log_info("event=send delivery=%lld%s outcome=unrecorded detail=\"the delivery no "
+			 "longer exists (its customer was deleted meanwhile)\"",
+		    (long long)p->delivery, fu);
+		return 2;
 	}
 	return rc;
 }
@@ -257,7 +260,8 @@ keep(struct daemon *d, struct pending *p)
 
 /*
  * record: write an outcome through the engine into the loop pass's transaction.  0; 1 for a
- * retry when an answer ended the delivery meanwhile (sched_retrying); or -1 logged: the
+ * retry when an answer ended the delivery meanwhile (sched_retrying); 2 when the delivery is
+ * gone (write_pending); or -1 logged: the
  * outcome is kept and written once writing works (dispatch_replay), with those of the
  * transaction, which is abandoned, and the store backs off meanwhile.
  */
@@ -438,7 +442,7 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 {
 	struct chanq *q = queue_for(d, j->channel);
 	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
-	int max = ch && ch->driver == CONF_DRIVER_WEBHOOK ? ch->max_retries : DEFAULT_RETRIES;
+	int max = ch && ch->driver == CONF_DRIVER_WEBHOOK ? ch->max_retries : DEFAULT_RETRIES, rc;
 
 	if (j->staged) {
 		/* Written ahead, it gave its places up; it holds one again until it ends. */
@@ -470,9 +474,12 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		j->attempt++;
 		snprintf(why, sizeof(why), "attempt %d failed (%s); retry in %.1fs with the same key",
 		    j->attempt, detail ? detail : "transient failure", (double)delay / 1000.0);
-		if (record(d, j, CHAN_TRANSIENT, why, engine_after(d, delay)) == 1) {
-			log_outcome(j, "dropped", "an answer ended the delivery meanwhile: not tried "
-						  "again");
+		rc = record(d, j, CHAN_TRANSIENT, why, engine_after(d, delay));
+		if (rc == 1 || rc == 2) {
+			/* (Gone with its customer, it was logged as unrecorded.) */
+			if (rc == 1)
+				log_outcome(j, "dropped", "an answer ended the delivery meanwhile: "
+							  "not tried again");
 			free(detail);
 			job_free(j);
 			daemon_after_outcome(d);

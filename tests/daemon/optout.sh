@@ -6,7 +6,8 @@
 # not sent either; nor is a step that waits when the customer withdraws the channel's consent.
 # A customer erased (deleted by SQL, with their deliveries) while a step to
 # them is on its way: its outcome has nothing left to be written to and is logged as
-# unrecorded; the events and outcomes after it are recorded.  SIGTERM: exit 0.
+# unrecorded; the events and outcomes after it are recorded; one whose retry waits is not tried
+# again.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -17,10 +18,11 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup optout
 
-echo "1..7"
+echo "1..8"
 
 mkdir -p "$tmp/campaigns.d"
-printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" "c6 200@3" >"$tmp/sink.script"
+printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" "c6 200@3" "c10 503+RA=3@3" \
+	>"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
   hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }
@@ -49,7 +51,8 @@ incentive:
 printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
 	"c5,Eve,+4790000005,true" "c6,Fay,+4790000006,true" "c7,Gus,+4790000007,true" \
-	"c8,Hal,+4790000008,true" "c9,Ida,+4790000009,true" >"$tmp/customers.csv"
+	"c8,Hal,+4790000008,true" "c9,Ida,+4790000009,true" "c10,Jo,+4790000010,true" \
+	>"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
@@ -140,6 +143,24 @@ wait_for 15 eval '[ "$(state_of "$d7")" = "scheduled 2" ]'
 is "a customer erased while a step is on its way: its outcome is logged unrecorded; the next event and send are recorded, under a new id" \
 	"$(q "SELECT count(*) FROM deliveries WHERE id = ${d6:-0}")|$(grep -c "delivery=${d6:-0} outcome=unrecorded detail=\"the delivery no longer exists" "$dlog")|$(state_of "$d7")|$("$ctl" -c "$tmp/campaignd.yaml" status 2>&1 | grep -c 'writes refused')" \
 	"0|1|scheduled 2|0"
+
+# c10's first attempt is answered after 3 s, 503 with Retry-After: 3; c10 is erased while it is
+# on its way: the retry is not sent, and the outcome is logged unrecorded once.
+"$ctl" -c "$tmp/campaignd.yaml" event retry --customer c10 >/dev/null 2>&1
+wait_for 15 eval 'grep -q "\"customer\": \"c10\"" "$tmp/sink.log"'
+d10=$(delivery retry c10)
+"$py" - "$tmp/state.db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.execute("PRAGMA foreign_keys = ON")
+c.execute("DELETE FROM customers WHERE id = 'c10'")
+c.commit()
+EOF
+wait_for 15 grep -q "delivery=${d10:-0} outcome=unrecorded" "$dlog"
+sleep 4
+is "a customer erased while a send that will be retried is on its way: not tried again, logged unrecorded once" \
+	"$(grep -c '"customer": "c10"' "$tmp/sink.log")|$(grep -c "delivery=${d10:-0} outcome=unrecorded" "$dlog")" \
+	"1|1"
 
 stop_daemon
 check_stopped
