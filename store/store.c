@@ -109,7 +109,13 @@ static const char *const migrations[] = {
 	"ALTER TABLE deliveries_9 RENAME TO deliveries;"
 	"CREATE INDEX deliveries_due ON deliveries(due_at, priority DESC) WHERE state = 'scheduled';"
 	"CREATE INDEX deliveries_customer ON deliveries(customer, campaign);"
-	"CREATE INDEX deliveries_sending ON deliveries(state) WHERE state = 'sending';",
+	"CREATE INDEX deliveries_sending ON deliveries(state) WHERE state = 'sending';"
+	/* Past the ids still named by rows whose delivery was deleted with references off. */
+	"UPDATE sqlite_sequence SET seq = max(seq,"
+	" coalesce((SELECT max(delivery) FROM transitions), 0),"
+	" coalesce((SELECT max(delivery) FROM contacts), 0),"
+	" coalesce((SELECT max(delivery) FROM followups), 0),"
+	" coalesce((SELECT max(delivery) FROM responses), 0)) WHERE name = 'deliveries';",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,

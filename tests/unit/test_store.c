@@ -1069,11 +1069,6 @@ answers_setup(void **state)
 	return store_exec(f->s, sql) == 0 ? 0 : -1;
 }
 
-/*
- * A delivery's id is never given again (schema 9): migrating from 8 keeps every row and what
- * refers to it, and once the latest delivery is deleted (its customer erased) the next one
- * does not take its id, its idempotency key and survey token.
- */
 /* schema_8: the fixture's database as schema 8 left it (deliveries without AUTOINCREMENT),
  * with `extra` run as well while references are off. */
 static void
@@ -1092,6 +1087,11 @@ schema_8(struct fx *f, const char *extra)
 	assert_int_equal(store_exec(f->s, sql), 0);
 }
 
+/*
+ * A delivery's id is never given again (schema 9): migrating from 8 keeps every row and what
+ * refers to it, and once the latest delivery is deleted (its customer erased) the next one
+ * does not take its id, its idempotency key and survey token.
+ */
 static void
 test_delivery_ids_not_reused(void **state)
 {
@@ -1148,6 +1148,30 @@ test_migration_keeps_older_dangling_rows(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries' "
 				  "AND sql LIKE '%AUTOINCREMENT%'"),
 	    1);
+}
+
+/*
+ * Deleted with references off, the latest delivery left a transition behind: the migration
+ * starts its ids past the ones such rows still name, so a new one does not take its id.
+ */
+static void
+test_migration_skips_ids_still_named(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL;
+
+	schema_8(f, "INSERT INTO transitions (delivery, at, from_state, to_state, step, reason) "
+		    "VALUES (4, 0, 'scheduled', 'sending', 1, 'sent'); DELETE FROM deliveries WHERE "
+		    "id = 4");
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(store_open(f->db, 0, &f->s, &err), 0);
+	assert_int_equal(store_exec(f->s, "INSERT INTO deliveries (campaign, version, batch, "
+					  "customer, occurrence, state, created_at, updated_at) SELECT "
+					  "'t', version, 1, 1, 'event:e5', 'scheduled', 0, 0 FROM "
+					  "deliveries WHERE id = 1"),
+	    0);
+	assert_int_equal(q_int(f, "SELECT max(id) FROM deliveries"), 5);
 }
 
 static int
@@ -1819,6 +1843,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_event_time_needs_zone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_ids_not_reused, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_keeps_older_dangling_rows, answers_setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_migration_skips_ids_still_named, answers_setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_answer_validation, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_flow, answers_setup, teardown),
