@@ -81,6 +81,18 @@ for r in c.execute(sys.argv[2]):
 EOF
 }
 
+# erase_customer ID: delete customer ID as doc/schema.md says to erase one (references on:
+# their deliveries, history and events go with them), committed.
+erase_customer() {
+	"$py" - "$tmp/state.db" "$1" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=30)
+c.execute("PRAGMA foreign_keys = ON")
+c.execute("DELETE FROM customers WHERE id = ?", (sys.argv[2],))
+c.commit()
+EOF
+}
+
 # delivery CAMPAIGN CUSTOMER: the id of the (latest) delivery, or nothing.
 delivery() {
 	q "SELECT d.id FROM deliveries d JOIN customers c ON c.cid = d.customer

@@ -128,13 +128,7 @@ is "a thank-you waiting for its retry when the customer opts out is not sent" \
 "$ctl" -c "$tmp/campaignd.yaml" event retry --customer c6 >/dev/null 2>&1
 wait_for 15 eval 'grep -q "\"customer\": \"c6\"" "$tmp/sink.log"'
 d6=$(delivery retry c6)
-"$py" - "$tmp/state.db" <<'EOF'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=30)
-c.execute("PRAGMA foreign_keys = ON")
-c.execute("DELETE FROM customers WHERE id = 'c6'")
-c.commit()
-EOF
+erase_customer c6
 wait_for 15 grep -q "delivery=${d6:-0} outcome=unrecorded" "$dlog"
 "$ctl" -c "$tmp/campaignd.yaml" event retry --customer c7 >/dev/null 2>&1
 wait_for 15 has_delivery retry c7
@@ -149,13 +143,7 @@ is "a customer erased while a step is on its way: its outcome is logged unrecord
 "$ctl" -c "$tmp/campaignd.yaml" event retry --customer c10 >/dev/null 2>&1
 wait_for 15 eval 'grep -q "\"customer\": \"c10\"" "$tmp/sink.log"'
 d10=$(delivery retry c10)
-"$py" - "$tmp/state.db" <<'EOF'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=30)
-c.execute("PRAGMA foreign_keys = ON")
-c.execute("DELETE FROM customers WHERE id = 'c10'")
-c.commit()
-EOF
+erase_customer c10
 wait_for 15 grep -q "delivery=${d10:-0} outcome=unrecorded" "$dlog"
 sleep 4
 is "a customer erased while a send that will be retried is on its way: not tried again, logged unrecorded once" \

@@ -75,13 +75,7 @@ is "the deliveries keep their ids, states and history, under a table that gives 
 	"$before|$trans|1"
 # The latest delivery (c2's) goes with its customer; c3's comes next, under an id of its own.
 last=$(delivery ping c2)
-"$py" - "$tmp/state.db" <<'PY'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=30)
-c.execute("PRAGMA foreign_keys = ON")
-c.execute("DELETE FROM customers WHERE id = 'c2'")
-c.commit()
-PY
+erase_customer c2
 "$ctl" -c "$tmp/campaignd.yaml" event go --customer c3 >/dev/null 2>&1
 wait_for 10 eval '[ "$(state_of "$(delivery ping c3)")" = "sent 1" ]'
 is "after the latest delivery was erased, the next one does not take its id" \

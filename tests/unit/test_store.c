@@ -1377,6 +1377,29 @@ test_answer_text_and_ask_if_in_one_call(void **state)
 }
 
 /*
+ * campaign_u: campaign 'u' (its file `yaml`, as u.yaml in the fixture's directory) with
+ * delivery 5 to c1, its first step sent.
+ */
+static void
+campaign_u(struct fx *f, const char *yaml)
+{
+	int64_t version = 0;
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "%s/u.yaml", f->dir);
+	assert_int_equal(conf_add_campaign_buffer(f->c, sql, yaml, strlen(yaml), &f->d), 0);
+	assert_int_equal(store_campaign_version(f->s, conf_campaign_find(f->c, "u"), NOW, &version),
+	    0);
+	snprintf(sql, sizeof(sql),
+	    "INSERT INTO batches (id, campaign, version, occurrence, created_at) "
+	    "VALUES (2, 'u', %lld, 'event', %lld);"
+	    "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,"
+	    " created_at, updated_at) VALUES (5, 'u', %lld, 2, 1, 'event:u1', 'sent', 1, %lld, %lld)",
+	    (long long)version, NOW, (long long)version, NOW, NOW);
+	assert_int_equal(store_exec(f->s, sql), 0);
+}
+
+/*
  * A codes file that is a FIFO does not hold up the answer that completes a survey (the test
  * would hang): the answer stands, no code is given, and the history says why.
  */
@@ -1398,22 +1421,11 @@ test_answer_codes_fifo(void **state)
 				   "  codes_file: codes.fifo\n"
 				   "  channel: crm\n";
 	struct fx *f = *state;
-	int64_t version = 0;
-	char sql[512];
+	char path[512];
 
-	snprintf(sql, sizeof(sql), "%s/codes.fifo", f->dir);
-	assert_int_equal(mkfifo(sql, 0600), 0);
-	snprintf(sql, sizeof(sql), "%s/u.yaml", f->dir);
-	assert_int_equal(conf_add_campaign_buffer(f->c, sql, yaml, strlen(yaml), &f->d), 0);
-	assert_int_equal(store_campaign_version(f->s, conf_campaign_find(f->c, "u"), NOW, &version),
-	    0);
-	snprintf(sql, sizeof(sql),
-	    "INSERT INTO batches (id, campaign, version, occurrence, created_at) "
-	    "VALUES (2, 'u', %lld, 'event', %lld);"
-	    "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,"
-	    " created_at, updated_at) VALUES (5, 'u', %lld, 2, 1, 'event:u1', 'sent', 1, %lld, %lld)",
-	    (long long)version, NOW, (long long)version, NOW, NOW);
-	assert_int_equal(store_exec(f->s, sql), 0);
+	snprintf(path, sizeof(path), "%s/codes.fifo", f->dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	campaign_u(f, yaml);
 	accepted(f, "5", "nps=9");
 	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 5"), "completed");
 	assert_int_equal(q_int(f, "SELECT count(*) FROM followups WHERE delivery = 5"), 0);
@@ -1455,21 +1467,10 @@ test_answer_after_completion(void **state)
 	    "  - { on: completed, channel: crm }\n"
 	    "  - { on: response, channel: crm }\n";
 	struct fx *f = *state;
-	int64_t version = 0;
-	char sql[512], *why = NULL;
+	char *why = NULL;
 
 	write_file(f, "codes.txt", "A-1\nA-2\n");
-	snprintf(sql, sizeof(sql), "%s/u.yaml", f->dir);
-	assert_int_equal(conf_add_campaign_buffer(f->c, sql, yaml, strlen(yaml), &f->d), 0);
-	assert_int_equal(store_campaign_version(f->s, conf_campaign_find(f->c, "u"), NOW, &version),
-	    0);
-	snprintf(sql, sizeof(sql),
-	    "INSERT INTO batches (id, campaign, version, occurrence, created_at) "
-	    "VALUES (2, 'u', %lld, 'event', %lld);"
-	    "INSERT INTO deliveries (id, campaign, version, batch, customer, occurrence, state, step,"
-	    " created_at, updated_at) VALUES (5, 'u', %lld, 2, 1, 'event:u1', 'sent', 1, %lld, %lld)",
-	    (long long)version, NOW, (long long)version, NOW, NOW);
-	assert_int_equal(store_exec(f->s, sql), 0);
+	campaign_u(f, yaml);
 
 	accepted(f, "5", "nps=9");
 	assert_string_equal(q_text(f, "SELECT state FROM deliveries WHERE id = 5"), "completed");
