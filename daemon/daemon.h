@@ -58,6 +58,7 @@ struct job {
 				* ahead (LEAD_MS), it waits for that */
 	int step;
 	int attempt; /* transient failures so far (a resend's include those before the restart) */
+	int resent; /* a step's send found in 'sending' and sent again (sched_action.resent) */
 	int64_t created; /* when the message was made (sched_action.created) */
 	int64_t followup; /* a followup's send (its id), or 0 for a step's */
 	char followup_kind[16];

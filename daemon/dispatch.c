@@ -602,15 +602,19 @@ dispatch_close(struct daemon *d)
 /* ---- starting jobs ---- */
 
 /*
- * consent_of: the consent j's message needs, as its channel in j's generation says: a step's
- * and a thank-you's (a notification goes to the operator, not the customer); NULL for none.
+ * consent_of: the consent j's message needs before it goes, as its channel in j's generation
+ * says: a step's and a thank-you's (a notification goes to the operator, not the customer);
+ * NULL for none.  Only a send not tried yet is held to it: one tried already (a retry, a step
+ * resent after a restart) may have reached the customer, and goes again with its key as the
+ * same message (a withdrawal then must not read "not sent", nor bring the next step at once).
  */
 static const char *
 consent_of(const struct job *j)
 {
 	const struct conf_channel *ch = conf_channel_find(j->gen->conf, j->channel);
 
-	if (ch == NULL || (j->followup != 0 && strcmp(j->followup_kind, "incentive") != 0))
+	if (ch == NULL || (j->followup != 0 && strcmp(j->followup_kind, "incentive") != 0) ||
+	    j->attempt > 0 || j->resent)
 		return NULL;
 	return conf_channel_consent(ch);
 }
@@ -1198,6 +1202,7 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	j->step = a->step;
 	j->created = a->created;
 	j->attempt = a->attempts;
+	j->resent = a->resent;
 	j->retry_at = a->retry_at;
 	j->followup = a->followup;
 	snprintf(j->followup_kind, sizeof(j->followup_kind), "%s",

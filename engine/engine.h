@@ -49,6 +49,9 @@ struct sched_action {
 	 * response, detractor, completed), its code (incentive) and text (notifications). */
 	int64_t followup;
 	const char *followup_kind, *code, *body;
+	/* A step's send found in 'sending' and sent again with its key (sched_resend): its first
+	 * attempt may have reached the customer. */
+	int resent;
 };
 
 /* A sink gets every action; a non-zero return stops sched_run_due after the current one. */

@@ -339,7 +339,7 @@ emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at, i
     const char *reason, const char *key, const char *token)
 {
 	struct sched_action a = { kind, id, at, due, customer, campaign, step, channel, tz, reason,
-		key, token, at, 0, 0, 0, NULL, NULL, NULL };
+		key, token, at, 0, 0, 0, NULL, NULL, NULL, 0 };
 
 	return sink ? sink(arg, &a) : 0;
 }
@@ -2006,7 +2006,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	a = (struct sched_action){ SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
 		channel, d.tz, NULL, key, token,
 		sqlite3_column_type(s, 0) == SQLITE_NULL ? now : sqlite3_column_int64(s, 0),
-		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2), 0, NULL, NULL, NULL };
+		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2), 0, NULL, NULL, NULL, 1 };
 	sqlite3_reset(s);
 	if (a.retry_at <= now)
 		a.retry_at = 0;

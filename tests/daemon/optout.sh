@@ -7,7 +7,8 @@
 # A customer erased (deleted by SQL, with their deliveries) while a step to
 # them is on its way: its outcome has nothing left to be written to and is logged as
 # unrecorded; the events and outcomes after it are recorded; one whose retry waits is not tried
-# again.  SIGTERM: exit 0.
+# again.  A step resent after a crash when its consent was withdrawn meanwhile goes again with
+# its key (it may have reached the customer).  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -18,14 +19,15 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup optout
 
-echo "1..8"
+echo "1..9"
 
 mkdir -p "$tmp/campaigns.d"
 printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" "c6 200@3" "c10 503+RA=3@3" \
-	>"$tmp/sink.script"
+	"c11 200@6" >"$tmp/sink.script"
 start_sink --script "$tmp/sink.script"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
   hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }
+  hooksms: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, consent: sms }
   slow: { driver: outbox, kind: sms, path: outbox/slow, rate: 10/m }" >"$tmp/campaignd.yaml"
 # retry: a webhook step, then an sms an hour later; paced: one step on slow.
 campaign_yaml retry "{ event: retry }" "  - channel: hook
@@ -35,6 +37,14 @@ campaign_yaml retry "{ event: retry }" "  - channel: hook
     after: 1h
     message:
       en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/retry.yaml"
+# crashy: a webhook step that needs sms consent, then an sms an hour later.
+campaign_yaml crashy "{ event: crashy }" "  - channel: hooksms
+    message:
+      en: \"How was it? {{survey_url}}\"
+  - channel: sms
+    after: 1h
+    message:
+      en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/crashy.yaml"
 campaign_yaml paced "{ event: paced }" "  - channel: slow
     message:
       en: \"How was it? {{survey_url}}\"" >"$tmp/campaigns.d/paced.yaml"
@@ -52,7 +62,7 @@ printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
 	"c5,Eve,+4790000005,true" "c6,Fay,+4790000006,true" "c7,Gus,+4790000007,true" \
 	"c8,Hal,+4790000008,true" "c9,Ida,+4790000009,true" "c10,Jo,+4790000010,true" \
-	>"$tmp/customers.csv"
+	"c11,Kim,+4790000011,true" >"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
@@ -149,6 +159,23 @@ sleep 4
 is "a customer erased while a send that will be retried is on its way: not tried again, logged unrecorded once" \
 	"$(grep -c '"customer": "c10"' "$tmp/sink.log")|$(grep -c "delivery=${d10:-0} outcome=unrecorded" "$dlog")" \
 	"1|1"
+
+# c11's step is in the receiver's hands (answered after 6 s) when campaignd is killed; c11
+# withdraws sms consent before the restart: the step, which may have reached them, is resent
+# with its key as the same message and recorded sent; the next one waits its hour.
+"$ctl" -c "$tmp/campaignd.yaml" event crashy --customer c11 >/dev/null 2>&1
+wait_for 15 eval 'grep -q "\"customer\": \"c11\"" "$tmp/sink.log"'
+d11=$(delivery crashy c11)
+kill -KILL "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+daemon_pid=
+printf '%s\n' "id,consent.sms" "c11,false" >"$tmp/withdraw11.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/withdraw11.csv" >/dev/null 2>&1
+start_daemon_or_bail "again"
+wait_for 15 eval '[ "$(state_of "$d11")" = "scheduled 2" ]'
+is "a step resent after a crash, its consent withdrawn meanwhile: sent again with its key, the next step waits its hour" \
+	"$(grep '"customer": "c11"' "$tmp/sink.log" | grep -c "\"key\": \"d${d11:-0}-s1\"")|$(state_of "$d11")|$(q "SELECT count(*) FROM transitions WHERE delivery = ${d11:-0} AND reason LIKE '%withdrew%'")" \
+	"2|scheduled 2|0"
 
 stop_daemon
 check_stopped
