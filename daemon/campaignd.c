@@ -1359,54 +1359,100 @@ migrating(void *arg, int from, int to)
 	    from, to, 30ULL * 1000000ULL);
 }
 
+/* A start's wait for another process's write lock (lock_waited). */
+struct lock_wait {
+	uint64_t t0, logged; /* ms (uv_hrtime): its start, and when it was last logged (or 0) */
+};
+
 /*
- * start_begin: a write transaction for the start's work, however long another process holds
- * the database's write lock (a large campaignctl import): exiting after the busy timeout, as
- * the start did, made systemd restart the daemon each 5 s until its start limit gave up on
- * it.  A wait past the busy timeout is logged, then each WAIT_LOG_S, and told to systemd
+ * lock_waited: a try of the start failed because another process holds the database's write
+ * lock (a large campaignctl import), `error` saying so.  The start waits however long: exiting
+ * after the busy timeout made systemd restart the daemon each 5 s until its start limit gave up
+ * on it.  A wait past the busy timeout is logged, then each WAIT_LOG_S, and told to systemd
  * (STATUS, and EXTEND_TIMEOUT_USEC so that TimeoutStartSec does not end it); a SIGTERM or
- * SIGINT meanwhile (blocked while the daemon starts) stops it, exit 0.  Any other failure is
- * fatal, as before.
+ * SIGINT meanwhile (blocked while the daemon starts) stops it, exit 0.
  */
 #define WAIT_LOG_S 30
 static void
-start_begin(struct daemon *d)
+lock_waited(struct daemon *d, struct lock_wait *w, const char *error)
 {
-	uint64_t t0 = uv_hrtime() / 1000000, waited = 0, logged = 0;
 	struct timespec zero = { 0, 0 };
+	uint64_t waited = uv_hrtime() / 1000000 - w->t0;
 	sigset_t stop;
 	int sig;
 
+	if (waited >= STORE_BUSY_MS && (w->logged == 0 || waited - w->logged >= WAIT_LOG_S * 1000)) {
+		w->logged = waited;
+		log_warnx("event=start waiting=%llus error=\"%s\": another process holds the "
+			  "database's write lock; campaignd starts once it is released",
+		    (unsigned long long)(waited / 1000), error);
+		notify("STATUS=waiting for the write lock of %s (%llus)\n"
+		       "EXTEND_TIMEOUT_USEC=%llu",
+		    d->db_path, (unsigned long long)(waited / 1000),
+		    (unsigned long long)(2 * WAIT_LOG_S) * 1000000ULL);
+	}
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
+	sig = sigtimedwait(&stop, NULL, &zero);
+	if (sig == SIGTERM || sig == SIGINT) {
+		log_info("event=stop signal=%s waited=%llus: stopped while waiting for the "
+			 "database's write lock",
+		    sig == SIGINT ? "INT" : "TERM", (unsigned long long)(waited / 1000));
+		exit(0);
+	}
+}
+
+/* lock_wait_end: the lock was had: a wait that was logged is said to be over. */
+static void
+lock_wait_end(const struct lock_wait *w)
+{
+	if (w->logged > 0)
+		log_info("event=start waited=%llus: the database's write lock is free",
+		    (unsigned long long)((uv_hrtime() / 1000000 - w->t0) / 1000));
+}
+
+/*
+ * start_open: open the store, migrating its schema when it is older (migrating()), however long
+ * another process holds the write lock the migration needs (lock_waited).
+ */
+static void
+start_open(struct daemon *d, const char *path)
+{
+	struct lock_wait w = { uv_hrtime() / 1000000, 0 };
+	char *err = NULL;
+	int rc;
+
+	store_set_migrate_notice(migrating, d);
+	while ((rc = store_open(path, 0, &d->st, &err)) == -EBUSY) {
+		lock_waited(d, &w, err);
+		free(err);
+		err = NULL;
+	}
+	/* (The message names the database.) */
+	if (rc < 0)
+		fatalx("event=start error=\"%s\"", err ? err : "cannot open the database");
+	lock_wait_end(&w);
+	if (d->migrate_t0 != 0)
+		log_info("event=start migrated=%d ms=%llu: the database's schema is upgraded",
+		    STORE_SCHEMA_VERSION, (unsigned long long)(uv_hrtime() / 1000000 - d->migrate_t0));
+}
+
+/* start_begin: a write transaction for the start's work, however long another process holds
+ * the database's write lock (lock_waited).  Any other failure is fatal. */
+static void
+start_begin(struct daemon *d)
+{
+	struct lock_wait w = { uv_hrtime() / 1000000, 0 };
+
 	store_busy_timeout(d->st, 1000); /* a second at a time, to see a stop */
 	while (store_begin(d->st) < 0) {
 		if ((sqlite3_extended_errcode(store_db(d->st)) & 0xff) != SQLITE_BUSY)
 			fatalx("event=start error=\"%s\"", store_errmsg(d->st));
-		waited = uv_hrtime() / 1000000 - t0;
-		if (waited >= STORE_BUSY_MS && (logged == 0 || waited - logged >= WAIT_LOG_S * 1000)) {
-			logged = waited;
-			log_warnx("event=start waiting=%llus error=\"%s\": another process holds the "
-				  "database's write lock; campaignd starts once it is released",
-			    (unsigned long long)(waited / 1000), store_errmsg(d->st));
-			notify("STATUS=waiting for the write lock of %s (%llus)\n"
-			       "EXTEND_TIMEOUT_USEC=%llu",
-			    d->db_path, (unsigned long long)(waited / 1000),
-			    (unsigned long long)(2 * WAIT_LOG_S) * 1000000ULL);
-		}
-		sig = sigtimedwait(&stop, NULL, &zero);
-		if (sig == SIGTERM || sig == SIGINT) {
-			log_info("event=stop signal=%s waited=%llus: stopped while waiting for the "
-				 "database's write lock",
-			    sig == SIGINT ? "INT" : "TERM", (unsigned long long)(waited / 1000));
-			exit(0);
-		}
+		lock_waited(d, &w, store_errmsg(d->st));
 	}
 	store_busy_timeout(d->st, STORE_BUSY_MS);
-	if (logged > 0)
-		log_info("event=start waited=%llus: the database's write lock is free",
-		    (unsigned long long)((uv_hrtime() / 1000000 - t0) / 1000));
+	lock_wait_end(&w);
 }
 
 /*
@@ -1624,12 +1670,7 @@ main(int argc, char **argv)
 	size_pool(c);
 	d.lock_fd = lock_database(c->database);
 	d.db_path = xstrdup(c->database);
-	store_set_migrate_notice(migrating, &d);
-	if (store_open(c->database, 0, &d.st, &err) < 0)
-		fatalx("event=start error=\"%s: %s\"", c->database, err ? err : "cannot open");
-	if (d.migrate_t0 != 0)
-		log_info("event=start migrated=%d ms=%llu: the database's schema is upgraded",
-		    STORE_SCHEMA_VERSION, (unsigned long long)(uv_hrtime() / 1000000 - d.migrate_t0));
+	start_open(&d, c->database);
 	store_defer_checkpoints(d.st);
 	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
 	 * pages every decision walks; SQLite's default of 2 MB would read them again. */

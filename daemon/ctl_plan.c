@@ -239,7 +239,8 @@ open_state(const char *config, int copy, int partial, struct conf **c, struct st
 	path = missing ? ":memory:" : (*c)->database;
 	rc = copy && !missing ? store_open_copy(path, st, &err) : store_open(path, 0, st, &err);
 	if (rc < 0) {
-		fprintf(stderr, "campaignctl: %s: %s\n", (*c)->database, err ? err : "cannot open");
+		/* (The message names the database.) */
+		fprintf(stderr, "campaignctl: %s\n", err ? err : "cannot open the database");
 		free(err);
 		conf_free(*c);
 		return CTL_EXIT_USAGE;
@@ -551,8 +552,7 @@ ctl_show_version(const char *config, int argc, char **argv)
 	}
 	diag_free(&d);
 	if (store_open(c->database, STORE_READONLY, &st, &err) < 0) {
-		fprintf(stderr, "campaignctl show-version: %s: %s\n", c->database,
-		    err ? err : "cannot open");
+		fprintf(stderr, "campaignctl show-version: %s\n", err ? err : "cannot open the database");
 		free(err);
 		conf_free(c);
 		return CTL_EXIT_FAIL;

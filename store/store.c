@@ -460,8 +460,10 @@ migrate(struct store *s, int readonly)
 		return -EIO;
 	/* IMMEDIATE: two processes starting at once must not both migrate. */
 	if (exec_err(s->db, "BEGIN IMMEDIATE", s->err, sizeof(s->err)) < 0) {
+		int busy = (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_BUSY;
+
 		sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
-		return -EIO;
+		return busy ? -EBUSY : -EIO;
 	}
 	rc = user_version(s, &v);
 	if (rc == 0 && v > 0 && v < STORE_SCHEMA_VERSION && migrate_fn != NULL) {
@@ -647,8 +649,14 @@ store_open_copy(const char *path, struct store **out, char **err)
 	}
 	close(fd);
 	rc = copy_db(path, tmp, msg, sizeof(msg));
-	if (rc == 0)
+	if (rc == 0) {
+		/* The copy's migration is no upgrade of the database: nothing to tell. */
+		void (*fn)(void *, int, int) = migrate_fn;
+
+		migrate_fn = NULL;
 		rc = store_open(tmp, STORE_PRIVATE, out, err);
+		migrate_fn = fn;
+	}
 	else if (err != NULL)
 		*err = xstrdup(msg);
 	/* Open, it needs its name no more: a kill, even SIGKILL, leaves no copy of the data. */

@@ -34,7 +34,9 @@ enum { STORE_READONLY = 1, STORE_PRIVATE = 2 };
  * STORE_SCHEMA_VERSION.  STORE_PRIVATE: a file no other process opens and none has to
  * survive a crash: held in exclusive locking mode, with its rollback journal in memory (no
  * file but the database's own is opened by name after the open), not synced.  On success *out is a new store (caller frees with store_close).
- * On failure returns -EIO and, when err is not NULL, *err is a malloc'd message.
+ * On failure returns -EIO, or -EBUSY when a migration could not take the write lock (another
+ * process holds it past the busy timeout), and, when err is not NULL, *err is a malloc'd
+ * message.
  */
 int store_open(const char *path, int flags, struct store **out, char **err);
 

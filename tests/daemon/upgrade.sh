@@ -4,7 +4,9 @@
 # upgrade and its length, tells systemd (NOTIFY_SOCKET: STATUS and EXTEND_TIMEOUT_USEC, so that
 # TimeoutStartSec does not end a long rebuild, then READY=1); the deliveries keep their ids and
 # history, and a new delivery takes an id of its own, also after the latest one was erased.
-# campaignctl, opening such a database first, upgrades it and says so.  SIGTERM: exit 0.
+# campaignctl, opening such a database first, upgrades it and says so; plan (a private copy)
+# neither upgrades it nor says so; a start that finds the write lock held waits for it before
+# it upgrades.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -15,7 +17,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup upgrade
 
-echo "1..6"
+echo "1..8"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
@@ -90,5 +92,31 @@ printf 'id\n' >"$tmp/none.csv"
 is "campaignctl says once that it upgrades the schema" \
 	"$(grep -c "^campaignctl: upgrading the database's schema from 8 to 9 (once; " "$tmp/ctl.err")|$(q "PRAGMA user_version")" \
 	"1|9"
+
+# A dry run migrates only its private copy: it says nothing of an upgrade, and makes none.
+downgrade
+"$ctl" -c "$tmp/campaignd.yaml" plan --from 2030-01-01 --to 2030-01-02 >/dev/null 2>"$tmp/plan.err"
+is "plan on an older database: no upgrade claimed, none made" \
+	"$(grep -c 'upgrading' "$tmp/plan.err")|$(q "PRAGMA user_version")" "0|8"
+
+# Another process holds the write lock (a long import) when the daemon starts on the older
+# database: the upgrade waits for it, as a start does, rather than fail the start.
+"$py" - "$tmp/state.db" <<'PY' &
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[1] + ".held", "w").close()
+time.sleep(8)
+c.execute("COMMIT")
+PY
+holder=$!
+wait_for 5 test -e "$tmp/state.db.held"
+NOTIFY_SOCKET=$tmp/notify.sock start_daemon
+wait "$holder"
+wait_for 10 grep -q 'event=start migrated=9' "$dlog"
+is "an upgrade that finds the write lock held waits for it, then upgrades" \
+	"$(grep -c 'event=start waiting=[0-9]*s error=.*another process holds the database.s write lock' "$dlog")|$(grep -c 'migrating=8-9' "$dlog")|$(q "PRAGMA user_version")|$(kill -0 "${daemon_pid:-0}" 2>/dev/null && echo running)" \
+	"1|2|9|running"
+stop_daemon
 check_stopped
 tap_end
