@@ -643,6 +643,13 @@ after_io(uv_check_t *c)
 /* The database's files, by the suffix SQLite gives each (FILE_SUFFIX[i] for d->files[i]). */
 static const char *const FILE_SUFFIX[3] = { "", "-wal", "-shm" };
 
+/* db_file: the path of the database's file i (FILE_SUFFIX); the caller frees it. */
+static char *
+db_file(const struct daemon *d, size_t i)
+{
+	return xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
+}
+
 /* files_note: what the database's files are at their paths now (once they exist: at start). */
 static void
 files_note(struct daemon *d)
@@ -650,7 +657,7 @@ files_note(struct daemon *d)
 	size_t i;
 
 	for (i = 0; i < 3; i++) {
-		char *path = xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
+		char *path = db_file(d, i);
 		struct stat st;
 
 		d->files[i].known = stat(path, &st) == 0;
@@ -658,6 +665,28 @@ files_note(struct daemon *d)
 		d->files[i].ino = st.st_ino;
 		free(path);
 	}
+}
+
+/* FILE_* : what is at the path of a database file files_note saw (file_now). */
+enum { FILE_SAME, FILE_GONE, FILE_OTHER, FILE_UNKNOWN };
+
+/* file_now: what is at the path of the database's file i now; FILE_UNKNOWN when files_note did
+ * not see it or it cannot be looked at now (no verdict). */
+static int
+file_now(const struct daemon *d, size_t i)
+{
+	char *path;
+	struct stat st;
+	int rc;
+
+	if (!d->files[i].known)
+		return FILE_UNKNOWN;
+	path = db_file(d, i);
+	rc = stat(path, &st);
+	free(path);
+	if (rc < 0)
+		return errno == ENOENT ? FILE_GONE : FILE_UNKNOWN;
+	return st.st_dev == d->files[i].dev && st.st_ino == d->files[i].ino ? FILE_SAME : FILE_OTHER;
 }
 
 /*
@@ -672,22 +701,13 @@ watch_lost(struct daemon *d, char *why, size_t len)
 	size_t i;
 
 	for (i = 0; i < 3; i++) {
-		char *path;
-		struct stat st;
-		int rc, gone, other;
+		int now = file_now(d, i);
 
-		if (!d->files[i].known)
-			continue;
-		path = xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
-		rc = stat(path, &st);
-		gone = rc < 0 && errno == ENOENT; /* another error: no verdict */
-		other = rc == 0 && (st.st_dev != d->files[i].dev || st.st_ino != d->files[i].ino);
-		if (gone || other)
-			snprintf(why, len, "%s was %s", path,
-			    gone ? "removed" : "replaced by another file");
-		free(path);
-		if (gone || other)
+		if (now == FILE_GONE || now == FILE_OTHER) {
+			snprintf(why, len, "%s%s was %s", d->db_path, FILE_SUFFIX[i],
+			    now == FILE_GONE ? "removed" : "replaced by another file");
 			return 1;
+		}
 	}
 	return 0;
 }
@@ -737,11 +757,9 @@ save_lost(struct daemon *d)
 	free(copy);
 	store_keep_wal(d->st);
 	for (i = 1; i < 3; i++) {
-		char *path = xasprintf("%s%s", d->db_path, FILE_SUFFIX[i]);
-		struct stat st;
+		char *path = db_file(d, i);
 
-		if (d->files[i].known && stat(path, &st) == 0 && st.st_dev == d->files[i].dev &&
-		    st.st_ino == d->files[i].ino && unlink(path) == 0)
+		if (file_now(d, i) == FILE_SAME && unlink(path) == 0)
 			log_info("event=database-lost removed=%s", path);
 		free(path);
 	}
@@ -1264,26 +1282,35 @@ hup_cb(uv_signal_t *s, int signum)
 
 /* ---- start ---- */
 
+/* lock_take: the lock file at `path`, made when missing and locked (an exclusive flock, held
+ * until the descriptor is closed or the process ends: a crash included); -errno. */
+static int
+lock_take(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600), e;
+
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	return -e;
+}
+
 /*
  * lock_database: one daemon per database.  Two would split the sends between them and each
- * would resend the other's in-flight sends as interrupted.  An exclusive flock on
- * DATABASE.lock, held until the process ends (a crash included: the kernel drops it); exits
- * when another process holds it.
+ * would resend the other's in-flight sends as interrupted.  DATABASE.lock (d->lock_path),
+ * taken for the process's life; exits when another process holds it.
  */
-static int
-lock_database(const char *database)
+static void
+lock_database(struct daemon *d)
 {
-	char *path = xasprintf("%s.lock", database);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			fatalx("event=start error=\"%s is in use by another campaignd (it holds %s)\"",
-			    database, path);
-		fatalx("event=start error=\"%s: %s\"", path, strerror(errno));
-	}
-	free(path); /* fd stays open: the lock lasts as long as the process */
-	return fd;
+	d->lock_fd = lock_take(d->lock_path);
+	if (d->lock_fd == -EWOULDBLOCK)
+		fatalx("event=start error=\"%s is in use by another campaignd (it holds %s)\"",
+		    d->db_path, d->lock_path);
+	if (d->lock_fd < 0)
+		fatalx("event=start error=\"%s: %s\"", d->lock_path, strerror(-d->lock_fd));
 }
 
 /*
@@ -1298,35 +1325,27 @@ static int
 lock_kept(struct daemon *d)
 {
 	static int warned;
-	char *path = xasprintf("%s.lock", d->db_path);
 	struct stat at, held;
-	int fd, e;
+	int fd;
 
-	if (stat(path, &at) == 0 ? fstat(d->lock_fd, &held) < 0 ||
+	if (stat(d->lock_path, &at) == 0 ? fstat(d->lock_fd, &held) < 0 ||
 		(at.st_dev == held.st_dev && at.st_ino == held.st_ino) :
-				   errno != ENOENT) {
-		free(path);
+					 errno != ENOENT)
 		return 1;
+	fd = lock_take(d->lock_path);
+	if (fd == -EWOULDBLOCK) {
+		log_errx("event=lock-file path=%s error=\"it was removed or replaced while campaignd "
+			 "ran, and another process holds it now\": stopping (one campaignd per "
+			 "database)",
+		    d->lock_path);
+		return 0;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		e = errno;
-		if (fd >= 0)
-			close(fd);
-		if (e == EWOULDBLOCK) {
-			log_errx("event=lock-file path=%s error=\"it was removed or replaced while "
-				 "campaignd ran, and another process holds it now\": stopping (one "
-				 "campaignd per database)",
-			    path);
-			free(path);
-			return 0;
-		}
+	if (fd < 0) {
 		if (!warned) /* once, not each second while it lasts */
 			log_warnx("event=lock-file path=%s error=\"%s\": it was removed or replaced "
 				  "while campaignd ran, and cannot be made again yet",
-			    path, strerror(e));
+			    d->lock_path, strerror(-fd));
 		warned = 1;
-		free(path);
 		return 1;
 	}
 	warned = 0;
@@ -1334,8 +1353,7 @@ lock_kept(struct daemon *d)
 	d->lock_fd = fd;
 	log_warnx("event=lock-file path=%s: it was removed or replaced while campaignd ran; made "
 		  "again and locked",
-	    path);
-	free(path);
+	    d->lock_path);
 	return 1;
 }
 
@@ -1348,9 +1366,13 @@ static void
 migrating(void *arg, int from, int to)
 {
 	struct daemon *d = arg;
+	uint64_t now = uv_hrtime() / 1000000;
 
+	if (d->migrate_told != 0 && now - d->migrate_told < 1000)
+		return;
+	d->migrate_told = now;
 	if (d->migrate_t0 == 0) {
-		d->migrate_t0 = uv_hrtime() / 1000000;
+		d->migrate_t0 = now;
 		log_info("event=start migrating=%d-%d database=%s: upgrading the database's schema "
 			 "(a table rebuilt takes seconds per million rows)",
 		    from, to, d->db_path);
@@ -1668,8 +1690,9 @@ main(int argc, char **argv)
 	}
 	log_set_level(c->log_level);
 	size_pool(c);
-	d.lock_fd = lock_database(c->database);
 	d.db_path = xstrdup(c->database);
+	d.lock_path = xasprintf("%s.lock", c->database);
+	lock_database(&d);
 	start_open(&d, c->database);
 	store_defer_checkpoints(d.st);
 	/* What the warm-up reads (warm_cb) stays cached until it comes due, with the interior
@@ -1756,6 +1779,7 @@ main(int argc, char **argv)
 	}
 	free(d.outbox_hint);
 	free(d.db_path);
+	free(d.lock_path);
 	while (d.n_unrestored > 0)
 		free(d.unrestored[--d.n_unrestored]);
 	free(d.unrestored);

@@ -165,7 +165,6 @@ struct daemon {
 	/* Outcomes not yet written (the store failed: dispatch_replay writes them), in the order
 	 * they came, and those written into the open transaction, newest first (dispatch.c). */
 	struct pending *unrecorded, *uncommitted;
-	size_t n_unrecorded;
 	/* A run of refused writes (daemon_store_failed) until a commit works: how many, since when
 	 * (Unix s), the last logged (uv_now), and the last reason. */
 	unsigned long fail_tries;
@@ -178,13 +177,15 @@ struct daemon {
 	int exit_code; /* main's, after the stop (0, EXIT_DATABASE_LOST, or 1: lock_kept) */
 	int64_t clock_offset; /* the wall clock less the monotonic one at the last look, ms */
 	int lost; /* the database's files are no longer at their paths (watch_lost) */
-	uint64_t migrate_t0; /* the start of a schema upgrade at start (ms, uv_hrtime), or 0 */
+	uint64_t migrate_t0, migrate_told; /* a schema upgrade at start: its start, and when systemd
+					    * was last told (ms, uv_hrtime), or 0 */
 	struct file_id {
 		dev_t dev;
 		ino_t ino;
 		int known;
 	} files[3]; /* the database, its -wal, its -shm, as opened (files_note) */
-	int lock_fd; /* DATABASE.lock, flock'ed (lock_database, lock_kept) */
+	int lock_fd; /* lock_path (DATABASE.lock), flock'ed (lock_database, lock_kept) */
+	char *lock_path;
 	int64_t started;
 	char *outbox_hint; /* shown at start in demo mode */
 };

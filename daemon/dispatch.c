@@ -255,15 +255,14 @@ keep(struct daemon *d, struct pending *p)
 		pp = &(*pp)->next;
 	p->next = NULL;
 	*pp = p;
-	d->n_unrecorded++;
 }
 
 /*
  * record: write an outcome through the engine into the loop pass's transaction.  0; 1 for a
  * retry when an answer ended the delivery meanwhile (sched_retrying); 2 when the delivery is
- * gone (write_pending); or -1 logged: the
- * outcome is kept and written once writing works (dispatch_replay), with those of the
- * transaction, which is abandoned, and the store backs off meanwhile.
+ * gone (write_pending); or -1 logged: the outcome is kept and written once writing works
+ * (dispatch_replay), with those of the transaction, which is abandoned, and the store backs
+ * off meanwhile.
  */
 static int
 record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, int64_t retry_at)
@@ -325,13 +324,12 @@ dispatch_replay(struct daemon *d)
 			if (daemon_store_failed(d, note, sizeof(note)))
 				log_warnx("event=store-error delivery=%lld error=\"%s\": %zu "
 					  "outcome(s) kept, written once writing works%s",
-				    (long long)p->delivery, store_errmsg(d->st), d->n_unrecorded,
-				    note);
+				    (long long)p->delivery, store_errmsg(d->st),
+				    dispatch_unrecorded(d), note);
 			daemon_abandon(d); /* those written before it wait again too */
 			return -1;
 		}
 		d->unrecorded = p->next;
-		d->n_unrecorded--;
 		p->next = d->uncommitted;
 		d->uncommitted = p;
 	}
@@ -357,7 +355,6 @@ dispatch_committed(struct daemon *d, int ok)
 		d->uncommitted = p->next;
 		p->next = d->unrecorded;
 		d->unrecorded = p;
-		d->n_unrecorded++;
 	}
 	for (tail = &d->unrecorded; *tail != NULL; tail = &(*tail)->next)
 		;
@@ -367,7 +364,12 @@ dispatch_committed(struct daemon *d, int ok)
 size_t
 dispatch_unrecorded(const struct daemon *d)
 {
-	return d->n_unrecorded;
+	const struct pending *p;
+	size_t n = 0;
+
+	for (p = d->unrecorded; p != NULL; p = p->next)
+		n++;
+	return n;
 }
 
 void
@@ -380,7 +382,6 @@ dispatch_drop_unrecorded(struct daemon *d)
 		d->unrecorded = p->next;
 		pending_free(p);
 	}
-	d->n_unrecorded = 0;
 }
 
 /* has_pending: whether an outcome of delivery `delivery`'s step (followup 0) or of followup

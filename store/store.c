@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -352,11 +351,9 @@ count_objects(struct store *s, int *n)
 	return rc == SQLITE_ROW ? 0 : db_err(s, "reading the schema");
 }
 
-/* The caller told of migrations (store_set_migrate_notice), and the one running. */
+/* The caller told of migrations (store_set_migrate_notice). */
 static void (*migrate_fn)(void *arg, int from, int to);
 static void *migrate_arg;
-static int migrating_from;
-static uint64_t migrate_told_ms;
 
 void
 store_set_migrate_notice(void (*fn)(void *arg, int from, int to), void *arg)
@@ -365,26 +362,11 @@ store_set_migrate_notice(void (*fn)(void *arg, int from, int to), void *arg)
 	migrate_arg = arg;
 }
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* migrate_progress: SQLite's progress handler while migrating: fn about once a second. */
+/* migrate_progress: SQLite's progress handler while migrating from version *from: fn. */
 static int
-migrate_progress(void *arg)
+migrate_progress(void *from)
 {
-	uint64_t now = mono_ms();
-
-	(void)arg;
-	if (now - migrate_told_ms >= 1000) {
-		migrate_told_ms = now;
-		migrate_fn(migrate_arg, migrating_from, STORE_SCHEMA_VERSION);
-	}
+	migrate_fn(migrate_arg, *(const int *)from, STORE_SCHEMA_VERSION);
 	return 0; /* go on */
 }
 
@@ -468,10 +450,8 @@ migrate(struct store *s, int readonly)
 	rc = user_version(s, &v);
 	if (rc == 0 && v > 0 && v < STORE_SCHEMA_VERSION && migrate_fn != NULL) {
 		/* A new database (0) is made at once; an old one may take a while. */
-		migrating_from = v;
-		migrate_told_ms = mono_ms();
 		migrate_fn(migrate_arg, v, STORE_SCHEMA_VERSION);
-		sqlite3_progress_handler(s->db, 100000, migrate_progress, NULL);
+		sqlite3_progress_handler(s->db, 100000, migrate_progress, &v);
 	}
 	if (rc == 0 && v == 0)
 		rc = count_objects(s, &n);

@@ -42,9 +42,10 @@ int store_open(const char *path, int flags, struct store **out, char **err);
 
 /*
  * store_set_migrate_notice: from now on, a store_open that migrates calls fn(arg, from, to)
- * as the migration starts and then about once a second until it ends (SQLite's progress
- * handler), so that the caller can tell a service manager that it is alive: a migration that
- * rebuilds a large table (9: the deliveries) takes seconds per million rows.  NULL: none.
+ * as the migration starts and then often until it ends (SQLite's progress handler, each
+ * 100,000 of its instructions), so that the caller can tell a service manager, as often as it
+ * likes, that it is alive: a migration that rebuilds a large table (9: the deliveries) takes
+ * seconds per million rows.  NULL: none.
  */
 void store_set_migrate_notice(void (*fn)(void *arg, int from, int to), void *arg);
 
