@@ -81,6 +81,19 @@ for r in c.execute(sys.argv[2]):
 EOF
 }
 
+# ping_setup ROW...: in $tmp, settings with the outbox channels, campaign ping (an sms "Hello
+# FIRST_NAME" on event go) and the customers of the CSV ROWs (id,first_name,phone,timezone,
+# consent.sms), imported.
+ping_setup() {
+	mkdir -p "$tmp/campaigns.d"
+	settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
+	campaign_yaml ping "{ event: go }" "  - channel: sms
+    message:
+      en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/ping.yaml"
+	printf '%s\n' "id,first_name,phone,timezone,consent.sms" "$@" >"$tmp/customers.csv"
+	"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+}
+
 # erase_customer ID: delete customer ID as doc/schema.md says to erase one (references on:
 # their deliveries, history and events go with them), committed.
 erase_customer() {

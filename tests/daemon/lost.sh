@@ -19,14 +19,7 @@ daemon_test_setup lost
 
 echo "1..5"
 
-mkdir -p "$tmp/campaigns.d"
-settings_yaml 5s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
-campaign_yaml ping "{ event: go }" "  - channel: sms
-    message:
-      en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/ping.yaml"
-printf '%s\n' "id,first_name,phone,timezone,consent.sms" "c1,Ann,+4790000001,UTC,true" \
-	"c2,Bo,+4790000002,UTC,true" >"$tmp/customers.csv"
-"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
+ping_setup "c1,Ann,+4790000001,UTC,true" "c2,Bo,+4790000002,UTC,true"
 start_daemon_or_bail
 "$ctl" -c "$tmp/campaignd.yaml" event go --customer c1 >/dev/null 2>&1
 wait_for 10 eval '[ "$(state_of "$(delivery ping c1)")" = "sent 1" ]'
