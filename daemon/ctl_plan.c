@@ -48,7 +48,7 @@ plan_sink(void *arg, const struct sched_action *a)
 		p->failed = 1;
 		return 1;
 	}
-	if (a->kind == SCHED_SEND && sched_sent(p->e, a->delivery, a->at) < 0) {
+	if (a->kind == SCHED_SEND && sched_sent(p->e, a->delivery, a->campaign, a->step, a->at) < 0) {
 		p->failed = 1;
 		return 1;
 	}

@@ -192,6 +192,8 @@ struct pending {
 	struct pending *next;
 	struct gen *gen;
 	int64_t delivery, followup; /* the followup's id, or 0 for a step's send */
+	char campaign[72]; /* the send's, as decided (struct job) */
+	int step;
 	enum chan_outcome o; /* CHAN_SENT, CHAN_PERMANENT or CHAN_TRANSIENT */
 	char *why; /* owned, or NULL */
 	int attempt;
@@ -225,7 +227,7 @@ write_pending(const struct pending *p)
 		    p->o == CHAN_SENT ? 1 : p->o == CHAN_PERMANENT ? 0 : -1, why, p->attempt,
 		    p->retry_at);
 	else if (p->o == CHAN_SENT)
-		rc = sched_sent(e, p->delivery, p->at);
+		rc = sched_sent(e, p->delivery, p->campaign, p->step, p->at);
 	else if (p->o == CHAN_PERMANENT)
 		rc = sched_failed(e, p->delivery, p->at, why, NULL, NULL);
 	else
@@ -273,6 +275,8 @@ record(struct daemon *d, struct job *j, enum chan_outcome o, const char *why, in
 	p->gen = j->gen;
 	p->gen->refs++;
 	p->delivery = j->delivery;
+	util_copy(p->campaign, sizeof(p->campaign), j->campaign);
+	p->step = j->step;
 	p->followup = j->followup;
 	p->o = o;
 	p->why = why ? xstrdup(why) : NULL;
@@ -1206,15 +1210,14 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	j->resent = a->resent;
 	j->retry_at = a->retry_at;
 	j->followup = a->followup;
-	snprintf(j->followup_kind, sizeof(j->followup_kind), "%s",
-	    a->followup_kind ? a->followup_kind : "");
+	util_copy(j->followup_kind, sizeof(j->followup_kind), a->followup_kind);
 	j->code = a->code ? xstrdup(a->code) : NULL;
 	j->body = a->body ? xstrdup(a->body) : NULL;
-	snprintf(j->channel, sizeof(j->channel), "%s", a->channel ? a->channel : "");
-	snprintf(j->campaign, sizeof(j->campaign), "%s", a->campaign);
-	snprintf(j->customer, sizeof(j->customer), "%s", a->customer);
-	snprintf(j->key, sizeof(j->key), "%s", a->idem_key);
-	snprintf(j->token, sizeof(j->token), "%s", a->token);
+	util_copy(j->channel, sizeof(j->channel), a->channel);
+	util_copy(j->campaign, sizeof(j->campaign), a->campaign);
+	util_copy(j->customer, sizeof(j->customer), a->customer);
+	util_copy(j->key, sizeof(j->key), a->idem_key);
+	util_copy(j->token, sizeof(j->token), a->token);
 	uv_timer_init(d->loop, &j->retry);
 	j->retry.data = j;
 	q = queue_for(d, j->channel);

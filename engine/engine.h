@@ -146,8 +146,9 @@ int64_t sched_next_materialization(struct sched *e, int64_t now);
  * with the reason, and nothing follows.
  *
  * sched_sent: the channel took the current step: record it and schedule the next step.
+ * `campaign` and `step` are those of the send as decided (NULL, 0: unknown, read).
  */
-int sched_sent(struct sched *e, int64_t delivery, int64_t now);
+int sched_sent(struct sched *e, int64_t delivery, const char *campaign, int step, int64_t now);
 
 /*
  * sched_failed: the channel failed the current step for good (`why` recorded); the next step

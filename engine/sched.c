@@ -50,6 +50,9 @@ static const char *const sql_text[S_COUNT] = {
 		    "due_at <= ?3 AND id <> ?4 ORDER BY priority DESC, due_at LIMIT 8",
 	[S_SET] = "UPDATE deliveries SET state = ?2, step = ?3, due_at = ?4, "
 		  "attempts = attempts + ?5, updated_at = ?6 WHERE id = ?1",
+	/* A last step sent: guarded by what its sender knows (sched_sent). */
+	[S_SENT_LAST] = "UPDATE deliveries SET state = 'sent', due_at = NULL, updated_at = ?3 "
+			"WHERE id = ?1 AND state = 'sending' AND step = ?2",
 	[S_TRANS] = "INSERT INTO transitions(delivery, at, from_state, to_state, step, channel, "
 		    "idem_key, reason, attempt, retry_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
 		    "?10)",
@@ -114,9 +117,7 @@ sched_stmt(struct sched *e, int which)
 void
 sched_copy_col(char *dst, size_t size, sqlite3_stmt *s, int col)
 {
-	const unsigned char *t = sqlite3_column_text(s, col);
-
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
+	util_copy(dst, size, (const char *)sqlite3_column_text(s, col));
 }
 
 static int
@@ -1861,8 +1862,32 @@ next_step(struct sched *e, int64_t delivery, const struct conf_campaign *cp, int
 	return 0;
 }
 
+/*
+ * sent_last: the last step of cp sent: one guarded write, nothing read.  1 recorded; 0 when
+ * the delivery is not in 'sending' at that step (erased, or ended by an answer meanwhile: the
+ * caller reads it to say which); -EIO.
+ */
+static int
+sent_last(struct sched *e, int64_t delivery, const struct conf_campaign *cp, int step,
+    int64_t now)
+{
+	sqlite3_stmt *s = sched_stmt(e, S_SENT_LAST);
+	char why[32];
+
+	sqlite3_bind_int64(s, 1, delivery);
+	sqlite3_bind_int(s, 2, step);
+	sqlite3_bind_int64(s, 3, now);
+	if (step_done(e, s) < 0)
+		return -EIO;
+	if (sqlite3_changes(e->db) == 0)
+		return 0;
+	snprintf(why, sizeof(why), "step %d sent", step);
+	return transition(e, delivery, now, "sending", "sent", step,
+		   cp->steps[step - 1].channel->name, NULL, why) < 0 ? -EIO : 1;
+}
+
 int
-sched_sent(struct sched *e, int64_t delivery, int64_t now)
+sched_sent(struct sched *e, int64_t delivery, const char *campaign, int step, int64_t now)
 {
 	const struct conf_campaign *cp;
 	struct due d;
@@ -1870,6 +1895,11 @@ sched_sent(struct sched *e, int64_t delivery, int64_t now)
 	int64_t due;
 	int rc;
 
+	/* What the sender knows is not read again when nothing follows the step. */
+	cp = campaign ? sched_campaign(e, campaign) : NULL;
+	if (cp != NULL && step >= 1 && step == (int)cp->n_steps &&
+	    (rc = sent_last(e, delivery, cp, step, now)) != 0)
+		return rc < 0 ? rc : 0;
 	rc = load_sending(e, delivery, &d);
 	snprintf(why, sizeof(why), "step %d sent", d.step);
 	if (rc == -EINVAL)

@@ -73,6 +73,17 @@ xstrndup(const char *s, size_t n)
 	return p;
 }
 
+void
+util_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = src ? strlen(src) : 0;
+
+	if (n >= size)
+		n = size - 1;
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+}
+
 char *
 xvasprintf(const char *fmt, va_list ap)
 {

@@ -12,6 +12,9 @@ void *xcalloc(size_t n, size_t size);
 void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* util_copy: src (NULL: "") into dst of `size` bytes, cut to fit, always terminated (a
+ * snprintf "%s" without its formatting cost, on hot paths). */
+void util_copy(char *dst, size_t size, const char *src);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 

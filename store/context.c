@@ -7,12 +7,47 @@
 #include "store_int.h"
 #include "util.h"
 
-static char *
-col(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
+/* ST_CONTEXT's columns 0-16: where each text goes (NULL: not a text column). */
+#define CONTEXT_COLS 17
 
-	return t ? xstrdup((const char *)t) : NULL;
+static void
+text_fields(struct store_context *c, char **f[CONTEXT_COLS])
+{
+	char **all[CONTEXT_COLS] = { &c->campaign, &c->state, NULL, &c->id, &c->first_name,
+		&c->last_name, &c->email, &c->phone, &c->whatsapp, &c->language, &c->country,
+		&c->timezone, &c->segment, &c->attrs_json, &c->event_json, NULL,
+		&c->optout_source };
+
+	memcpy(f, all, sizeof(all));
+}
+
+/*
+ * copy_texts: the row's text columns (NULL stays NULL) into one block, out->text: one
+ * allocation for the context rather than one per field, and one free.
+ */
+static void
+copy_texts(sqlite3_stmt *st, struct store_context *out)
+{
+	char **f[CONTEXT_COLS];
+	const unsigned char *t[CONTEXT_COLS];
+	size_t len[CONTEXT_COLS], total = 1, at = 0;
+	int i;
+
+	text_fields(out, f);
+	for (i = 0; i < CONTEXT_COLS; i++) {
+		t[i] = f[i] ? sqlite3_column_text(st, i) : NULL;
+		len[i] = t[i] ? (size_t)sqlite3_column_bytes(st, i) : 0;
+		total += t[i] ? len[i] + 1 : 0;
+	}
+	out->text = xmalloc(total);
+	for (i = 0; i < CONTEXT_COLS; i++) {
+		if (t[i] == NULL)
+			continue;
+		*f[i] = out->text + at;
+		memcpy(out->text + at, t[i], len[i]);
+		out->text[at + len[i]] = '\0';
+		at += len[i] + 1;
+	}
 }
 
 int
@@ -31,25 +66,12 @@ store_context(struct store *s, int64_t delivery, const char *consent,
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		out->delivery = delivery;
-		out->campaign = col(st, 0);
-		out->state = col(st, 1);
 		out->step = sqlite3_column_int(st, 2);
-		out->id = col(st, 3);
-		out->first_name = col(st, 4);
-		out->last_name = col(st, 5);
-		out->email = col(st, 6);
-		out->phone = col(st, 7);
-		out->whatsapp = col(st, 8);
-		out->language = col(st, 9);
-		out->country = col(st, 10);
-		out->timezone = col(st, 11);
-		out->segment = col(st, 12);
-		out->attrs_json = col(st, 13);
-		out->event_json = col(st, 14);
-		if (sqlite3_column_type(st, 15) != SQLITE_NULL) {
+		copy_texts(st, out);
+		if (sqlite3_column_type(st, 15) != SQLITE_NULL)
 			out->optout_at = sqlite3_column_int64(st, 15);
-			out->optout_source = col(st, 16);
-		}
+		else /* the source counts only with the opt-out's time */
+			out->optout_source = NULL;
 		out->consent = sqlite3_column_type(st, 17) == SQLITE_NULL ?
 		    -1 :
 		    sqlite3_column_int(st, 17);
@@ -83,21 +105,7 @@ store_context_free(struct store_context *c)
 {
 	if (c == NULL)
 		return;
-	free(c->campaign);
-	free(c->state);
-	free(c->id);
-	free(c->first_name);
-	free(c->last_name);
-	free(c->email);
-	free(c->phone);
-	free(c->whatsapp);
-	free(c->language);
-	free(c->country);
-	free(c->timezone);
-	free(c->segment);
-	free(c->attrs_json);
-	free(c->event_json);
-	free(c->optout_source);
+	free(c->text);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -268,6 +268,7 @@ struct store_context {
 	char *optout_source; /* the customer's opt-out's source; NULL: they did not opt out */
 	int64_t optout_at; /* and its time */
 	int consent; /* the consent asked for: 1 granted, 0 withdrawn, -1 none recorded */
+	char *text; /* owned: the one block the strings above point into */
 };
 
 /*

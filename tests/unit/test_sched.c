@@ -50,7 +50,7 @@ sink(void *arg, const struct sched_action *a)
 	if (a->kind == SCHED_SEND && !f->no_outcome)
 		assert_int_equal(a->followup != 0 ?
 			sched_followup_outcome(f->e, a->followup, a->at, 1, NULL, 0, 0) :
-			sched_sent(f->e, a->delivery, a->at),
+			sched_sent(f->e, a->delivery, a->campaign, a->step, a->at),
 		    0);
 	if (a->kind == SCHED_SEND && strcmp(a->channel, "sms") == 0)
 		f->sms_room--;
@@ -465,7 +465,7 @@ test_outcome_after_answer(void **state)
 	/* The answers (store_answer's move) come while the three sends are out. */
 	assert_int_equal(store_exec(f->st, "UPDATE deliveries SET state = 'completed'"), 0);
 	f->n = 0;
-	assert_int_equal(sched_sent(f->e, 1, T("2027-01-04T09:00:02Z")), 0);
+	assert_int_equal(sched_sent(f->e, 1, NULL, 0, T("2027-01-04T09:00:02Z")), 0);
 	assert_int_equal(sched_failed(f->e, 2, T("2027-01-04T09:00:02Z"), "HTTP 400", sink, f), 0);
 	assert_int_equal(sched_retrying(f->e, 3, T("2027-01-04T09:00:02Z"), "HTTP 503", 1,
 			     T("2027-01-04T09:00:03Z")),
@@ -478,6 +478,36 @@ test_outcome_after_answer(void **state)
 	    "completed|step 1 failed: HTTP 400; the delivery had ended meanwhile (completed)");
 	assert_string_equal(state_reason(f, 3), "completed|HTTP 503; not tried again; the delivery "
 						"had ended meanwhile (completed)");
+}
+
+/*
+ * A last step's outcome is written without reading the delivery first (sched_sent is told the
+ * campaign and step): one that is still sending is recorded as sent; one an answer ended
+ * meanwhile keeps its ended state, with the send in its trail; an erased one is -ENOENT.
+ */
+static void
+test_last_step_sent(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
+	interrupted(f, 3);
+	assert_int_equal(store_exec(f->st, "UPDATE deliveries SET state = 'completed' WHERE id = 2"),
+	    0);
+	assert_int_equal(store_exec(f->st, "PRAGMA foreign_keys = ON; DELETE FROM customers WHERE "
+					   "id = 'c3'"),
+	    0);
+	f->n = 0;
+	assert_int_equal(sched_sent(f->e, 1, "tx", 1, T("2027-01-04T09:00:02Z")), 0);
+	assert_string_equal(state_reason(f, 1), "sent|step 1 sent");
+	assert_int_equal(scalar(f, "SELECT count(*) FROM transitions WHERE delivery = 1 AND "
+				   "to_state = 'sent'"),
+	    1);
+	assert_int_equal(sched_sent(f->e, 2, "tx", 1, T("2027-01-04T09:00:02Z")), 0);
+	assert_string_equal(state_reason(f, 2),
+	    "completed|step 1 sent; the delivery had ended meanwhile (completed)");
+	assert_int_equal(sched_sent(f->e, 3, "tx", 1, T("2027-01-04T09:00:02Z")), -ENOENT);
+	assert_int_equal(f->n, 0);
 }
 
 /*
@@ -1908,6 +1938,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_resend_goes_on_where_it_stopped, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_outcome_after_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_last_step_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
