@@ -170,8 +170,10 @@ log_outcome(const struct job *j, const char *outcome, const char *detail)
 	/* A step's send, or a followup's (followup=incentive, detractor, ...). */
 	if (j->followup != 0)
 		snprintf(what, sizeof(what), "followup=%s", j->followup_kind);
-	else
-		snprintf(what, sizeof(what), "step=%d", j->step);
+	else {
+		memcpy(what, "step=", 5);
+		util_itoa(what + 5, j->step);
+	}
 	char cust[2 * STORE_ID_MAX + 16], det[1200];
 
 	log_info("event=send campaign=%s customer=%s delivery=%lld %s channel=%s key=%s "

@@ -11,7 +11,8 @@
 #include "log.h"
 
 #define LOG_BUFFER 65536 /* lines held between flushes once buffered */
-#define LOG_LINE 2304 /* the longest line written (a message is cut at 2047 bytes) */
+#define MESSAGE_MAX 2047 /* a message is cut there */
+#define LOG_LINE 2304 /* the longest line written: prefix, message, ": " and a 200-byte suffix */
 
 static enum conf_log_level min_level = CONF_LOG_INFO;
 static int journal;
@@ -89,29 +90,33 @@ vlog(enum conf_log_level level, const char *fmt, va_list ap, const char *suffix)
 	/* syslog priorities: debug 7, info 6, warning 4, error 3. */
 	static const int prio[] = { 7, 6, 4, 3 };
 	static const char *const name[] = { "debug", "info", "warning", "error" };
-	char buf[2048], line[LOG_LINE];
-	int n;
+	char line[LOG_LINE];
+	size_t n, start, cap;
+	int m;
 
 	/* Atomic: the HTTP thread logs too (a message at debug level), and a reload sets it. */
 	if (level < __atomic_load_n(&min_level, __ATOMIC_RELAXED))
 		return;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (journal)
+		n = (size_t)snprintf(line, sizeof(line), "<%d>", prio[level]);
+	else
+		n = (size_t)snprintf(line, sizeof(line), "campaignd: %s: ", name[level]);
+	/* The message, formatted in place (cut at MESSAGE_MAX), then the suffix and the '\n'. */
+	start = n;
+	m = vsnprintf(line + n, MESSAGE_MAX + 1, fmt, ap);
+	if (m < 0)
+		return;
+	n += (size_t)m < MESSAGE_MAX ? (size_t)m : MESSAGE_MAX;
 	/* One event, one line: never let a value break the line. */
-	for (char *p = buf; *p; p++)
+	for (char *p = line + start; p < line + n; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	if (journal)
-		n = snprintf(line, sizeof(line), "<%d>%s%s%.200s\n", prio[level], buf,
-		    suffix ? ": " : "", suffix ? suffix : "");
-	else
-		n = snprintf(line, sizeof(line), "campaignd: %s: %s%s%.200s\n", name[level], buf,
-		    suffix ? ": " : "", suffix ? suffix : "");
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(line)) {
-		n = (int)sizeof(line) - 1;
-		line[n - 1] = '\n';
-	}
+	cap = sizeof(line) - 1; /* the '\n' */
+	if (suffix != NULL)
+		n += (size_t)snprintf(line + n, cap - n + 1, ": %.200s", suffix);
+	if (n > cap)
+		n = cap;
+	line[n++] = '\n';
 	pthread_mutex_lock(&lock);
 	if (buffered && level < CONF_LOG_WARNING) {
 		if (n_pending + (size_t)n > sizeof(pending))

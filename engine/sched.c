@@ -120,6 +120,19 @@ sched_copy_col(char *dst, size_t size, sqlite3_stmt *s, int col)
 	util_copy(dst, size, (const char *)sqlite3_column_text(s, col));
 }
 
+/* sched_key: the idempotency key of delivery id's step, "d<id>-s<step>", into key (48 bytes). */
+static void
+sched_key(char key[48], int64_t id, int step)
+{
+	size_t n;
+
+	key[0] = 'd';
+	n = 1 + util_itoa(key + 1, id);
+	key[n++] = '-';
+	key[n++] = 's';
+	util_itoa(key + n, step);
+}
+
 static int
 step_done(struct sched *e, sqlite3_stmt *s)
 {
@@ -1118,7 +1131,8 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 			if (cp->expire_after > 0)
 				expires = v->at + cp->delay + cp->expire_after;
 			reason[0] = '\0';
-			snprintf(occ, sizeof(occ), "event:%s", v->id);
+			memcpy(occ, "event:", 6);
+			util_copy(occ + 6, sizeof(occ) - 6, v->id);
 			if (v->opted_out) {
 				state = "skipped";
 				snprintf(reason, sizeof(reason), "customer opted out");
@@ -1616,7 +1630,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	}
 	if (store_token(e->st, d->id, token) < 0)
 		return -1;
-	snprintf(key, sizeof(key), "d%lld-s%d", (long long)d->id, step);
+	sched_key(key, d->id, step);
 	if (set_state(e, d->id, "sending", step, -1, 1, now) < 0 ||
 	    transition(e, d->id, now, "scheduled", "sending", step, st->channel->name, key,
 		step == d->step ? "due" : "due (earlier steps unreachable)") < 0)
@@ -1881,7 +1895,8 @@ sent_last(struct sched *e, int64_t delivery, const struct conf_campaign *cp, int
 		return -EIO;
 	if (sqlite3_changes(e->db) == 0)
 		return 0;
-	snprintf(why, sizeof(why), "step %d sent", step);
+	memcpy(why, "step ", 5);
+	strcpy(why + 5 + util_itoa(why + 5, step), " sent");
 	return transition(e, delivery, now, "sending", "sent", step,
 		   cp->steps[step - 1].channel->name, NULL, why) < 0 ? -EIO : 1;
 }
@@ -2025,7 +2040,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	sqlite3_reset(s);
 	if (rc < 0)
 		return -EIO;
-	snprintf(key, sizeof(key), "d%lld-s%d", (long long)delivery, d.step);
+	sched_key(key, delivery, d.step);
 	/* It goes on where it stopped: made when first moved to 'sending', its attempts spent. */
 	s = sched_stmt(e, S_RESUME);
 	sqlite3_bind_int64(s, 1, delivery);

@@ -84,6 +84,25 @@ util_copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+size_t
+util_itoa(char *dst, int64_t v)
+{
+	char tmp[20];
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	size_t n = 0, len = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		dst[len++] = '-';
+	while (n > 0)
+		dst[len++] = tmp[--n];
+	dst[len] = '\0';
+	return len;
+}
+
 char *
 xvasprintf(const char *fmt, va_list ap)
 {

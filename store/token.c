@@ -20,8 +20,8 @@ mac(struct store *s, int64_t delivery, char hex[33])
 
 	if (h == NULL)
 		return -EIO;
-	snprintf(msg, sizeof(msg), "delivery:%lld", (long long)delivery);
-	if (util_hmac_sum(h, msg, strlen(msg), NULL, 0, md) < 0)
+	memcpy(msg, "delivery:", 9);
+	if (util_hmac_sum(h, msg, 9 + util_itoa(msg + 9, delivery), NULL, 0, md) < 0)
 		return -EIO;
 	util_hex(md, 16, hex);
 	return 0;
@@ -32,9 +32,13 @@ store_token(struct store *s, int64_t delivery, char out[STORE_TOKEN_SIZE])
 {
 	char hex[33];
 
+	size_t n;
+
 	if (mac(s, delivery, hex) < 0)
 		return -EIO;
-	snprintf(out, STORE_TOKEN_SIZE, "%lld-%s", (long long)delivery, hex);
+	n = util_itoa(out, delivery); /* at most 20 digits: "<id>-<32 hex>" fits */
+	out[n] = '-';
+	memcpy(out + n + 1, hex, 33);
 	return 0;
 }
 

@@ -159,6 +159,30 @@ test_util_calendar(void **state)
 	assert_int_equal(util_floor_div(6, 7), 0);
 }
 
+/* util_itoa and util_copy: what snprintf's "%lld" and "%s" gave, cut the same way. */
+static void
+test_util_itoa_copy(void **state)
+{
+	char buf[24], small[4];
+	const int64_t v[] = { 0, 7, -7, 10, 1234567890123LL, INT64_MAX, INT64_MIN };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char want[24];
+
+		snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+		assert_int_equal(util_itoa(buf, v[i]), strlen(want));
+		assert_string_equal(buf, want);
+	}
+	util_copy(small, sizeof(small), "abcdef");
+	assert_string_equal(small, "abc");
+	util_copy(small, sizeof(small), "ab");
+	assert_string_equal(small, "ab");
+	util_copy(small, sizeof(small), NULL);
+	assert_string_equal(small, "");
+}
+
 int
 main(void)
 {
@@ -170,6 +194,7 @@ main(void)
 		cmocka_unit_test(test_percent_rate),
 		cmocka_unit_test(test_util_utf8),
 		cmocka_unit_test(test_util_calendar),
+		cmocka_unit_test(test_util_itoa_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
