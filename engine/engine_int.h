@@ -93,6 +93,7 @@ struct due {
 	int has_email, has_phone, has_whatsapp;
 	int64_t optout_at;
 	int opted_out;
+	int orphan; /* read_due's: its customer is gone (deleted with references off) */
 	char state[16]; /* load_sending's: its state */
 };
 

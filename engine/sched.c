@@ -38,7 +38,7 @@ static const char *const sql_text[S_COUNT] = {
 		  "deliveries INDEXED BY deliveries_due WHERE state = 'scheduled' AND due_at > ?3 "
 		  "AND due_at <= ?1 ORDER BY due_at, priority DESC, id LIMIT ?6)), "
 		  "p(id) AS (SELECT id FROM k ORDER BY due_at, priority DESC, id LIMIT ?6) " DUE_ROW
-		  " FROM p JOIN deliveries d ON d.id = p.id JOIN customers c ON c.cid = d.customer "
+		  " FROM p JOIN deliveries d ON d.id = p.id LEFT JOIN customers c ON c.cid = d.customer "
 		  "LEFT JOIN optouts o ON o.customer = d.customer "
 		  "ORDER BY d.due_at, d.priority DESC, d.id",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
@@ -1557,6 +1557,9 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	int step = d->step, stop = 0, u, blocked;
 	int64_t held;
 
+	if (d->orphan) /* its customer deleted by SQL with references off */
+		return skip(e, d, now, step, NULL,
+		    "the customer no longer exists (deleted without their deliveries)", sink, arg);
 	if (cp == NULL)
 		return skip(e, d, now, step, NULL, "campaign is no longer loaded", sink, arg);
 	if (!cp->enabled && cp->on_remove == CONF_REMOVE_CANCEL)
@@ -1659,6 +1662,7 @@ read_due(sqlite3_stmt *s, struct due *d)
 	d->step = sqlite3_column_int(s, 3);
 	d->expires_at = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
 	d->sent_before = sqlite3_column_int(s, 5) > 0;
+	d->orphan = sqlite3_column_type(s, 6) == SQLITE_NULL; /* (LEFT JOIN) */
 	sched_copy_col(d->customer, sizeof(d->customer), s, 6);
 	sched_copy_col(d->tz, sizeof(d->tz), s, 7);
 	d->has_email = sqlite3_column_bytes(s, 8) > 0;

@@ -511,6 +511,38 @@ test_last_step_sent(void **state)
 }
 
 /*
+ * A customer deleted with references off (the sqlite3 shell's default) leaves their scheduled
+ * delivery behind: it is skipped when due, with the reason, rather than stay scheduled for
+ * ever (the due query joined the customer and never returned it, while the wake-up kept
+ * finding it due: the daemon woke each second for nothing and status counted it scheduled).
+ */
+static void
+test_orphan_delivery_skipped(void **state)
+{
+	struct fx *f = *state;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "se", NULL);
+	customer(f, "c2", "Europe/Oslo", "se", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
+	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
+	assert_true(sched_materialize(f->e, T("2027-01-04T08:00:00Z"), sink, f) == 2);
+	assert_int_equal(in_state(f, "tx", "scheduled"), 2);
+	assert_int_equal(store_exec(f->st, "PRAGMA foreign_keys = OFF; DELETE FROM customers WHERE "
+					   "id = 'c1'; PRAGMA foreign_keys = ON"),
+	    0);
+	f->n = 0;
+	assert_true(sched_run_due(f->e, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:00Z"), sink,
+			f) == 2);
+	assert_int_equal(in_state(f, "tx", "skipped"), 1);
+	assert_int_equal(in_state(f, "tx", "sent"), 1); /* c2's, as before */
+	assert_string_equal(state_reason(f, 1),
+	    "skipped|the customer no longer exists (deleted without their deliveries)");
+	assert_int_equal(sched_next_wakeup(f->e, T("2027-01-04T09:00:00Z")), -1);
+}
+
+/*
  * Without starts:, a rule starts on the day the campaign was first loaded, and stays so across
  * restarts: the man page's FREQ=MONTHLY;INTERVAL=2;BYDAY=2WE first loaded on 2027-01-20 asks
  * on March 10, May 12 and July 14, also when the daemon restarts in April (it used to start
@@ -1939,6 +1971,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_outcome_after_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_last_step_sent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orphan_delivery_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
