@@ -25,7 +25,8 @@ static const char *const sql_text[S_COUNT] = {
 	 * due_at, ?4 priority, ?5 id) up to ?1: three seeks into the index, one for the rest of
 	 * that due time and priority, one for its lower priorities, one for the later due times,
 	 * so that a page costs the same however many rows share a due time before it.  The page is
-	 * cut from the index's own columns first; only its rows are then joined.
+	 * cut from the index's own columns first; only its rows are then joined, and put in due
+	 * order again by sched_run_due (by_due: cheaper than SQLite's sort of the joined rows).
 	 */
 	[S_DUE] = "WITH k(id, due_at, priority) AS ("
 		  "SELECT id, due_at, priority FROM (SELECT id, due_at, priority FROM deliveries "
@@ -39,8 +40,7 @@ static const char *const sql_text[S_COUNT] = {
 		  "AND due_at <= ?1 ORDER BY due_at, priority DESC, id LIMIT ?6)), "
 		  "p(id) AS (SELECT id FROM k ORDER BY due_at, priority DESC, id LIMIT ?6) " DUE_ROW
 		  " FROM p JOIN deliveries d ON d.id = p.id LEFT JOIN customers c ON c.cid = d.customer "
-		  "LEFT JOIN optouts o ON o.customer = d.customer "
-		  "ORDER BY d.due_at, d.priority DESC, d.id",
+		  "LEFT JOIN optouts o ON o.customer = d.customer",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
 	[S_SLOT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND at > ?2 "
@@ -1677,6 +1677,19 @@ read_due(sqlite3_stmt *s, struct due *d)
 	d->due_at = sqlite3_column_int64(s, 14);
 }
 
+/* by_due: due order (the index's: due_at, priority DESC, id) for qsort. */
+static int
+by_due(const void *a, const void *b)
+{
+	const struct due *x = a, *y = b;
+
+	if (x->due_at != y->due_at)
+		return x->due_at < y->due_at ? -1 : 1;
+	if (x->priority != y->priority)
+		return x->priority > y->priority ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /* admitted: can the channel of a due delivery's current step take a send now (the gate)? */
 static int
 admitted(struct sched *e, const struct due *d)
@@ -1744,6 +1757,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			free(batch);
 			return -1;
 		}
+		qsort(batch, n, sizeof(*batch), by_due);
 		more = n == (size_t)e->page;
 		if (n > 0) {
 			after_due = batch[n - 1].due_at;
