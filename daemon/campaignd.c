@@ -374,6 +374,7 @@ daemon_write(struct daemon *d)
 	if (d->reading) {
 		store_commit(d->st);
 		d->reading = 0;
+		d->start_version = -2; /* that snapshot's */
 	}
 	if (store_begin(d->st) < 0) {
 		char note[160];
@@ -511,6 +512,8 @@ daemon_tick(struct daemon *d, int materialise)
 		daemon_back_off(d);
 		return;
 	}
+	/* (No other process can commit while the tick holds the write lock.) */
+	d->tick_version = store_data_version(d->st);
 	/* Deliveries that come due by `until` are made (and decided) now; each decision is
 	 * stamped with its due time, or now when it is late. */
 	if (materialise)
@@ -790,8 +793,7 @@ static void
 watch_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	sqlite3_stmt *s;
-	int64_t v = -1, step;
+	int64_t v, step;
 	char why[600];
 
 	if (!d->lost && watch_lost(d, why, sizeof(why))) {
@@ -816,11 +818,7 @@ watch_cb(uv_timer_t *t)
 		}
 	}
 
-	if (sqlite3_prepare_v2(store_db(d->st), "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			v = sqlite3_column_int64(s, 0);
-		sqlite3_finalize(s);
-	}
+	v = store_data_version(d->st);
 	/* While the store backs off, the wake timer's tick (a second at most) looks instead. */
 	if (v != d->data_version && !d->backoff) {
 		d->data_version = v;

@@ -68,8 +68,11 @@ struct job {
 	int waiting; /* its retry timer runs for such a wait */
 	char channel[72], campaign[72], customer[STORE_ID_MAX + 1], key[32];
 	char token[STORE_TOKEN_SIZE];
-	/* What the message is made of, read on the loop (owned; freed once rendered). */
+	/* What the message is made of, read on the loop (owned; freed once rendered): by its
+	 * decision, and then good while no other process has written since (ctx_version, the
+	 * database's data_version then: load()), or at its start. */
 	struct store_context ctx;
+	int64_t ctx_version;
 	const struct conf_campaign *cp;
 	struct chan_message msg; /* rendered at start, off the loop */
 	void *state; /* the driver's, between start and finish (or deliver: blocking drivers) */
@@ -152,7 +155,9 @@ struct daemon {
 	long inflight; /* jobs started and not finished */
 	struct job *active; /* every live job (for shutdown) */
 	struct job *fresh, **fresh_tail; /* decided, not yet committed (dispatch_start queues them) */
-	int64_t data_version;
+	int64_t data_version; /* watch_cb's */
+	int64_t tick_version; /* the data_version the tick's decisions read under (daemon_tick) */
+	int64_t start_version; /* start_queued's, read once for its loads (-2: not yet) */
 	int txn; /* outcomes are being written in an open transaction (committed by pass()) */
 	int reading; /* jobs are being started in a read transaction (start_queued) */
 	int rearm; /* the wake timer must be computed again */

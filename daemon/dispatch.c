@@ -592,6 +592,8 @@ dispatch_init(struct daemon *d)
 	d->kick.data = d;
 	uv_timer_init(d->loop, &d->show);
 	d->show.data = d;
+	d->tick_version = -1; /* none read yet: no decided context is taken as fresh */
+	d->start_version = -2;
 	return 0;
 }
 
@@ -666,11 +668,26 @@ static int
 load(struct daemon *d, struct job *j, char **err)
 {
 	const char *consent = consent_of(j);
+	int decided = 0;
 
-	store_context_free(&j->ctx);
-	if (store_context(d->st, j->delivery, consent, &j->ctx) < 0) {
-		*err = xstrdup("delivery not found");
-		return -1;
+	if (j->ctx.text != NULL) {
+		/* Read by its decision, whose checks (opt-out, consent, state) hold as long as no
+		 * other process wrote since: the database's data_version tells. */
+		int64_t v = d->start_version;
+
+		if (v == -2) {
+			v = store_data_version(d->st);
+			if (d->reading || d->txn) /* one snapshot for start_queued's loads */
+				d->start_version = v;
+		}
+		decided = v >= 0 && v == j->ctx_version;
+	}
+	if (!decided) {
+		store_context_free(&j->ctx);
+		if (store_context(d->st, j->delivery, consent, &j->ctx) < 0) {
+			*err = xstrdup("delivery not found");
+			return -1;
+		}
 	}
 	j->cp = sched_campaign(j->gen->e, j->ctx.campaign);
 	/* A notification needs no campaign (its text is made); a step and a thank-you do. */
@@ -678,7 +695,7 @@ load(struct daemon *d, struct job *j, char **err)
 		*err = xstrdup("campaign no longer loaded");
 		return -1;
 	}
-	return unwanted(j, consent, err);
+	return decided ? 0 : unwanted(j, consent, err);
 }
 
 /*
@@ -1128,6 +1145,7 @@ start_queued(struct daemon *d)
 
 	if (d->stopping)
 		return;
+	d->start_version = -2; /* read once, by the first load that needs it */
 	for (i = 0; i < d->n_queues; i++) {
 		struct chanq *q = &d->queues[i];
 
@@ -1170,6 +1188,7 @@ start_queued(struct daemon *d)
 		store_commit(d->st);
 		d->reading = 0;
 	}
+	d->start_version = -2;
 	if (wait > 0)
 		uv_timer_start(&d->kick, kick_cb, wait, 0);
 }
@@ -1220,6 +1239,12 @@ dispatch_job(struct daemon *d, const struct sched_action *a)
 	util_copy(j->customer, sizeof(j->customer), a->customer);
 	util_copy(j->key, sizeof(j->key), a->idem_key);
 	util_copy(j->token, sizeof(j->token), a->token);
+	if (a->ctx != NULL && a->ctx->text != NULL) {
+		/* Its decision's reads, taken: load() uses them unless another process wrote since. */
+		j->ctx = *a->ctx;
+		memset(a->ctx, 0, sizeof(*a->ctx));
+		j->ctx_version = d->tick_version;
+	}
 	uv_timer_init(d->loop, &j->retry);
 	j->retry.data = j;
 	q = queue_for(d, j->channel);

@@ -52,6 +52,10 @@ struct sched_action {
 	/* A step's send found in 'sending' and sent again with its key (sched_resend): its first
 	 * attempt may have reached the customer. */
 	int resent;
+	/* A send just decided (sched_run_due): its context as the decision read it, in the same
+	 * transaction; the sink may take it (move it out, leaving it zeroed), else it is freed.
+	 * NULL for the other actions. */
+	struct store_context *ctx;
 };
 
 /* A sink gets every action; a non-zero return stops sched_run_due after the current one. */

@@ -94,6 +94,7 @@ struct due {
 	int64_t optout_at;
 	int opted_out;
 	int orphan; /* read_due's: its customer is gone (deleted with references off) */
+	struct store_context ctx; /* read_due's: what its message is made of (owned) */
 	char state[16]; /* load_sending's: its state */
 };
 

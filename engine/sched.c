@@ -12,12 +12,14 @@
 
 /*
  * A delivery with its customer and opt-out, as read_due() reads it (columns 0 to 14; ?2 is the
- * policy's default zone), read by S_DUE in due order.
+ * policy's default zone), read by S_DUE in due order; then, from column DUE_CONTEXT, what its
+ * message is made of (store_context_row: a send's context is the one its decision read).
  */
 #define DUE_ROW                                                                                   \
 	"SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.attempts, c.id, "           \
 	"COALESCE(c.timezone, ?2), c.email, c.phone, c.whatsapp, o.at, o.source, d.priority, "    \
-	"d.due_at"
+	"d.due_at, " STORE_CONTEXT_COLS ", NULL"
+#define DUE_CONTEXT 15
 
 static const char *const sql_text[S_COUNT] = {
 	/*
@@ -40,7 +42,7 @@ static const char *const sql_text[S_COUNT] = {
 		  "AND due_at <= ?1 ORDER BY due_at, priority DESC, id LIMIT ?6)), "
 		  "p(id) AS (SELECT id FROM k ORDER BY due_at, priority DESC, id LIMIT ?6) " DUE_ROW
 		  " FROM p JOIN deliveries d ON d.id = p.id LEFT JOIN customers c ON c.cid = d.customer "
-		  "LEFT JOIN optouts o ON o.customer = d.customer",
+		  "LEFT JOIN events e ON e.id = d.event LEFT JOIN optouts o ON o.customer = d.customer",
 	[S_CONSENT] = "SELECT granted FROM consents WHERE customer = ?1 AND kind = ?2",
 	[S_CONTACTS] = "SELECT count(*) FROM contacts WHERE customer = ?1 AND at > ?2",
 	[S_SLOT] = "SELECT campaign, delivery, at FROM contacts WHERE customer = ?1 AND at > ?2 "
@@ -350,10 +352,10 @@ set_state(struct sched *e, int64_t id, const char *state, int step, int64_t due,
 static int
 emit(sched_sink sink, void *arg, enum sched_kind kind, int64_t id, int64_t at, int64_t due,
     const char *customer, const char *campaign, int step, const char *channel, const char *tz,
-    const char *reason, const char *key, const char *token)
+    const char *reason, const char *key, const char *token, struct store_context *ctx)
 {
 	struct sched_action a = { kind, id, at, due, customer, campaign, step, channel, tz, reason,
-		key, token, at, 0, 0, 0, NULL, NULL, NULL, 0 };
+		key, token, at, 0, 0, 0, NULL, NULL, NULL, 0, ctx };
 
 	return sink ? sink(arg, &a) : 0;
 }
@@ -1173,7 +1175,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 					goto fail;
 				emit(sink, arg, SCHED_SKIP, id, v->at + cp->delay > now ? v->at + cp->delay : now,
 				    v->at + cp->delay, v->customer, cp->name, 1, cp->steps[0].channel->name,
-				    v->tz, reason, NULL, NULL);
+				    v->tz, reason, NULL, NULL, NULL);
 			}
 		}
 		if (!more && last > k->event_rowid)
@@ -1279,7 +1281,7 @@ sched_materialize(struct sched *e, int64_t now, sched_sink sink, void *arg)
 		k->retry_at = now + retry_wait(e, k);
 		n = mat_exec(e, S_UNMAKE) == 0 && mat_exec(e, S_MADE) == 0 ? 0 : -1;
 		emit(sink, arg, SCHED_ERROR, 0, now, k->retry_at, "", k->cp->name, 0, NULL, NULL, why,
-		    NULL, NULL);
+		    NULL, NULL, NULL);
 		if (n < 0) /* the savepoint is gone (the store rolled back): the caller's to undo */
 			return -1;
 	}
@@ -1521,7 +1523,7 @@ skip(struct sched *e, const struct due *d, int64_t now, int step, const char *ch
 	    transition(e, d->id, now, "scheduled", "skipped", step, channel, NULL, reason) < 0)
 		return -1;
 	return emit(sink, arg, SCHED_SKIP, d->id, now, d->due_at, d->customer, d->campaign, step,
-	    channel, d->tz, reason, NULL, NULL);
+	    channel, d->tz, reason, NULL, NULL, NULL);
 }
 
 /*
@@ -1600,7 +1602,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 			why) < 0)
 			return -1;
 		stop |= emit(sink, arg, SCHED_SKIP, d->id, now, d->due_at, d->customer, d->campaign,
-		    step, st->channel->name, d->tz, why, NULL, NULL);
+		    step, st->channel->name, d->tz, why, NULL, NULL, NULL);
 		step++;
 	}
 	/*
@@ -1649,7 +1651,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 			return -1;
 	}
 	return stop | emit(sink, arg, SCHED_SEND, d->id, now, d->due_at, d->customer, d->campaign,
-	    step, st->channel->name, d->tz, NULL, key, token);
+	    step, st->channel->name, d->tz, NULL, key, token, &d->ctx);
 }
 
 static void
@@ -1675,6 +1677,18 @@ read_due(sqlite3_stmt *s, struct due *d)
 	}
 	d->priority = sqlite3_column_int(s, 13);
 	d->due_at = sqlite3_column_int64(s, 14);
+	store_context_row(s, DUE_CONTEXT, d->id, &d->ctx);
+}
+
+/* batch_free: a page of due rows, with the contexts no sink took. */
+static void
+batch_free(struct due *batch, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		store_context_free(&batch[i].ctx);
+	free(batch);
 }
 
 /* by_due: due order (the index's: due_at, priority DESC, id) for qsort. */
@@ -1725,7 +1739,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	int64_t after_due = -1, after_id = 0; /* the page starts after this row */
 	int after_prio = 0, more, rc = 0;
 	size_t idle = 0;
-	size_t n, i, admitted_n;
+	size_t n = 0, i, admitted_n;
 
 	/* Continue after the last delivery a stopping sink was given (sched_resume), once. */
 	if (e->resume && e->stopped.valid) {
@@ -1749,12 +1763,14 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 		sqlite3_bind_int(s, 4, after_prio);
 		sqlite3_bind_int64(s, 5, after_id);
 		sqlite3_bind_int(s, 6, e->page);
+		for (i = 0; i < n; i++) /* the last page's contexts no send took */
+			store_context_free(&batch[i].ctx);
 		n = 0;
 		while (n < (size_t)e->page && (rc = sched_step_row(e, s)) == 1)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
 		if (rc < 0) {
-			free(batch);
+			batch_free(batch, n);
 			return -1;
 		}
 		qsort(batch, n, sizeof(*batch), by_due);
@@ -1775,7 +1791,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			admitted_n++;
 			rc = decide(e, &batch[i], t, sink, arg);
 			if (rc < 0) {
-				free(batch);
+				batch_free(batch, n);
 				return -1;
 			}
 			total++;
@@ -1784,7 +1800,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 				e->stopped.priority = batch[i].priority;
 				e->stopped.id = batch[i].id;
 				e->stopped.valid = 1;
-				free(batch);
+				batch_free(batch, n);
 				return total;
 			}
 			/* A step scheduled before the rest of this page goes first: read again. */
@@ -1805,7 +1821,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 		if (idle >= IDLE_ROWS)
 			break;
 	} while (more);
-	free(batch);
+	batch_free(batch, n);
 	return total;
 }
 
@@ -1975,7 +1991,7 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 		if (opted_out_end(e, &d, "sending", now, reason) < 0)
 			return -EIO;
 		return emit(sink, arg, SCHED_SKIP, delivery, now, now, d.customer, d.campaign, d.step,
-		    NULL, d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
+		    NULL, d.tz, reason, NULL, NULL, NULL) < 0 ? -EIO : 0;
 	}
 	cp = sched_campaign(e, d.campaign);
 	if (cp == NULL || d.step >= (int)cp->n_steps) {
@@ -1983,7 +1999,7 @@ sched_failed(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 		    transition(e, delivery, now, "sending", "failed", d.step, NULL, NULL, reason) < 0)
 			return -EIO;
 		return emit(sink, arg, SCHED_SKIP, delivery, now, now, d.customer, d.campaign, d.step,
-		    NULL, d.tz, reason, NULL, NULL) < 0 ? -EIO : 0;
+		    NULL, d.tz, reason, NULL, NULL, NULL) < 0 ? -EIO : 0;
 	}
 	/* A permanent failure moves to the next step at once. */
 	return next_step(e, delivery, cp, d.step, "sending", now, now, reason);
@@ -2069,7 +2085,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	a = (struct sched_action){ SCHED_SEND, delivery, now, now, d.customer, d.campaign, d.step,
 		channel, d.tz, NULL, key, token,
 		sqlite3_column_type(s, 0) == SQLITE_NULL ? now : sqlite3_column_int64(s, 0),
-		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2), 0, NULL, NULL, NULL, 1 };
+		sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2), 0, NULL, NULL, NULL, 1, NULL };
 	sqlite3_reset(s);
 	if (a.retry_at <= now)
 		a.retry_at = 0;

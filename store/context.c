@@ -7,7 +7,7 @@
 #include "store_int.h"
 #include "util.h"
 
-/* ST_CONTEXT's columns 0-16: where each text goes (NULL: not a text column). */
+/* STORE_CONTEXT_COLS, in order: where each text goes (NULL: not a text column). */
 #define CONTEXT_COLS 17
 
 static void
@@ -26,7 +26,7 @@ text_fields(struct store_context *c, char **f[CONTEXT_COLS])
  * allocation for the context rather than one per field, and one free.
  */
 static void
-copy_texts(sqlite3_stmt *st, struct store_context *out)
+copy_texts(sqlite3_stmt *st, int col, struct store_context *out)
 {
 	char **f[CONTEXT_COLS];
 	const unsigned char *t[CONTEXT_COLS];
@@ -35,8 +35,8 @@ copy_texts(sqlite3_stmt *st, struct store_context *out)
 
 	text_fields(out, f);
 	for (i = 0; i < CONTEXT_COLS; i++) {
-		t[i] = f[i] ? sqlite3_column_text(st, i) : NULL;
-		len[i] = t[i] ? (size_t)sqlite3_column_bytes(st, i) : 0;
+		t[i] = f[i] ? sqlite3_column_text(st, col + i) : NULL;
+		len[i] = t[i] ? (size_t)sqlite3_column_bytes(st, col + i) : 0;
 		total += t[i] ? len[i] + 1 : 0;
 	}
 	out->text = xmalloc(total);
@@ -48,6 +48,22 @@ copy_texts(sqlite3_stmt *st, struct store_context *out)
 		out->text[at + len[i]] = '\0';
 		at += len[i] + 1;
 	}
+}
+
+void
+store_context_row(sqlite3_stmt *st, int col, int64_t delivery, struct store_context *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->delivery = delivery;
+	out->step = sqlite3_column_int(st, col + 2);
+	copy_texts(st, col, out);
+	if (sqlite3_column_type(st, col + 15) != SQLITE_NULL)
+		out->optout_at = sqlite3_column_int64(st, col + 15);
+	else /* the source counts only with the opt-out's time */
+		out->optout_source = NULL;
+	out->consent = sqlite3_column_type(st, col + 17) == SQLITE_NULL ?
+	    -1 :
+	    sqlite3_column_int(st, col + 17);
 }
 
 int
@@ -64,18 +80,8 @@ store_context(struct store *s, int64_t delivery, const char *consent,
 	if (consent != NULL)
 		sqlite3_bind_text(st, 2, consent, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		out->delivery = delivery;
-		out->step = sqlite3_column_int(st, 2);
-		copy_texts(st, out);
-		if (sqlite3_column_type(st, 15) != SQLITE_NULL)
-			out->optout_at = sqlite3_column_int64(st, 15);
-		else /* the source counts only with the opt-out's time */
-			out->optout_source = NULL;
-		out->consent = sqlite3_column_type(st, 17) == SQLITE_NULL ?
-		    -1 :
-		    sqlite3_column_int(st, 17);
-	}
+	if (rc == SQLITE_ROW)
+		store_context_row(st, 0, delivery, out);
 	store_stmt_done(st);
 	if (rc == SQLITE_ROW)
 		return 0;

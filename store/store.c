@@ -167,9 +167,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 			    "received_at) VALUES (max(coalesce((SELECT max(rowid) FROM events), 0), "
 			    "coalesce((SELECT max(last_rowid) FROM event_cursors), 0)) + 1, ?1, ?2, ?3, "
 			    "?4, coalesce(?5, '{}'), ?6) ON CONFLICT (id) DO NOTHING",
-	[ST_CONTEXT] = "SELECT d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, "
-		       "c.email, c.phone, c.whatsapp, c.language, c.country, c.timezone, c.segment, "
-		       "c.attrs, e.data, o.at, o.source, (SELECT granted FROM consents WHERE "
+	[ST_CONTEXT] = "SELECT " STORE_CONTEXT_COLS ", (SELECT granted FROM consents WHERE "
 		       "customer = d.customer AND kind = ?2) FROM deliveries d JOIN customers c ON "
 		       "c.cid = d.customer LEFT JOIN events e ON e.id = d.event "
 		       "LEFT JOIN optouts o ON o.customer = d.customer WHERE d.id = ?1",
@@ -189,6 +187,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_TOKEN_KEY] = "SELECT value FROM meta WHERE key = 'token_key'",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_BEGIN_READ] = "BEGIN",
+	[ST_DATA_VERSION] = "PRAGMA data_version",
 	[ST_COMMIT] = "COMMIT",
 	[ST_SAVEPOINT] = "SAVEPOINT part",
 	[ST_RELEASE] = "RELEASE part",
@@ -802,6 +801,19 @@ int
 store_begin_read(struct store *s)
 {
 	return run(s, ST_BEGIN_READ, "begin");
+}
+
+int64_t
+store_data_version(struct store *s)
+{
+	sqlite3_stmt *st = store_stmt(s, ST_DATA_VERSION);
+	int64_t v = -1;
+
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	if (st != NULL)
+		store_stmt_done(st);
+	return v;
 }
 
 int

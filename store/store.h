@@ -96,6 +96,12 @@ int store_begin(struct store *s);
 int store_begin_read(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
+/*
+ * store_data_version: SQLite's PRAGMA data_version: a value that changes when another
+ * connection commits (this one's own commits leave it), so that what was read before is known
+ * to be still what the database holds while it is unchanged; -1 when it cannot be read.
+ */
+int64_t store_data_version(struct store *s);
 
 /*
  * store_savepoint and store_release: a part of the caller's transaction that is kept
@@ -277,6 +283,18 @@ struct store_context {
  */
 int store_context(struct store *s, int64_t delivery, const char *consent,
     struct store_context *out);
+/*
+ * STORE_CONTEXT_COLS: a context's columns, of deliveries d, customers c, events e (LEFT JOIN on
+ * e.id = d.event) and optouts o (LEFT JOIN), for a query that reads contexts with more;
+ * followed by the consent asked for (or NULL), they are what store_context_row reads.
+ */
+#define STORE_CONTEXT_COLS                                                                     \
+	"d.campaign, d.state, d.step, c.id, c.first_name, c.last_name, c.email, c.phone, "      \
+	"c.whatsapp, c.language, c.country, c.timezone, c.segment, c.attrs, e.data, o.at, "     \
+	"o.source"
+/* store_context_row: the context of delivery `delivery` from st's columns col to col + 17
+ * (STORE_CONTEXT_COLS and the consent) into out (one allocation; store_context_free). */
+void store_context_row(sqlite3_stmt *st, int col, int64_t delivery, struct store_context *out);
 void store_context_free(struct store_context *c);
 /*
  * store_warm: read what deciding and rendering the first `limit` deliveries due after `after`

@@ -542,6 +542,63 @@ test_orphan_delivery_skipped(void **state)
 	assert_int_equal(sched_next_wakeup(f->e, T("2027-01-04T09:00:00Z")), -1);
 }
 
+/* ctx_sink: keeps the context of each send (taken, as the daemon takes it). */
+struct ctx_seen {
+	int sends;
+	struct store_context ctx[4];
+};
+
+static int
+ctx_sink(void *arg, const struct sched_action *a)
+{
+	struct ctx_seen *seen = arg;
+
+	if (a->kind == SCHED_SEND && seen->sends < 4) {
+		assert_non_null(a->ctx);
+		seen->ctx[seen->sends++] = *a->ctx;
+		memset(a->ctx, 0, sizeof(*a->ctx));
+	}
+	return 0;
+}
+
+/*
+ * A send comes with the context its decision read (its customer, event and opt-out, as
+ * store_context reads them), so that the daemon need not read it again while no other process
+ * wrote: the same values as store_context's, which the sink may take.
+ */
+static void
+test_send_carries_its_context(void **state)
+{
+	struct fx *f = *state;
+	struct ctx_seen seen = { 0 };
+	struct store_context again;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
+	customer(f, "c1", "Europe/Oslo", "se", "gold");
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_exec(f->st, "INSERT INTO events(id, customer, type, occurred_at, "
+					   "data, received_at) SELECT 'e1', cid, 'go', 1799053200, "
+					   "'{\"order\":42}', 1799053200 FROM customers WHERE id = 'c1'"),
+	    0);
+	assert_true(sched_materialize(f->e, T("2027-01-04T09:00:00Z"), ctx_sink, &seen) == 1);
+	assert_true(sched_run_due(f->e, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:00Z"),
+			ctx_sink, &seen) == 1);
+	assert_int_equal(seen.sends, 1);
+	assert_int_equal(store_context(f->st, 1, NULL, &again), 0);
+	assert_int_equal(seen.ctx[0].delivery, 1);
+	assert_string_equal(seen.ctx[0].campaign, "tx");
+	assert_string_equal(seen.ctx[0].id, "c1");
+	assert_string_equal(seen.ctx[0].first_name, again.first_name);
+	assert_string_equal(seen.ctx[0].phone, again.phone);
+	assert_string_equal(seen.ctx[0].segment, "gold");
+	assert_string_equal(seen.ctx[0].timezone, "Europe/Oslo");
+	assert_string_equal(seen.ctx[0].event_json, "{\"order\":42}");
+	assert_string_equal(seen.ctx[0].event_json, again.event_json);
+	assert_null(seen.ctx[0].optout_source);
+	store_context_free(&again);
+	store_context_free(&seen.ctx[0]);
+}
+
 /*
  * Without starts:, a rule starts on the day the campaign was first loaded, and stays so across
  * restarts: the man page's FREQ=MONTHLY;INTERVAL=2;BYDAY=2WE first loaded on 2027-01-20 asks
@@ -1972,6 +2029,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_outcome_after_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_last_step_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_delivery_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_send_carries_its_context, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
