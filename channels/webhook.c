@@ -62,6 +62,7 @@ struct wh_inst {
 /* What a request keeps between start and finish; owned by the driver. */
 struct wh_state {
 	struct curl_slist *headers;
+	char *request; /* the request's body (CURLOPT_POSTFIELDS: curl reads it, not a copy) */
 	char errbuf[CURL_ERROR_SIZE];
 	char retry_after[64]; /* the last response's Retry-After value, or "" */
 	long status; /* the status of the response whose header block is being read */
@@ -196,6 +197,16 @@ jb_put(struct jbuf *b, const char *s, size_t n)
 	b->p[b->n] = '\0';
 }
 
+/* JSON_PLAIN[c]: byte c stands for itself in a JSON string (printable ASCII but '"' and '\'). */
+static const unsigned char JSON_PLAIN[256] = {
+	[0x20] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f: not '"' */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30-0x3f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40-0x4f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5f: not '\' */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60-0x6f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x70-0x7f */
+};
+
 /*
  * jb_str: `s` as a JSON string (RFC 8259), or null when s is NULL.  A byte that does not start
  * a well-formed UTF-8 sequence (util_utf8_seq: no overlong form, surrogate or code point above
@@ -218,7 +229,7 @@ jb_str(struct jbuf *b, const char *s)
 		const char *e = NULL;
 		size_t elen = 2;
 
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+		if (JSON_PLAIN[c]) {
 			i++;
 			continue;
 		}
@@ -273,15 +284,15 @@ body_json(const struct chan_message *m)
 	char date[32] = "", num[64];
 	struct tm tm;
 	time_t t = (time_t)m->created;
-	int len;
 
 	if (gmtime_r(&t, &tm) != NULL)
 		strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	jb_put(&b, "{", 1);
 	jb_field(&b, "idempotency_key", m->idem_key);
-	len = snprintf(num, sizeof(num), ",\"delivery\":%lld,\"step\":%d", (long long)m->delivery,
-	    m->step);
-	jb_put(&b, num, (size_t)len);
+	jb_put(&b, ",\"delivery\":", 12);
+	jb_put(&b, num, util_itoa(num, m->delivery));
+	jb_put(&b, ",\"step\":", 8);
+	jb_put(&b, num, util_itoa(num, m->step));
 	jb_field(&b, "campaign", m->campaign);
 	jb_field(&b, "campaign_version", m->campaign_sha256);
 	jb_field(&b, "channel", m->channel);
@@ -299,19 +310,22 @@ body_json(const struct chan_message *m)
 	return b.p;
 }
 
-/* signature: "t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>" (caller frees), or NULL. */
+/* signature: the header "Campaignd-Signature: t=<t>,v1=<hex HMAC-SHA256(secret,
+ * "<t>.<body>")>" (caller frees), or NULL. */
 static char *
 signature(struct util_hmac *h, int64_t t, const char *body)
 {
 	unsigned char md[32];
-	char hex[65], prefix[32];
-	int n = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
+	char hex[65], ts[24];
+	size_t n = util_itoa(ts, t);
 
-	if (util_hmac_sum(h, prefix, (size_t)n, body, strlen(body), md) < 0)
+	ts[n] = '.';
+	if (util_hmac_sum(h, ts, n + 1, body, strlen(body), md) < 0)
 		return NULL;
+	ts[n] = '\0';
 	util_hex(md, 32, hex);
 	OPENSSL_cleanse(md, sizeof(md));
-	return xasprintf("t=%lld,v1=%s", (long long)t, hex);
+	return util_join("Campaignd-Signature: t=", ts, ",v1=", hex, (char *)NULL);
 }
 
 /*
@@ -381,6 +395,7 @@ state_free(struct wh_state *st)
 	if (st == NULL)
 		return;
 	curl_slist_free_all(st->headers);
+	free(st->request);
 	free(st);
 }
 
@@ -445,17 +460,15 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	}
 
 	st = xcalloc(1, sizeof(*st));
+	st->request = body;
+	body = NULL;
 	rc = add_header(st, "Content-Type: application/json");
-	line = xasprintf("Idempotency-Key: %s", m->idem_key);
+	line = util_join("Idempotency-Key: ", m->idem_key, (char *)NULL);
 	if (rc == 0)
 		rc = add_header(st, line);
 	free(line);
-	if (sig != NULL) {
-		line = xasprintf("Campaignd-Signature: %s", sig);
-		if (rc == 0)
-			rc = add_header(st, line);
-		free(line);
-	}
+	if (sig != NULL && rc == 0)
+		rc = add_header(st, sig);
 	/* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
 	if (rc == 0)
 		rc = add_header(st, "Expect:");
@@ -491,11 +504,11 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 		cc = curl_easy_setopt(e, CURLOPT_USERAGENT, "campaignd/" PACKAGE_VERSION);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, st->headers);
-	/* The size first: COPYPOSTFIELDS copies that many bytes, so the body can go now. */
+	/* The body stays the state's until the transfer ends (state_free). */
 	if (cc == CURLE_OK)
-		cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+		cc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(st->request));
 	if (cc == CURLE_OK)
-		cc = curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+		cc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, st->request);
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (cc == CURLE_OK)

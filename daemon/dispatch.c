@@ -741,8 +741,8 @@ render(struct job *j, char **err)
 		snprintf(fallback, sizeof(fallback), "http://%s", c->listen);
 		base = fallback;
 	}
-	survey = xasprintf("%s/s/%s", base, j->token);
-	optout = xasprintf("%s/o/%s", base, j->token);
+	survey = util_join(base, "/s/", j->token, (char *)NULL);
+	optout = util_join(base, "/o/", j->token, (char *)NULL);
 	memset(&r, 0, sizeof(r));
 	r.id = x->id;
 	r.first_name = x->first_name;

@@ -84,6 +84,30 @@ util_copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+char *
+util_join(const char *first, ...)
+{
+	va_list ap;
+	const char *p;
+	size_t total = 0, n;
+	char *out, *at;
+
+	va_start(ap, first);
+	for (p = first; p != NULL; p = va_arg(ap, const char *))
+		total += strlen(p);
+	va_end(ap);
+	at = out = xmalloc(total + 1);
+	va_start(ap, first);
+	for (p = first; p != NULL; p = va_arg(ap, const char *)) {
+		n = strlen(p);
+		memcpy(at, p, n);
+		at += n;
+	}
+	va_end(ap);
+	*at = '\0';
+	return out;
+}
+
 size_t
 util_itoa(char *dst, int64_t v)
 {

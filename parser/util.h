@@ -15,6 +15,8 @@ char *xstrndup(const char *s, size_t n);
 /* util_copy: src (NULL: "") into dst of `size` bytes, cut to fit, always terminated (a
  * snprintf "%s" without its formatting cost, on hot paths). */
 void util_copy(char *dst, size_t size, const char *src);
+/* util_join: the NUL-terminated strings given, up to a NULL, as one (xmalloc'd). */
+char *util_join(const char *first, ...);
 /* util_itoa: v in decimal and a NUL into dst (21 bytes suffice); its length.  For hot paths. */
 size_t util_itoa(char *dst, int64_t v);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,5 +1,6 @@
 /* test_lex.c: unit tests of the lexical forms and of util's UTF-8 and calendar helpers. */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -159,7 +160,7 @@ test_util_calendar(void **state)
 	assert_int_equal(util_floor_div(6, 7), 0);
 }
 
-/* util_itoa and util_copy: what snprintf's "%lld" and "%s" gave, cut the same way. */
+/* util_itoa, util_copy and util_join: what snprintf's "%lld" and "%s" gave, cut the same way. */
 static void
 test_util_itoa_copy(void **state)
 {
@@ -181,6 +182,15 @@ test_util_itoa_copy(void **state)
 	assert_string_equal(small, "ab");
 	util_copy(small, sizeof(small), NULL);
 	assert_string_equal(small, "");
+	{
+		char *j = util_join("http://h", "/s/", "12-ab", (char *)NULL);
+
+		assert_string_equal(j, "http://h/s/12-ab");
+		free(j);
+		j = util_join("", (char *)NULL);
+		assert_string_equal(j, "");
+		free(j);
+	}
 }
 
 int
