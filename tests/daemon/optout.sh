@@ -8,7 +8,9 @@
 # them is on its way: its outcome has nothing left to be written to and is logged as
 # unrecorded; the events and outcomes after it are recorded; one whose retry waits is not tried
 # again.  A step resent after a crash when its consent was withdrawn meanwhile goes again with
-# its key (it may have reached the customer).  SIGTERM: exit 0.
+# its key (it may have reached the customer).  A step that waits for its turn is made of the
+# customer as they are when it starts, not as its decision read them (a name changed meanwhile
+# by an import).  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -19,7 +21,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup optout
 
-echo "1..9"
+echo "1..10"
 
 mkdir -p "$tmp/campaigns.d"
 printf '%s\n' "c1 503+RA=3" "c4 200@3" "c5 503+RA=3" "c6 200@3" "c10 503+RA=3@3" \
@@ -48,6 +50,9 @@ campaign_yaml crashy "{ event: crashy }" "  - channel: hooksms
 campaign_yaml paced "{ event: paced }" "  - channel: slow
     message:
       en: \"How was it? {{survey_url}}\"" >"$tmp/campaigns.d/paced.yaml"
+campaign_yaml named "{ event: named }" "  - channel: slow
+    message:
+      en: \"Hi {{customer.first_name}}, how was it? {{survey_url}}\"" >"$tmp/campaigns.d/named.yaml"
 # thanks: one sms step, and a thank-you through hook.
 printf '%s\n' CODE-1 CODE-2 >"$tmp/campaigns.d/codes.txt"
 campaign_yaml thanks "{ event: thanks }" "  - channel: sms
@@ -62,7 +67,8 @@ printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 	"c2,Bob,+4790000002,true" "c3,Cat,+4790000003,true" "c4,Dan,+4790000004,true" \
 	"c5,Eve,+4790000005,true" "c6,Fay,+4790000006,true" "c7,Gus,+4790000007,true" \
 	"c8,Hal,+4790000008,true" "c9,Ida,+4790000009,true" "c10,Jo,+4790000010,true" \
-	"c11,Kim,+4790000011,true" >"$tmp/customers.csv"
+	"c11,Kim,+4790000011,true" "c12,Lea,+4790000012,true" "c13,Max,+4790000013,true" \
+	>"$tmp/customers.csv"
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
@@ -104,6 +110,21 @@ wait_for 15 eval '[ "$(state_of "$other")" != "sending 1" ]'
 is "a step waiting for its turn when the customer withdraws the channel's consent is not sent" \
 	"$(ls "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$other")" \
 	"0|failed 1|step 1 failed: not sent: the customer withdrew consent to sms while it waited"
+
+# c12 and c13 on slow: the one that waits for its turn is renamed meanwhile (an import); its
+# message has the new name (its context, read by its decision, is read again: another process
+# wrote since).
+"$ctl" -c "$tmp/campaignd.yaml" event named --customer c12 >/dev/null 2>&1
+"$ctl" -c "$tmp/campaignd.yaml" event named --customer c13 >/dev/null 2>&1
+wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT state FROM deliveries WHERE campaign = '"'named'"' ORDER BY state)")" = "sending sent" ]'
+other=$(q "SELECT id FROM deliveries WHERE campaign = 'named' AND state = 'sending' LIMIT 1")
+who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
+printf '%s\n' "id,first_name" "${who:-none},Renamed" >"$tmp/rename.csv"
+"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/rename.csv" >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$other")" = "sent 1" ]'
+is "a step waiting for its turn is made of the customer as they are when it starts" \
+	"$(grep -c 'Hi Renamed, how was it' "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null)|$(state_of "$other")" \
+	"1|sent 1"
 
 # c4's first request is answered after 3 s; c4 opts out while it is on its way: the step is
 # sent (it was out of campaignd's hands), and the next one is not scheduled.
