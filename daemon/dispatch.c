@@ -510,9 +510,9 @@ outcome(struct daemon *d, struct job *j, enum chan_outcome o, int64_t retry_afte
 		/* Shutting down: leave it 'sending'; the next start resends it with the same key. */
 		record(d, j, CHAN_TRANSIENT, ABANDONED, 0);
 		log_outcome(j, "abandoned", detail);
-	} else {
+	} else if (record(d, j, o, detail, 0) != 2) {
+		/* (Gone with its customer, it was logged as unrecorded, once.) */
 		log_outcome(j, o == CHAN_SENT ? "sent" : "failed", detail);
-		record(d, j, o, detail, 0);
 	}
 	free(detail);
 	job_free(j);
@@ -1048,7 +1048,7 @@ channel_up(struct daemon *d, struct chanq *q)
  * start_job: read what the message needs here, then render and send it off the loop: on the
  * thread pool for a blocking driver, on the HTTP thread for the others.
  */
-static void
+static int
 start_job(struct daemon *d, struct job *j)
 {
 	const struct conf_channel *ch;
@@ -1073,16 +1073,16 @@ start_job(struct daemon *d, struct job *j)
 		outcome(d, j, CHAN_PERMANENT, 0,
 		    ch == NULL ? xasprintf("channel %s is no longer configured", j->channel) :
 				 xasprintf(NO_DRIVER_FMT, j->channel));
-		return;
+		return 0;
 	}
 	if (gen_channel(j->gen, ch, &inst, &detail) < 0) {
 		outcome(d, j, CHAN_UNAVAILABLE, 0, detail);
-		return;
+		return 0;
 	}
 	/* A first attempt reads what its message needs; a retry, whether it is still wanted. */
 	if (j->msg.idem_key == NULL ? load(d, j, &detail) < 0 : reread(d, j, &detail) < 0) {
 		outcome(d, j, CHAN_PERMANENT, 0, detail);
-		return;
+		return 0;
 	}
 	j->ch = ch;
 	j->inst = inst;
@@ -1094,10 +1094,12 @@ start_job(struct daemon *d, struct job *j)
 		if (uv_queue_work(d->loop, &j->work, work_cb, work_done_cb) < 0) {
 			j->working = 0;
 			outcome(d, j, CHAN_TRANSIENT, 0, xstrdup("cannot queue the send for a worker"));
+			return 0;
 		}
-		return;
+		return 1;
 	}
 	net_submit(d->net, j, ahead_ns(d, j));
+	return 1;
 }
 
 static void
@@ -1156,6 +1158,7 @@ start_queued(struct daemon *d)
 			int conc;
 			struct job *j;
 			uint64_t w;
+			int64_t paced;
 
 			if (ch == NULL)
 				ch = conf_channel_find(q->head->gen->conf, q->name);
@@ -1165,6 +1168,7 @@ start_queued(struct daemon *d)
 			 * for that instant prepared, on the HTTP thread, or written ahead (show()). */
 			if (q->inflight >= conc)
 				break;
+			paced = q->next_at;
 			w = ch && ch->rate_per_hour > 0 ? pace(d, q, ch) : 0;
 			if (w > 0) {
 				if (wait == 0 || w < wait)
@@ -1181,7 +1185,10 @@ start_queued(struct daemon *d)
 				q->tail = NULL;
 			j->next = d->active;
 			d->active = j;
-			start_job(d, j);
+			/* One that ended before it was handed to its channel (its customer opted out or
+			 * was erased while it waited, its channel is down): its turn is the next one's. */
+			if (!start_job(d, j))
+				q->next_at = paced;
 		}
 	}
 	if (d->reading) {
