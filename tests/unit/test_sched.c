@@ -542,6 +542,59 @@ test_orphan_delivery_skipped(void **state)
 	assert_int_equal(sched_next_wakeup(f->e, T("2027-01-04T09:00:00Z")), -1);
 }
 
+/*
+ * The due page's rows are decided in due order, the index's (due_at, priority DESC, id), page
+ * after page: the due query reads them without a final ORDER BY and sched_run_due sorts each
+ * page (by_due), so the order and the page's continuation hang on that comparison.
+ */
+static void
+test_due_order_across_pages(void **state)
+{
+	struct fx *f = *state;
+	/* Delivery i + 1: due `off` seconds after 08:59, at priority `prio`. */
+	static const struct {
+		int off, prio;
+	} rows[] = { { 60, 1 }, { 0, 0 }, { 0, 2 }, { 30, 1 }, { 0, 2 }, { 60, 3 }, { 30, 0 },
+		{ 0, 1 } };
+	static const int64_t want[] = { 3, 5, 8, 2, 4, 7, 6, 1 };
+	int64_t base = T("2027-01-04T08:59:00Z");
+	char sql[160], id[8], ev[8];
+	size_t i;
+
+	campaign(f, "tx", TX_HEAD "trigger: { event: go }\n" SURVEY ONE_SMS);
+	for (i = 0; i < 8; i++) {
+		snprintf(id, sizeof(id), "c%zu", i + 1);
+		customer(f, id, "Europe/Oslo", "s", NULL);
+	}
+	start(f, T("2027-01-01T00:00:00Z"));
+	for (i = 0; i < 8; i++) {
+		snprintf(id, sizeof(id), "c%zu", i + 1);
+		snprintf(ev, sizeof(ev), "e%zu", i + 1);
+		event(f, ev, id, "go", "2027-01-04T08:00:00Z");
+	}
+	assert_true(sched_materialize(f->e, T("2027-01-04T07:00:00Z"), sink, f) == 8);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM deliveries WHERE id BETWEEN 1 AND 8 AND "
+				   "state = 'scheduled'"),
+	    8);
+	for (i = 0; i < 8; i++) {
+		snprintf(sql, sizeof(sql), "UPDATE deliveries SET due_at = %lld, priority = %d "
+					   "WHERE id = %zu",
+		    (long long)(base + rows[i].off), rows[i].prio, i + 1);
+		assert_int_equal(store_exec(f->st, sql), 0);
+	}
+	sched_set_page(f->e, 3);
+	f->n = 0;
+	assert_int_equal(sched_run_due(f->e, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:00Z"),
+			     sink, f),
+	    8);
+	assert_int_equal(f->n, 8);
+	for (i = 0; i < 8; i++) {
+		assert_true(f->acts[i].send);
+		assert_int_equal(f->acts[i].delivery, want[i]);
+	}
+	assert_int_equal(in_state(f, "tx", "sent"), 8);
+}
+
 /* ctx_sink: keeps the context of each send (taken, as the daemon takes it). */
 struct ctx_seen {
 	int sends;
@@ -2030,6 +2083,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_last_step_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_delivery_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_carries_its_context, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_order_across_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_rival_does_not_win, setup, teardown),
