@@ -70,7 +70,8 @@ struct job {
 	char token[STORE_TOKEN_SIZE];
 	/* What the message is made of, read on the loop (owned; freed once rendered): by its
 	 * decision, and then good while no other process has written since (ctx_version, the
-	 * database's data_version then: load()), or at its start. */
+	 * database's data_version then: load()) and the job keeps the generation it was decided
+	 * under (start_job drops it on a move to a new one), or at its start. */
 	struct store_context ctx;
 	int64_t ctx_version;
 	const struct conf_campaign *cp;

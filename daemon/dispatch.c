@@ -1063,6 +1063,9 @@ start_job(struct daemon *d, struct job *j)
 		gen_put(j->gen);
 		j->gen = gen_of(d, j->campaign);
 		j->gen->refs++;
+		/* Its decision's checks were the old settings' (a consent the channel asks for
+		 * now): load() reads the context again and checks it under these. */
+		store_context_free(&j->ctx);
 	}
 	ch = conf_channel_find(j->gen->conf, j->channel);
 	drv = ch ? chan_driver_for(ch) : NULL;

@@ -3,7 +3,9 @@
 # opened, however long, without spending their attempts (max_retries 1 here): the delivery
 # stays 'sending' with one recorded wait and one outcome=wait log line; once a reload names a
 # secret file that exists, the waiting send goes out under the new settings with its key and
-# ends 'sent'.  SIGTERM: exit 0.
+# ends 'sent'.  A send that waits so and is then taken by a reload whose channel asks for a
+# consent the customer has not given (consent: whatsapp) is not sent: the new settings' checks
+# apply to it, not only their secret.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -14,7 +16,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup secret
 
-echo "1..4"
+echo "1..6"
 
 mkdir -p "$tmp/campaigns.d"
 start_sink
@@ -23,10 +25,19 @@ settings_yaml 2s "{ max: 100, per: 1d }" "  hook:
     url: http://127.0.0.1:$port/hook
     secret_file: hook.secret
     timeout: 2s
+    max_retries: 1
+  hook2:
+    driver: webhook
+    url: http://127.0.0.1:$port/hook
+    secret_file: hook2.secret
+    timeout: 2s
     max_retries: 1" >"$tmp/campaignd.yaml"
 campaign_yaml hooked "{ event: go }" "  - channel: hook
     message:
       en: \"Hello {{customer.first_name}}\"" >"$tmp/campaigns.d/hooked.yaml"
+campaign_yaml consented "{ event: go2 }" "  - channel: hook2
+    message:
+      en: \"Hello again {{customer.first_name}}\"" >"$tmp/campaigns.d/consented.yaml"
 start_with_go 1
 id=$(q "SELECT id FROM deliveries")
 
@@ -48,6 +59,20 @@ else
 		"state $(state_of "$id"); $(tail -3 "$dlog")"
 fi
 is "one request reached the sink" "$(grep -c "d$id-s1" "$tmp/sink.log")" 1
+
+# hook2 waits for its secret too; the reload that mends it also asks for whatsapp consent,
+# which c1 never gave (nothing else is written meanwhile): the waiting send is not sent.
+"$ctl" -c "$tmp/campaignd.yaml" event go2 --customer c1 >/dev/null 2>&1
+wait_for 5 eval '[ "$(q "SELECT count(*) FROM deliveries WHERE campaign = '"'consented'"'")" = 1 ]'
+id2=$(q "SELECT id FROM deliveries WHERE campaign = 'consented'")
+wait_for 10 eval '[ "$(q "SELECT count(*) FROM transitions WHERE delivery = ${id2:-0} AND reason LIKE '"'%the send waits for the channel%'"'")" -ge 1 ]'
+is "hook2's send waits for its secret, 'sending'" "$(state_of "$id2")" "sending 1"
+sed -i 's/secret_file: hook2.secret/secret_file: new.secret\n    consent: whatsapp/' "$tmp/campaignd.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" reload >/dev/null 2>&1
+wait_for 15 eval '[ "$(state_of "$id2")" != "sending 1" ]'
+is "a reload that mends the secret and asks for a consent not given: the waiting send is not sent" \
+	"$(grep -c "d$id2-s1" "$tmp/sink.log")|$(state_reason "$id2")" \
+	"0|failed 1|step 1 failed: not sent: the customer's consent to whatsapp is no longer recorded"
 
 stop_daemon
 check_stopped
