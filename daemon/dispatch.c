@@ -672,7 +672,11 @@ load(struct daemon *d, struct job *j, char **err)
 
 	if (j->ctx.text != NULL) {
 		/* Read by its decision, whose checks (opt-out, consent, state) hold as long as no
-		 * other process wrote since: the database's data_version tells. */
+		 * other process wrote since: the database's data_version tells.  That holds only
+		 * while this connection itself never writes what they read: opt-outs, consents,
+		 * answers and customers come from other processes (campaignctl).  A writer of those
+		 * on the daemon's connection (an HTTP listener taking opt-out links) must drop the
+		 * decided contexts of the jobs it concerns, as start_job does on a new generation. */
 		int64_t v = d->start_version;
 
 		if (v == -2) {

@@ -11,9 +11,11 @@
 #include "util.h"
 
 /*
- * A delivery with its customer and opt-out, as read_due() reads it (columns 0 to 14; ?2 is the
- * policy's default zone), read by S_DUE in due order; then, from column DUE_CONTEXT, what its
- * message is made of (store_context_row: a send's context is the one its decision read).
+ * A delivery with its customer (NULL columns when the customer is gone: read_due's orphan) and
+ * opt-out, as read_due() reads it (columns 0 to 14; ?2 is the policy's default zone), read by
+ * S_DUE a page at a time, in no order (sched_run_due sorts the page); then, from column
+ * DUE_CONTEXT, what its message is made of (store_context_row: a send's context is the one its
+ * decision read; its state and step are the delivery's before the decision).
  */
 #define DUE_ROW                                                                                   \
 	"SELECT d.id, d.campaign, d.customer, d.step, d.expires_at, d.attempts, c.id, "           \
