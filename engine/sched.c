@@ -1948,9 +1948,11 @@ sched_sent(struct sched *e, int64_t delivery, const char *campaign, int step, in
 
 	/* What the sender knows is not read again when nothing follows the step. */
 	cp = campaign ? sched_campaign(e, campaign) : NULL;
-	if (cp != NULL && step >= 1 && step == (int)cp->n_steps &&
-	    (rc = sent_last(e, delivery, cp, step, now)) != 0)
-		return rc < 0 ? rc : 0;
+	if (cp != NULL && step >= 1 && step == (int)cp->n_steps) {
+		rc = sent_last(e, delivery, cp, step, now);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
 	rc = load_sending(e, delivery, &d);
 	snprintf(why, sizeof(why), "step %d sent", d.step);
 	if (rc == -EINVAL)

@@ -31,7 +31,6 @@ int
 store_token(struct store *s, int64_t delivery, char out[STORE_TOKEN_SIZE])
 {
 	char hex[33];
-
 	size_t n;
 
 	if (mac(s, delivery, hex) < 0)
