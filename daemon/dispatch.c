@@ -671,12 +671,10 @@ load(struct daemon *d, struct job *j, char **err)
 	int decided = 0;
 
 	if (j->ctx.text != NULL) {
-		/* Read by its decision, whose checks (opt-out, consent, state) hold as long as no
-		 * other process wrote since: the database's data_version tells.  That holds only
-		 * while this connection itself never writes what they read: opt-outs, consents,
-		 * answers and customers come from other processes (campaignctl).  A writer of those
-		 * on the daemon's connection (an HTTP listener taking opt-out links) must drop the
-		 * decided contexts of the jobs it concerns, as start_job does on a new generation. */
+		/* Read by its decision, whose checks (opt-out, consent, state) hold as long as
+		 * nothing it read was written since, by another process or by this one (an opt-out
+		 * link served here): store_data_version tells.  A new generation's settings are
+		 * another matter: start_job drops the context then. */
 		int64_t v = d->start_version;
 
 		if (v == -2) {

@@ -211,11 +211,45 @@ struct store {
 	struct batch *batch; /* imports' queue of customers (store_int.h), NULL until used */
 	struct util_hmac *token_mac; /* keyed with meta's token_key on first use */
 	int wal_pages; /* the WAL's size after the last commit (store_defer_checkpoints) */
+	int64_t own_writes; /* rows this connection wrote that a decision reads (own_write) */
 	char err[512];
 };
 
 struct batch;
 static void batch_free(struct batch *b);
+
+/*
+ * own_write: SQLite's update hook (every row this connection inserts, updates or deletes in a
+ * rowid table): a row of what a decision reads about a customer, which store_data_version
+ * counts as SQLite counts another connection's commits.  customers, optouts, events, answers
+ * (responses) and consents (through consent_log: consents has no rowid, and each change of it
+ * appends a row there).  Rolled back or not: counting too much only reads again.
+ */
+static void
+own_write(void *arg, int op, const char *db, const char *table, sqlite3_int64 rowid)
+{
+	struct store *s = arg;
+	int hit = 0;
+
+	(void)op;
+	(void)db;
+	(void)rowid;
+	switch (table[0]) { /* the daemon's own bookkeeping (deliveries, transitions) is not */
+	case 'c':
+		hit = strcmp(table, "customers") == 0 || strcmp(table, "consent_log") == 0;
+		break;
+	case 'o':
+		hit = strcmp(table, "optouts") == 0;
+		break;
+	case 'e':
+		hit = strcmp(table, "events") == 0;
+		break;
+	case 'r':
+		hit = strcmp(table, "responses") == 0;
+		break;
+	}
+	s->own_writes += hit;
+}
 
 /* ---- errors ---- */
 
@@ -522,6 +556,7 @@ store_open(const char *path, int flags, struct store **out, char **err)
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+	sqlite3_update_hook(s->db, own_write, s);
 	/*
 	 * WAL lets the daemon write while campaignctl reads; synchronous=NORMAL is durable in WAL
 	 * except for the last transactions before a power loss, never corrupt.  journal_mode is
@@ -810,7 +845,7 @@ store_data_version(struct store *s)
 	int64_t v = -1;
 
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
+		v = sqlite3_column_int64(st, 0) + s->own_writes; /* both only grow */
 	if (st != NULL)
 		store_stmt_done(st);
 	return v;

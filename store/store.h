@@ -97,9 +97,11 @@ int store_begin_read(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 /*
- * store_data_version: SQLite's PRAGMA data_version: a value that changes when another
- * connection commits (this one's own commits leave it), so that what was read before is known
- * to be still what the database holds while it is unchanged; -1 when it cannot be read.
+ * store_data_version: a value that changes when another connection commits (SQLite's PRAGMA
+ * data_version) or this one writes a customer, a consent, an opt-out, an event or an answer,
+ * so that what a decision read about a customer is known to be still what the database holds
+ * while it is unchanged; -1 when it cannot be read.  (This connection's deliveries,
+ * transitions and other bookkeeping leave it.)
  */
 int64_t store_data_version(struct store *s);
 

@@ -165,6 +165,46 @@ customer(const char *id)
 
 /* ---- open and migrate ---- */
 
+/*
+ * store_data_version moves when another connection commits, and when this one writes what a
+ * decision reads about a customer (customer, consent, opt-out), not when it writes its own
+ * bookkeeping (a reload's record here): the daemon's check that a send's decided context still
+ * holds (a daemon that served opt-out links itself would write them on its own connection).
+ */
+static void
+test_data_version_counts_customer_writes(void **state)
+{
+	struct fx *f = *state;
+	struct store_customer c = customer("c1");
+	struct store *other = NULL;
+	char *err = NULL;
+	int64_t v;
+
+	assert_int_equal(store_customer_upsert(f->s, &c, NOW, "test"), 0);
+	v = store_data_version(f->s);
+	assert_true(v >= 0);
+	assert_int_equal(store_record_reload(f->s, NOW, 1, "ok", NULL), 0);
+	assert_int_equal(store_data_version(f->s), v);
+	assert_int_equal(store_optout(f->s, "c1", NOW, "test"), 0);
+	assert_true(store_data_version(f->s) > v);
+	v = store_data_version(f->s);
+	c.first_name = "Kari";
+	assert_int_equal(store_customer_upsert(f->s, &c, NOW + 1, "test"), 0);
+	assert_true(store_data_version(f->s) > v);
+	v = store_data_version(f->s);
+	c.consent[CONF_KIND_SMS] = STORE_CONSENT_YES;
+	assert_int_equal(store_customer_upsert(f->s, &c, NOW + 2, "test"), 0);
+	assert_true(store_data_version(f->s) > v);
+	v = store_data_version(f->s);
+	assert_int_equal(store_open(f->db, 0, &other, &err), 0);
+	assert_int_equal(store_exec(other, "UPDATE meta SET value = value WHERE key = 'x'; "
+					   "INSERT INTO reloads(at, ok, summary, diagnostics) VALUES "
+					   "(1, 1, 'other', '')"),
+	    0);
+	store_close(other);
+	assert_true(store_data_version(f->s) > v);
+}
+
 static void
 test_open_migrate(void **state)
 {
@@ -1823,6 +1863,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_migrate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_version_counts_customer_writes, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_rest_restarts_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_copies_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
