@@ -74,6 +74,23 @@ printf '%s\n' "id,first_name,phone,consent.sms" "c1,Ann,+4790000001,true" \
 "$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/customers.csv" >/dev/null 2>&1
 start_daemon_or_bail
 
+# one_waits CAMPAIGN C1 C2: events of CAMPAIGN (one step on slow, a send each 6 s) for C1 and
+# C2: one is sent, the other waits for its turn; sets other (its delivery) and who (its
+# customer).
+one_waits() {
+	"$ctl" -c "$tmp/campaignd.yaml" event "$1" --customer "$2" >/dev/null 2>&1
+	"$ctl" -c "$tmp/campaignd.yaml" event "$1" --customer "$3" >/dev/null 2>&1
+	in2="SELECT d.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.campaign = '$1' AND c.id IN ('$2', '$3')"
+	wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT state FROM deliveries WHERE id IN ($in2) ORDER BY state)")" = "sending sent" ]'
+	other=$(q "SELECT id FROM deliveries WHERE id IN ($in2) AND state = 'sending' LIMIT 1")
+	who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
+}
+# import_who FIELD VALUE: one_waits' customer's FIELD set to VALUE by an import.
+import_who() {
+	printf '%s\n' "id,$1" "${who:-none},$2" >"$tmp/who.csv"
+	"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/who.csv" >/dev/null 2>&1
+}
+
 # c1's first attempt is answered 503 with Retry-After: 3; c1 opts out during the wait.
 "$ctl" -c "$tmp/campaignd.yaml" event retry --customer c1 >/dev/null 2>&1
 wait_for 15 has_delivery retry c1
@@ -88,11 +105,7 @@ is "a step waiting for its retry when the customer opts out is not sent, nor the
 
 # c2 and c3 on slow (10 a minute): whichever went first is sent, the other waits 6 s for its
 # turn; it opts out meanwhile.
-"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c2 >/dev/null 2>&1
-"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c3 >/dev/null 2>&1
-wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT state FROM deliveries WHERE campaign = '"'paced'"' ORDER BY state)")" = "sending sent" ]'
-other=$(q "SELECT id FROM deliveries WHERE campaign = 'paced' AND state = 'sending' LIMIT 1")
-who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
+one_waits paced c2 c3
 "$ctl" -c "$tmp/campaignd.yaml" optout "${who:-none}" >/dev/null 2>&1
 wait_for 15 eval '[ "$(state_of "$other")" != "sending 1" ]'
 is "a step waiting for its turn on a rate when the customer opts out is not sent" \
@@ -101,13 +114,8 @@ is "a step waiting for its turn on a rate when the customer opts out is not sent
 
 # c8 and c9 on slow again: the one that waits for its turn withdraws its sms consent
 # meanwhile (an import): it is not sent, and the step fails with the reason.
-"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c8 >/dev/null 2>&1
-"$ctl" -c "$tmp/campaignd.yaml" event paced --customer c9 >/dev/null 2>&1
-wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT d.state FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.campaign = '"'paced'"' AND c.id IN ('"'c8', 'c9'"') ORDER BY d.state)")" = "sending sent" ]'
-other=$(q "SELECT d.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.campaign = 'paced' AND c.id IN ('c8', 'c9') AND d.state = 'sending' LIMIT 1")
-who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
-printf '%s\n' "id,consent.sms" "${who:-none},false" >"$tmp/withdraw.csv"
-"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/withdraw.csv" >/dev/null 2>&1
+one_waits paced c8 c9
+import_who consent.sms false
 wait_for 15 eval '[ "$(state_of "$other")" != "sending 1" ]'
 is "a step waiting for its turn when the customer withdraws the channel's consent is not sent" \
 	"$(ls "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null | wc -l | tr -d ' ')|$(state_reason "$other")" \
@@ -116,13 +124,8 @@ is "a step waiting for its turn when the customer withdraws the channel's consen
 # c12 and c13 on slow: the one that waits for its turn is renamed meanwhile (an import); its
 # message has the new name (its context, read by its decision, is read again: another process
 # wrote since).
-"$ctl" -c "$tmp/campaignd.yaml" event named --customer c12 >/dev/null 2>&1
-"$ctl" -c "$tmp/campaignd.yaml" event named --customer c13 >/dev/null 2>&1
-wait_for 15 eval '[ "$(q "SELECT group_concat(state, '"' '"') FROM (SELECT state FROM deliveries WHERE campaign = '"'named'"' ORDER BY state)")" = "sending sent" ]'
-other=$(q "SELECT id FROM deliveries WHERE campaign = 'named' AND state = 'sending' LIMIT 1")
-who=$(q "SELECT c.id FROM deliveries d JOIN customers c ON c.cid = d.customer WHERE d.id = ${other:-0}")
-printf '%s\n' "id,first_name" "${who:-none},Renamed" >"$tmp/rename.csv"
-"$ctl" -c "$tmp/campaignd.yaml" customers import "$tmp/rename.csv" >/dev/null 2>&1
+one_waits named c12 c13
+import_who first_name Renamed
 wait_for 15 eval '[ "$(state_of "$other")" = "sent 1" ]'
 is "a step waiting for its turn is made of the customer as they are when it starts" \
 	"$(grep -c 'Hi Renamed, how was it' "$tmp"/outbox/slow/d"${other:-0}"-s1.msg 2>/dev/null)|$(state_of "$other")" \
