@@ -124,9 +124,9 @@ sched_copy_col(char *dst, size_t size, sqlite3_stmt *s, int col)
 	util_copy(dst, size, (const char *)sqlite3_column_text(s, col));
 }
 
-/* sched_key: the idempotency key of delivery id's step, "d<id>-s<step>", into key (48 bytes). */
+/* step_key: the idempotency key of delivery id's step, "d<id>-s<step>", into key (48 bytes). */
 static void
-sched_key(char key[48], int64_t id, int step)
+step_key(char key[48], int64_t id, int step)
 {
 	size_t n;
 
@@ -1637,7 +1637,7 @@ decide(struct sched *e, struct due *d, int64_t now, sched_sink sink, void *arg)
 	}
 	if (store_token(e->st, d->id, token) < 0)
 		return -1;
-	sched_key(key, d->id, step);
+	step_key(key, d->id, step);
 	if (set_state(e, d->id, "sending", step, -1, 1, now) < 0 ||
 	    transition(e, d->id, now, "scheduled", "sending", step, st->channel->name, key,
 		step == d->step ? "due" : "due (earlier steps unreachable)") < 0)
@@ -2078,7 +2078,7 @@ sched_resend(struct sched *e, int64_t delivery, int64_t now, const char *why, sc
 	sqlite3_reset(s);
 	if (rc < 0)
 		return -EIO;
-	sched_key(key, delivery, d.step);
+	step_key(key, delivery, d.step);
 	/* It goes on where it stopped: made when first moved to 'sending', its attempts spent. */
 	s = sched_stmt(e, S_RESUME);
 	sqlite3_bind_int64(s, 1, delivery);
