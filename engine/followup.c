@@ -14,11 +14,12 @@ enum { FU_DUE, FU_SENDING, FU_GET, FU_SET, FU_RESUME, FU_COUNT };
 _Static_assert(FU_COUNT <= sizeof(((struct sched *)0)->fu_stmt) / sizeof(sqlite3_stmt *),
     "struct sched has room for followup.c's statements");
 
-/* A followup as read with its delivery and customer (columns 0 to 10 of FU_DUE and FU_GET). */
+/* A followup as read with its delivery and customer (columns 0 to 12 of FU_DUE and FU_GET; the
+ * customer's are NULL when it is gone: deleted with references off). */
 #define FU_ROW                                                                                 \
 	"SELECT f.id, f.delivery, f.kind, f.channel, f.code, f.body, d.campaign, d.state, "       \
 	"d.step, c.id, COALESCE(c.timezone, ?1), o.at, d.customer FROM followups f "              \
-	"JOIN deliveries d ON d.id = f.delivery JOIN customers c ON c.cid = d.customer "          \
+	"JOIN deliveries d ON d.id = f.delivery LEFT JOIN customers c ON c.cid = d.customer "     \
 	"LEFT JOIN optouts o ON o.customer = d.customer "
 
 static const char *const fu_sql[FU_COUNT] = {
@@ -39,7 +40,7 @@ static const char *const fu_sql[FU_COUNT] = {
 /* A followup as FU_ROW reads it. */
 struct fu {
 	int64_t id, delivery, cid;
-	int step, opted_out;
+	int step, opted_out, orphan;
 	char kind[16], channel[72], code[256], campaign[72], state[16], customer[STORE_ID_MAX + 1];
 	char tz[64];
 	char *body; /* owned */
@@ -83,6 +84,7 @@ read_fu(sqlite3_stmt *s, struct fu *f)
 	sched_copy_col(f->campaign, sizeof(f->campaign), s, 6);
 	sched_copy_col(f->state, sizeof(f->state), s, 7);
 	f->step = sqlite3_column_int(s, 8);
+	f->orphan = sqlite3_column_type(s, 9) == SQLITE_NULL;
 	sched_copy_col(f->customer, sizeof(f->customer), s, 9);
 	sched_copy_col(f->tz, sizeof(f->tz), s, 10);
 	f->opted_out = sqlite3_column_type(s, 11) != SQLITE_NULL;
@@ -135,7 +137,8 @@ record(struct sched *e, const struct fu *f, const char *state, int64_t now, cons
 
 /*
  * blocked: why a thank-you may not go to the customer now (opted out, no consent to its
- * channel's kind), or NULL; notifications go to the team, not the customer.  -EIO in *rc when
+ * channel's kind), or NULL; notifications go to the team, not the customer.  Neither goes once
+ * the customer is gone.  -EIO in *rc when
  * the consent cannot be read.
  */
 static const char *
@@ -147,6 +150,8 @@ blocked(struct sched *e, const struct fu *f, int *rc)
 	int step, granted;
 
 	*rc = 0;
+	if (f->orphan) /* nothing more about them goes anywhere, to them or to the team */
+		return "the customer no longer exists (deleted without their deliveries)";
 	if (ch == NULL)
 		return "its channel is no longer configured";
 	if (strcmp(f->kind, "incentive") != 0)

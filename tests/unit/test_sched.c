@@ -1850,6 +1850,44 @@ sent_to(struct fx *f, const char *customer, const char *campaign)
 }
 
 /*
+ * A customer deleted with references off after answering leaves their followups behind: the
+ * thank-you and the detractor notification fail with the reason when due, rather than stay
+ * due for ever (their query joined the customer and never returned them).
+ */
+static void
+test_orphan_followups_fail(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-01-04T10:00:00Z"), d1, d2;
+	char path[256];
+
+	codes(f, "codes.txt", "C", 4, path);
+	thanks_campaign(f, "tx", "go", path);
+	customer(f, "c1", "Europe/Oslo", "s", NULL);
+	customer(f, "c2", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
+	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	d1 = sent_to(f, "c1", "tx");
+	d2 = sent_to(f, "c2", "tx");
+	assert_int_equal(answer(f, d1, "9", at), 0);
+	assert_int_equal(answer(f, d2, "3", at), 0);
+	assert_int_equal(store_exec(f->st, "PRAGMA foreign_keys = OFF; DELETE FROM customers WHERE "
+					   "id = 'c2'; PRAGMA foreign_keys = ON"),
+	    0);
+	f->n = 0;
+	assert_int_equal(sched_followups_due(f->e, at + 1, sink, f), 1); /* c1's thank-you */
+	assert_int_equal(f->n, 1);
+	assert_int_equal(f->acts[0].delivery, d1);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM followups f JOIN deliveries d ON "
+				   "d.id = f.delivery WHERE d.id = (SELECT id FROM deliveries WHERE "
+				   "customer NOT IN (SELECT cid FROM customers)) AND f.state = 'failed'"),
+	    2);
+	assert_int_equal(sched_followups_due(f->e, at + 2, sink, f), 0);
+}
+
+/*
  * A channel held back by its gate (a rate limit, a full queue) leaves its due followups due,
  * unrecorded, and the due read pages past them: 70 thank-yous waiting for sms (more than one
  * page of 64) do not keep the detractor notification to crm behind them from going out.
@@ -2083,6 +2121,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_last_step_sent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_delivery_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_carries_its_context, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orphan_followups_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_order_across_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audience_compares_like_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_language_in_audience, setup, teardown),
