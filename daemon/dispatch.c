@@ -1047,8 +1047,9 @@ channel_up(struct daemon *d, struct chanq *q)
 }
 
 /*
- * start_job: read what the message needs here, then render and send it off the loop: on the
- * thread pool for a blocking driver, on the HTTP thread for the others.
+ * start_job: what the message needs (load(): its decision's reads, or read here), then render
+ * and send it off the loop: on the thread pool for a blocking driver, on the HTTP thread for
+ * the others.  1 when handed over; 0 when it ended here, its outcome recorded.
  */
 static int
 start_job(struct daemon *d, struct job *j)
