@@ -455,13 +455,8 @@ chan_render(const struct conf_campaign *cp, int step, const struct chan_recipien
 	}
 	{
 		char key[64];
-		size_t n;
 
-		/* "d<delivery>-s<step>", as the engine makes it. */
-		key[0] = 'd';
-		n = 1 + util_itoa(key + 1, delivery);
-		memcpy(key + n, "-s", 2);
-		util_itoa(key + n + 2, step);
+		snprintf(key, sizeof(key), "d%lld-s%d", (long long)delivery, step);
 		head(out, delivery, step, key, cp->name, cp->sha256, st->channel, r, to, lang,
 		    survey_url, optout_url, created);
 	}

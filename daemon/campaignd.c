@@ -670,26 +670,35 @@ files_note(struct daemon *d)
 	}
 }
 
-/* FILE_* : what is at the path of a database file files_note saw (file_now). */
+/* FILE_* : what is at a path now, against a file seen before (file_at). */
 enum { FILE_SAME, FILE_GONE, FILE_OTHER, FILE_UNKNOWN };
 
-/* file_now: what is at the path of the database's file i now; FILE_UNKNOWN when files_note did
- * not see it or it cannot be looked at now (no verdict). */
+/* file_at: what is at `path` now against the file (dev, ino) seen before; FILE_UNKNOWN when it
+ * cannot be looked at now (no verdict). */
+static int
+file_at(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? FILE_GONE : FILE_UNKNOWN;
+	return st.st_dev == dev && st.st_ino == ino ? FILE_SAME : FILE_OTHER;
+}
+
+/* file_now: what is at the path of the database's file i now (file_at); FILE_UNKNOWN when
+ * files_note did not see it. */
 static int
 file_now(const struct daemon *d, size_t i)
 {
 	char *path;
-	struct stat st;
 	int rc;
 
 	if (!d->files[i].known)
 		return FILE_UNKNOWN;
 	path = db_file(d, i);
-	rc = stat(path, &st);
+	rc = file_at(path, d->files[i].dev, d->files[i].ino);
 	free(path);
-	if (rc < 0)
-		return errno == ENOENT ? FILE_GONE : FILE_UNKNOWN;
-	return st.st_dev == d->files[i].dev && st.st_ino == d->files[i].ino ? FILE_SAME : FILE_OTHER;
+	return rc;
 }
 
 /*
@@ -1322,13 +1331,12 @@ lock_database(struct daemon *d)
 static int
 lock_kept(struct daemon *d)
 {
-	static int warned;
-	struct stat at, held;
-	int fd;
+	struct stat held;
+	int fd, now;
 
-	if (stat(d->lock_path, &at) == 0 ? fstat(d->lock_fd, &held) < 0 ||
-		(at.st_dev == held.st_dev && at.st_ino == held.st_ino) :
-					 errno != ENOENT)
+	now = fstat(d->lock_fd, &held) < 0 ? FILE_UNKNOWN :
+					     file_at(d->lock_path, held.st_dev, held.st_ino);
+	if (now == FILE_SAME || now == FILE_UNKNOWN)
 		return 1;
 	fd = lock_take(d->lock_path);
 	if (fd == -EWOULDBLOCK) {
@@ -1339,14 +1347,14 @@ lock_kept(struct daemon *d)
 		return 0;
 	}
 	if (fd < 0) {
-		if (!warned) /* once, not each second while it lasts */
+		if (!d->lock_warned) /* once, not each second while it lasts */
 			log_warnx("event=lock-file path=%s error=\"%s\": it was removed or replaced "
 				  "while campaignd ran, and cannot be made again yet",
 			    d->lock_path, strerror(-fd));
-		warned = 1;
+		d->lock_warned = 1;
 		return 1;
 	}
-	warned = 0;
+	d->lock_warned = 0;
 	close(d->lock_fd);
 	d->lock_fd = fd;
 	log_warnx("event=lock-file path=%s: it was removed or replaced while campaignd ran; made "

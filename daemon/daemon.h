@@ -191,6 +191,7 @@ struct daemon {
 		int known;
 	} files[3]; /* the database, its -wal, its -shm, as opened (files_note) */
 	int lock_fd; /* lock_path (DATABASE.lock), flock'ed (lock_database, lock_kept) */
+	int lock_warned; /* lock_kept said it cannot make the file again (once while it lasts) */
 	char *lock_path;
 	int64_t started;
 	char *outbox_hint; /* shown at start in demo mode */

@@ -592,8 +592,6 @@ dispatch_init(struct daemon *d)
 	d->kick.data = d;
 	uv_timer_init(d->loop, &d->show);
 	d->show.data = d;
-	d->tick_version = -1; /* none read yet: no decided context is taken as fresh */
-	d->start_version = -2;
 	return 0;
 }
 
@@ -1201,7 +1199,6 @@ start_queued(struct daemon *d)
 		store_commit(d->st);
 		d->reading = 0;
 	}
-	d->start_version = -2;
 	if (wait > 0)
 		uv_timer_start(&d->kick, kick_cb, wait, 0);
 }

@@ -1931,8 +1931,7 @@ sent_last(struct sched *e, int64_t delivery, const struct conf_campaign *cp, int
 		return -EIO;
 	if (sqlite3_changes(e->db) == 0)
 		return 0;
-	memcpy(why, "step ", 5);
-	strcpy(why + 5 + util_itoa(why + 5, step), " sent");
+	snprintf(why, sizeof(why), "step %d sent", step);
 	return transition(e, delivery, now, "sending", "sent", step,
 		   cp->steps[step - 1].channel->name, NULL, why) < 0 ? -EIO : 1;
 }

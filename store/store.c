@@ -447,8 +447,10 @@ references_hold(struct store *s, long before)
 	return rc;
 }
 
+/* migrate: bring the schema to STORE_SCHEMA_VERSION; `tell`: an upgrade is told (migrate_fn),
+ * not one of a private copy, which is no upgrade of the database. */
 static int
-migrate(struct store *s, int readonly)
+migrate(struct store *s, int readonly, int tell)
 {
 	char sql[64], what[160];
 	int v = 0, n = 0, rc, i;
@@ -481,7 +483,7 @@ migrate(struct store *s, int readonly)
 		return busy ? -EBUSY : -EIO;
 	}
 	rc = user_version(s, &v);
-	if (rc == 0 && v > 0 && v < STORE_SCHEMA_VERSION && migrate_fn != NULL) {
+	if (rc == 0 && v > 0 && v < STORE_SCHEMA_VERSION && migrate_fn != NULL && tell) {
 		/* A new database (0) is made at once; an old one may take a while. */
 		migrate_fn(migrate_arg, v, STORE_SCHEMA_VERSION);
 		sqlite3_progress_handler(s->db, 100000, migrate_progress, &v);
@@ -572,7 +574,7 @@ store_open(const char *path, int flags, struct store **out, char **err)
 		rc = -EIO;
 		goto fail;
 	}
-	rc = migrate(s, readonly);
+	rc = migrate(s, readonly, !priv);
 	if (rc < 0) {
 		err_prefix(s, path);
 		goto fail;
@@ -663,14 +665,8 @@ store_open_copy(const char *path, struct store **out, char **err)
 	}
 	close(fd);
 	rc = copy_db(path, tmp, msg, sizeof(msg));
-	if (rc == 0) {
-		/* The copy's migration is no upgrade of the database: nothing to tell. */
-		void (*fn)(void *, int, int) = migrate_fn;
-
-		migrate_fn = NULL;
+	if (rc == 0)
 		rc = store_open(tmp, STORE_PRIVATE, out, err);
-		migrate_fn = fn;
-	}
 	else if (err != NULL)
 		*err = xstrdup(msg);
 	/* Open, it needs its name no more: a kill, even SIGKILL, leaves no copy of the data. */

@@ -41,7 +41,8 @@ enum { STORE_READONLY = 1, STORE_PRIVATE = 2 };
 int store_open(const char *path, int flags, struct store **out, char **err);
 
 /*
- * store_set_migrate_notice: from now on, a store_open that migrates calls fn(arg, from, to)
+ * store_set_migrate_notice: from now on, a store_open that migrates (not STORE_PRIVATE: a
+ * private copy's migration upgrades no database) calls fn(arg, from, to)
  * as the migration starts and then often until it ends (SQLite's progress handler, each
  * 100,000 of its instructions), so that the caller can tell a service manager, as often as it
  * likes, that it is alive: a migration that rebuilds a large table (9: the deliveries) takes

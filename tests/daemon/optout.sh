@@ -32,22 +32,20 @@ settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)
   hook: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, max_retries: 1 }
   hooksms: { driver: webhook, url: \"http://127.0.0.1:$port/hook\", timeout: 10s, consent: sms }
   slow: { driver: outbox, kind: sms, path: outbox/slow, rate: 10/m }" >"$tmp/campaignd.yaml"
-# retry: a webhook step, then an sms an hour later; paced: one step on slow.
-campaign_yaml retry "{ event: retry }" "  - channel: hook
+# then_sms NAME CHANNEL: campaign NAME on event NAME: a step on CHANNEL, then an sms an hour
+# later.
+then_sms() {
+	campaign_yaml "$1" "{ event: $1 }" "  - channel: $2
     message:
       en: \"How was it? {{survey_url}}\"
   - channel: sms
     after: 1h
     message:
-      en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/retry.yaml"
-# crashy: a webhook step that needs sms consent, then an sms an hour later.
-campaign_yaml crashy "{ event: crashy }" "  - channel: hooksms
-    message:
-      en: \"How was it? {{survey_url}}\"
-  - channel: sms
-    after: 1h
-    message:
-      en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/crashy.yaml"
+      en: \"Once more: {{survey_url}}\"" >"$tmp/campaigns.d/$1.yaml"
+}
+then_sms retry hook # a webhook step
+then_sms crashy hooksms # a webhook step that needs sms consent
+# paced: one step on slow.
 campaign_yaml paced "{ event: paced }" "  - channel: slow
     message:
       en: \"How was it? {{survey_url}}\"" >"$tmp/campaigns.d/paced.yaml"

@@ -1850,6 +1850,25 @@ sent_to(struct fx *f, const char *customer, const char *campaign)
 }
 
 /*
+ * two_sent: campaigns ca (codes file a) and cb (codes file b), thanks_campaign's; step 1 of ca
+ * sent to x and of cb to y: their deliveries.
+ */
+static void
+two_sent(struct fx *f, const char *a, const char *b, int64_t *dx, int64_t *dy)
+{
+	thanks_campaign(f, "ca", "ga", a);
+	thanks_campaign(f, "cb", "gb", b);
+	customer(f, "x", "Europe/Oslo", "s", NULL);
+	customer(f, "y", "Europe/Oslo", "s", NULL);
+	start(f, T("2027-01-01T00:00:00Z"));
+	event(f, "e1", "x", "ga", "2027-01-04T09:00:00Z");
+	event(f, "e2", "y", "gb", "2027-01-04T09:00:00Z");
+	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
+	*dx = sent_to(f, "x", "ca");
+	*dy = sent_to(f, "y", "cb");
+}
+
+/*
  * A customer deleted with references off after answering leaves their followups behind: the
  * thank-you and the detractor notification fail with the reason when due, rather than stay
  * due for ever (their query joined the customer and never returned them).
@@ -1862,22 +1881,14 @@ test_orphan_followups_fail(void **state)
 	char path[256];
 
 	codes(f, "codes.txt", "C", 4, path);
-	thanks_campaign(f, "tx", "go", path);
-	customer(f, "c1", "Europe/Oslo", "s", NULL);
-	customer(f, "c2", "Europe/Oslo", "s", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "c1", "go", "2027-01-04T09:00:00Z");
-	event(f, "e2", "c2", "go", "2027-01-04T09:00:00Z");
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	d1 = sent_to(f, "c1", "tx");
-	d2 = sent_to(f, "c2", "tx");
+	two_sent(f, path, path, &d1, &d2);
 	assert_int_equal(answer(f, d1, "9", at), 0);
 	assert_int_equal(answer(f, d2, "3", at), 0);
 	assert_int_equal(store_exec(f->st, "PRAGMA foreign_keys = OFF; DELETE FROM customers WHERE "
-					   "id = 'c2'; PRAGMA foreign_keys = ON"),
+					   "id = 'y'; PRAGMA foreign_keys = ON"),
 	    0);
 	f->n = 0;
-	assert_int_equal(sched_followups_due(f->e, at + 1, sink, f), 1); /* c1's thank-you */
+	assert_int_equal(sched_followups_due(f->e, at + 1, sink, f), 1); /* x's thank-you */
 	assert_int_equal(f->n, 1);
 	assert_int_equal(f->acts[0].delivery, d1);
 	assert_int_equal(scalar(f, "SELECT count(*) FROM followups f JOIN deliveries d ON "
@@ -2070,16 +2081,7 @@ test_codes_given_under_resolved_path_count(void **state)
 	assert_int_equal(symlink("codes.txt", link), 0);
 	real = realpath(path, NULL);
 	assert_non_null(real);
-	thanks_campaign(f, "ca", "ga", link);
-	thanks_campaign(f, "cb", "gb", link);
-	customer(f, "x", "Europe/Oslo", "s", NULL);
-	customer(f, "y", "Europe/Oslo", "s", NULL);
-	start(f, T("2027-01-01T00:00:00Z"));
-	event(f, "e1", "x", "ga", "2027-01-04T09:00:00Z");
-	event(f, "e2", "y", "gb", "2027-01-04T09:00:00Z");
-	run(f, T("2027-01-04T09:00:00Z"), T("2027-01-04T09:00:01Z"));
-	dx = sent_to(f, "x", "ca");
-	dy = sent_to(f, "y", "cb");
+	two_sent(f, link, link, &dx, &dy);
 	sql = xasprintf("INSERT INTO followups (delivery, campaign, kind, channel, state, code, "
 			"created_at, updated_at, pool) VALUES (%lld, 'cb', 'incentive', 'sms', "
 			"'sent', 'SPRING-1', 0, 0, '%s')",
