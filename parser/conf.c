@@ -172,6 +172,50 @@ url_problem(const char *s, const char *const *schemes)
 	return NULL;
 }
 
+/*
+ * plain_remote: 1 when s (a URL url_problem passed) is plain http:// to a host other than this
+ * one (localhost or a name under .localhost, 127.0.0.0/8, [::1]): what goes there crosses a
+ * network unencrypted.  A gateway on this host is fine.
+ */
+static int
+plain_remote(const char *s)
+{
+	const char *h, *end, *at;
+	size_t n, i;
+
+	if (strncmp(s, "http://", 7) != 0)
+		return 0;
+	h = s + 7;
+	end = h + strcspn(h, "/?#");
+	at = memchr(h, '@', (size_t)(end - h));
+	if (at != NULL)
+		h = at + 1; /* user:password@ */
+	if (strncmp(h, "[::1]", 5) == 0)
+		return 0;
+	n = strcspn(h, ":/?#");
+	if ((n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
+	    (n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0))
+		return 0;
+	if (n > 4 && strncmp(h, "127.", 4) == 0) {
+		for (i = 4; i < n && (isdigit((unsigned char)h[i]) || h[i] == '.'); i++)
+			;
+		if (i == n)
+			return 0;
+	}
+	return 1;
+}
+
+/* plain_warn: the plain-http lint of key's URL s (plain_remote): what would travel, how not. */
+static void
+plain_warn(struct pctx *p, const struct ynode *v, const char *key, const char *s,
+    const char *travels, const char *hint)
+{
+	if (plain_remote(s))
+		pctx_warn(p, v, "plain-http", hint,
+		    "%s: '%s' is plain http to another host: %s would cross the network unencrypted",
+		    key, s, travels);
+}
+
 static int
 str_key(struct pctx *p, const struct ynode *m, const char *key, const char *what, int required,
     char **out)
@@ -225,6 +269,9 @@ url_key(struct pctx *p, const struct ynode *m, const char *key, const char *what
 		    why);
 		return -1;
 	}
+	if (*out != NULL)
+		plain_warn(p, v, key, *out, "the messages, their survey links and any credentials",
+		    "use https://, or a gateway on this host (http://127.0.0.1:PORT)");
 	return 0;
 }
 
@@ -569,8 +616,12 @@ parse_settings(struct pctx *p, const struct ynode *root, const char *base_dir)
 			pctx_error(p, v, "type", NULL, "public_url: '%s' is not an http(s) URL: %s", s,
 			    why);
 			free(s);
-		} else
+		} else {
+			plain_warn(p, v, "public_url", s,
+			    "the survey and opt-out links, with their tokens,",
+			    "use https:// (TLS in front of what serves the links)");
 			c->public_url = s;
+		}
 	}
 	v = ytree_get(root, "admin_token_file");
 	if (v != NULL && pctx_str(p, v, "admin_token_file", &s) == 0) {

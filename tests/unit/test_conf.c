@@ -645,6 +645,71 @@ test_settings_errors(void **state)
 }
 
 /*
+ * plain-http: a URL that sends messages, links or credentials over plain http to another host
+ * is a warning (an error under --strict); https and a gateway on this host are not.
+ */
+static void
+test_plain_http_lint(void **state)
+{
+	static const struct {
+		const char *key, *url;
+		int warned;
+	} cases[] = {
+		{ "url", "http://crm.example.com/h", 1 },
+		{ "url", "http://user:pw@hook.example.com/a", 1 },
+		{ "url", "http://127.evil.example/h", 1 },
+		{ "url", "http://10.0.0.7:8080/h", 1 },
+		{ "url", "https://crm.example.com/h", 0 },
+		{ "url", "http://127.0.0.1:8080/x", 0 },
+		{ "url", "http://127.1.2.3/x", 0 },
+		{ "url", "http://localhost:9/x", 0 },
+		{ "url", "http://LocalHost/x", 0 },
+		{ "url", "http://hooks.localhost/x", 0 },
+		{ "url", "http://[::1]:8425/x", 0 },
+		{ "public_url", "http://surveys.example.com", 1 },
+		{ "public_url", "https://surveys.example.com", 0 },
+		{ "public_url", "http://127.0.0.1:8425", 0 },
+		{ "base_url", "http://api.twilio.example", 1 },
+		{ "base_url", "http://127.0.0.1:4010", 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct diag_list d;
+		struct conf *c;
+		char *text, *path;
+
+		if (strcmp(cases[i].key, "url") == 0)
+			text = xasprintf("version: 1\nchannels:\n  hook: { driver: webhook, url: \"%s\" }\n",
+			    cases[i].url);
+		else if (strcmp(cases[i].key, "public_url") == 0)
+			text = xasprintf("version: 1\nchannels:\n  sms: { driver: outbox, path: o }\n"
+					 "public_url: \"%s\"\n",
+			    cases[i].url);
+		else
+			text = xasprintf("version: 1\nchannels:\n  sms: { driver: twilio, account_sid: "
+					 "AC0123456789abcdef0123456789abcdef, auth_token_file: t, "
+					 "from: \"+4790000000\", base_url: \"%s\" }\n",
+			    cases[i].url);
+		path = write_tmp(text);
+		diag_init(&d);
+		c = conf_load_settings(path, &d);
+		assert_non_null(c);
+		if (has_diag(&d, "plain-http", 0) != cases[i].warned)
+			fail_msg("%s %s: plain-http %s", cases[i].key, cases[i].url,
+			    cases[i].warned ? "missing" : "given");
+		if (cases[i].warned)
+			assert_true(has_diag(&d, "plain-http", strcmp(cases[i].key, "public_url") == 0 ? 4 : 3));
+		conf_free(c);
+		diag_free(&d);
+		unlink(path);
+		free(path);
+		free(text);
+	}
+}
+
+/*
  * A webhook or public URL that every send would fail on is an error at load (--check), with
  * why: a space, an unclosed IPv6 bracket, a port out of range, no host; good ones pass.
  */
@@ -1002,6 +1067,7 @@ main(void)
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_settings_errors),
 		cmocka_unit_test(test_url_checks),
+		cmocka_unit_test(test_plain_http_lint),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
