@@ -15,6 +15,13 @@ struct ctl_command {
 };
 
 int ctl_check(const char *config, int argc, char **argv);
+struct diag_list;
+/*
+ * ctl_diag_exit: the exit code for these diagnostics, as check gives it: CTL_EXIT_USAGE when a
+ * file or directory could not be read, CTL_EXIT_FAIL for errors (or warnings when `strict`),
+ * else CTL_EXIT_OK.
+ */
+int ctl_diag_exit(const struct diag_list *d, int strict);
 /* ctl_data.c: customers import, events import, event, answer, optout. */
 int ctl_customers(const char *config, int argc, char **argv);
 int ctl_events(const char *config, int argc, char **argv);

@@ -8,15 +8,15 @@
 #include "conf.h"
 #include "ctl.h"
 
-static int
-has_io_error(const struct diag_list *d)
+int
+ctl_diag_exit(const struct diag_list *d, int strict)
 {
 	size_t i;
 
 	for (i = 0; i < d->n; i++)
 		if (strcmp(d->v[i].code, "io") == 0)
-			return 1;
-	return 0;
+			return CTL_EXIT_USAGE;
+	return d->n_errors > 0 || (strict && d->n_warnings > 0) ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
 int
@@ -78,12 +78,7 @@ ctl_check(const char *config, int argc, char **argv)
 		fprintf(stderr, "%zu error%s, %zu warning%s in %zu campaign%s checked\n", d.n_errors,
 		    d.n_errors == 1 ? "" : "s", d.n_warnings, d.n_warnings == 1 ? "" : "s",
 		    c ? c->n_campaigns : 0, c && c->n_campaigns == 1 ? "" : "s");
-	if (has_io_error(&d))
-		rc = CTL_EXIT_USAGE;
-	else if (d.n_errors > 0 || (strict && d.n_warnings > 0))
-		rc = CTL_EXIT_FAIL;
-	else
-		rc = CTL_EXIT_OK;
+	rc = ctl_diag_exit(&d, strict);
 	conf_free(c);
 	diag_free(&d);
 	return rc;

@@ -223,8 +223,9 @@ open_state(const char *config, int copy, int partial, struct conf **c, struct st
 	if (*c == NULL) {
 		diag_sort(&d);
 		diag_print_text(&d, stderr);
+		rc = ctl_diag_exit(&d, 0);
 		diag_free(&d);
-		return d.n_errors ? CTL_EXIT_FAIL : CTL_EXIT_USAGE;
+		return rc;
 	}
 	if (d.n_errors > 0) {
 		/* Partial: the campaigns whose files have errors are left out, and said so. */

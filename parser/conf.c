@@ -987,11 +987,13 @@ load(const char *path, int partial, struct diag_list *d)
 {
 	struct conf *c = conf_load_settings(path, d);
 	size_t before = d->n_errors;
+	int bad;
 
 	if (c == NULL)
 		return NULL;
-	if ((conf_add_campaign_dir(c, c->campaigns_dir, d) != 0 || d->n_errors > before) &&
-	    !partial) {
+	/* Partial leaves out files with errors, never a directory it cannot read: all of them. */
+	bad = conf_add_campaign_dir(c, c->campaigns_dir, d);
+	if (bad < 0 || ((bad != 0 || d->n_errors > before) && !partial)) {
 		conf_free(c);
 		return NULL;
 	}

@@ -288,8 +288,9 @@ struct conf *conf_load(const char *path, struct diag_list *d);
 
 /*
  * conf_load_partial: conf_load, but a campaign file with errors is left out (its diagnostics
- * in `d`) instead of failing the whole; NULL only when the settings themselves fail.  For
- * reading what is recorded (explain) while a broken file waits to be mended.
+ * in `d`) instead of failing the whole; NULL only when the settings themselves fail or the
+ * campaigns directory cannot be read (which would leave every campaign out).  For reading what
+ * is recorded (explain) while a broken file waits to be mended.
  */
 struct conf *conf_load_partial(const char *path, struct diag_list *d);
 

@@ -4,8 +4,8 @@
 # message's Campaign-Version header does) and `show-version` prints that file's text, whose
 # sha256 it is; the history holds every transition, the answers with their values, the
 # consents and the opt-out with their sources and times; a campaign since removed from the
-# campaigns directory still has its history shown, and so does one whose file has errors.
-# SIGTERM: exit 0.
+# campaigns directory still has its history shown, and so does one whose file has errors; a
+# campaigns directory that cannot be read is an error, said as such.  SIGTERM: exit 0.
 #
 # Environment: as in common.sh, plus SRCDIR.  Every wait is bounded; every process started here
 # is killed on exit.
@@ -16,7 +16,7 @@ srcdir=${SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 . "$srcdir/tests/daemon/common.sh"
 daemon_test_setup audit
 
-echo "1..8"
+echo "1..9"
 
 mkdir -p "$tmp/campaigns.d"
 settings_yaml 2s "{ max: 100, per: 1d }" "$(outbox_channels)" >"$tmp/campaignd.yaml"
@@ -112,6 +112,16 @@ rc=$?
 is "a campaign file with errors: explain shows the history, and says on stderr what is left out" \
 	"$rc|$(grep -c "^  delivery $d1  audit  .*, version $sha\$" "$tmp/explain3.out")|$(grep -c "^$tmp/campaigns.d/audit.yaml:[0-9]*:[0-9]*: error: " "$tmp/explain3.err")|$(grep -c 'campaign files with errors (above) are left out' "$tmp/explain3.err")" \
 	"0|1|1|1"
+
+# A campaigns directory that cannot be read leaves out every campaign, not the broken files:
+# explain fails and says why, rather than claiming files with errors were left out.
+mv "$tmp/campaigns.d" "$tmp/campaigns.d.away"
+"$ctl" -c "$tmp/campaignd.yaml" explain c1 audit >"$tmp/explain4.out" 2>"$tmp/explain4.err"
+rc=$?
+mv "$tmp/campaigns.d.away" "$tmp/campaigns.d"
+is "an unreadable campaigns directory: explain exits 2 and says so, and claims no file left out" \
+	"$rc|$(grep -c "^$tmp/campaigns.d:0:0: error: cannot open directory: No such file or directory" "$tmp/explain4.err")|$(grep -c 'left out' "$tmp/explain4.err")" \
+	"2|1|0"
 
 stop_daemon
 check_stopped
