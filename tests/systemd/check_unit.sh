@@ -117,10 +117,14 @@ fi
 for d in StateDirectory RuntimeDirectory ConfigurationDirectory; do
 	[ "$(setting $d)" = campaignd ] || problems+="$d= is not campaignd"$'\n'
 done
+# One line per send: journald's default 10,000 lines in 30 s would drop a large campaign's.
+burst=$(setting LogRateLimitBurst)
+[ "$(setting LogRateLimitIntervalSec)" = 30s ] && [ "${burst:-0}" -ge 1000000 ] ||
+	problems+="LogRateLimitIntervalSec=30s with LogRateLimitBurst >= 1000000 missing"$'\n'
 if [ -z "$problems" ]; then
-	ok "life cycle: Type=notify, NotifyAccess=main, SIGHUP reload, TimeoutStopSec=$(setting TimeoutStopSec) > $SHUTDOWN_TIMEOUT, directories"
+	ok "life cycle: Type=notify, NotifyAccess=main, SIGHUP reload, TimeoutStopSec=$(setting TimeoutStopSec) > $SHUTDOWN_TIMEOUT, directories, journal rate limit $burst/30s"
 else
-	not_ok "life cycle: Type=notify, NotifyAccess=main, SIGHUP reload, TimeoutStopSec, directories" "$problems"
+	not_ok "life cycle: Type=notify, NotifyAccess=main, SIGHUP reload, TimeoutStopSec, directories, journal rate limit" "$problems"
 fi
 
 # ---- the service user --------------------------------------------------------------------
