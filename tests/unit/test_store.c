@@ -13,6 +13,8 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "config.h"
+
 #include "store.h"
 #include "testutil.h"
 
@@ -1858,6 +1860,37 @@ test_checkpoint_copies_wal(void **state)
 	assert_true(st.st_size >= before + 300 * 3000);
 }
 
+/*
+ * The SQLite this build linked: the header matches the library, and third_party/sqlite
+ * (configure's default) has its lookaside allocator, which Debian's library omits (a build
+ * that linked the system's by mistake fails here), and overwrites deleted content as
+ * Debian's does.
+ */
+static void
+test_sqlite_build(void **state)
+{
+	(void)state;
+	assert_string_equal(sqlite3_libversion(), SQLITE_VERSION);
+	assert_string_equal(sqlite3_sourceid(), SQLITE_SOURCE_ID);
+	assert_int_equal(sqlite3_compileoption_used("SECURE_DELETE"), 1);
+#ifdef CAMPAIGND_BUNDLED_SQLITE
+	{
+		sqlite3 *db;
+		int cur = 0, high = 0;
+
+		assert_int_equal(sqlite3_compileoption_used("OMIT_LOOKASIDE"), 0);
+		assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(a); INSERT INTO t VALUES (1);",
+				     NULL, NULL, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_db_status(db, SQLITE_DBSTATUS_LOOKASIDE_USED, &cur, &high, 0),
+		    SQLITE_OK);
+		assert_true(high > 0);
+		sqlite3_close(db);
+	}
+#endif
+}
+
 int
 main(void)
 {
@@ -1901,6 +1934,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_optout, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_campaign_version, answers_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_campaigns_in_force, answers_setup, teardown),
+		cmocka_unit_test(test_sqlite_build),
 		cmocka_unit_test(test_time_parse),
 		cmocka_unit_test(test_time_format),
 	};
