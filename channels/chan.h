@@ -104,11 +104,13 @@ void chan_message_free(struct chan_message *m);
  * A non-blocking driver's start() either finishes at once (*easy and *state are NULL on return
  * and the outcome is returned: a driver that fails before the network) or returns a configured
  * easy handle in *easy for the caller to run (the returned outcome then means nothing).  On entry
- * *easy is NULL or a handle the caller has reset (curl_easy_reset) for the driver to use instead
- * of a new one, so that handles are reused; start() takes it over (and cleans it up when it
- * finishes at once).  The caller then calls finish() with the transfer's result, which classifies
- * it (and frees the driver's per-request state; the caller frees the easy handle after
- * curl_multi_remove_handle).  The caller owns curl_global_init and must not change the handle's
+ * *easy is NULL, or a handle for the driver to use instead of a new one, so that handles are
+ * reused: one that this driver's finish() released, still holding the options of its last
+ * request, or one the caller has reset (curl_easy_reset) when another driver used it last; so
+ * start() sets every option its request relies on.  start() takes the handle over (and cleans
+ * it up when it finishes at once).  The caller then calls finish() with the transfer's result,
+ * which classifies it, frees the driver's per-request state and leaves no option of the handle
+ * pointing at it (the caller frees or keeps the easy handle after curl_multi_remove_handle).  The caller owns curl_global_init and must not change the handle's
  * options other than CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi
  * interface sets). The daemon calls a non-blocking driver's start() on its HTTP thread, one send
  * at a time (so an instance's signing context is used by that thread alone), and finish() on its

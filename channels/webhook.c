@@ -428,7 +428,7 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	const struct wh_inst *w = inst;
 	struct wh_state *st = NULL;
 	char *body = NULL, *sig = NULL, *line;
-	CURL *e = *easy; /* the caller's (reset), or NULL */
+	CURL *e = *easy; /* the caller's (as this driver's finish left it, or reset), or NULL */
 	CURLcode cc = CURLE_OK;
 	int64_t timeout = ch->timeout > 0 ? ch->timeout : DEFAULT_TIMEOUT;
 	int rc;
@@ -673,6 +673,14 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 		detail = d;
 	}
 done:
+	if (easy != NULL) {
+		/* Reused as it is (chan.h): nothing in it may point at the state freed here. */
+		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+		curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+	}
 	state_free(st);
 	if (retry_after_out != NULL)
 		*retry_after_out = retry;

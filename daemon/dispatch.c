@@ -543,7 +543,7 @@ finished(struct daemon *d, struct job *j, CURL *easy, CURLcode rc, int64_t *retr
 	}
 	o = drv ? drv->finish(ch, easy, rc, j->state, retry_after, detail) : CHAN_PERMANENT;
 	j->state = NULL;
-	net_release(d->net, easy);
+	net_release(d->net, easy, drv);
 	return o;
 }
 
@@ -1102,7 +1102,7 @@ start_job(struct daemon *d, struct job *j)
 		}
 		return 1;
 	}
-	net_submit(d->net, j, ahead_ns(d, j));
+	net_submit(d->net, j, drv, ahead_ns(d, j));
 	return 1;
 }
 

@@ -10,7 +10,7 @@
 #include "util.h"
 
 #define NET_MAXCONNECTS 256 /* idle connections kept open for reuse, all hosts */
-#define NET_SPARE 256 /* finished easy handles kept, reset, for the next jobs */
+#define NET_SPARE 256 /* finished easy handles kept for the next jobs (spare_for) */
 
 /* A job handed over, either way, with its transfer once it has one. */
 struct xfer {
@@ -19,6 +19,7 @@ struct xfer {
 	CURLcode rc;
 	int cancelled; /* ended by net_cancel, not by curl */
 	uint64_t at; /* uv_hrtime() before which it must not start (0: at once) */
+	const void *owner; /* what configures the job's handle (net_submit) */
 };
 
 /* A growable list of transfers. */
@@ -60,7 +61,7 @@ struct net {
 	uv_cond_t cond; /* `cancel` went back to 0 */
 	struct xlist inbox; /* submitted, not yet on the multi handle */
 	struct xlist done; /* finished, not yet taken */
-	struct xlist released; /* finished handles given back (net_release) */
+	struct xlist released; /* finished handles given back, with their owners (net_release) */
 	int cancel, quit;
 
 	/* The HTTP thread's own. */
@@ -76,7 +77,7 @@ struct net {
 	struct xlist timed; /* prepared, waiting for their instant (`at`) */
 	uv_timer_t at_timer; /* the earliest of them */
 	struct xlist reclaim; /* `released`, swapped out */
-	struct xlist spare; /* released handles, reset, for prepare */
+	struct xlist spare; /* released handles, as their owners left them, for prepare */
 	struct sock **socks; /* by descriptor */
 	size_t n_socks;
 };
@@ -106,7 +107,7 @@ xlist_swap(struct xlist *a, struct xlist *b)
 static void
 post(struct net *n, void *job, CURL *easy, CURLcode rc, int cancelled)
 {
-	xlist_push(&n->finished, (struct xfer){ job, easy, rc, cancelled, 0 });
+	xlist_push(&n->finished, (struct xfer){ job, easy, rc, cancelled, 0, NULL });
 }
 
 static void
@@ -345,7 +346,7 @@ run(struct net *n, void *job, CURL *easy)
 	if (curl_multi_add_handle(n->multi, easy) != CURLM_OK)
 		post(n, job, easy, CURLE_FAILED_INIT, 0);
 	else
-		xlist_push(&n->running, (struct xfer){ job, easy, CURLE_OK, 0, 0 });
+		xlist_push(&n->running, (struct xfer){ job, easy, CURLE_OK, 0, 0, NULL });
 }
 
 /* at_cb: run the timed jobs whose instant has come; wait for the earliest of the rest. */
@@ -375,6 +376,31 @@ at_cb(uv_timer_t *t)
 }
 
 /*
+ * spare_for: a spare handle for a job of `owner`: the last one that owner released, as it left
+ * it (its next request sets its options again, cheaper than a reset); else the last one, reset,
+ * so that no option of another owner's request carries over; NULL when none is kept.
+ */
+static CURL *
+spare_for(struct net *n, const void *owner)
+{
+	size_t i = n->spare.n;
+	CURL *easy;
+
+	while (i > 0 && n->spare.v[i - 1].owner != owner)
+		i--;
+	if (i == 0) {
+		if (n->spare.n == 0)
+			return NULL;
+		easy = n->spare.v[--n->spare.n].easy;
+		curl_easy_reset(easy);
+		return easy;
+	}
+	easy = n->spare.v[i - 1].easy;
+	n->spare.v[i - 1] = n->spare.v[--n->spare.n];
+	return easy;
+}
+
+/*
  * start: a submitted job: its easy handle from the caller's prepare (a spare one offered), run
  * at once or at its instant; a job that ends in prepare, or that a cancel finds here, goes
  * back at once.
@@ -388,7 +414,7 @@ start(struct net *n, struct xfer x, int cancel)
 		post(n, x.job, NULL, CURLE_ABORTED_BY_CALLBACK, 1);
 		return;
 	}
-	easy = n->prepare(x.job, n->spare.n > 0 ? n->spare.v[--n->spare.n].easy : NULL);
+	easy = n->prepare(x.job, spare_for(n, x.owner));
 	if (easy == NULL) {
 		post(n, x.job, NULL, CURLE_OK, 0);
 		return;
@@ -418,13 +444,10 @@ wake_cb(uv_async_t *a)
 	quit = n->quit;
 	uv_mutex_unlock(&n->lock);
 	for (i = 0; i < n->reclaim.n; i++) {
-		/* Reset here, off the caller's loop: no option of its last request stays. */
-		if (n->spare.n < NET_SPARE) {
-			curl_easy_reset(n->reclaim.v[i].easy);
+		if (n->spare.n < NET_SPARE)
 			xlist_push(&n->spare, n->reclaim.v[i]);
-		} else {
+		else
 			curl_easy_cleanup(n->reclaim.v[i].easy);
-		}
 	}
 	n->reclaim.n = 0;
 	for (i = 0; i < n->batch.n; i++)
@@ -537,9 +560,9 @@ net_start(uv_loop_t *loop, net_prepare_fn prepare, void (*ready)(void *arg), voi
 }
 
 void
-net_submit(struct net *n, void *job, uint64_t delay_ns)
+net_submit(struct net *n, void *job, const void *owner, uint64_t delay_ns)
 {
-	struct xfer x = { job, NULL, CURLE_OK, 0, delay_ns > 0 ? uv_hrtime() + delay_ns : 0 };
+	struct xfer x = { job, NULL, CURLE_OK, 0, delay_ns > 0 ? uv_hrtime() + delay_ns : 0, owner };
 
 	uv_mutex_lock(&n->lock);
 	xlist_push(&n->inbox, x);
@@ -548,11 +571,11 @@ net_submit(struct net *n, void *job, uint64_t delay_ns)
 }
 
 void
-net_release(struct net *n, CURL *easy)
+net_release(struct net *n, CURL *easy, const void *owner)
 {
-	/* Taken, and reset, at the thread's next wake-up. */
+	/* Taken at the thread's next wake-up. */
 	uv_mutex_lock(&n->lock);
-	xlist_push(&n->released, (struct xfer){ NULL, easy, CURLE_OK, 0, 0 });
+	xlist_push(&n->released, (struct xfer){ NULL, easy, CURLE_OK, 0, 0, owner });
 	uv_mutex_unlock(&n->lock);
 }
 

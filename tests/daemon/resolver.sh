@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # resolver.sh: the HTTP thread (daemon/net.c) against a host name that curl's resolver looks up
-# for every transfer (tests/daemon/net_resolver: 2,000 POSTs, 16 at a time, DNS cache off),
+# for every transfer (tests/daemon/net_driver: 2,000 POSTs, 16 at a time, DNS cache off),
 # served by sink.py on the loopback address the name resolves to.  curl closes its resolver's
 # sockets itself; a net.c that keeps such a socket registered with libuv aborts.  Reported as
 # TAP; skipped when this machine's name does not resolve to a loopback address.
@@ -21,7 +21,7 @@ case "$addr" in
 esac
 echo "1..1"
 start_sink --fast --host "$addr"
-out=$("${NET_RESOLVER:-./tests/daemon/net_resolver}" "http://$name:$port/hook" 2000 16 2>&1)
+out=$("${NET_DRIVER:-./tests/daemon/net_driver}" "http://$name:$port/hook" 2000 16 resolve 2>&1)
 rc=$?
 if [ "$rc" -eq 0 ]; then
 	ok "2,000 requests to $name ($addr), each resolved anew, 16 at a time: all answered ($out)"
