@@ -196,6 +196,20 @@ start_sink() {
 	port=$(cat "$tmp/sink.port")
 }
 
+# driver_point DESC ARGS...: a TAP point: tests/daemon/net_driver (NET_DRIVER) run with ARGS
+# answers every request; its summary is appended to DESC.
+driver_point() {
+	local desc=$1 out rc
+	shift
+	out=$("${NET_DRIVER:-./tests/daemon/net_driver}" "$@" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		ok "$desc ($out)"
+	else
+		not_ok "$desc" "exit $rc: $(echo "$out" | tail -5)"
+	fi
+}
+
 # log_problems LOG...: the lines of sanitizer reports and fatal errors in daemon logs.
 log_problems() {
 	grep -hE 'AddressSanitizer|LeakSanitizer|runtime error:|fatal|panic' "$@"

@@ -13,14 +13,8 @@ daemon_test_setup handles
 
 echo "1..2"
 start_sink
-out=$("${NET_DRIVER:-./tests/daemon/net_driver}" "http://127.0.0.1:$port/hook" 400 8 owners 2>&1)
-rc=$?
-if [ "$rc" -eq 0 ]; then
-	ok "400 requests of two owners in turn, 8 at a time: all answered ($out)"
-else
-	not_ok "400 requests of two owners in turn, 8 at a time: all answered" \
-		"exit $rc: $(echo "$out" | tail -5)"
-fi
+driver_point "400 requests of two owners in turn, 8 at a time: all answered" \
+	"http://127.0.0.1:$port/hook" 400 8 owners
 counts=$("$py" - "$tmp/sink.log" <<'PY'
 import json, sys
 a = a_tagged = b = b_tagged = 0

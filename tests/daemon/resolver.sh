@@ -21,11 +21,5 @@ case "$addr" in
 esac
 echo "1..1"
 start_sink --fast --host "$addr"
-out=$("${NET_DRIVER:-./tests/daemon/net_driver}" "http://$name:$port/hook" 2000 16 resolve 2>&1)
-rc=$?
-if [ "$rc" -eq 0 ]; then
-	ok "2,000 requests to $name ($addr), each resolved anew, 16 at a time: all answered ($out)"
-else
-	not_ok "2,000 requests to $name ($addr), each resolved anew: all answered" \
-		"exit $rc: $(echo "$out" | tail -5)"
-fi
+driver_point "2,000 requests to $name ($addr), each resolved anew, 16 at a time: all answered" \
+	"http://$name:$port/hook" 2000 16 resolve
