@@ -1,7 +1,9 @@
 /* conf.c: campaignd.yaml (settings, policy, channels, notify), campaign directories, lookups. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -173,15 +175,50 @@ url_problem(const char *s, const char *const *schemes)
 }
 
 /*
- * plain_remote: 1 when s (a URL url_problem passed) is plain http:// to a host other than this
- * one (localhost or a name under .localhost, 127.0.0.0/8, [::1]): what goes there crosses a
- * network unencrypted.  A gateway on this host is fine.
+ * loopback_host: whether the host h (n bytes, a name, an IPv4 address in any form the resolver
+ * takes, or a bracketed IPv6 address with an optional zone) is this one: localhost or a name
+ * under .localhost, an address in 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104.  A name that only
+ * looks like an address (127.0.0.1.evil.com, 127.0.0.1.1) is looked up in the DNS: not this one.
  */
 static int
-plain_remote(const char *s)
+loopback_host(const char *h, size_t n)
+{
+	char buf[64];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (n > 0 && h[0] == '[') {
+		size_t k = strcspn(h + 1, "%]");
+
+		if (k >= sizeof(buf) || k + 1 > n)
+			return 0;
+		memcpy(buf, h + 1, k);
+		buf[k] = '\0';
+		if (inet_pton(AF_INET6, buf, &a6) != 1)
+			return 0;
+		return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	}
+	if ((n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
+	    (n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0))
+		return 1;
+	if (n >= sizeof(buf))
+		return 0;
+	memcpy(buf, h, n);
+	buf[n] = '\0';
+	return inet_aton(buf, &a4) != 0 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/*
+ * plain_remote: 1 when s (a URL url_problem passed) is plain http:// to a host other than this
+ * one (loopback_host): what goes there crosses a network unencrypted; *host and *n are then its
+ * host and port, without user:password@, path or query (which may hold secrets).  A gateway on
+ * this host is fine.
+ */
+static int
+plain_remote(const char *s, const char **host, int *n)
 {
 	const char *h, *end, *at;
-	size_t n, i;
+	size_t k;
 
 	if (strncmp(s, "http://", 7) != 0)
 		return 0;
@@ -190,30 +227,34 @@ plain_remote(const char *s)
 	at = memchr(h, '@', (size_t)(end - h));
 	if (at != NULL)
 		h = at + 1; /* user:password@ */
-	if (strncmp(h, "[::1]", 5) == 0)
+	if (*h == '[')
+		k = (size_t)((const char *)memchr(h, ']', (size_t)(end - h)) + 1 - h);
+	else
+		k = strcspn(h, ":/?#");
+	if (loopback_host(h, k))
 		return 0;
-	n = strcspn(h, ":/?#");
-	if ((n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
-	    (n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0))
-		return 0;
-	if (n > 4 && strncmp(h, "127.", 4) == 0) {
-		for (i = 4; i < n && (isdigit((unsigned char)h[i]) || h[i] == '.'); i++)
-			;
-		if (i == n)
-			return 0;
-	}
+	*host = h;
+	*n = (int)(end - h);
 	return 1;
 }
 
-/* plain_warn: the plain-http lint of key's URL s (plain_remote): what would travel, how not. */
+/*
+ * plain_warn: the plain-http lint of key's URL s (plain_remote): what would travel, how not.
+ * The message names the host alone: it is logged and recorded, and a webhook URL's user
+ * information, path or query is often its credential.
+ */
 static void
 plain_warn(struct pctx *p, const struct ynode *v, const char *key, const char *s,
     const char *travels, const char *hint)
 {
-	if (plain_remote(s))
+	const char *host;
+	int n;
+
+	if (plain_remote(s, &host, &n))
 		pctx_warn(p, v, "plain-http", hint,
-		    "%s: '%s' is plain http to another host: %s would cross the network unencrypted",
-		    key, s, travels);
+		    "%s: plain http to %.*s, a host other than this one: %s would cross the network "
+		    "unencrypted",
+		    key, n, host, travels);
 }
 
 static int

@@ -656,7 +656,7 @@ test_plain_http_lint(void **state)
 		int warned;
 	} cases[] = {
 		{ "url", "http://crm.example.com/h", 1 },
-		{ "url", "http://user:pw@hook.example.com/a", 1 },
+		{ "url", "http://user:pw@hook.example.com/a?token=s3cret", 1 },
 		{ "url", "http://127.evil.example/h", 1 },
 		{ "url", "http://10.0.0.7:8080/h", 1 },
 		{ "url", "https://crm.example.com/h", 0 },
@@ -666,6 +666,19 @@ test_plain_http_lint(void **state)
 		{ "url", "http://LocalHost/x", 0 },
 		{ "url", "http://hooks.localhost/x", 0 },
 		{ "url", "http://[::1]:8425/x", 0 },
+		/* Names that only look like loopback addresses are looked up in the DNS. */
+		{ "url", "http://127.0.0.1.1/h", 1 },
+		{ "url", "http://127.999.0.1/h", 1 },
+		{ "url", "http://127.0.0.1.evil.example/h", 1 },
+		{ "url", "http://localhost.evil.example/h", 1 },
+		/* Loopback addresses however written. */
+		{ "url", "http://127.1/x", 0 },
+		{ "url", "http://[0:0:0:0:0:0:0:1]/x", 0 },
+		{ "url", "http://[::ffff:127.0.0.1]:8080/x", 0 },
+		{ "url", "http://[::1%25lo]/x", 0 },
+		{ "url", "http://[::2]/x", 1 },
+		{ "url", "http://[::ffff:10.0.0.1]/x", 1 },
+		{ "url", "http://127.0.0.1@crm.example.com/x", 1 },
 		{ "public_url", "http://surveys.example.com", 1 },
 		{ "public_url", "https://surveys.example.com", 0 },
 		{ "public_url", "http://127.0.0.1:8425", 0 },
@@ -701,6 +714,17 @@ test_plain_http_lint(void **state)
 			    cases[i].warned ? "missing" : "given");
 		if (cases[i].warned)
 			assert_true(has_diag(&d, "plain-http", strcmp(cases[i].key, "public_url") == 0 ? 4 : 3));
+		/* The message is logged and recorded: the host alone, not the URL's credentials. */
+		if (strstr(cases[i].url, "user:pw@") != NULL) {
+			size_t k;
+
+			for (k = 0; k < d.n; k++)
+				if (strcmp(d.v[k].code, "plain-http") == 0 &&
+				    (strstr(d.v[k].message, "pw") != NULL ||
+					strstr(d.v[k].message, "s3cret") != NULL ||
+					strstr(d.v[k].message, "hook.example.com") == NULL))
+					fail_msg("plain-http names more than the host: %s", d.v[k].message);
+		}
 		conf_free(c);
 		diag_free(&d);
 		unlink(path);
