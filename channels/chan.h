@@ -106,13 +106,17 @@ void chan_message_free(struct chan_message *m);
  * easy handle in *easy for the caller to run (the returned outcome then means nothing).  On entry
  * *easy is NULL, or a handle for the driver to use instead of a new one, so that handles are
  * reused: one that this driver's finish() released, still holding the options of its last
- * request, or one the caller has reset (curl_easy_reset) when another driver used it last; so
- * start() sets every option its request relies on.  start() takes the handle over (and cleans
- * it up when it finishes at once).  The caller then calls finish() with the transfer's result,
- * which classifies it, frees the driver's per-request state and leaves no option of the handle
- * pointing at it (the caller frees or keeps the easy handle after curl_multi_remove_handle).  The caller owns curl_global_init and must not change the handle's
- * options other than CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi
- * interface sets). The daemon calls a non-blocking driver's start() on its HTTP thread, one send
+ * request, which may have been another channel's (another URL, secret or account), or one the
+ * caller has reset (curl_easy_reset) when another driver used it last.  So start() sets every
+ * option that any of its requests sets, on every request, to this request's value or back to
+ * curl's default (an option set for some channels only, such as credentials or a CA file,
+ * would otherwise reach the next channel's requests).  start() takes the handle over (and
+ * cleans it up when it finishes at once).  The caller then calls finish() with the transfer's
+ * result, which classifies it, frees the driver's per-request state and leaves no option of
+ * the handle pointing at it (the caller frees or keeps the easy handle after
+ * curl_multi_remove_handle).  The caller owns curl_global_init and must not change the handle's
+ * options other than CURLOPT_PRIVATE, CURLOPT_OPENSOCKETFUNCTION/DATA and
+ * CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi interface sets). The daemon calls a non-blocking driver's start() on its HTTP thread, one send
  * at a time (so an instance's signing context is used by that thread alone), and finish() on its
  * loop.  `state` is the driver's opaque per-request memory, owned by the driver between start and
  * finish (a blocking driver's: between start and deliver or finish).  *detail (malloc'd, may
