@@ -19,7 +19,7 @@ sum_before=$(sqlite3 "$tmp/state.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/nu
 rc=$?
 "$py" "$src/tests/plan/check_plan.py" "$tmp/plan.jsonl" "$tmp" >"$tmp/tap"
 n=$(grep -c '^\(not \)\?ok' "$tmp/tap")
-echo "1..$((n + 15))"
+echo "1..$((n + 17))"
 sed -n 's/^\(\(not \)\?ok\) \([0-9]*\) /\1 \3 /p' "$tmp/tap"
 i=$n
 t() { i=$((i + 1)); if eval "$2"; then echo "ok $i - $1"; else echo "not ok $i - $1"; fi; }
@@ -90,4 +90,16 @@ t "plan takes a date alone for --from and --to, as UTC midnight" '[ $rc -eq 0 ] 
 "$ctl" -c "$tmp/campaignd.yaml" explain --at 2027-01-10 c3 >"$tmp/explain-day.txt" 2>/dev/null
 rc=$?
 t "explain --at takes a date alone, as UTC midnight" '[ $rc -eq 0 ] && cmp -s "$tmp/explain.txt" "$tmp/explain-day.txt"'
+# plan exits as check does: 1 for errors in a campaign file, 2 for a campaigns directory that
+# cannot be read (campaignctl(1) EXIT STATUS).
+printf 'campaign: broken\ntype: nosuch\n' >"$tmp/campaigns.d/zz-broken.yaml"
+"$ctl" -c "$tmp/campaignd.yaml" plan --from 2027-01-10 --to 2027-01-12 >/dev/null 2>"$tmp/broken.err"
+rc=$?
+t "plan with a campaign file with errors: exit 1, the file named" '[ $rc -eq 1 ] && grep -q "zz-broken.yaml:[0-9]*:[0-9]*: error: " "$tmp/broken.err"'
+rm "$tmp/campaigns.d/zz-broken.yaml"
+mv "$tmp/campaigns.d" "$tmp/campaigns.away"
+"$ctl" -c "$tmp/campaignd.yaml" plan --from 2027-01-10 --to 2027-01-12 >/dev/null 2>"$tmp/nodir.err"
+rc=$?
+mv "$tmp/campaigns.away" "$tmp/campaigns.d"
+t "plan with a campaigns directory that cannot be read: exit 2, said so" '[ $rc -eq 2 ] && grep -q "cannot open directory" "$tmp/nodir.err"'
 exit 0
