@@ -80,7 +80,7 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("campaignctl %s\n", PACKAGE_VERSION);
+			printf("campaignctl %s\n%s\n", PACKAGE_VERSION, store_sqlite());
 			return 0;
 		default:
 			usage(stderr);

@@ -1635,7 +1635,7 @@ main(int argc, char **argv)
 		case 'n': check_only = 1; break;
 		case 'D': demo = 1; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("campaignd %s\n", PACKAGE_VERSION); return 0;
+		case 'V': printf("campaignd %s\n%s\n", PACKAGE_VERSION, store_sqlite()); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

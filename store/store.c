@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "config.h"
+
 #include "lex.h"
 #include "store.h"
 #include "store_int.h"
@@ -832,6 +834,19 @@ int
 store_begin_read(struct store *s)
 {
 	return run(s, ST_BEGIN_READ, "begin");
+}
+
+const char *
+store_sqlite(void)
+{
+	static char text[96];
+
+#ifdef CAMPAIGND_BUNDLED_SQLITE
+	snprintf(text, sizeof(text), "SQLite %s (bundled: third_party/sqlite)", sqlite3_libversion());
+#else
+	snprintf(text, sizeof(text), "SQLite %s (the system's library)", sqlite3_libversion());
+#endif
+	return text;
 }
 
 int64_t

@@ -98,6 +98,12 @@ int store_begin_read(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 /*
+ * store_sqlite: the SQLite this build runs, for --version: "SQLite 3.40.1 (bundled:
+ * third_party/sqlite)", or "(the system's library)" when configured --without-bundled-sqlite.
+ */
+const char *store_sqlite(void);
+
+/*
  * store_data_version: a value that changes when another connection commits (SQLite's PRAGMA
  * data_version) or this one writes a customer, a consent, an opt-out, an event or an answer,
  * so that what a decision read about a customer is known to be still what the database holds

@@ -1873,6 +1873,13 @@ test_sqlite_build(void **state)
 	assert_string_equal(sqlite3_libversion(), SQLITE_VERSION);
 	assert_string_equal(sqlite3_sourceid(), SQLITE_SOURCE_ID);
 	assert_int_equal(sqlite3_compileoption_used("SECURE_DELETE"), 1);
+	/* --version says which, with the version. */
+	assert_non_null(strstr(store_sqlite(), sqlite3_libversion()));
+#ifdef CAMPAIGND_BUNDLED_SQLITE
+	assert_non_null(strstr(store_sqlite(), "(bundled: third_party/sqlite)"));
+#else
+	assert_non_null(strstr(store_sqlite(), "(the system's library)"));
+#endif
 #ifdef CAMPAIGND_BUNDLED_SQLITE
 	{
 		sqlite3 *db;
