@@ -116,10 +116,11 @@ void chan_message_free(struct chan_message *m);
  * the handle pointing at it (the caller frees or keeps the easy handle after
  * curl_multi_remove_handle).  The caller owns curl_global_init and must not change the handle's
  * options other than CURLOPT_PRIVATE, CURLOPT_OPENSOCKETFUNCTION/DATA and
- * CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi interface sets). The daemon calls a non-blocking driver's start() on its HTTP thread, one send
- * at a time (so an instance's signing context is used by that thread alone), and finish() on its
- * loop.  `state` is the driver's opaque per-request memory, owned by the driver between start and
- * finish (a blocking driver's: between start and deliver or finish).  *detail (malloc'd, may
+ * CURLOPT_CLOSESOCKETFUNCTION/DATA (and what the multi interface sets).  The daemon calls a
+ * non-blocking driver's start() on its HTTP thread, one send at a time (so an instance's
+ * signing context is used by that thread alone), and finish() on its loop.  `state` is the
+ * driver's opaque per-request memory, owned by the driver between start and finish (a blocking
+ * driver's: between start and deliver or finish).  *detail (malloc'd, may
  * be NULL) explains the outcome for logs and transitions; it never contains a secret.
  * *retry_after is seconds the provider asked to wait (0 = none).
  * finish() takes NULL for retry_after or detail when the caller does not want them (e.g. when it
