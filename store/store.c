@@ -839,13 +839,14 @@ store_begin_read(struct store *s)
 const char *
 store_sqlite(void)
 {
+#ifdef CAMPAIGND_BUNDLED_SQLITE
+	static const char origin[] = "bundled: third_party/sqlite";
+#else
+	static const char origin[] = "the system's library";
+#endif
 	static char text[96];
 
-#ifdef CAMPAIGND_BUNDLED_SQLITE
-	snprintf(text, sizeof(text), "SQLite %s (bundled: third_party/sqlite)", sqlite3_libversion());
-#else
-	snprintf(text, sizeof(text), "SQLite %s (the system's library)", sqlite3_libversion());
-#endif
+	snprintf(text, sizeof(text), "SQLite %s (%s)", sqlite3_libversion(), origin);
 	return text;
 }
 

@@ -1875,16 +1875,14 @@ test_sqlite_build(void **state)
 	assert_int_equal(sqlite3_compileoption_used("SECURE_DELETE"), 1);
 	/* --version says which, with the version. */
 	assert_non_null(strstr(store_sqlite(), sqlite3_libversion()));
-#ifdef CAMPAIGND_BUNDLED_SQLITE
-	assert_non_null(strstr(store_sqlite(), "(bundled: third_party/sqlite)"));
-#else
+#ifndef CAMPAIGND_BUNDLED_SQLITE
 	assert_non_null(strstr(store_sqlite(), "(the system's library)"));
-#endif
-#ifdef CAMPAIGND_BUNDLED_SQLITE
+#else
 	{
 		sqlite3 *db;
 		int cur = 0, high = 0;
 
+		assert_non_null(strstr(store_sqlite(), "(bundled: third_party/sqlite)"));
 		assert_int_equal(sqlite3_compileoption_used("OMIT_LOOKASIDE"), 0);
 		assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
 		assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(a); INSERT INTO t VALUES (1);",
