@@ -275,7 +275,7 @@ int dispatch_has_followup(void *arg, int64_t followup);
  * have not begun (they end as abandoned); returns how many have not reported back yet.
  */
 int dispatch_stop_workers(struct daemon *d);
-/* dispatch_gate: the engine's gate (sched_gate): can channel `channel` hold one more job? */
+/* dispatch_gate: the engine's gate (sched_gate): how many more jobs channel `channel` holds. */
 int dispatch_gate(void *arg, const char *channel);
 /*
  * dispatch_room: has a channel that the gate found full since dispatch_ungate room again (it is

@@ -81,9 +81,10 @@ dispatch_gate(void *arg, const char *channel)
 {
 	struct daemon *d = arg;
 	struct chanq *q = queue_for(d, channel);
+	int max = hold_max(d, channel);
 
-	if (q->held < hold_max(d, channel))
-		return 1;
+	if (q->held < max)
+		return max - q->held;
 	q->gated = 1;
 	return 0;
 }

@@ -62,9 +62,10 @@ struct sched_action {
 typedef int (*sched_sink)(void *arg, const struct sched_action *a);
 
 /*
- * A gate says whether channel `channel` can take one more send now (non-zero) or is full (0).
+ * A gate says how many more sends channel `channel` can take now: 0 when it is full.
  * sched_run_due leaves a delivery whose channel is full 'scheduled' and due, and reads past
- * it, so that a slow channel does not hold up the others; it is decided on a later call.
+ * it, so that a slow channel does not hold up the others; it is decided on a later call.  It
+ * reads no more due rows at a time than the open channels have room for together.
  */
 typedef int (*sched_gate)(void *arg, const char *channel);
 

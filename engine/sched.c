@@ -1721,16 +1721,21 @@ admitted(struct sched *e, const struct due *d)
 	return e->gate(e->gate_arg, cp->steps[d->step - 1].channel->name);
 }
 
-/* any_open: is there a channel the gate admits a send on?  When none is, reading stops. */
+/*
+ * room: how many more sends the channels take together (the gate's sum), at most `page`: the
+ * rows worth reading now.  0 when every channel is full: reading stops.
+ */
 static int
-any_open(struct sched *e)
+room(struct sched *e, int page)
 {
 	size_t i;
-	int open = e->gate == NULL;
+	int64_t sum = 0;
 
-	for (i = 0; i < e->conf->n_channels && !open; i++)
-		open = e->gate(e->gate_arg, e->conf->channels[i].name);
-	return open;
+	if (e->gate == NULL)
+		return page;
+	for (i = 0; i < e->conf->n_channels && sum < page; i++)
+		sum += e->gate(e->gate_arg, e->conf->channels[i].name);
+	return sum < page ? (int)sum : page;
 }
 
 long
@@ -1756,19 +1761,21 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	batch = xcalloc((size_t)e->page, sizeof(*batch));
 	do {
 		sqlite3_stmt *s = sched_stmt(e, S_DUE);
+		/* Rows past what the channels can take would only be read again later. */
+		int page = room(e, e->page);
 
-		if (!any_open(e))
+		if (page == 0)
 			break;
 		sqlite3_bind_int64(s, 1, until);
 		sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, after_due);
 		sqlite3_bind_int(s, 4, after_prio);
 		sqlite3_bind_int64(s, 5, after_id);
-		sqlite3_bind_int(s, 6, e->page);
+		sqlite3_bind_int(s, 6, page);
 		for (i = 0; i < n; i++) /* the last page's contexts no send took */
 			store_context_free(&batch[i].ctx);
 		n = 0;
-		while (n < (size_t)e->page && (rc = sched_step_row(e, s)) == 1)
+		while (n < (size_t)page && (rc = sched_step_row(e, s)) == 1)
 			read_due(s, &batch[n++]);
 		sqlite3_reset(s);
 		if (rc < 0) {
@@ -1776,7 +1783,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			return -1;
 		}
 		qsort(batch, n, sizeof(*batch), by_due);
-		more = n == (size_t)e->page;
+		more = n == (size_t)page;
 		if (n > 0) {
 			after_due = batch[n - 1].due_at;
 			after_prio = batch[n - 1].priority;

@@ -36,6 +36,8 @@ struct fx {
 	struct act acts[4096];
 	size_t n;
 	int sms_room; /* test_gate: sends the sms channel can still take */
+	int email_full; /* test_gate_reads_room: the e-mail channel takes nothing */
+	long due_rows; /* test_gate_reads_room: rows the due query returned */
 	int stop_every; /* the sink stops the engine after this many sends (0: never) */
 	int no_outcome; /* the sink leaves sends in 'sending' (a crash before their outcome) */
 	int sends;
@@ -1611,13 +1613,15 @@ test_escalation_offsets_and_unreachable_steps(void **state)
 	assert_null(find(f, 1, "mail", "esc", 3));
 }
 
-/* gate: the daemon's channel capacity, here: sms takes f->sms_room more sends, e-mail any. */
+/* gate: the daemon's channel capacity, here: sms takes f->sms_room more sends, e-mail 1000. */
 static int
 gate(void *arg, const char *channel)
 {
 	struct fx *f = arg;
 
-	return strcmp(channel, "sms") != 0 || f->sms_room > 0;
+	if (strcmp(channel, "sms") != 0)
+		return f->email_full ? 0 : 1000;
+	return f->sms_room > 0 ? f->sms_room : 0;
 }
 
 static long
@@ -1760,6 +1764,41 @@ static void
 test_gate_small_pages(void **state)
 {
 	gate_case(*state, 8);
+}
+
+/* due_row: SQLITE_TRACE_ROW: counts the rows of the engine's due query (its WITH k(...)). */
+static int
+due_row(unsigned type, void *arg, void *p, void *x)
+{
+	struct fx *f = arg;
+
+	(void)type;
+	(void)x;
+	if (strncmp(sqlite3_sql(p), "WITH k(", 7) == 0)
+		f->due_rows++;
+	return 0;
+}
+
+/*
+ * The engine reads no more due rows than the channels have room for: with room for 3 sms and
+ * none for e-mail, 3 rows of the 80 due, not a page of them to be read again later.
+ */
+static void
+test_gate_reads_room(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-02-02T09:00:00Z");
+
+	two_channels(f, 40);
+	f->sms_room = 3;
+	f->email_full = 1;
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 80);
+	sqlite3_trace_v2(store_db(f->st), SQLITE_TRACE_ROW, due_row, f);
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 3);
+	sqlite3_trace_v2(store_db(f->st), 0, NULL, NULL);
+	assert_int_equal(count(f, 1, "by-sms"), 3);
+	assert_int_equal(count(f, 1, "by-email"), 0);
+	assert_int_equal(f->due_rows, 3);
 }
 
 static void
@@ -2144,6 +2183,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_event_slice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate_small_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gate_reads_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_followups_page_past_full_channel, setup,
 		    teardown),
