@@ -54,8 +54,13 @@
 #define RETRY_AFTER_MAX 3600
 #define BODY_MAX 65536 /* bytes of a response body read before the transfer is ended */
 
-/* What every send of a channel shares (open to close): the keyed HMAC, or NULL without secret. */
+/*
+ * What every send of a channel shares (open to close): its url, parsed once (CURLOPT_CURLU:
+ * curl copies it for each transfer instead of parsing the text again), and the keyed HMAC, or
+ * NULL without secret.
+ */
 struct wh_inst {
+	CURLU *url;
 	struct util_hmac *hmac;
 };
 
@@ -118,12 +123,25 @@ drop_secret(char *secret, size_t len)
 	free(secret);
 }
 
+static void
+webhook_close(void *inst)
+{
+	struct wh_inst *w = inst;
+
+	if (w == NULL)
+		return;
+	curl_url_cleanup(w->url);
+	util_hmac_free(w->hmac);
+	free(w);
+}
+
 static int
 webhook_open(const struct conf_channel *ch, void **inst, char **err)
 {
 	struct wh_inst *w;
 	char *secret;
 	size_t len;
+	CURLUcode uc;
 	int rc;
 
 	*inst = NULL;
@@ -133,32 +151,38 @@ webhook_open(const struct conf_channel *ch, void **inst, char **err)
 		*err = xasprintf("channel %s: a webhook needs an http:// or https:// url", ch->name);
 		return -EINVAL;
 	}
-	rc = load_secret(ch, &secret, &len, err);
-	if (rc < 0)
-		return rc;
 	w = xcalloc(1, sizeof(*w));
+	w->url = curl_url();
+	if (w->url == NULL) {
+		free(w);
+		*err = xasprintf("channel %s: cannot parse the url: out of memory", ch->name);
+		return -ENOMEM;
+	}
+	/* What curl would refuse at each send is refused here, once (the url is not quoted: it
+	 * may hold credentials). */
+	uc = curl_url_set(w->url, CURLUPART_URL, ch->url, 0);
+	if (uc != CURLUE_OK) {
+		webhook_close(w);
+		*err = xasprintf("channel %s: curl cannot use the url: %s", ch->name,
+		    curl_url_strerror(uc));
+		return uc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+	}
+	rc = load_secret(ch, &secret, &len, err);
+	if (rc < 0) {
+		webhook_close(w);
+		return rc;
+	}
 	if (secret != NULL) {
 		w->hmac = util_hmac_new(secret, len);
 		drop_secret(secret, len);
 		if (w->hmac == NULL) {
-			free(w);
+			webhook_close(w);
 			*err = xasprintf("channel %s: cannot set up HMAC-SHA256", ch->name);
 			return -ENOMEM;
 		}
 	}
 	*inst = w;
 	return 0;
-}
-
-static void
-webhook_close(void *inst)
-{
-	struct wh_inst *w = inst;
-
-	if (w == NULL)
-		return;
-	util_hmac_free(w->hmac);
-	free(w);
 }
 
 /* webhook_check: what webhook_open checks (the url, the secret read), which writes nothing. */
@@ -438,10 +462,6 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	*easy = NULL;
 	*state = NULL;
 	*detail = NULL;
-	if (ch->url == NULL) {
-		*detail = xstrdup("webhook: no url configured");
-		goto permanent;
-	}
 	if (m->idem_key == NULL || m->idem_key[0] == '\0' || has_ctl(m->idem_key)) {
 		*detail = xstrdup("webhook: the idempotency key is empty or holds control characters");
 		goto permanent;
@@ -480,7 +500,7 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 	}
 	cc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, st->errbuf);
 	if (cc == CURLE_OK)
-		cc = curl_easy_setopt(e, CURLOPT_URL, ch->url);
+		cc = curl_easy_setopt(e, CURLOPT_CURLU, w->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	if (cc == CURLE_OK)
 		cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -674,7 +694,9 @@ webhook_finish(const struct conf_channel *ch, CURL *easy, CURLcode rc, void *sta
 	}
 done:
 	if (easy != NULL) {
-		/* Reused as it is (chan.h): nothing in it may point at the state freed here. */
+		/* Reused as it is (chan.h): nothing in it may point at the state freed here, nor
+		 * at the channel's url, which a reload may free with the instance. */
+		curl_easy_setopt(easy, CURLOPT_CURLU, NULL);
 		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
 		curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);

@@ -829,14 +829,11 @@ script(int status, const char *extra, int hang)
 	pthread_mutex_unlock(&srv.mu);
 }
 
-/*
- * send_with: open `opened`, then start, perform, finish a send on `ch` with that instance:
- * what the daemon does through curl-multi.  (ch is opened itself except where a test wants
- * start() to meet a channel that open() would have refused.)
- */
+/* send_webhook: open `ch`, then start, perform, finish a send on it: what the daemon does
+ * through curl-multi. */
 static enum chan_outcome
-send_with(const struct conf_channel *opened, const struct conf_channel *ch,
-    const struct chan_message *m, int64_t *retry, char **detail)
+send_webhook(const struct conf_channel *ch, const struct chan_message *m, int64_t *retry,
+    char **detail)
 {
 	const struct chan_driver *d = chan_driver_for(ch);
 	enum chan_outcome o;
@@ -846,7 +843,7 @@ send_with(const struct conf_channel *opened, const struct conf_channel *ch,
 
 	*retry = -1;
 	/* As the daemon does: a channel that cannot open is a transient failure of the send. */
-	if (d->open(opened, &inst, detail) < 0)
+	if (d->open(ch, &inst, detail) < 0)
 		return CHAN_TRANSIENT;
 	reused = NULL; /* start() takes it over */
 	o = d->start(ch, inst, m, &easy, &st, detail);
@@ -861,13 +858,6 @@ send_with(const struct conf_channel *opened, const struct conf_channel *ch,
 	reused = easy;
 	d->close(inst);
 	return o;
-}
-
-static enum chan_outcome
-send_webhook(const struct conf_channel *ch, const struct chan_message *m, int64_t *retry,
-    char **detail)
-{
-	return send_with(ch, ch, m, retry, detail);
 }
 
 /* hmac_sha256_hex: HMAC from its definition (RFC 2104) over plain SHA-256, not OpenSSL's HMAC. */
@@ -1216,16 +1206,24 @@ test_webhook_refused_and_bad_url(void **state)
 	free(detail);
 	free(ch.url);
 
-	/* Only http and https: open() refuses other URLs, and start() too, should one come
-	 * from somewhere unchecked. */
+	/* Only http and https: open() refuses other URLs, and none at all. */
 	ch.url = "file:///etc/passwd";
 	assert_int_equal(send_webhook(&ch, &m, &retry, &detail), CHAN_TRANSIENT);
 	assert_non_null(strstr(detail, "needs an http:// or https:// url"));
 	free(detail);
-	assert_int_equal(send_with(channel("crm"), &ch, &m, &retry, &detail), CHAN_PERMANENT);
-	free(detail);
 	ch.url = NULL;
-	assert_int_equal(send_with(channel("crm"), &ch, &m, &retry, &detail), CHAN_PERMANENT);
+	assert_int_equal(send_webhook(&ch, &m, &retry, &detail), CHAN_TRANSIENT);
+	assert_non_null(strstr(detail, "needs an http:// or https:// url"));
+	free(detail);
+	/* A url that curl cannot use is refused once, at open (and so by --check and by a
+	 * reload), not at each send; the message does not quote it (credentials). */
+	ch.url = "http://u:pw@a;b.example/hook";
+	assert_int_equal(open_close(chan_driver_for(&ch), &ch, &detail), -EINVAL);
+	assert_string_equal(detail, "channel crm: curl cannot use the url: Bad hostname");
+	free(detail);
+	ch.url = "http://127.0.0.1:99999/hook";
+	assert_int_equal(send_webhook(&ch, &m, &retry, &detail), CHAN_TRANSIENT);
+	assert_non_null(strstr(detail, "curl cannot use the url: Port number"));
 	free(detail);
 	chan_message_free(&m);
 }
