@@ -8,6 +8,7 @@
 #define DUE_BATCH 256 /* due deliveries read per query: the default and the most (sched_set_page) */
 #define IDLE_ROWS 1024 /* due deliveries for full channels only before sched_run_due stops */
 #define EVENT_BATCH 512 /* events read per query */
+#define INS_ROWS 32 /* deliveries made from events per INSERT, when nothing reads them in between */
 #define LATEST_ZONE (12 * 3600) /* the latest zone is UTC-12 ... */
 #define EARLIEST_ZONE (14 * 3600) /* ... the earliest UTC+14 */
 #define RETRY_DOUBLINGS 6 /* a campaign whose making keeps failing: at most 64 intervals apart */
@@ -70,6 +71,7 @@ struct sched {
 	size_t n_drains;
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
 	sqlite3_stmt *fu_stmt[8]; /* followup.c's, prepared on first use */
+	sqlite3_stmt *ins_rows; /* S_INS for INS_ROWS rows at once (materialise_events) */
 	void *gate_arg;
 	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
 	int event_slice; /* events read per campaign per sched_materialize (0: all) */

@@ -23,6 +23,12 @@
 	"d.due_at, " STORE_CONTEXT_COLS ", NULL"
 #define DUE_CONTEXT 15
 
+/* A delivery made: S_INS's one row of 11 parameters (ins_bind), or INS_ROWS of them (ins_sql). */
+#define INS_HEAD                                                                              \
+	"INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "   \
+	"event, state, step, due_at, expires_at, priority, created_at, updated_at) VALUES "
+#define INS_PARAMS 11
+
 static const char *const sql_text[S_COUNT] = {
 	/*
 	 * Due order (the index's: due_at, priority DESC, id), read in pages after the row (?3
@@ -79,9 +85,7 @@ static const char *const sql_text[S_COUNT] = {
 		     "LEFT JOIN optouts o ON o.customer = e.customer "
 		     "WHERE e.rowid > ?1 AND +e.type = ?2 ORDER BY e.rowid LIMIT 512",
 	[S_EVENT_COUNT] = "SELECT count(*) FROM deliveries WHERE customer = ?1 AND campaign = ?2",
-	[S_INS] = "INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "
-		  "event, state, step, due_at, expires_at, priority, created_at, updated_at) "
-		  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?11)",
+	[S_INS] = INS_HEAD "(?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?11)",
 	[S_BATCH_ADD] = "INSERT OR IGNORE INTO batches(campaign, version, occurrence, created_at) "
 			"VALUES (?1, ?2, ?3, ?4)",
 	[S_BATCH_GET] = "SELECT id FROM batches WHERE campaign = ?1 AND occurrence = ?2",
@@ -618,6 +622,25 @@ sched_set_page(struct sched *e, int rows)
 
 /* ---- construction ---- */
 
+/* ins_prepare: e->ins_rows, S_INS with INS_ROWS rows (row r's parameters r * 11 + 1 on). */
+static int
+ins_prepare(struct sched *e)
+{
+	char sql[sizeof(INS_HEAD) + INS_ROWS * 80];
+	size_t n = strlen(INS_HEAD);
+	int r;
+
+	memcpy(sql, INS_HEAD, n);
+	for (r = 0; r < INS_ROWS; r++) {
+		int b = r * INS_PARAMS;
+
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+		    "%s(?%d,?%d,?%d,?%d,?%d,?%d,?%d,1,?%d,?%d,?%d,?%d,?%d)", r ? "," : "", b + 1, b + 2,
+		    b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 11);
+	}
+	return sqlite3_prepare_v3(e->db, sql, (int)n, SQLITE_PREPARE_PERSISTENT, &e->ins_rows, NULL);
+}
+
 int
 sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **out, char **err)
 {
@@ -644,6 +667,12 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 			sched_free(e);
 			return -EIO;
 		}
+	}
+	rc = ins_prepare(e);
+	if (rc != SQLITE_OK) {
+		*err = xasprintf("preparing engine statement: %s", sqlite3_errmsg(e->db));
+		sched_free(e);
+		return -EIO;
 	}
 	if (sqlite3_create_function(e->db, "sched_hash", -1,
 		SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL, sql_hash, NULL,
@@ -688,6 +717,7 @@ sched_free(struct sched *e)
 		fn_owner = NULL;
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(e->stmt[i]);
+	sqlite3_finalize(e->ins_rows);
 	sched_followups_free(e);
 	for (i = 0; i < e->n_camps; i++) {
 		tz_rrule_free(e->camps[i].cur.it);
@@ -1052,6 +1082,65 @@ struct ev {
 	char id[STORE_ID_MAX + 1], customer[STORE_ID_MAX + 1], tz[64];
 };
 
+/* A delivery to make from an event: its row of S_INS. */
+struct ins {
+	int64_t cid, due, expires; /* expires < 0: none */
+	const char *state; /* static */
+	char occ[160]; /* "event:<id>"; the event's id is occ + 6 */
+};
+
+/* ins_bind: row `x` into s's parameters from base + 1 on (S_INS's order). */
+static void
+ins_bind(sqlite3_stmt *s, int base, const struct camp *k, int64_t batch, const struct ins *x,
+    int64_t now)
+{
+	sqlite3_bind_text(s, base + 1, k->cp->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, base + 2, k->version);
+	sqlite3_bind_int64(s, base + 3, batch);
+	sqlite3_bind_int64(s, base + 4, x->cid);
+	sqlite3_bind_text(s, base + 5, x->occ, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, base + 6, x->occ + 6, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, base + 7, x->state, -1, SQLITE_STATIC);
+	if (x->state[0] == 's' && x->state[1] == 'c')
+		sqlite3_bind_int64(s, base + 8, x->due);
+	if (x->expires >= 0)
+		sqlite3_bind_int64(s, base + 9, x->expires);
+	sqlite3_bind_int(s, base + 10, (int)k->cp->priority);
+	sqlite3_bind_int64(s, base + 11, now);
+}
+
+/*
+ * ins_flush: make the n deliveries in rows (one INSERT when there are INS_ROWS, else one each);
+ * *made counts those that were new (an event made into a delivery before is ignored: one
+ * delivery per event).  0, or -EIO.
+ */
+static int
+ins_flush(struct sched *e, const struct camp *k, int64_t batch, const struct ins *rows,
+    size_t n, int64_t now, long *made)
+{
+	size_t i;
+
+	if (n == INS_ROWS) {
+		sqlite3_reset(e->ins_rows);
+		sqlite3_clear_bindings(e->ins_rows);
+		for (i = 0; i < n; i++)
+			ins_bind(e->ins_rows, (int)i * INS_PARAMS, k, batch, &rows[i], now);
+		if (step_done(e, e->ins_rows) < 0)
+			return -EIO;
+		*made += sqlite3_changes(e->db);
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		sqlite3_stmt *s = sched_stmt(e, S_INS);
+
+		ins_bind(s, 0, k, batch, &rows[i], now);
+		if (step_done(e, s) < 0)
+			return -EIO;
+		*made += sqlite3_changes(e->db);
+	}
+	return 0;
+}
+
 static long
 materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, sched_sink sink,
     void *arg)
@@ -1059,11 +1148,15 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 	const struct conf_campaign *cp = k->cp;
 	sqlite3_stmt *aud = NULL;
 	struct ev *evs = NULL;
-	char occ[160], batch_occ[32], reason[160];
+	struct ins *rows = NULL;
+	char batch_occ[32], reason[160];
 	int64_t batch = -1;
 	long total = 0;
-	size_t n, i, read = 0;
+	size_t n, i, read = 0, n_rows = 0;
 	int more = 1, rc = 0, everyone = audience_everyone(&cp->audience.root);
+	/* Made INS_ROWS at a time, unless something between reads the campaign's deliveries
+	 * (every_nth counts them) or the events (an audience). */
+	size_t cap = everyone && cp->every_nth <= 1 ? INS_ROWS : 1;
 
 	if (!k->loaded && ecursor_load(e, k) < 0)
 		return -1;
@@ -1074,6 +1167,7 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 	if (last <= k->event_rowid)
 		return 0;
 	evs = xcalloc(EVENT_BATCH, sizeof(*evs));
+	rows = xcalloc(cap, sizeof(*rows));
 	while (more) {
 		sqlite3_stmt *s = sched_stmt(e, S_EVENTS);
 
@@ -1110,8 +1204,9 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 		}
 		for (i = 0; i < n; i++) {
 			struct ev *v = &evs[i];
-			int64_t due, expires = -1, count = 0;
-			const char *state = "scheduled";
+			struct ins *x = &rows[n_rows];
+			int64_t count = 0, id;
+			long made = 0;
 			int q;
 
 			k->event_rowid = v->rowid;
@@ -1131,55 +1226,52 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 				if (step_int(e, s, &count) < 0)
 					goto fail;
 			}
-			due = sched_next_allowed(e, cp, v->tz, v->at + cp->delay);
-			if (cp->expire_after > 0)
-				expires = v->at + cp->delay + cp->expire_after;
+			x->cid = v->cid;
+			x->due = sched_next_allowed(e, cp, v->tz, v->at + cp->delay);
+			x->expires = cp->expire_after > 0 ? v->at + cp->delay + cp->expire_after : -1;
+			x->state = "scheduled";
 			reason[0] = '\0';
-			memcpy(occ, "event:", 6);
-			util_copy(occ + 6, sizeof(occ) - 6, v->id);
+			memcpy(x->occ, "event:", 6);
+			util_copy(x->occ + 6, sizeof(x->occ) - 6, v->id);
 			if (v->opted_out) {
-				state = "skipped";
 				snprintf(reason, sizeof(reason), "customer opted out");
 			} else if ((count + 1) % cp->every_nth != 0) {
-				state = "skipped";
 				snprintf(reason, sizeof(reason),
 				    "every_nth: qualifying event %lld of this customer; asked at every %d",
 				    (long long)(count + 1), cp->every_nth);
-			} else if (!sched_in_sample(&cp->audience, v->customer, cp->name, occ)) {
-				state = "skipped";
+			} else if (!sched_in_sample(&cp->audience, v->customer, cp->name, x->occ)) {
 				snprintf(reason, sizeof(reason),
 				    "sample: not among the %g%% of qualifying events asked",
 				    cp->audience.sample_pct);
 			}
-			s = sched_stmt(e, S_INS);
-			sqlite3_bind_text(s, 1, cp->name, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(s, 2, k->version);
-			sqlite3_bind_int64(s, 3, batch);
-			sqlite3_bind_int64(s, 4, v->cid);
-			sqlite3_bind_text(s, 5, occ, -1, SQLITE_STATIC);
-			sqlite3_bind_text(s, 6, v->id, -1, SQLITE_STATIC);
-			sqlite3_bind_text(s, 7, state, -1, SQLITE_STATIC);
-			if (state[0] == 's' && state[1] == 'c')
-				sqlite3_bind_int64(s, 8, due);
-			if (expires >= 0)
-				sqlite3_bind_int64(s, 9, expires);
-			sqlite3_bind_int(s, 10, (int)cp->priority);
-			sqlite3_bind_int64(s, 11, now);
-			if (step_done(e, s) < 0)
+			if (reason[0] == '\0') {
+				if (++n_rows == cap) {
+					if (ins_flush(e, k, batch, rows, n_rows, now, &total) < 0)
+						goto fail;
+					n_rows = 0;
+				}
+				continue;
+			}
+			/* A skip is made on its own (after those before it), with its transition. */
+			x->state = "skipped";
+			if (ins_flush(e, k, batch, rows, n_rows, now, &total) < 0 ||
+			    ins_flush(e, k, batch, x, 1, now, &made) < 0)
 				goto fail;
-			if (sqlite3_changes(e->db) == 0)
+			n_rows = 0;
+			if (made == 0)
 				continue; /* this event was processed before: one delivery per event */
 			total++;
-			if (reason[0] != '\0') {
-				int64_t id = sqlite3_last_insert_rowid(e->db);
-
-				if (transition(e, id, now, "new", "skipped", 1, NULL, NULL, reason) < 0)
-					goto fail;
-				emit(sink, arg, SCHED_SKIP, id, v->at + cp->delay > now ? v->at + cp->delay : now,
-				    v->at + cp->delay, v->customer, cp->name, 1, cp->steps[0].channel->name,
-				    v->tz, reason, NULL, NULL, NULL);
-			}
+			id = sqlite3_last_insert_rowid(e->db);
+			if (transition(e, id, now, "new", "skipped", 1, NULL, NULL, reason) < 0)
+				goto fail;
+			emit(sink, arg, SCHED_SKIP, id, v->at + cp->delay > now ? v->at + cp->delay : now,
+			    v->at + cp->delay, v->customer, cp->name, 1, cp->steps[0].channel->name, v->tz,
+			    reason, NULL, NULL, NULL);
 		}
+		/* The page's deliveries are all made before its cursor is saved. */
+		if (ins_flush(e, k, batch, rows, n_rows, now, &total) < 0)
+			goto fail;
+		n_rows = 0;
 		if (!more && last > k->event_rowid)
 			k->event_rowid = last;
 		if (ecursor_save(e, k, now) < 0)
@@ -1194,10 +1286,12 @@ materialise_events(struct sched *e, struct camp *k, int64_t now, int64_t last, s
 	if (batch >= 0 && batch_count(e, batch, total) < 0)
 		goto fail;
 	sqlite3_finalize(aud);
+	free(rows);
 	free(evs);
 	return total;
 fail:
 	sqlite3_finalize(aud);
+	free(rows);
 	free(evs);
 	return -1;
 }

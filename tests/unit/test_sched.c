@@ -1123,6 +1123,62 @@ test_event_slice(void **state)
 	assert_int_equal(f->acts[0].due, t0);
 }
 
+/*
+ * Deliveries made from events INS_ROWS at a time (a campaign without audience) are the ones
+ * made one at a time (the same campaign with an audience that every event passes): the same
+ * due and expiry times in each customer's zone, the same skips, each event once, and none
+ * made again by a second pass.
+ */
+static void
+test_events_made_in_groups(void **state)
+{
+	struct fx *f = *state;
+	static const char *const zones[] = { "Europe/Oslo", "America/New_York", "Asia/Tokyo" };
+	int64_t t0 = T("2027-01-04T00:00:00Z");
+	char id[16], cust[16];
+	int i, ins;
+
+#define GROUP_TRIGGER "trigger: { event: go, delay: 2h, expire_after: 3h }\n"
+	campaign(f, "tx", TX_HEAD GROUP_TRIGGER SURVEY ONE_SMS);
+	campaign(f, "tx1", "campaign: tx1\ntype: transactional\n" GROUP_TRIGGER
+			   "audience:\n  all:\n    - event.amount: { gte: 0 }\n" SURVEY ONE_SMS);
+#undef GROUP_TRIGGER
+	for (i = 0; i < 10; i++) {
+		snprintf(cust, sizeof(cust), "c%d", i);
+		customer(f, cust, zones[i % 3], "s", NULL);
+	}
+	assert_int_equal(store_optout(f->st, "c7", T("2027-01-02T00:00:00Z"), "reply:STOP"), 0);
+	start(f, T("2027-01-01T00:00:00Z"));
+	assert_int_equal(store_begin(f->st), 0);
+	/* 20.5 minutes apart: about 34 hours, quiet ones too; c7's are e070 to e079, so that the
+	 * 70 before them are made 32 and 32 at once, the rest one at a time. */
+	for (i = 0; i < 100; i++) {
+		snprintf(id, sizeof(id), "e%03d", i);
+		snprintf(cust, sizeof(cust), "c%d", i / 10 == 7 ? 7 : i % 10 == 7 ? 8 : i % 10);
+		assert_int_equal(store_event_add(f->st, id, cust, "go", t0 + i * 1230, "{\"amount\": 1}",
+				     t0 + i * 1230, &ins),
+		    0);
+	}
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(sched_materialize(f->e, t0, sink, f), 200);
+	assert_int_equal(sched_materialize(f->e, t0, sink, f), 0);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM deliveries WHERE campaign = 'tx'"), 100);
+	assert_int_equal(scalar(f, "SELECT count(*) FROM deliveries a JOIN deliveries b ON "
+				   "b.campaign = 'tx1' AND b.occurrence = a.occurrence AND "
+				   "b.customer = a.customer AND b.event = a.event AND b.state = a.state AND "
+				   "b.due_at IS a.due_at AND b.expires_at IS a.expires_at AND "
+				   "b.priority = a.priority WHERE a.campaign = 'tx' AND "
+				   "a.occurrence = 'event:' || a.event"),
+	    100);
+	/* c7 opted out: its 10 are skipped, with the reason; quiet hours moved some of the rest. */
+	assert_int_equal(scalar(f, "SELECT count(*) FROM deliveries d JOIN transitions t ON "
+				   "t.delivery = d.id WHERE d.campaign = 'tx' AND d.state = 'skipped' AND "
+				   "t.reason = 'customer opted out'"),
+	    10);
+	assert_true(scalar(f, "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event "
+			      "WHERE d.campaign = 'tx' AND d.due_at > e.occurred_at + 7200") > 10);
+}
+
 static void
 test_every_nth_and_event_audience(void **state)
 {
@@ -2143,6 +2199,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fixed_zone_and_one_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactional_delay_quiet_and_once_per_event, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_events_made_in_groups, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_nth_and_event_audience, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_making_isolated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_occurrence_waits, setup, teardown),
