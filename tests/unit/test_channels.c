@@ -1023,6 +1023,49 @@ test_webhook_bad_utf8_and_nulls(void **state)
 	chan_message_free(&m);
 }
 
+/*
+ * The body's strings are scanned eight bytes at a time: each byte that JSON escapes or that is
+ * not ASCII is caught at every place in a word (the text holds each at 8 places in a row).
+ */
+static void
+test_webhook_escapes_at_every_offset(void **state)
+{
+	static const char *const special[] = { "\"", "\\", "\x01", "\x1f", "\n", "\xff",
+		"\xc3\xa6", "\xe2\x82\xac" };
+	struct conf_channel *ch = channel("crm");
+	struct chan_message m;
+	char text[2048], want[2048], *detail = NULL, *body;
+	size_t i, k, n = 0, w = 0;
+	int64_t retry;
+	json_t *j;
+
+	(void)state;
+	for (i = 0; i < sizeof(special) / sizeof(special[0]); i++)
+		for (k = 0; k < 8; k++) {
+			/* 16 plain bytes and the special: the next one starts a byte further on. */
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "abcdefghijklmnop%s", special[i]);
+			w += (size_t)snprintf(want + w, sizeof(want) - w, "abcdefghijklmnop%s",
+			    special[i][0] == '\xff' ? "\xef\xbf\xbd" : special[i]);
+		}
+	memset(&m, 0, sizeof(m));
+	m.idem_key = xstrdup("d9-s1");
+	m.delivery = 9;
+	m.step = 1;
+	m.text = xstrdup(text);
+	script(200, "", 0);
+	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_SENT);
+	free(detail);
+	pthread_mutex_lock(&srv.mu);
+	body = xstrdup(strstr(srv.req, "\r\n\r\n") + 4);
+	pthread_mutex_unlock(&srv.mu);
+	j = json_loads(body, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "text")), want);
+	json_decref(j);
+	free(body);
+	chan_message_free(&m);
+}
+
 static void
 test_webhook_classification(void **state)
 {
@@ -1337,6 +1380,8 @@ main(void)
 		cmocka_unit_test(test_outbox_unwritable_waits),
 		cmocka_unit_test_setup_teardown(test_webhook_request, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_bad_utf8_and_nulls, srv_setup,
+		    srv_teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_escapes_at_every_offset, srv_setup,
 		    srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_classification, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_retry_after_date, srv_setup,
