@@ -51,6 +51,7 @@ struct gen {
  */
 struct job {
 	struct job *next; /* in its channel's queue, or the live list */
+	struct job **pprev; /* in the live list: what points at it (push_active), else NULL */
 	struct daemon *d;
 	struct gen *gen; /* holds a reference */
 	int64_t delivery;

@@ -139,17 +139,30 @@ job_closed(uv_handle_t *h)
 	free(j);
 }
 
-/* unlink_active: take a job off the live list. */
+/* push_active: put a job (in no list) on the live list. */
 static void
-unlink_active(struct daemon *d, struct job *j)
+push_active(struct daemon *d, struct job *j)
 {
-	struct job **pp;
+	j->next = d->active;
+	if (j->next != NULL)
+		j->next->pprev = &j->next;
+	j->pprev = &d->active;
+	d->active = j;
+}
 
-	for (pp = &d->active; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == j) {
-			*pp = j->next;
-			break;
-		}
+/*
+ * unlink_active: take a job off the live list, at once (nothing when it is not on it).  Its
+ * next is left as it was, for a walk of the list that frees the job it stands on.
+ */
+static void
+unlink_active(struct job *j)
+{
+	if (j->pprev == NULL)
+		return;
+	*j->pprev = j->next;
+	if (j->next != NULL)
+		j->next->pprev = j->pprev;
+	j->pprev = NULL;
 }
 
 /* job_free: unlink from the live list and release (the timer is closed first). */
@@ -157,7 +170,7 @@ static void
 job_free(struct job *j)
 {
 	queue_for(j->d, j->channel)->held--;
-	unlink_active(j->d, j);
+	unlink_active(j);
 	uv_close((uv_handle_t *)&j->retry, job_closed);
 }
 
@@ -436,8 +449,7 @@ resume_wait(struct daemon *d, struct job *j)
 	    j->attempt + 1, t, j->attempt);
 	log_outcome(j, "retry", why);
 	j->retry_at = 0;
-	j->next = d->active;
-	d->active = j;
+	push_active(d, j);
 	uv_timer_start(&j->retry, retry_fired, ms > 0 ? (uint64_t)ceil((double)ms / sp) : 0, 0);
 }
 
@@ -1188,8 +1200,7 @@ start_queued(struct daemon *d)
 			q->head = j->next;
 			if (q->head == NULL)
 				q->tail = NULL;
-			j->next = d->active;
-			d->active = j;
+			push_active(d, j);
 			/* One that ended before it was handed to its channel (its customer opted out or
 			 * was erased while it waited, its channel is down): its turn is the next one's. */
 			if (!start_job(d, j))
@@ -1212,7 +1223,7 @@ retry_fired(uv_timer_t *t)
 
 	/* Back into its queue, at the front: it keeps its place among the channel's sends. */
 	j->waiting = 0;
-	unlink_active(d, j);
+	unlink_active(j);
 	{
 		struct chanq *q = queue_for(d, j->channel);
 
@@ -1341,8 +1352,7 @@ dispatch_abandon(struct daemon *d)
 	for (i = 0; i < d->n_queues; i++) {
 		while ((j = d->queues[i].head) != NULL) {
 			d->queues[i].head = j->next;
-			j->next = d->active;
-			d->active = j;
+			push_active(d, j);
 		}
 		d->queues[i].tail = NULL;
 	}
