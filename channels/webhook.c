@@ -65,9 +65,12 @@ struct wh_inst {
 	struct util_hmac *hmac;
 };
 
-/* What a request keeps between start and finish; owned by the driver. */
+/*
+ * What a request keeps between start and finish; owned by the driver.  One allocation with its
+ * header lines, so that finish (on the daemon's loop) frees one block, not a list.
+ */
 struct wh_state {
-	struct curl_slist *headers;
+	struct curl_slist headers[4]; /* CURLOPT_HTTPHEADER: its lines are in lines[] */
 	char *request; /* the request's body (CURLOPT_POSTFIELDS: curl reads it, not a copy) */
 	char errbuf[CURL_ERROR_SIZE];
 	char retry_after[64]; /* the last response's Retry-After value, or "" */
@@ -75,6 +78,7 @@ struct wh_state {
 	int final; /* a final (not 1xx) response's header block is complete */
 	size_t body; /* bytes of its body read */
 	int over; /* its body was longer than BODY_MAX: the transfer was ended */
+	char lines[]; /* the header lines, each NUL-terminated */
 };
 
 /*
@@ -357,22 +361,27 @@ body_json(const struct chan_message *m)
 	return b.p;
 }
 
-/* signature: the header "Campaignd-Signature: t=<t>,v1=<hex HMAC-SHA256(secret,
- * "<t>.<body>")>" (caller frees), or NULL. */
-static char *
-signature(struct util_hmac *h, int64_t t, const char *body)
+/* SIG_LINE: "Campaignd-Signature: t=<t>,v1=<64 hex>" and its NUL. */
+#define SIG_PREFIX "Campaignd-Signature: t="
+#define SIG_LINE (sizeof(SIG_PREFIX) + 20 + 4 + 64)
+
+/* signature: the header line "Campaignd-Signature: t=<t>,v1=<hex HMAC-SHA256(secret,
+ * "<t>.<body>")>" into line; -1 when the HMAC fails. */
+static int
+signature(struct util_hmac *h, int64_t t, const char *body, char line[SIG_LINE])
 {
 	unsigned char md[32];
-	char hex[65], ts[24];
-	size_t n = util_itoa(ts, t);
+	char *p = line + sizeof(SIG_PREFIX) - 1;
+	size_t n = util_itoa(p, t);
 
-	ts[n] = '.';
-	if (util_hmac_sum(h, ts, n + 1, body, strlen(body), md) < 0)
-		return NULL;
-	ts[n] = '\0';
-	util_hex(md, 32, hex);
+	memcpy(line, SIG_PREFIX, sizeof(SIG_PREFIX) - 1);
+	p[n] = '.';
+	if (util_hmac_sum(h, p, n + 1, body, strlen(body), md) < 0)
+		return -1;
+	memcpy(p + n, ",v1=", 4);
+	util_hex(md, 32, p + n + 4);
 	OPENSSL_cleanse(md, sizeof(md));
-	return util_join("Campaignd-Signature: t=", ts, ",v1=", hex, (char *)NULL);
+	return 0;
 }
 
 /*
@@ -441,21 +450,28 @@ state_free(struct wh_state *st)
 {
 	if (st == NULL)
 		return;
-	curl_slist_free_all(st->headers);
 	free(st->request);
 	free(st);
 }
 
-/* add_header: append one header line to the state's list; -ENOMEM on failure. */
-static int
-add_header(struct wh_state *st, const char *line)
-{
-	struct curl_slist *l = curl_slist_append(st->headers, line);
+#define CONTENT_TYPE "Content-Type: application/json"
+#define IDEM_KEY "Idempotency-Key: "
+#define NO_EXPECT "Expect:"
 
-	if (l == NULL)
-		return -ENOMEM;
-	st->headers = l;
-	return 0;
+/* add_header: line a + b (b may be NULL) as header n of st, written at *at, which it moves on. */
+static void
+add_header(struct wh_state *st, size_t n, char **at, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = b ? strlen(b) : 0;
+
+	memcpy(*at, a, la);
+	memcpy(*at + la, b ? b : "", lb);
+	(*at)[la + lb] = '\0';
+	st->headers[n].data = *at;
+	st->headers[n].next = NULL;
+	if (n > 0)
+		st->headers[n - 1].next = &st->headers[n];
+	*at += la + lb + 1;
 }
 
 /* has_ctl: whether a header value would break the header block (CR, LF or another control). */
@@ -474,11 +490,11 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 {
 	const struct wh_inst *w = inst;
 	struct wh_state *st = NULL;
-	char *body = NULL, *sig = NULL, *line;
+	char *body = NULL, sig[SIG_LINE], *at;
 	CURL *e = *easy; /* the caller's (as this driver's finish left it, or reset), or NULL */
 	CURLcode cc = CURLE_OK;
 	int64_t timeout = ch->timeout > 0 ? ch->timeout : DEFAULT_TIMEOUT;
-	int rc;
+	size_t n = 0;
 
 	if (timeout > TIMEOUT_MAX)
 		timeout = TIMEOUT_MAX;
@@ -494,30 +510,27 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 		goto fail;
 	}
 	body = body_json(m);
-	if (w->hmac != NULL) {
-		sig = signature(w->hmac, (int64_t)time(NULL), body);
-		if (sig == NULL) {
-			*detail = xstrdup("webhook: HMAC-SHA256 failed");
-			goto fail;
-		}
+	sig[0] = '\0';
+	if (w->hmac != NULL && signature(w->hmac, (int64_t)time(NULL), body, sig) < 0) {
+		*detail = xstrdup("webhook: HMAC-SHA256 failed");
+		goto fail;
 	}
 
-	st = xcalloc(1, sizeof(*st));
+	/* The header lines (with their NULs) and the state, in one block. */
+	st = xcalloc(1, sizeof(*st) + sizeof(CONTENT_TYPE) + sizeof(IDEM_KEY) + strlen(m->idem_key) +
+			    sizeof(sig) + sizeof(NO_EXPECT));
 	st->request = body;
 	body = NULL;
-	rc = add_header(st, "Content-Type: application/json");
-	line = util_join("Idempotency-Key: ", m->idem_key, (char *)NULL);
-	if (rc == 0)
-		rc = add_header(st, line);
-	free(line);
-	if (sig != NULL && rc == 0)
-		rc = add_header(st, sig);
+	at = st->lines;
+	add_header(st, n++, &at, CONTENT_TYPE, NULL);
+	add_header(st, n++, &at, IDEM_KEY, m->idem_key);
+	if (sig[0] != '\0')
+		add_header(st, n++, &at, sig, NULL);
 	/* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
-	if (rc == 0)
-		rc = add_header(st, "Expect:");
-	if (rc == 0 && e == NULL)
+	add_header(st, n++, &at, NO_EXPECT, NULL);
+	if (e == NULL)
 		e = curl_easy_init();
-	if (rc != 0 || e == NULL) {
+	if (e == NULL) {
 		*detail = xstrdup("webhook: cannot set up the request: out of memory");
 		goto fail;
 	}
@@ -569,7 +582,6 @@ webhook_start(const struct conf_channel *ch, void *inst, const struct chan_messa
 		goto fail;
 	}
 	free(body);
-	free(sig);
 	*easy = e;
 	*state = st;
 	return CHAN_SENT; /* meaningless while *easy is set: finish() tells */
@@ -578,7 +590,6 @@ fail:
 		curl_easy_cleanup(e);
 	state_free(st);
 	free(body);
-	free(sig);
 	return CHAN_TRANSIENT;
 permanent:
 	if (e != NULL)
