@@ -1841,6 +1841,7 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	int after_prio = 0, more, rc = 0;
 	size_t idle = 0;
 	size_t n = 0, i, admitted_n;
+	int refused = 0; /* the gate refused a row: full channels' rows are ahead */
 
 	/* Continue after the last delivery a stopping sink was given (sched_resume), once. */
 	if (e->resume && e->stopped.valid) {
@@ -1855,11 +1856,16 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 	batch = xcalloc((size_t)e->page, sizeof(*batch));
 	do {
 		sqlite3_stmt *s = sched_stmt(e, S_DUE);
-		/* Rows past what the channels can take would only be read again later. */
+		/*
+		 * Rows past what the channels can take would only be read again later; but once
+		 * a full channel's rows were met, whole pages pass over them (IDLE_ROWS counts).
+		 */
 		int page = room(e, e->page);
 
 		if (page == 0)
 			break;
+		if (refused)
+			page = e->page;
 		sqlite3_bind_int64(s, 1, until);
 		sqlite3_bind_text(s, 2, e->conf->policy.default_timezone, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, after_due);
@@ -1889,8 +1895,10 @@ sched_run_due(struct sched *e, int64_t now, int64_t until, sched_sink sink, void
 			int64_t t = batch[i].due_at > now ? batch[i].due_at : now;
 
 			/* Its channel is full: it stays due, for a later call. */
-			if (!admitted(e, &batch[i]))
+			if (!admitted(e, &batch[i])) {
+				refused = 1;
 				continue;
+			}
 			admitted_n++;
 			rc = decide(e, &batch[i], t, sink, arg);
 			if (rc < 0) {

@@ -37,7 +37,8 @@ struct fx {
 	size_t n;
 	int sms_room; /* test_gate: sends the sms channel can still take */
 	int email_full; /* test_gate_reads_room: the e-mail channel takes nothing */
-	long due_rows; /* test_gate_reads_room: rows the due query returned */
+	int email_room; /* test_gate_passes_full_rows: what it takes (0: 1000) */
+	long due_rows, due_runs; /* rows the due query returned, and its runs */
 	int stop_every; /* the sink stops the engine after this many sends (0: never) */
 	int no_outcome; /* the sink leaves sends in 'sending' (a crash before their outcome) */
 	int sends;
@@ -1676,7 +1677,7 @@ gate(void *arg, const char *channel)
 	struct fx *f = arg;
 
 	if (strcmp(channel, "sms") != 0)
-		return f->email_full ? 0 : 1000;
+		return f->email_full ? 0 : f->email_room > 0 ? f->email_room : 1000;
 	return f->sms_room > 0 ? f->sms_room : 0;
 }
 
@@ -1822,16 +1823,20 @@ test_gate_small_pages(void **state)
 	gate_case(*state, 8);
 }
 
-/* due_row: SQLITE_TRACE_ROW: counts the rows of the engine's due query (its WITH k(...)). */
+/* due_row: SQLITE_TRACE_ROW and _STMT: counts the rows and the runs of the engine's due
+ * query (its WITH k(...)). */
 static int
 due_row(unsigned type, void *arg, void *p, void *x)
 {
 	struct fx *f = arg;
 
-	(void)type;
 	(void)x;
-	if (strncmp(sqlite3_sql(p), "WITH k(", 7) == 0)
-		f->due_rows++;
+	if (strncmp(sqlite3_sql(p), "WITH k(", 7) == 0) {
+		if (type == SQLITE_TRACE_ROW)
+			f->due_rows++;
+		else
+			f->due_runs++;
+	}
 	return 0;
 }
 
@@ -1855,6 +1860,29 @@ test_gate_reads_room(void **state)
 	assert_int_equal(count(f, 1, "by-sms"), 3);
 	assert_int_equal(count(f, 1, "by-email"), 0);
 	assert_int_equal(f->due_rows, 3);
+}
+
+/*
+ * Once a full channel's rows are met, the engine passes over them a whole page at a time, not
+ * as few as the open channels have room for: 300 sms rows ahead (sms full), e-mail taking one.
+ */
+static void
+test_gate_passes_full_rows(void **state)
+{
+	struct fx *f = *state;
+	int64_t at = T("2027-02-02T09:00:00Z");
+
+	two_channels(f, 300);
+	f->sms_room = 0;
+	f->email_room = 1;
+	f->stop_every = 1;
+	assert_int_equal(sched_materialize(f->e, at, sink, f), 600);
+	sqlite3_trace_v2(store_db(f->st), SQLITE_TRACE_ROW | SQLITE_TRACE_STMT, due_row, f);
+	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 1);
+	sqlite3_trace_v2(store_db(f->st), 0, NULL, NULL);
+	assert_int_equal(count(f, 1, "by-email"), 1);
+	/* A row, then two pages of 256. */
+	assert_int_equal(f->due_runs, 3);
 }
 
 static void
@@ -2241,6 +2269,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate_small_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gate_reads_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gate_passes_full_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_followups_page_past_full_channel, setup,
 		    teardown),
