@@ -1066,6 +1066,54 @@ test_webhook_escapes_at_every_offset(void **state)
 	chan_message_free(&m);
 }
 
+/*
+ * As in the daemon, a handle that a send's finish() released goes to the same driver's next
+ * send as it is, without a reset, and that send may be another channel's: it goes to that
+ * channel's url (CURLOPT_CURLU set again), even with the first channel closed meanwhile (a
+ * reload).
+ */
+static void
+test_webhook_handle_reused_across_channels(void **state)
+{
+	struct conf_channel a = *channel("crm"), b = *channel("crm");
+	const struct chan_driver *d = chan_driver_for(&a);
+	struct chan_message m;
+	void *ia = NULL, *ib = NULL, *st = NULL;
+	CURL *easy = NULL;
+	char *detail = NULL;
+	int64_t retry;
+
+	(void)state;
+	b.url = xasprintf("http://127.0.0.1:%d/other?x=1", srv.port);
+	memset(&m, 0, sizeof(m));
+	m.idem_key = xstrdup("d7-s1");
+	m.delivery = 7;
+	m.step = 1;
+	assert_int_equal(d->open(&a, &ia, &detail), 0);
+	assert_int_equal(d->open(&b, &ib, &detail), 0);
+	script(200, "", 0);
+	d->start(&a, ia, &m, &easy, &st, &detail);
+	assert_non_null(easy);
+	assert_int_equal(d->finish(&a, easy, curl_easy_perform(easy), st, &retry, &detail),
+	    CHAN_SENT);
+	free(detail);
+	detail = NULL;
+	d->close(ia);
+	d->start(&b, ib, &m, &easy, &st, &detail);
+	assert_non_null(easy);
+	assert_int_equal(d->finish(&b, easy, curl_easy_perform(easy), st, &retry, &detail),
+	    CHAN_SENT);
+	free(detail);
+	pthread_mutex_lock(&srv.mu);
+	assert_int_equal(srv.n_requests, 2);
+	assert_true(strncmp(srv.req, "POST /other?x=1 HTTP/1.1\r\n", 26) == 0);
+	pthread_mutex_unlock(&srv.mu);
+	curl_easy_cleanup(easy);
+	d->close(ib);
+	free(b.url);
+	chan_message_free(&m);
+}
+
 static void
 test_webhook_classification(void **state)
 {
@@ -1383,6 +1431,8 @@ main(void)
 		    srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_escapes_at_every_offset, srv_setup,
 		    srv_teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_handle_reused_across_channels,
+		    srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_classification, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_retry_after_date, srv_setup,
 		    srv_teardown),
