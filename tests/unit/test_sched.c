@@ -1163,6 +1163,13 @@ test_events_made_in_groups(void **state)
 	assert_int_equal(store_commit(f->st), 0);
 	assert_int_equal(sched_materialize(f->e, t0, sink, f), 200);
 	assert_int_equal(sched_materialize(f->e, t0, sink, f), 0);
+	/* The events read again from the first (the cursors lost): each row is there already, and
+	 * none is counted as made (INSERT OR IGNORE of 32 rows counts the rows it inserted). */
+	assert_int_equal(sqlite3_exec(store_db(f->st), "DELETE FROM event_cursors", NULL, NULL,
+			     NULL),
+	    SQLITE_OK);
+	sched_rollback(f->e);
+	assert_int_equal(sched_materialize(f->e, t0, sink, f), 0);
 	assert_int_equal(scalar(f, "SELECT count(*) FROM deliveries WHERE campaign = 'tx'"), 100);
 	assert_int_equal(scalar(f, "SELECT count(*) FROM deliveries a JOIN deliveries b ON "
 				   "b.campaign = 'tx1' AND b.occurrence = a.occurrence AND "
