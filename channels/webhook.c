@@ -66,8 +66,9 @@ struct wh_inst {
 };
 
 /*
- * What a request keeps between start and finish; owned by the driver.  One allocation with its
- * header lines, so that finish (on the daemon's loop) frees one block, not a list.
+ * What a request keeps between start and finish; owned by the driver.  Its header lines (the
+ * list's nodes and their text) are in the same allocation, so that finish (on the daemon's
+ * loop) frees the state and its body, not a list node by node.
  */
 struct wh_state {
 	struct curl_slist headers[4]; /* CURLOPT_HTTPHEADER: its lines are in lines[] */
