@@ -1827,8 +1827,11 @@ room(struct sched *e, int page)
 
 	if (e->gate == NULL)
 		return page;
-	for (i = 0; i < e->conf->n_channels && sum < page; i++)
-		sum += e->gate(e->gate_arg, e->conf->channels[i].name);
+	for (i = 0; i < e->conf->n_channels && sum < page; i++) {
+		int r = e->gate(e->gate_arg, e->conf->channels[i].name);
+
+		sum += r > 0 ? r : 0; /* (a negative answer is no room, not "no LIMIT") */
+	}
 	return sum < page ? (int)sum : page;
 }
 
