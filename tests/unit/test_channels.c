@@ -987,13 +987,31 @@ test_webhook_request(void **state)
 	chan_message_free(&m);
 }
 
+/* sent_body: send m on ch to the test server answering `status`: the request's body (caller
+ * frees), the send reported sent with that status. */
+static char *
+sent_body(struct conf_channel *ch, const struct chan_message *m, int status)
+{
+	char *detail = NULL, *body, want[16];
+	int64_t retry;
+
+	script(status, "", 0);
+	assert_int_equal(send_webhook(ch, m, &retry, &detail), CHAN_SENT);
+	snprintf(want, sizeof(want), "HTTP %d", status);
+	assert_string_equal(detail, want);
+	free(detail);
+	pthread_mutex_lock(&srv.mu);
+	body = xstrdup(strstr(srv.req, "\r\n\r\n") + 4);
+	pthread_mutex_unlock(&srv.mu);
+	return body;
+}
+
 static void
 test_webhook_bad_utf8_and_nulls(void **state)
 {
 	struct conf_channel *ch = channel("crm");
 	struct chan_message m;
-	char *detail = NULL, *body;
-	int64_t retry;
+	char *body;
 	json_t *j;
 
 	memset(&m, 0, sizeof(m));
@@ -1003,13 +1021,7 @@ test_webhook_bad_utf8_and_nulls(void **state)
 	m.text = xstrdup("bad \xff\xc3 bytes \xed\xa0\x80 end");
 	/* Everything JSON escapes, and UTF-8 (2, 3 and 4 bytes) kept as it is. */
 	m.subject = xstrdup("q\"b\\s/\b\f\n\r\t\x01\x1f\x7f \xc3\xa6\xe2\x82\xac\xf0\x9f\x99\x82");
-	script(202, "", 0);
-	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_SENT);
-	assert_string_equal(detail, "HTTP 202");
-	free(detail);
-	pthread_mutex_lock(&srv.mu);
-	body = xstrdup(strstr(srv.req, "\r\n\r\n") + 4);
-	pthread_mutex_unlock(&srv.mu);
+	body = sent_body(ch, &m, 202);
 	j = json_loads(body, 0, NULL);
 	assert_non_null(j);
 	assert_string_equal(json_string_value(json_object_get(j, "text")),
@@ -1034,9 +1046,8 @@ test_webhook_escapes_at_every_offset(void **state)
 		"\xc3\xa6", "\xe2\x82\xac" };
 	struct conf_channel *ch = channel("crm");
 	struct chan_message m;
-	char text[2048], want[2048], *detail = NULL, *body;
+	char text[2048], want[2048], *body;
 	size_t i, k, n = 0, w = 0;
-	int64_t retry;
 	json_t *j;
 
 	(void)state;
@@ -1052,12 +1063,7 @@ test_webhook_escapes_at_every_offset(void **state)
 	m.delivery = 9;
 	m.step = 1;
 	m.text = xstrdup(text);
-	script(200, "", 0);
-	assert_int_equal(send_webhook(ch, &m, &retry, &detail), CHAN_SENT);
-	free(detail);
-	pthread_mutex_lock(&srv.mu);
-	body = xstrdup(strstr(srv.req, "\r\n\r\n") + 4);
-	pthread_mutex_unlock(&srv.mu);
+	body = sent_body(ch, &m, 200);
 	j = json_loads(body, 0, NULL);
 	assert_non_null(j);
 	assert_string_equal(json_string_value(json_object_get(j, "text")), want);

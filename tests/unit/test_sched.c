@@ -1847,6 +1847,18 @@ due_row(unsigned type, void *arg, void *p, void *x)
 	return 0;
 }
 
+/* run_due_traced: sched_run_due at `at`, counting its due query's rows and runs (due_row). */
+static long
+run_due_traced(struct fx *f, int64_t at)
+{
+	long n;
+
+	sqlite3_trace_v2(store_db(f->st), SQLITE_TRACE_ROW | SQLITE_TRACE_STMT, due_row, f);
+	n = sched_run_due(f->e, at, at, sink, f);
+	sqlite3_trace_v2(store_db(f->st), 0, NULL, NULL);
+	return n;
+}
+
 /*
  * The engine reads no more due rows than the channels have room for: with room for 3 sms and
  * none for e-mail, 3 rows of the 80 due, not a page of them to be read again later.
@@ -1861,9 +1873,7 @@ test_gate_reads_room(void **state)
 	f->sms_room = 3;
 	f->email_full = 1;
 	assert_int_equal(sched_materialize(f->e, at, sink, f), 80);
-	sqlite3_trace_v2(store_db(f->st), SQLITE_TRACE_ROW, due_row, f);
-	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 3);
-	sqlite3_trace_v2(store_db(f->st), 0, NULL, NULL);
+	assert_int_equal(run_due_traced(f, at), 3);
 	assert_int_equal(count(f, 1, "by-sms"), 3);
 	assert_int_equal(count(f, 1, "by-email"), 0);
 	assert_int_equal(f->due_rows, 3);
@@ -1884,9 +1894,7 @@ test_gate_passes_full_rows(void **state)
 	f->email_room = 1;
 	f->stop_every = 1;
 	assert_int_equal(sched_materialize(f->e, at, sink, f), 600);
-	sqlite3_trace_v2(store_db(f->st), SQLITE_TRACE_ROW | SQLITE_TRACE_STMT, due_row, f);
-	assert_int_equal(sched_run_due(f->e, at, at, sink, f), 1);
-	sqlite3_trace_v2(store_db(f->st), 0, NULL, NULL);
+	assert_int_equal(run_due_traced(f, at), 1);
 	assert_int_equal(count(f, 1, "by-email"), 1);
 	/* A row, then two pages of 256. */
 	assert_int_equal(f->due_runs, 3);
