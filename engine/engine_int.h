@@ -52,7 +52,7 @@ struct mat {
 
 enum {
 	S_DUE, S_CONSENT, S_CONTACTS, S_SLOT, S_RIVAL, S_SET, S_SENT_LAST, S_TRANS, S_CONTACT_ADD,
-	S_GET, S_SENT_ON, S_RESUME, S_MIN_DUE, S_EVENTS, S_EVENT_COUNT, S_INS, S_BATCH_ADD, S_BATCH_GET, S_BATCH_COUNT,
+	S_GET, S_SENT_ON, S_RESUME, S_MIN_DUE, S_EVENTS, S_EVENT_COUNT, S_BATCH_ADD, S_BATCH_GET, S_BATCH_COUNT,
 	S_CURSOR_GET, S_CURSOR_PUT, S_ECURSOR_GET, S_ECURSOR_PUT, S_ACTIVE, S_MAX_ROWID, S_PENDING,
 	S_MAKE, S_MADE, S_UNMAKE, S_COUNT
 };
@@ -71,7 +71,7 @@ struct sched {
 	size_t n_drains;
 	sched_gate gate; /* the caller's channel capacity (sched_set_gate), or NULL */
 	sqlite3_stmt *fu_stmt[8]; /* followup.c's, prepared on first use */
-	sqlite3_stmt *ins_rows; /* S_INS for INS_ROWS rows at once (materialise_events) */
+	sqlite3_stmt *ins[2]; /* deliveries made from events: one row, INS_ROWS rows (ins_flush) */
 	void *gate_arg;
 	int page; /* due deliveries read per query (sched_set_page; DUE_BATCH by default) */
 	int event_slice; /* events read per campaign per sched_materialize (0: all) */

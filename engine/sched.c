@@ -23,11 +23,17 @@
 	"d.due_at, " STORE_CONTEXT_COLS ", NULL"
 #define DUE_CONTEXT 15
 
-/* A delivery made: S_INS's one row of 11 parameters (ins_bind), or INS_ROWS of them (ins_sql). */
+/*
+ * Deliveries made from events (e->ins, store_prepare_rows): ?1 campaign, ?2 version, ?3 batch,
+ * ?4 priority, ?5 now, the same for every row (ins_flush); each row's customer, occurrence,
+ * event, state, due and expiry time (ins_bind).
+ */
 #define INS_HEAD                                                                              \
 	"INSERT OR IGNORE INTO deliveries(campaign, version, batch, customer, occurrence, "   \
 	"event, state, step, due_at, expires_at, priority, created_at, updated_at) VALUES "
-#define INS_PARAMS 11
+#define INS_ROW "(?1, ?2, ?3, @1, @2, @3, @4, 1, @5, @6, ?4, ?5, ?5)"
+#define INS_SHARED 5
+#define INS_PARAMS 6
 
 static const char *const sql_text[S_COUNT] = {
 	/*
@@ -85,7 +91,6 @@ static const char *const sql_text[S_COUNT] = {
 		     "LEFT JOIN optouts o ON o.customer = e.customer "
 		     "WHERE e.rowid > ?1 AND +e.type = ?2 ORDER BY e.rowid LIMIT 512",
 	[S_EVENT_COUNT] = "SELECT count(*) FROM deliveries WHERE customer = ?1 AND campaign = ?2",
-	[S_INS] = INS_HEAD "(?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?11)",
 	[S_BATCH_ADD] = "INSERT OR IGNORE INTO batches(campaign, version, occurrence, created_at) "
 			"VALUES (?1, ?2, ?3, ?4)",
 	[S_BATCH_GET] = "SELECT id FROM batches WHERE campaign = ?1 AND occurrence = ?2",
@@ -622,25 +627,6 @@ sched_set_page(struct sched *e, int rows)
 
 /* ---- construction ---- */
 
-/* ins_prepare: e->ins_rows, S_INS with INS_ROWS rows (row r's parameters r * 11 + 1 on). */
-static int
-ins_prepare(struct sched *e)
-{
-	char sql[sizeof(INS_HEAD) + INS_ROWS * 80];
-	size_t n = strlen(INS_HEAD);
-	int r;
-
-	memcpy(sql, INS_HEAD, n);
-	for (r = 0; r < INS_ROWS; r++) {
-		int b = r * INS_PARAMS;
-
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
-		    "%s(?%d,?%d,?%d,?%d,?%d,?%d,?%d,1,?%d,?%d,?%d,?%d,?%d)", r ? "," : "", b + 1, b + 2,
-		    b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 11);
-	}
-	return sqlite3_prepare_v3(e->db, sql, (int)n, SQLITE_PREPARE_PERSISTENT, &e->ins_rows, NULL);
-}
-
 int
 sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **out, char **err)
 {
@@ -668,12 +654,13 @@ sched_new(struct store *st, const struct conf *c, int64_t now, struct sched **ou
 			return -EIO;
 		}
 	}
-	rc = ins_prepare(e);
-	if (rc != SQLITE_OK) {
-		*err = xasprintf("preparing engine statement: %s", sqlite3_errmsg(e->db));
-		sched_free(e);
-		return -EIO;
-	}
+	for (i = 0; i < 2; i++)
+		if (store_prepare_rows(st, &e->ins[i], INS_HEAD, INS_ROW, i ? INS_ROWS : 1,
+			INS_PARAMS, INS_SHARED, "") < 0) {
+			*err = xasprintf("preparing engine statement: %s", store_errmsg(st));
+			sched_free(e);
+			return -EIO;
+		}
 	if (sqlite3_create_function(e->db, "sched_hash", -1,
 		SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL, sql_hash, NULL,
 		NULL) != SQLITE_OK ||
@@ -717,7 +704,8 @@ sched_free(struct sched *e)
 		fn_owner = NULL;
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(e->stmt[i]);
-	sqlite3_finalize(e->ins_rows);
+	sqlite3_finalize(e->ins[0]);
+	sqlite3_finalize(e->ins[1]);
 	sched_followups_free(e);
 	for (i = 0; i < e->n_camps; i++) {
 		tz_rrule_free(e->camps[i].cur.it);
@@ -1082,31 +1070,27 @@ struct ev {
 	char id[STORE_ID_MAX + 1], customer[STORE_ID_MAX + 1], tz[64];
 };
 
-/* A delivery to make from an event: its row of S_INS. */
+/* A delivery to make from an event: its row of e->ins. */
 struct ins {
 	int64_t cid, due, expires; /* expires < 0: none */
 	const char *state; /* static */
 	char occ[160]; /* "event:<id>"; the event's id is occ + 6 */
 };
 
-/* ins_bind: row `x` into s's parameters from base + 1 on (S_INS's order). */
+/* ins_bind: row `x` as row i of s (INS_ROW's @1..@6). */
 static void
-ins_bind(sqlite3_stmt *s, int base, const struct camp *k, int64_t batch, const struct ins *x,
-    int64_t now)
+ins_bind(sqlite3_stmt *s, int i, const struct ins *x)
 {
-	sqlite3_bind_text(s, base + 1, k->cp->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, base + 2, k->version);
-	sqlite3_bind_int64(s, base + 3, batch);
-	sqlite3_bind_int64(s, base + 4, x->cid);
-	sqlite3_bind_text(s, base + 5, x->occ, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, base + 6, x->occ + 6, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, base + 7, x->state, -1, SQLITE_STATIC);
+	int base = INS_SHARED + i * INS_PARAMS;
+
+	sqlite3_bind_int64(s, base + 1, x->cid);
+	sqlite3_bind_text(s, base + 2, x->occ, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, base + 3, x->occ + 6, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, base + 4, x->state, -1, SQLITE_STATIC);
 	if (x->state[0] == 's' && x->state[1] == 'c')
-		sqlite3_bind_int64(s, base + 8, x->due);
+		sqlite3_bind_int64(s, base + 5, x->due);
 	if (x->expires >= 0)
-		sqlite3_bind_int64(s, base + 9, x->expires);
-	sqlite3_bind_int(s, base + 10, (int)k->cp->priority);
-	sqlite3_bind_int64(s, base + 11, now);
+		sqlite3_bind_int64(s, base + 6, x->expires);
 }
 
 /*
@@ -1118,22 +1102,19 @@ static int
 ins_flush(struct sched *e, const struct camp *k, int64_t batch, const struct ins *rows,
     size_t n, int64_t now, long *made)
 {
-	size_t i;
+	size_t at, per = n == INS_ROWS ? INS_ROWS : 1, i;
+	sqlite3_stmt *s = e->ins[per > 1];
 
-	if (n == INS_ROWS) {
-		sqlite3_reset(e->ins_rows);
-		sqlite3_clear_bindings(e->ins_rows);
-		for (i = 0; i < n; i++)
-			ins_bind(e->ins_rows, (int)i * INS_PARAMS, k, batch, &rows[i], now);
-		if (step_done(e, e->ins_rows) < 0)
-			return -EIO;
-		*made += sqlite3_changes(e->db);
-		return 0;
-	}
-	for (i = 0; i < n; i++) {
-		sqlite3_stmt *s = sched_stmt(e, S_INS);
-
-		ins_bind(s, 0, k, batch, &rows[i], now);
+	for (at = 0; at < n; at += per) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		sqlite3_bind_text(s, 1, k->cp->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, k->version);
+		sqlite3_bind_int64(s, 3, batch);
+		sqlite3_bind_int(s, 4, (int)k->cp->priority);
+		sqlite3_bind_int64(s, 5, now);
+		for (i = 0; i < per; i++)
+			ins_bind(s, (int)i, &rows[at + i]);
 		if (step_done(e, s) < 0)
 			return -EIO;
 		*made += sqlite3_changes(e->db);

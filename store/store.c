@@ -1385,9 +1385,9 @@ batch_record(const struct batch *b, const struct batch_row *r, struct store_cust
 	memcpy(c->consent, r->consent, sizeof(c->consent));
 }
 
-static int
-batch_prepare(struct store *s, sqlite3_stmt **st, const char *head, const char *row, int rows,
-    int params, const char *tail)
+int
+store_prepare_rows(struct store *s, sqlite3_stmt **st, const char *head, const char *row,
+    int rows, int params, int shared, const char *tail)
 {
 	size_t cap = strlen(head) + strlen(tail) + (size_t)rows * (strlen(row) + 64) + 1;
 	char *sql = xmalloc(cap), *p = sql;
@@ -1397,12 +1397,12 @@ batch_prepare(struct store *s, sqlite3_stmt **st, const char *head, const char *
 	for (i = 0; i < rows; i++) {
 		const char *c;
 
-		/* The row template numbers its parameters @1..@9, shifted by `params` per row. */
+		/* Row i's @1..@9, @:, ... are parameters shared + 1 + i * params on. */
 		if (i > 0)
 			*p++ = ',';
 		for (c = row; *c; c++) {
 			if (*c == '@') {
-				p += sprintf(p, "?%d", 2 + i * params + (c[1] - '1'));
+				p += sprintf(p, "?%d", shared + 1 + i * params + (c[1] - '1'));
 				c++;
 			} else {
 				*p++ = *c;
@@ -1438,10 +1438,10 @@ batch_consents(struct store *s, const int64_t *cids, const struct batch_row *con
 			sqlite3_stmt **st = &b->cons[t][m];
 
 			if (*st == NULL) {
-				rc = batch_prepare(s, st,
+				rc = store_prepare_rows(s, st,
 				    t ? "INSERT INTO consents (customer, kind, granted, at, source) VALUES " :
 					"INSERT INTO consent_log (customer, kind, granted, at, source) VALUES ",
-				    "(@1, @2, @3, ?1, @4)", m, 4, "");
+				    "(@1, @2, @3, ?1, @4)", m, 4, 1, "");
 				if (rc < 0)
 					return rc;
 			}
@@ -1479,18 +1479,18 @@ store_batch_flush(struct store *s)
 	if (b->n == BATCH_ROWS) {
 		if (b->ins == NULL) {
 			/*
-			 * Row template: @1..@9, @:, @;, @<, @= are its 13 parameters (see batch_prepare).
+			 * Row template: @1..@9, @:, @;, @<, @= are its 13 parameters (store_prepare_rows).
 			 * attrs without a null member cannot change under json_patch('{}', ...), which
 			 * would parse and print every row's object again: only those with one go
 			 * through it.
 			 */
-			rc = batch_prepare(s, &b->ins, cols,
+			rc = store_prepare_rows(s, &b->ins, cols,
 			    "(@1, nullif(@2, ''), nullif(@3, ''), nullif(@4, ''), nullif(@5, ''), "
 			    "nullif(@6, ''), nullif(@7, ''), nullif(@8, ''), nullif(@9, ''), "
 			    "nullif(@:, ''), nullif(@;, ''), nullif(@<, ''), "
 			    "CASE WHEN instr(@=, 'null') THEN json_patch('{}', @=) "
 			    "ELSE coalesce(@=, '{}') END, ?1, ?1)",
-			    BATCH_ROWS, 13, " ON CONFLICT (id) DO NOTHING");
+			    BATCH_ROWS, 13, 1, " ON CONFLICT (id) DO NOTHING");
 			if (rc < 0)
 				goto done;
 		}

@@ -98,6 +98,16 @@ int store_begin_read(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
 /*
+ * store_prepare_rows: *st, a statement writing `rows` rows at once: head, then `row` `rows`
+ * times, comma-separated, then tail.  Parameters ?1 to ?shared are the statement's own, the
+ * same for every row; in `row`, @1..@9, @:, @;, ... (a character from '1' on) name its own
+ * `params` parameters, numbered shared + 1 + i * params on for row i.  0, or < 0 with the
+ * store's error (store_errmsg).
+ */
+int store_prepare_rows(struct store *s, sqlite3_stmt **st, const char *head, const char *row,
+    int rows, int params, int shared, const char *tail);
+
+/*
  * store_sqlite: the SQLite this build runs, for --version: "SQLite 3.40.1 (bundled:
  * third_party/sqlite)", or "(the system's library)" when configured --without-bundled-sqlite.
  */
